@@ -1,0 +1,122 @@
+//! Broadcast Wave / RF64 files: the writer capstan records with, and a small
+//! header reader for verification and recovery.
+
+mod bext;
+mod sample_format;
+mod writer;
+
+pub use bext::Bext;
+pub use sample_format::SampleFormat;
+pub use writer::{WavError, WavSpec, WavWriter};
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// What a WAV/RF64 header says (as found on disk, possibly after a crash).
+#[derive(Debug, Clone)]
+pub struct WavInfo {
+    pub spec: WavSpec,
+    pub rf64: bool,
+    /// Offset of the first audio byte.
+    pub data_at: u64,
+    /// Audio bytes the header claims.
+    pub data_bytes: u64,
+    pub bext: Option<Bext>,
+}
+
+impl WavInfo {
+    pub fn frames(&self) -> u64 {
+        self.data_bytes / self.spec.frame_bytes() as u64
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Reads the header of a RIFF/WAVE or RF64 file written by capstan (or any
+/// PCM/float WAV with a `fmt ` chunk).
+pub fn read_info(path: &Path) -> io::Result<WavInfo> {
+    let mut f = File::open(path)?;
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head)?;
+    let rf64 = match &head[..4] {
+        b"RIFF" => false,
+        b"RF64" => true,
+        _ => return Err(bad("not a RIFF/RF64 file")),
+    };
+    if &head[8..12] != b"WAVE" {
+        return Err(bad("not a WAVE file"));
+    }
+    let mut ds64_data = None;
+    let mut spec = None;
+    let mut bext = None;
+    loop {
+        let mut ch = [0u8; 8];
+        f.read_exact(&mut ch)?;
+        let size = u32::from_le_bytes(ch[4..8].try_into().unwrap()) as u64;
+        let body_at = f.stream_position()?;
+        match &ch[..4] {
+            b"ds64" => {
+                let mut b = [0u8; 24];
+                f.read_exact(&mut b)?;
+                ds64_data = Some(u64::from_le_bytes(b[8..16].try_into().unwrap()));
+            }
+            b"fmt " => {
+                let mut b = vec![0u8; size.min(64) as usize];
+                f.read_exact(&mut b)?;
+                if b.len() < 16 {
+                    return Err(bad("fmt chunk too short"));
+                }
+                let tag = u16::from_le_bytes([b[0], b[1]]);
+                let channels = u16::from_le_bytes([b[2], b[3]]);
+                let sample_rate = u32::from_le_bytes(b[4..8].try_into().unwrap());
+                let bits = u16::from_le_bytes([b[14], b[15]]);
+                let float = match tag {
+                    1 => false,
+                    3 => true,
+                    0xFFFE if b.len() >= 40 => b[24] == 3,
+                    _ => return Err(bad(format!("unsupported format tag {tag:#x}"))),
+                };
+                let format = match (float, bits) {
+                    (true, 32) => SampleFormat::F32,
+                    (false, 16) => SampleFormat::S16,
+                    (false, 24) => SampleFormat::S24,
+                    (false, 32) => SampleFormat::S32,
+                    _ => return Err(bad(format!("unsupported sample format ({bits} bit)"))),
+                };
+                if channels == 0 {
+                    return Err(bad("zero channels"));
+                }
+                spec = Some(WavSpec {
+                    channels,
+                    sample_rate,
+                    format,
+                });
+            }
+            b"bext" => {
+                let mut b = vec![0u8; size.min(1 << 20) as usize];
+                f.read_exact(&mut b)?;
+                bext = Bext::decode(&b);
+            }
+            b"data" => {
+                let spec = spec.ok_or_else(|| bad("data before fmt"))?;
+                let data_bytes = if rf64 && size == u32::MAX as u64 {
+                    ds64_data.ok_or_else(|| bad("RF64 without ds64"))?
+                } else {
+                    size
+                };
+                return Ok(WavInfo {
+                    spec,
+                    rf64,
+                    data_at: body_at,
+                    data_bytes,
+                    bext,
+                });
+            }
+            _ => {}
+        }
+        f.seek(SeekFrom::Start(body_at + size + size % 2))?;
+    }
+}

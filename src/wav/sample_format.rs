@@ -1,0 +1,164 @@
+//! Sample formats a take can be written in, and the conversion from JACK's
+//! 32-bit float. Runs on the disk thread only.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How each sample is stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleFormat {
+    /// IEEE float, 32 bit: JACK's native format, bit-exact (the default).
+    F32,
+    /// Signed integer PCM, 16 bit.
+    S16,
+    /// Signed integer PCM, 24 bit packed in 3 bytes.
+    S24,
+    /// Signed integer PCM, 32 bit.
+    S32,
+}
+
+impl SampleFormat {
+    pub const ALL: [SampleFormat; 4] = [Self::F32, Self::S16, Self::S24, Self::S32];
+
+    /// Bytes one sample takes in the file.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::S16 => 2,
+            Self::S24 => 3,
+            Self::F32 | Self::S32 => 4,
+        }
+    }
+
+    pub fn bits(self) -> u16 {
+        (self.bytes() * 8) as u16
+    }
+
+    pub fn is_float(self) -> bool {
+        self == Self::F32
+    }
+
+    /// Appends `sample` encoded as little-endian bytes.
+    ///
+    /// Integer formats scale by 2^(bits-1) and clip to the format's range, so
+    /// any value that came from an integer of that width converts back to the
+    /// same integer (no dither: a recorder must not add noise of its own).
+    /// NaN is written as 0.
+    #[inline]
+    pub fn encode(self, sample: f32, out: &mut Vec<u8>) {
+        match self {
+            Self::F32 => out.extend_from_slice(&sample.to_le_bytes()),
+            Self::S16 => out.extend_from_slice(&(quantize(sample, 15) as i16).to_le_bytes()),
+            Self::S24 => out.extend_from_slice(&(quantize(sample, 23) as i32).to_le_bytes()[..3]),
+            Self::S32 => out.extend_from_slice(&(quantize(sample, 31) as i32).to_le_bytes()),
+        }
+    }
+
+    /// Decodes one little-endian sample back to float (used by the verifier
+    /// and the tests, the inverse of [`SampleFormat::encode`]).
+    pub fn decode(self, b: &[u8]) -> f32 {
+        match self {
+            Self::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            Self::S16 => i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0,
+            Self::S24 => {
+                let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
+                v as f32 / 8_388_608.0
+            }
+            Self::S32 => {
+                (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 / 2_147_483_648.0) as f32
+            }
+        }
+    }
+}
+
+/// Scales to a signed integer of `shift + 1` bits, rounding to nearest and
+/// clipping.
+#[inline]
+fn quantize(sample: f32, shift: u32) -> i64 {
+    let scale = (1u64 << shift) as f64;
+    let max = scale - 1.0;
+    let v = (sample as f64 * scale).round();
+    if v.is_nan() {
+        0
+    } else {
+        v.clamp(-scale, max) as i64
+    }
+}
+
+impl fmt::Display for SampleFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "float32",
+            Self::S16 => "s16",
+            Self::S24 => "s24",
+            Self::S32 => "s32",
+        })
+    }
+}
+
+impl FromStr for SampleFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float" | "float32" => Ok(Self::F32),
+            "s16" | "16" => Ok(Self::S16),
+            "s24" | "24" => Ok(Self::S24),
+            "s32" | "32" => Ok(Self::S32),
+            _ => Err(format!(
+                "unknown sample format {s:?} (use float32, s16, s24 or s32)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_grid_values_round_trip_exactly() {
+        for fmt in SampleFormat::ALL {
+            for code in [-32768i32, -32767, -1, 0, 1, 12345, 32767] {
+                let x = code as f32 / 32768.0;
+                let mut buf = Vec::new();
+                fmt.encode(x, &mut buf);
+                assert_eq!(buf.len(), fmt.bytes());
+                assert_eq!(fmt.decode(&buf), x, "{fmt} code {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_scale_clips_instead_of_wrapping() {
+        let mut buf = Vec::new();
+        SampleFormat::S16.encode(1.0, &mut buf);
+        assert_eq!(i16::from_le_bytes([buf[0], buf[1]]), i16::MAX);
+        buf.clear();
+        SampleFormat::S16.encode(-4.0, &mut buf);
+        assert_eq!(i16::from_le_bytes([buf[0], buf[1]]), i16::MIN);
+        buf.clear();
+        SampleFormat::S24.encode(2.0, &mut buf);
+        assert_eq!(buf, [0xff, 0xff, 0x7f]);
+        buf.clear();
+        SampleFormat::S32.encode(f32::NAN, &mut buf);
+        assert_eq!(buf, [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn s24_negative_is_sign_extended_on_decode() {
+        let mut buf = Vec::new();
+        SampleFormat::S24.encode(-0.5, &mut buf);
+        assert_eq!(buf, [0x00, 0x00, 0xc0]);
+        assert_eq!(SampleFormat::S24.decode(&buf), -0.5);
+    }
+
+    #[test]
+    fn parses_user_spellings() {
+        assert_eq!(
+            "float32".parse::<SampleFormat>().unwrap(),
+            SampleFormat::F32
+        );
+        assert_eq!("S24".parse::<SampleFormat>().unwrap(), SampleFormat::S24);
+        assert!("u8".parse::<SampleFormat>().is_err());
+    }
+}

@@ -1,0 +1,511 @@
+//! A crash-safe Broadcast Wave writer that turns into RF64 past 4 GiB.
+//!
+//! Layout (EBU Tech 3306 / ITU-R BS.2088 compatible):
+//!
+//! ```text
+//! RIFF <size> WAVE | JUNK(28) | fmt (EXTENSIBLE, 40) | bext | data <size> ...
+//! ```
+//!
+//! The 28-byte `JUNK` chunk is reserved space for `ds64`. While the file is
+//! under 4 GiB it is a plain WAV. When it grows past, the header is rewritten
+//! in place: `RIFF`→`RF64`, `JUNK`→`ds64` (with the 64-bit sizes) and the
+//! 32-bit sizes become 0xFFFFFFFF. Nothing moves, so the rewrite is a few
+//! `pwrite`s.
+//!
+//! Crash safety: [`WavWriter::checkpoint`] first `fdatasync`s the audio and
+//! only then writes the sizes into the header, so the header never claims
+//! audio that is not on disk. A SIGKILL or power loss loses at most what came
+//! after the last checkpoint.
+//!
+//! Disk thread only: every method here does I/O.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::bext::Bext;
+use super::sample_format::SampleFormat;
+
+/// Format of the audio in one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavSpec {
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub format: SampleFormat,
+}
+
+impl WavSpec {
+    /// Bytes in one frame (one sample of every channel).
+    pub fn frame_bytes(&self) -> usize {
+        self.channels as usize * self.format.bytes()
+    }
+}
+
+/// What went wrong, and what it means for the audio.
+#[derive(Debug, thiserror::Error)]
+pub enum WavError {
+    #[error("{path}: file already exists; capstan never overwrites a file")]
+    Exists { path: PathBuf },
+    #[error("{path}: cannot create: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error(
+        "{path}: {op} failed: {source} (the header covers {frames_safe} frames already on disk)"
+    )]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        frames_safe: u64,
+        source: io::Error,
+    },
+}
+
+impl WavError {
+    /// The OS error behind this failure, if any (ENOSPC, EIO, ...).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Self::Exists { .. } => None,
+            Self::Create { source, .. } | Self::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+const JUNK_BODY: u64 = 28; // ds64: riff u64, data u64, sample count u64, table len u32
+const FMT_BODY: u64 = 40; // WAVEFORMATEXTENSIBLE
+const JUNK_AT: u64 = 12;
+const FMT_AT: u64 = JUNK_AT + 8 + JUNK_BODY;
+const BEXT_AT: u64 = FMT_AT + 8 + FMT_BODY;
+
+/// Buffered bytes before a `write(2)`.
+const WRITE_BUFFER: usize = 1 << 20;
+
+const SUBTYPE_PCM: [u8; 16] = [
+    1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
+];
+const SUBTYPE_FLOAT: [u8; 16] = [
+    3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
+];
+
+/// An open, growing WAV/RF64 file.
+pub struct WavWriter {
+    file: File,
+    path: PathBuf,
+    spec: WavSpec,
+    /// Offset of the first audio byte.
+    data_at: u64,
+    /// Audio bytes handed to the kernel (excludes `buf`).
+    data_written: u64,
+    /// Audio bytes the on-disk header currently claims.
+    data_committed: u64,
+    buf: Vec<u8>,
+    rf64: bool,
+}
+
+impl WavWriter {
+    /// Creates `path` (O_EXCL: fails if it exists) and writes the header.
+    pub fn create_new(path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|source| {
+                if source.kind() == io::ErrorKind::AlreadyExists {
+                    WavError::Exists {
+                        path: path.to_owned(),
+                    }
+                } else {
+                    WavError::Create {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+            })?;
+        let bext_body = bext.encode();
+        let data_at = BEXT_AT + 8 + bext_body.len() as u64 + 8;
+        let mut w = WavWriter {
+            file,
+            path: path.to_owned(),
+            spec,
+            data_at,
+            data_written: 0,
+            data_committed: 0,
+            buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
+            rf64: false,
+        };
+        let header = w.header(&bext_body);
+        debug_assert_eq!(header.len() as u64, data_at);
+        w.file
+            .write_all(&header)
+            .map_err(|e| w.io_err("write header", e))?;
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn spec(&self) -> WavSpec {
+        self.spec
+    }
+
+    /// Whole frames written so far (including buffered ones).
+    pub fn frames(&self) -> u64 {
+        (self.data_written + self.buf.len() as u64) / self.spec.frame_bytes() as u64
+    }
+
+    /// Bytes the file will have once everything buffered is written.
+    pub fn file_bytes(&self) -> u64 {
+        self.data_at + self.data_written + self.buf.len() as u64
+    }
+
+    /// Frames the on-disk header covers (survive a crash now).
+    pub fn frames_committed(&self) -> u64 {
+        self.data_committed / self.spec.frame_bytes() as u64
+    }
+
+    pub fn is_rf64(&self) -> bool {
+        self.rf64
+    }
+
+    /// The buffer to append encoded frames to; call [`WavWriter::commit_buffer`]
+    /// afterwards. Appending through the buffer avoids a copy per sample.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Writes the buffer out once it is large. Only whole frames must have been
+    /// appended.
+    pub fn commit_buffer(&mut self) -> Result<(), WavError> {
+        debug_assert_eq!(self.buf.len() % self.spec.frame_bytes(), 0);
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Appends already-encoded interleaved frames.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), WavError> {
+        self.buf.extend_from_slice(bytes);
+        self.commit_buffer()
+    }
+
+    /// Appends `frames` frames of digital silence without writing them: the
+    /// file is extended sparsely. Used for long gaps and by the 4 GiB test.
+    pub fn append_silence_sparse(&mut self, frames: u64) -> Result<(), WavError> {
+        self.flush()?;
+        let bytes = frames * self.spec.frame_bytes() as u64;
+        self.data_written += bytes;
+        let end = self.data_at + self.data_written;
+        self.file
+            .set_len(end)
+            .map_err(|e| self.io_err("extend", e))?;
+        self.file
+            .seek(SeekFrom::Start(end))
+            .map_err(|e| self.io_err("seek", e))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), WavError> {
+        if !self.buf.is_empty() {
+            if let Err(e) = self.file.write_all(&self.buf) {
+                // A short write may have left part of the buffer in the file;
+                // the header still only claims committed data, and the file
+                // position is re-synced so a later finalize stays consistent.
+                let _ = self
+                    .file
+                    .seek(SeekFrom::Start(self.data_at + self.data_written));
+                return Err(self.io_err("write", e));
+            }
+            self.data_written += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far survive a crash: write out, fdatasync,
+    /// then update the header sizes (promoting to RF64 if needed).
+    pub fn checkpoint(&mut self) -> Result<(), WavError> {
+        self.flush()?;
+        self.file
+            .sync_data()
+            .map_err(|e| self.io_err("fdatasync", e))?;
+        self.write_sizes(self.data_written, false)?;
+        self.data_committed = self.data_written;
+        Ok(())
+    }
+
+    /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
+    /// Returns the number of frames in the file.
+    pub fn finalize(mut self) -> Result<u64, WavError> {
+        self.flush()?;
+        let pad = self.data_written % 2 == 1;
+        if pad {
+            self.file
+                .write_all(&[0])
+                .map_err(|e| self.io_err("write pad byte", e))?;
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| self.io_err("fdatasync", e))?;
+        self.write_sizes(self.data_written, pad)?;
+        self.data_committed = self.data_written;
+        self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
+        Ok(self.frames_committed())
+    }
+
+    /// Writes the RIFF/RF64 sizes for `data` bytes of audio.
+    fn write_sizes(&mut self, data: u64, padded: bool) -> Result<(), WavError> {
+        let riff = self.data_at + data + padded as u64 - 8;
+        if riff >= u32::MAX as u64 || data >= u32::MAX as u64 {
+            let mut ds64 = Vec::with_capacity(36);
+            ds64.extend_from_slice(b"ds64");
+            ds64.extend_from_slice(&(JUNK_BODY as u32).to_le_bytes());
+            ds64.extend_from_slice(&riff.to_le_bytes());
+            ds64.extend_from_slice(&data.to_le_bytes());
+            ds64.extend_from_slice(&(data / self.spec.frame_bytes() as u64).to_le_bytes());
+            ds64.extend_from_slice(&0u32.to_le_bytes());
+            // Order matters for a reader racing a crash: ds64 first, then the
+            // markers that tell a reader to look at it.
+            self.pwrite(&ds64, JUNK_AT)?;
+            self.pwrite(&u32::MAX.to_le_bytes(), self.data_at - 4)?;
+            let mut riff_hdr = Vec::with_capacity(8);
+            riff_hdr.extend_from_slice(b"RF64");
+            riff_hdr.extend_from_slice(&u32::MAX.to_le_bytes());
+            self.pwrite(&riff_hdr, 0)?;
+            self.rf64 = true;
+        } else {
+            self.pwrite(&(data as u32).to_le_bytes(), self.data_at - 4)?;
+            self.pwrite(&(riff as u32).to_le_bytes(), 4)?;
+        }
+        Ok(())
+    }
+
+    fn pwrite(&self, bytes: &[u8], at: u64) -> Result<(), WavError> {
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(|e| self.io_err("header update", e))
+    }
+
+    fn io_err(&self, op: &'static str, source: io::Error) -> WavError {
+        WavError::Io {
+            path: self.path.clone(),
+            op,
+            frames_safe: self.frames_committed(),
+            source,
+        }
+    }
+
+    fn header(&self, bext_body: &[u8]) -> Vec<u8> {
+        let s = self.spec;
+        let mut h = Vec::with_capacity(self.data_at as usize);
+        h.extend_from_slice(b"RIFF");
+        h.extend_from_slice(&((self.data_at - 8) as u32).to_le_bytes());
+        h.extend_from_slice(b"WAVE");
+        h.extend_from_slice(b"JUNK");
+        h.extend_from_slice(&(JUNK_BODY as u32).to_le_bytes());
+        h.extend_from_slice(&[0u8; JUNK_BODY as usize]);
+        h.extend_from_slice(b"fmt ");
+        h.extend_from_slice(&(FMT_BODY as u32).to_le_bytes());
+        h.extend_from_slice(&0xFFFEu16.to_le_bytes()); // WAVE_FORMAT_EXTENSIBLE
+        h.extend_from_slice(&s.channels.to_le_bytes());
+        h.extend_from_slice(&s.sample_rate.to_le_bytes());
+        h.extend_from_slice(&(s.sample_rate * s.frame_bytes() as u32).to_le_bytes());
+        h.extend_from_slice(&(s.frame_bytes() as u16).to_le_bytes());
+        h.extend_from_slice(&s.format.bits().to_le_bytes());
+        h.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+        h.extend_from_slice(&s.format.bits().to_le_bytes()); // valid bits
+        h.extend_from_slice(&channel_mask(s.channels).to_le_bytes());
+        h.extend_from_slice(if s.format.is_float() {
+            &SUBTYPE_FLOAT
+        } else {
+            &SUBTYPE_PCM
+        });
+        h.extend_from_slice(b"bext");
+        h.extend_from_slice(&(bext_body.len() as u32).to_le_bytes());
+        h.extend_from_slice(bext_body);
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h
+    }
+}
+
+/// Mono and stereo get their usual speaker positions; a multitrack file's
+/// channels are discrete sources, which WAVE_FORMAT_EXTENSIBLE spells as 0.
+fn channel_mask(channels: u16) -> u32 {
+    match channels {
+        1 => 0x4,
+        2 => 0x3,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bext() -> Bext {
+        Bext {
+            description: "test".into(),
+            originator: "capstan".into(),
+            originator_reference: "t".into(),
+            origination_date: "2026-11-25".into(),
+            origination_time: "12:00:00".into(),
+            time_reference: 4242,
+            coding_history: String::new(),
+        }
+    }
+
+    fn frames(spec: WavSpec, n: usize, offset: i32) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            for c in 0..spec.channels as i32 {
+                let code = ((i as i32 + offset + c * 100) % 30000) - 15000;
+                spec.format.encode(code as f32 / 32768.0, &mut out);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hound_reads_every_format_back_sample_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in SampleFormat::ALL {
+            for channels in [1u16, 2, 3, 64] {
+                let spec = WavSpec {
+                    channels,
+                    sample_rate: 48000,
+                    format,
+                };
+                let path = dir.path().join(format!("{format}-{channels}.wav"));
+                let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+                let data = frames(spec, 1001, 7);
+                w.append(&data[..spec.frame_bytes() * 500]).unwrap();
+                w.checkpoint().unwrap();
+                w.append(&data[spec.frame_bytes() * 500..]).unwrap();
+                assert_eq!(w.finalize().unwrap(), 1001);
+
+                let mut r = hound::WavReader::open(&path).unwrap();
+                let hs = r.spec();
+                assert_eq!(hs.channels, channels);
+                assert_eq!(hs.sample_rate, 48000);
+                assert_eq!(hs.bits_per_sample, format.bits());
+                assert_eq!(r.duration(), 1001);
+                let got: Vec<f32> = if format.is_float() {
+                    r.samples::<f32>().map(|s| s.unwrap()).collect()
+                } else {
+                    let scale = (1u64 << (format.bits() - 1)) as f32;
+                    r.samples::<i32>()
+                        .map(|s| s.unwrap() as f32 / scale)
+                        .collect()
+                };
+                let want: Vec<f32> = data
+                    .chunks(format.bytes())
+                    .map(|b| format.decode(b))
+                    .collect();
+                assert_eq!(got, want, "{format} x{channels}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        std::fs::write(&path, b"precious").unwrap();
+        let spec = WavSpec {
+            channels: 1,
+            sample_rate: 48000,
+            format: SampleFormat::F32,
+        };
+        let err = WavWriter::create_new(&path, spec, &bext()).err().unwrap();
+        assert!(matches!(err, WavError::Exists { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn header_covers_only_checkpointed_audio_until_finalize() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.wav");
+        let spec = WavSpec {
+            channels: 2,
+            sample_rate: 48000,
+            format: SampleFormat::S16,
+        };
+        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        w.append(&frames(spec, 300, 0)).unwrap();
+        w.checkpoint().unwrap();
+        w.append(&frames(spec, 200, 300)).unwrap();
+        // Simulate a crash: data after the checkpoint reaches the file, the
+        // header is never updated.
+        w.flush().unwrap();
+        drop(w);
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 300);
+    }
+
+    #[test]
+    fn odd_sized_data_gets_a_pad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.wav");
+        let spec = WavSpec {
+            channels: 1,
+            sample_rate: 44100,
+            format: SampleFormat::S24,
+        };
+        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        w.append(&frames(spec, 3, 0)).unwrap();
+        w.finalize().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() % 2, 0);
+        let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        assert_eq!(riff + 8, bytes.len());
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 3);
+    }
+
+    #[test]
+    fn bext_is_readable_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.wav");
+        let spec = WavSpec {
+            channels: 2,
+            sample_rate: 48000,
+            format: SampleFormat::F32,
+        };
+        WavWriter::create_new(&path, spec, &bext())
+            .unwrap()
+            .finalize()
+            .unwrap();
+        let info = crate::wav::read_info(&path).unwrap();
+        assert_eq!(info.bext.unwrap().time_reference, 4242);
+        assert_eq!(info.data_bytes, 0);
+        assert!(!info.rf64);
+    }
+
+    #[test]
+    fn promotes_to_rf64_past_4_gib_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.wav");
+        let spec = WavSpec {
+            channels: 2,
+            sample_rate: 48000,
+            format: SampleFormat::F32,
+        };
+        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        let hole = (u32::MAX as u64 / spec.frame_bytes() as u64) + 10;
+        w.append_silence_sparse(hole).unwrap();
+        w.append(&frames(spec, 100, 0)).unwrap();
+        w.checkpoint().unwrap();
+        assert!(w.is_rf64());
+        assert_eq!(w.finalize().unwrap(), hole + 100);
+        let info = crate::wav::read_info(&path).unwrap();
+        assert!(info.rf64);
+        assert_eq!(info.data_bytes, (hole + 100) * 8);
+        assert_eq!(info.bext.unwrap().time_reference, 4242);
+        let bytes = std::fs::File::open(&path).unwrap();
+        let mut head = [0u8; 12];
+        bytes.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(&head[..4], b"RF64");
+        assert_eq!(&head[4..8], &[0xff; 4]);
+    }
+}
