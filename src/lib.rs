@@ -10,4 +10,14 @@
 //! Everything under [`rt`] runs on JACK's real-time thread and is checked by
 //! an allocation guard in debug and test builds. Nothing else does.
 
+pub mod disk;
+pub mod naming;
+pub mod rings;
+pub mod rt;
 pub mod wav;
+
+/// In debug and test builds every allocation goes through the guard's
+/// allocator, so an allocation inside [`rt::guard`] aborts loudly.
+#[cfg(debug_assertions)]
+#[global_allocator]
+static ALLOC_GUARD: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;

@@ -99,6 +99,7 @@ pub struct WavWriter {
     data_committed: u64,
     buf: Vec<u8>,
     rf64: bool,
+    bext_len: usize,
 }
 
 impl WavWriter {
@@ -132,6 +133,7 @@ impl WavWriter {
             data_committed: 0,
             buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
             rf64: false,
+            bext_len: bext_body.len(),
         };
         let header = w.header(&bext_body);
         debug_assert_eq!(header.len() as u64, data_at);
@@ -147,6 +149,17 @@ impl WavWriter {
 
     pub fn spec(&self) -> WavSpec {
         self.spec
+    }
+
+    /// Rewrites the `bext` chunk in place, e.g. once the first frame's time is
+    /// known. The coding history must keep its length.
+    pub fn update_bext(&mut self, bext: &Bext) -> Result<(), WavError> {
+        let body = bext.encode();
+        if body.len() != self.bext_len {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "bext length changed");
+            return Err(self.io_err("bext update", e));
+        }
+        self.pwrite(&body, BEXT_AT + 8)
     }
 
     /// Whole frames written so far (including buffered ones).

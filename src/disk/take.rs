@@ -1,0 +1,266 @@
+//! The files of one take: created up front (so a bad name or a read-only
+//! directory fails before anything is recorded), filled by the disk thread.
+//! Disk thread only (except [`Take::create`], which the control side calls).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local};
+
+use crate::naming;
+use crate::wav::{Bext, SampleFormat, WavError, WavSpec, WavWriter};
+
+/// One interleaved file, or one mono file per port.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Interleaved,
+    Mono,
+}
+
+/// Everything needed to create a take's files.
+#[derive(Debug, Clone)]
+pub struct TakeSpec {
+    pub dir: PathBuf,
+    pub project: String,
+    /// Exact file name chosen by the user (interleaved) or stem (mono); `None`
+    /// for the default collision-resistant name.
+    pub file: Option<String>,
+    pub layout: Layout,
+    pub format: SampleFormat,
+    pub sample_rate: u32,
+    /// Short names of the ports, one per channel.
+    pub port_names: Vec<String>,
+    /// Stop by itself after this many frames.
+    pub max_frames: Option<u64>,
+    /// Test hook: start the file with this many frames of sparse silence, to
+    /// reach the 4 GiB RF64 promotion without writing 4 GiB.
+    pub lead_in_silence: u64,
+}
+
+/// A take whose files exist on disk.
+pub struct Take {
+    pub spec: TakeSpec,
+    pub name: String,
+    files: Vec<WavWriter>,
+    bexts: Vec<Bext>,
+    frames: u64,
+}
+
+/// A file as it was left.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub frames: u64,
+    pub bytes: u64,
+    pub rf64: bool,
+}
+
+impl Take {
+    /// Picks names and creates every file (O_EXCL). On failure nothing is
+    /// left behind: files this call created are removed again.
+    pub fn create(spec: TakeSpec, now: DateTime<Local>) -> Result<Take, WavError> {
+        let mono = spec.layout == Layout::Mono;
+        let ports = mono.then_some(spec.port_names.as_slice());
+        if let Some(file) = &spec.file {
+            let stem = file.strip_suffix(".wav").unwrap_or(file);
+            let names = if mono {
+                naming::file_names(stem, ports)
+            } else {
+                vec![file.clone()]
+            };
+            return Self::create_files(spec.clone(), stem.to_owned(), &names, now);
+        }
+        let mut seq = 1;
+        loop {
+            let stem = naming::default_stem(&spec.project, now, seq, 1);
+            if !naming::stem_taken(&spec.dir, &stem) {
+                match Self::create_files(
+                    spec.clone(),
+                    stem.clone(),
+                    &naming::file_names(&stem, ports),
+                    now,
+                ) {
+                    Err(WavError::Exists { .. }) => {} // lost a race: next number
+                    other => return other,
+                }
+            }
+            seq += 1;
+        }
+    }
+
+    fn create_files(
+        spec: TakeSpec,
+        name: String,
+        names: &[String],
+        now: DateTime<Local>,
+    ) -> Result<Take, WavError> {
+        let channels = if spec.layout == Layout::Mono {
+            1
+        } else {
+            spec.port_names.len() as u16
+        };
+        let wspec = WavSpec {
+            channels,
+            sample_rate: spec.sample_rate,
+            format: spec.format,
+        };
+        let mut files: Vec<WavWriter> = Vec::with_capacity(names.len());
+        let mut bexts = Vec::with_capacity(names.len());
+        for (i, n) in names.iter().enumerate() {
+            let ports = if spec.layout == Layout::Mono {
+                spec.port_names[i].clone()
+            } else {
+                spec.port_names.join(",")
+            };
+            let bext = Bext {
+                description: format!("capstan take {name}; ports {ports}"),
+                originator: "capstan".into(),
+                originator_reference: name.clone(),
+                origination_date: now.format("%Y-%m-%d").to_string(),
+                origination_time: now.format("%H:%M:%S").to_string(),
+                time_reference: 0,
+                coding_history: format!(
+                    "A=PCM,F={},W={},M={},T=capstan {}\r\n",
+                    spec.sample_rate,
+                    spec.format.bits(),
+                    if channels == 1 {
+                        "mono".to_string()
+                    } else {
+                        format!("{channels}ch")
+                    },
+                    env!("CARGO_PKG_VERSION")
+                ),
+            };
+            match WavWriter::create_new(&spec.dir.join(n), wspec, &bext) {
+                Ok(w) => files.push(w),
+                Err(e) => {
+                    for w in &files {
+                        let _ = std::fs::remove_file(w.path());
+                    }
+                    return Err(e);
+                }
+            }
+            bexts.push(bext);
+        }
+        let mut take = Take {
+            spec,
+            name,
+            files,
+            bexts,
+            frames: 0,
+        };
+        if take.spec.lead_in_silence > 0 {
+            let n = take.spec.lead_in_silence;
+            for f in &mut take.files {
+                f.append_silence_sparse(n)?;
+            }
+            take.frames = n;
+        }
+        Ok(take)
+    }
+
+    pub fn paths(&self) -> Vec<&Path> {
+        self.files.iter().map(|f| f.path()).collect()
+    }
+
+    /// Frames written per channel so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Bytes of all the take's files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.file_bytes()).sum()
+    }
+
+    /// Frames still allowed by `max_frames`.
+    pub fn remaining(&self) -> u64 {
+        self.spec
+            .max_frames
+            .map_or(u64::MAX, |m| m.saturating_sub(self.frames))
+    }
+
+    /// Records where and when the first frame was: the bext time_reference
+    /// and origination date/time.
+    pub fn set_origin(&mut self, frame_time: u64, when: DateTime<Local>) -> Result<(), WavError> {
+        for (f, b) in self.files.iter_mut().zip(&mut self.bexts) {
+            b.time_reference = frame_time;
+            b.origination_date = when.format("%Y-%m-%d").to_string();
+            b.origination_time = when.format("%H:%M:%S").to_string();
+            f.update_bext(b)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `n` frames; `channel(c)` gives channel `c`'s samples, or `None`
+    /// for silence.
+    pub fn write<'a>(
+        &mut self,
+        n: usize,
+        channel: impl Fn(usize) -> Option<&'a [f32]>,
+    ) -> Result<(), WavError> {
+        let format = self.spec.format;
+        let channels = self.spec.port_names.len();
+        if self.spec.layout == Layout::Mono {
+            for (c, f) in self.files.iter_mut().enumerate() {
+                let buf = f.buffer();
+                match channel(c) {
+                    Some(s) => s[..n].iter().for_each(|&x| format.encode(x, buf)),
+                    None => buf.resize(buf.len() + n * format.bytes(), 0),
+                }
+                f.commit_buffer()?;
+            }
+        } else {
+            let f = &mut self.files[0];
+            let buf = f.buffer();
+            let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
+            buf.reserve(n * channels * format.bytes());
+            for i in 0..n {
+                for ch in &chans {
+                    format.encode(ch.map_or(0.0, |s| s[i]), buf);
+                }
+            }
+            f.commit_buffer()?;
+        }
+        self.frames += n as u64;
+        Ok(())
+    }
+
+    /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).
+    pub fn checkpoint(&mut self) -> Result<(), WavError> {
+        self.files.iter_mut().try_for_each(|f| f.checkpoint())
+    }
+
+    /// Finalizes every file, even if one fails; returns what each file holds
+    /// and the first error.
+    pub fn finalize(self) -> (Vec<FileReport>, Option<WavError>) {
+        let mut reports = Vec::new();
+        let mut first_err = None;
+        for f in self.files {
+            let path = f.path().to_owned();
+            let bytes = f.file_bytes();
+            let committed = f.frames_committed();
+            let rf64 = f.is_rf64();
+            match f.finalize() {
+                Ok(frames) => reports.push(FileReport {
+                    path,
+                    frames,
+                    bytes,
+                    rf64,
+                }),
+                Err(e) => {
+                    reports.push(FileReport {
+                        path,
+                        frames: committed,
+                        bytes,
+                        rf64,
+                    });
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        (reports, first_err)
+    }
+}

@@ -1,0 +1,143 @@
+//! Take file names: collision-resistant, never reused, never outside the
+//! output directory.
+//!
+//! Default: `{project}_{YYYYMMDD}_{HHMMSS}_{seq:03}_v{rev}.wav`. `seq` starts
+//! at 1 and advances while any file of that stem exists; `rev` is the
+//! revision of a take name (1 for a new take). In the mono layout each port's
+//! file is `{stem}_{port short name}.wav`.
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Local};
+
+/// Why a name cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("file name {0:?} is empty")]
+    Empty(String),
+    #[error(
+        "file name {0:?} must stay inside the output directory (no '..', no absolute path, no '/')"
+    )]
+    Escapes(String),
+    #[error("file name {0:?} contains a control character")]
+    Control(String),
+    #[error("{0} already exists; capstan never overwrites a file")]
+    Exists(PathBuf),
+}
+
+/// Makes a string safe as part of a file name: path separators, control
+/// characters and spaces become `_`.
+pub fn sanitize(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | ' ') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Checks a user-given file name (`--file`, `/record/start … filename`) and
+/// returns it with `.wav` appended if it had no extension.
+pub fn validate_user_name(name: &str) -> Result<String, NameError> {
+    if name.trim().is_empty() {
+        return Err(NameError::Empty(name.into()));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(NameError::Control(name.into()));
+    }
+    let p = Path::new(name);
+    let mut comps = p.components();
+    if !matches!(
+        (comps.next(), comps.next()),
+        (Some(Component::Normal(_)), None)
+    ) {
+        return Err(NameError::Escapes(name.into()));
+    }
+    Ok(if p.extension().is_some() {
+        name.to_owned()
+    } else {
+        format!("{name}.wav")
+    })
+}
+
+/// The default stem for a take starting at `when`.
+pub fn default_stem(project: &str, when: DateTime<Local>, seq: u32, rev: u32) -> String {
+    format!(
+        "{}_{}_{:03}_v{}",
+        sanitize(project),
+        when.format("%Y%m%d_%H%M%S"),
+        seq,
+        rev
+    )
+}
+
+/// The file names of one take, before creation: one for interleaved, one per
+/// port for mono.
+pub fn file_names(stem: &str, mono_ports: Option<&[String]>) -> Vec<String> {
+    match mono_ports {
+        None => vec![format!("{stem}.wav")],
+        Some(ports) => ports
+            .iter()
+            .map(|p| format!("{stem}_{}.wav", sanitize(p)))
+            .collect(),
+    }
+}
+
+/// Does anything in `dir` already use `stem` (as `stem.*` or `stem_*`)?
+pub fn stem_taken(dir: &Path, stem: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.strip_prefix(stem)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn default_names_follow_the_pattern() {
+        let t = Local.with_ymd_and_hms(2026, 11, 25, 9, 5, 7).unwrap();
+        assert_eq!(
+            default_stem("my show", t, 3, 1),
+            "my_show_20261125_090507_003_v1"
+        );
+        assert_eq!(file_names("s", None), vec!["s.wav"]);
+        assert_eq!(
+            file_names("s", Some(&["in_1".into(), "kick mic".into()])),
+            vec!["s_in_1.wav", "s_kick_mic.wav"]
+        );
+    }
+
+    #[test]
+    fn user_names_cannot_escape_the_directory() {
+        assert_eq!(validate_user_name("kick").unwrap(), "kick.wav");
+        assert_eq!(validate_user_name("kick-mic.wav").unwrap(), "kick-mic.wav");
+        for bad in ["../x.wav", "/etc/passwd", "a/b.wav", "..", ".", ""] {
+            assert!(validate_user_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(matches!(
+            validate_user_name("a\nb"),
+            Err(NameError::Control(_))
+        ));
+    }
+
+    #[test]
+    fn stem_taken_sees_both_layouts_but_not_prefixes_of_other_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p_001_v1_in_1.wav"), b"").unwrap();
+        assert!(stem_taken(dir.path(), "p_001_v1"));
+        std::fs::write(dir.path().join("q_001_v1.wav"), b"").unwrap();
+        assert!(stem_taken(dir.path(), "q_001_v1"));
+        assert!(!stem_taken(dir.path(), "q_001_v10"));
+    }
+}

@@ -1,0 +1,65 @@
+//! The lock-free hand-over between the real-time callback and the disk thread.
+//!
+//! One SPSC ring of `f32` per port, plus one "cycle log" ring that carries a
+//! [`CycleRecord`] per JACK cycle. The disk thread reads the cycle log to know
+//! how many frames to take from every port ring and where JACK's timeline
+//! jumped, which is what keeps all channels sample-aligned.
+
+use ringbuf::traits::Split;
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+
+/// One JACK process cycle as the callback saw it. `Copy` and small: pushing it
+/// is a memcpy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CycleRecord {
+    /// JACK frame time of the first frame of the cycle (wraps at 2^32).
+    pub frame_time: u32,
+    /// Frames in the cycle.
+    pub nframes: u32,
+    /// JACK's microsecond clock at the start of the cycle.
+    pub usecs: u64,
+    /// The audio of this cycle is in the port rings. `false`: the rings were
+    /// full (the disk could not keep up) and the cycle was dropped whole.
+    pub queued: bool,
+    /// Frames of cycles before this one whose records did not fit in the cycle
+    /// log (dropped whole as well). Lets the disk thread name the cause of a
+    /// frame-time jump.
+    pub unlogged_before: u32,
+}
+
+/// The callback's ends.
+pub struct CaptureRings {
+    pub ports: Vec<HeapProd<f32>>,
+    pub cycles: HeapProd<CycleRecord>,
+}
+
+/// The disk thread's ends.
+pub struct DiskRings {
+    pub ports: Vec<HeapCons<f32>>,
+    pub cycles: HeapCons<CycleRecord>,
+}
+
+/// Allocates the rings: `frames` of audio per port and room for the records
+/// of that many frames at the smallest JACK period (16 frames).
+///
+/// Not real-time safe (allocates); call before activating the client.
+pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
+    let frames = frames.max(8192);
+    let (mut cap_ports, mut disk_ports) = (Vec::with_capacity(ports), Vec::with_capacity(ports));
+    for _ in 0..ports {
+        let (p, c) = HeapRb::<f32>::new(frames).split();
+        cap_ports.push(p);
+        disk_ports.push(c);
+    }
+    let (cp, cc) = HeapRb::<CycleRecord>::new(frames / 16 + 64).split();
+    (
+        CaptureRings {
+            ports: cap_ports,
+            cycles: cp,
+        },
+        DiskRings {
+            ports: disk_ports,
+            cycles: cc,
+        },
+    )
+}
