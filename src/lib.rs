@@ -10,10 +10,16 @@
 //! Everything under [`rt`] runs on JACK's real-time thread and is checked by
 //! an allocation guard in debug and test builds. Nothing else does.
 
+pub mod cli;
 pub mod disk;
+pub mod engine;
 pub mod naming;
+pub mod ports;
+pub mod record;
 pub mod rings;
 pub mod rt;
+pub mod status;
+pub mod testsignal;
 pub mod wav;
 
 /// In debug and test builds every allocation goes through the guard's

@@ -15,9 +15,7 @@ use chrono::{DateTime, Local};
 pub enum NameError {
     #[error("file name {0:?} is empty")]
     Empty(String),
-    #[error(
-        "file name {0:?} must stay inside the output directory (no '..', no absolute path, no '/')"
-    )]
+    #[error("file name {0:?} must stay inside the output directory (no '..', no absolute path, no '/')")]
     Escapes(String),
     #[error("file name {0:?} contains a control character")]
     Control(String),
@@ -29,13 +27,7 @@ pub enum NameError {
 /// characters and spaces become `_`.
 pub fn sanitize(part: &str) -> String {
     part.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '/' | '\\' | ':' | ' ') {
-                '_'
-            } else {
-                c
-            }
-        })
+        .map(|c| if c.is_control() || matches!(c, '/' | '\\' | ':' | ' ') { '_' } else { c })
         .collect()
 }
 
@@ -50,28 +42,15 @@ pub fn validate_user_name(name: &str) -> Result<String, NameError> {
     }
     let p = Path::new(name);
     let mut comps = p.components();
-    if !matches!(
-        (comps.next(), comps.next()),
-        (Some(Component::Normal(_)), None)
-    ) {
+    if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
         return Err(NameError::Escapes(name.into()));
     }
-    Ok(if p.extension().is_some() {
-        name.to_owned()
-    } else {
-        format!("{name}.wav")
-    })
+    Ok(if p.extension().is_some() { name.to_owned() } else { format!("{name}.wav") })
 }
 
 /// The default stem for a take starting at `when`.
 pub fn default_stem(project: &str, when: DateTime<Local>, seq: u32, rev: u32) -> String {
-    format!(
-        "{}_{}_{:03}_v{}",
-        sanitize(project),
-        when.format("%Y%m%d_%H%M%S"),
-        seq,
-        rev
-    )
+    format!("{}_{}_{:03}_v{}", sanitize(project), when.format("%Y%m%d_%H%M%S"), seq, rev)
 }
 
 /// The file names of one take, before creation: one for interleaved, one per
@@ -79,10 +58,7 @@ pub fn default_stem(project: &str, when: DateTime<Local>, seq: u32, rev: u32) ->
 pub fn file_names(stem: &str, mono_ports: Option<&[String]>) -> Vec<String> {
     match mono_ports {
         None => vec![format!("{stem}.wav")],
-        Some(ports) => ports
-            .iter()
-            .map(|p| format!("{stem}_{}.wav", sanitize(p)))
-            .collect(),
+        Some(ports) => ports.iter().map(|p| format!("{stem}_{}.wav", sanitize(p))).collect(),
     }
 }
 
@@ -94,8 +70,7 @@ pub fn stem_taken(dir: &Path, stem: &str) -> bool {
     entries.flatten().any(|e| {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        name.strip_prefix(stem)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'))
+        name.strip_prefix(stem).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'))
     })
 }
 
@@ -107,10 +82,7 @@ mod tests {
     #[test]
     fn default_names_follow_the_pattern() {
         let t = Local.with_ymd_and_hms(2026, 11, 25, 9, 5, 7).unwrap();
-        assert_eq!(
-            default_stem("my show", t, 3, 1),
-            "my_show_20261125_090507_003_v1"
-        );
+        assert_eq!(default_stem("my show", t, 3, 1), "my_show_20261125_090507_003_v1");
         assert_eq!(file_names("s", None), vec!["s.wav"]);
         assert_eq!(
             file_names("s", Some(&["in_1".into(), "kick mic".into()])),
@@ -125,10 +97,7 @@ mod tests {
         for bad in ["../x.wav", "/etc/passwd", "a/b.wav", "..", ".", ""] {
             assert!(validate_user_name(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(matches!(
-            validate_user_name("a\nb"),
-            Err(NameError::Control(_))
-        ));
+        assert!(matches!(validate_user_name("a\nb"), Err(NameError::Control(_))));
     }
 
     #[test]

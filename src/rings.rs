@@ -52,14 +52,5 @@ pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
         disk_ports.push(c);
     }
     let (cp, cc) = HeapRb::<CycleRecord>::new(frames / 16 + 64).split();
-    (
-        CaptureRings {
-            ports: cap_ports,
-            cycles: cp,
-        },
-        DiskRings {
-            ports: disk_ports,
-            cycles: cc,
-        },
-    )
+    (CaptureRings { ports: cap_ports, cycles: cp }, DiskRings { ports: disk_ports, cycles: cc })
 }

@@ -10,9 +10,7 @@ use crate::naming;
 use crate::wav::{Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
 /// One interleaved file, or one mono file per port.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     Interleaved,
@@ -65,23 +63,14 @@ impl Take {
         let ports = mono.then_some(spec.port_names.as_slice());
         if let Some(file) = &spec.file {
             let stem = file.strip_suffix(".wav").unwrap_or(file);
-            let names = if mono {
-                naming::file_names(stem, ports)
-            } else {
-                vec![file.clone()]
-            };
+            let names = if mono { naming::file_names(stem, ports) } else { vec![file.clone()] };
             return Self::create_files(spec.clone(), stem.to_owned(), &names, now);
         }
         let mut seq = 1;
         loop {
             let stem = naming::default_stem(&spec.project, now, seq, 1);
             if !naming::stem_taken(&spec.dir, &stem) {
-                match Self::create_files(
-                    spec.clone(),
-                    stem.clone(),
-                    &naming::file_names(&stem, ports),
-                    now,
-                ) {
+                match Self::create_files(spec.clone(), stem.clone(), &naming::file_names(&stem, ports), now) {
                     Err(WavError::Exists { .. }) => {} // lost a race: next number
                     other => return other,
                 }
@@ -96,16 +85,8 @@ impl Take {
         names: &[String],
         now: DateTime<Local>,
     ) -> Result<Take, WavError> {
-        let channels = if spec.layout == Layout::Mono {
-            1
-        } else {
-            spec.port_names.len() as u16
-        };
-        let wspec = WavSpec {
-            channels,
-            sample_rate: spec.sample_rate,
-            format: spec.format,
-        };
+        let channels = if spec.layout == Layout::Mono { 1 } else { spec.port_names.len() as u16 };
+        let wspec = WavSpec { channels, sample_rate: spec.sample_rate, format: spec.format };
         let mut files: Vec<WavWriter> = Vec::with_capacity(names.len());
         let mut bexts = Vec::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
@@ -125,11 +106,7 @@ impl Take {
                     "A=PCM,F={},W={},M={},T=capstan {}\r\n",
                     spec.sample_rate,
                     spec.format.bits(),
-                    if channels == 1 {
-                        "mono".to_string()
-                    } else {
-                        format!("{channels}ch")
-                    },
+                    if channels == 1 { "mono".to_string() } else { format!("{channels}ch") },
                     env!("CARGO_PKG_VERSION")
                 ),
             };
@@ -144,13 +121,7 @@ impl Take {
             }
             bexts.push(bext);
         }
-        let mut take = Take {
-            spec,
-            name,
-            files,
-            bexts,
-            frames: 0,
-        };
+        let mut take = Take { spec, name, files, bexts, frames: 0 };
         if take.spec.lead_in_silence > 0 {
             let n = take.spec.lead_in_silence;
             for f in &mut take.files {
@@ -177,9 +148,7 @@ impl Take {
 
     /// Frames still allowed by `max_frames`.
     pub fn remaining(&self) -> u64 {
-        self.spec
-            .max_frames
-            .map_or(u64::MAX, |m| m.saturating_sub(self.frames))
+        self.spec.max_frames.map_or(u64::MAX, |m| m.saturating_sub(self.frames))
     }
 
     /// Records where and when the first frame was: the bext time_reference
@@ -244,19 +213,9 @@ impl Take {
             let committed = f.frames_committed();
             let rf64 = f.is_rf64();
             match f.finalize() {
-                Ok(frames) => reports.push(FileReport {
-                    path,
-                    frames,
-                    bytes,
-                    rf64,
-                }),
+                Ok((frames, rf64)) => reports.push(FileReport { path, frames, bytes, rf64 }),
                 Err(e) => {
-                    reports.push(FileReport {
-                        path,
-                        frames: committed,
-                        bytes,
-                        rf64,
-                    });
+                    reports.push(FileReport { path, frames: committed, bytes, rf64 });
                     first_err.get_or_insert(e);
                 }
             }

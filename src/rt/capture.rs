@@ -30,11 +30,7 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(rings: CaptureRings, counters: Arc<CaptureCounters>) -> Capture {
-        Capture {
-            rings,
-            counters,
-            unlogged: 0,
-        }
+        Capture { rings, counters, unlogged: 0 }
     }
 
     pub fn channels(&self) -> usize {
@@ -56,8 +52,7 @@ impl Capture {
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
-        let fits = self.rings.cycles.vacant_len() > 0
-            && self.rings.ports.iter().all(|p| p.vacant_len() >= n);
+        let fits = self.rings.cycles.vacant_len() > 0 && self.rings.ports.iter().all(|p| p.vacant_len() >= n);
         if fits {
             for (i, ring) in self.rings.ports.iter_mut().enumerate() {
                 let buf = buffer(i);
@@ -67,13 +62,7 @@ impl Capture {
         } else {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);
         }
-        let record = CycleRecord {
-            frame_time,
-            nframes,
-            usecs,
-            queued: fits,
-            unlogged_before: self.unlogged,
-        };
+        let record = CycleRecord { frame_time, nframes, usecs, queued: fits, unlogged_before: self.unlogged };
         if self.rings.cycles.try_push(record).is_ok() {
             self.unlogged = 0;
         } else {
@@ -93,13 +82,12 @@ impl jack::ProcessHandler for JackCapture {
     /// Real-time thread. Runs inside the allocation guard in debug builds.
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         super::guard(|| {
-            let (frame_time, usecs) = match ps.cycle_times() {
-                Ok(t) => (t.current_frames, t.current_usecs),
-                Err(_) => (ps.last_frame_time(), 0),
-            };
+            // last_frame_time is what every client of this cycle sees; JACK2's
+            // cycle_times().current_frames can disagree with it around xruns.
+            let frame_time = ps.last_frame_time();
+            let usecs = ps.cycle_times().map_or(0, |t| t.current_usecs);
             let ports = &self.ports;
-            self.core
-                .process_cycle(frame_time, usecs, ps.n_frames(), |i| ports[i].as_slice(ps));
+            self.core.process_cycle(frame_time, usecs, ps.n_frames(), |i| ports[i].as_slice(ps));
         });
         jack::Control::Continue
     }

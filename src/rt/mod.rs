@@ -33,26 +33,14 @@ mod tests {
             std::process::exit(0);
         }
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "rt::tests::allocation_inside_guard_aborts",
-                "--nocapture",
-            ])
+            .args(["--exact", "rt::tests::allocation_inside_guard_aborts", "--nocapture"])
             .env("CAPSTAN_GUARD_CHILD", "1")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !stdout.contains("not aborted"),
-            "guard did not fire: {stdout}"
-        );
+        assert!(!stdout.contains("not aborted"), "guard did not fire: {stdout}");
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            out.status.signal(),
-            Some(nix::libc::SIGABRT),
-            "{:?}",
-            out.status
-        );
+        assert_eq!(out.status.signal(), Some(nix::libc::SIGABRT), "{:?}", out.status);
     }
 
     #[test]

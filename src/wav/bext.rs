@@ -58,10 +58,7 @@ impl Bext {
         };
         let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as u64;
         let history = &body[BEXT_FIXED_LEN..];
-        let end = history
-            .iter()
-            .position(|&c| c == 0)
-            .unwrap_or(history.len());
+        let end = history.iter().position(|&c| c == 0).unwrap_or(history.len());
         Some(Bext {
             description: s(0, 256),
             originator: s(256, 32),
@@ -107,10 +104,7 @@ mod tests {
         assert_eq!(body.len() % 2, 0);
         assert_eq!(&body[256..263], b"capstan");
         // TimeReferenceLow at offset 338, High at 342 (EBU Tech 3285).
-        assert_eq!(
-            u32::from_le_bytes(body[338..342].try_into().unwrap()),
-            0x2345_6789
-        );
+        assert_eq!(u32::from_le_bytes(body[338..342].try_into().unwrap()), 0x2345_6789);
         assert_eq!(u32::from_le_bytes(body[342..346].try_into().unwrap()), 1);
         assert_eq!(u16::from_le_bytes(body[346..348].try_into().unwrap()), 1);
         assert_eq!(Bext::decode(&body).unwrap(), b);
@@ -122,13 +116,6 @@ mod tests {
         b.originator_reference = "é".repeat(40);
         let body = b.encode();
         assert_eq!(body.len(), BEXT_FIXED_LEN + b.coding_history.len());
-        assert!(
-            Bext::decode(&body)
-                .unwrap()
-                .originator_reference
-                .chars()
-                .count()
-                <= 16
-        );
+        assert!(Bext::decode(&body).unwrap().originator_reference.chars().count() <= 16);
     }
 }

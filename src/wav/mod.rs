@@ -89,11 +89,7 @@ pub fn read_info(path: &Path) -> io::Result<WavInfo> {
                 if channels == 0 {
                     return Err(bad("zero channels"));
                 }
-                spec = Some(WavSpec {
-                    channels,
-                    sample_rate,
-                    format,
-                });
+                spec = Some(WavSpec { channels, sample_rate, format });
             }
             b"bext" => {
                 let mut b = vec![0u8; size.min(1 << 20) as usize];
@@ -107,13 +103,7 @@ pub fn read_info(path: &Path) -> io::Result<WavInfo> {
                 } else {
                     size
                 };
-                return Ok(WavInfo {
-                    spec,
-                    rf64,
-                    data_at: body_at,
-                    data_bytes,
-                    bext,
-                });
+                return Ok(WavInfo { spec, rf64, data_at: body_at, data_bytes, bext });
             }
             _ => {}
         }

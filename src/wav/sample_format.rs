@@ -64,9 +64,7 @@ impl SampleFormat {
                 let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
                 v as f32 / 8_388_608.0
             }
-            Self::S32 => {
-                (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 / 2_147_483_648.0) as f32
-            }
+            Self::S32 => (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 / 2_147_483_648.0) as f32,
         }
     }
 }
@@ -104,9 +102,7 @@ impl FromStr for SampleFormat {
             "s16" | "16" => Ok(Self::S16),
             "s24" | "24" => Ok(Self::S24),
             "s32" | "32" => Ok(Self::S32),
-            _ => Err(format!(
-                "unknown sample format {s:?} (use float32, s16, s24 or s32)"
-            )),
+            _ => Err(format!("unknown sample format {s:?} (use float32, s16, s24 or s32)")),
         }
     }
 }
@@ -154,10 +150,7 @@ mod tests {
 
     #[test]
     fn parses_user_spellings() {
-        assert_eq!(
-            "float32".parse::<SampleFormat>().unwrap(),
-            SampleFormat::F32
-        );
+        assert_eq!("float32".parse::<SampleFormat>().unwrap(), SampleFormat::F32);
         assert_eq!("S24".parse::<SampleFormat>().unwrap(), SampleFormat::S24);
         assert!("u8".parse::<SampleFormat>().is_err());
     }

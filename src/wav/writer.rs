@@ -49,15 +49,8 @@ pub enum WavError {
     Exists { path: PathBuf },
     #[error("{path}: cannot create: {source}")]
     Create { path: PathBuf, source: io::Error },
-    #[error(
-        "{path}: {op} failed: {source} (the header covers {frames_safe} frames already on disk)"
-    )]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        frames_safe: u64,
-        source: io::Error,
-    },
+    #[error("{path}: {op} failed: {source} (the header covers {frames_safe} frames already on disk)")]
+    Io { path: PathBuf, op: &'static str, frames_safe: u64, source: io::Error },
 }
 
 impl WavError {
@@ -79,12 +72,8 @@ const BEXT_AT: u64 = FMT_AT + 8 + FMT_BODY;
 /// Buffered bytes before a `write(2)`.
 const WRITE_BUFFER: usize = 1 << 20;
 
-const SUBTYPE_PCM: [u8; 16] = [
-    1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
-];
-const SUBTYPE_FLOAT: [u8; 16] = [
-    3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71,
-];
+const SUBTYPE_PCM: [u8; 16] = [1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71];
+const SUBTYPE_FLOAT: [u8; 16] = [3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71];
 
 /// An open, growing WAV/RF64 file.
 pub struct WavWriter {
@@ -105,21 +94,12 @@ pub struct WavWriter {
 impl WavWriter {
     /// Creates `path` (O_EXCL: fails if it exists) and writes the header.
     pub fn create_new(path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(path)
-            .map_err(|source| {
+        let file =
+            OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(|source| {
                 if source.kind() == io::ErrorKind::AlreadyExists {
-                    WavError::Exists {
-                        path: path.to_owned(),
-                    }
+                    WavError::Exists { path: path.to_owned() }
                 } else {
-                    WavError::Create {
-                        path: path.to_owned(),
-                        source,
-                    }
+                    WavError::Create { path: path.to_owned(), source }
                 }
             })?;
         let bext_body = bext.encode();
@@ -137,9 +117,7 @@ impl WavWriter {
         };
         let header = w.header(&bext_body);
         debug_assert_eq!(header.len() as u64, data_at);
-        w.file
-            .write_all(&header)
-            .map_err(|e| w.io_err("write header", e))?;
+        w.file.write_all(&header).map_err(|e| w.io_err("write header", e))?;
         Ok(w)
     }
 
@@ -210,12 +188,8 @@ impl WavWriter {
         let bytes = frames * self.spec.frame_bytes() as u64;
         self.data_written += bytes;
         let end = self.data_at + self.data_written;
-        self.file
-            .set_len(end)
-            .map_err(|e| self.io_err("extend", e))?;
-        self.file
-            .seek(SeekFrom::Start(end))
-            .map_err(|e| self.io_err("seek", e))?;
+        self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
+        self.file.seek(SeekFrom::Start(end)).map_err(|e| self.io_err("seek", e))?;
         Ok(())
     }
 
@@ -225,9 +199,7 @@ impl WavWriter {
                 // A short write may have left part of the buffer in the file;
                 // the header still only claims committed data, and the file
                 // position is re-synced so a later finalize stays consistent.
-                let _ = self
-                    .file
-                    .seek(SeekFrom::Start(self.data_at + self.data_written));
+                let _ = self.file.seek(SeekFrom::Start(self.data_at + self.data_written));
                 return Err(self.io_err("write", e));
             }
             self.data_written += self.buf.len() as u64;
@@ -240,31 +212,25 @@ impl WavWriter {
     /// then update the header sizes (promoting to RF64 if needed).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         self.flush()?;
-        self.file
-            .sync_data()
-            .map_err(|e| self.io_err("fdatasync", e))?;
+        self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))?;
         self.write_sizes(self.data_written, false)?;
         self.data_committed = self.data_written;
         Ok(())
     }
 
     /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
-    /// Returns the number of frames in the file.
-    pub fn finalize(mut self) -> Result<u64, WavError> {
+    /// Returns the number of frames in the file and whether it is RF64.
+    pub fn finalize(mut self) -> Result<(u64, bool), WavError> {
         self.flush()?;
         let pad = self.data_written % 2 == 1;
         if pad {
-            self.file
-                .write_all(&[0])
-                .map_err(|e| self.io_err("write pad byte", e))?;
+            self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
         }
-        self.file
-            .sync_data()
-            .map_err(|e| self.io_err("fdatasync", e))?;
+        self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))?;
         self.write_sizes(self.data_written, pad)?;
         self.data_committed = self.data_written;
         self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
-        Ok(self.frames_committed())
+        Ok((self.frames_committed(), self.rf64))
     }
 
     /// Writes the RIFF/RF64 sizes for `data` bytes of audio.
@@ -295,18 +261,11 @@ impl WavWriter {
     }
 
     fn pwrite(&self, bytes: &[u8], at: u64) -> Result<(), WavError> {
-        self.file
-            .write_all_at(bytes, at)
-            .map_err(|e| self.io_err("header update", e))
+        self.file.write_all_at(bytes, at).map_err(|e| self.io_err("header update", e))
     }
 
     fn io_err(&self, op: &'static str, source: io::Error) -> WavError {
-        WavError::Io {
-            path: self.path.clone(),
-            op,
-            frames_safe: self.frames_committed(),
-            source,
-        }
+        WavError::Io { path: self.path.clone(), op, frames_safe: self.frames_committed(), source }
     }
 
     fn header(&self, bext_body: &[u8]) -> Vec<u8> {
@@ -329,11 +288,7 @@ impl WavWriter {
         h.extend_from_slice(&22u16.to_le_bytes()); // cbSize
         h.extend_from_slice(&s.format.bits().to_le_bytes()); // valid bits
         h.extend_from_slice(&channel_mask(s.channels).to_le_bytes());
-        h.extend_from_slice(if s.format.is_float() {
-            &SUBTYPE_FLOAT
-        } else {
-            &SUBTYPE_PCM
-        });
+        h.extend_from_slice(if s.format.is_float() { &SUBTYPE_FLOAT } else { &SUBTYPE_PCM });
         h.extend_from_slice(b"bext");
         h.extend_from_slice(&(bext_body.len() as u32).to_le_bytes());
         h.extend_from_slice(bext_body);
@@ -385,18 +340,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for format in SampleFormat::ALL {
             for channels in [1u16, 2, 3, 64] {
-                let spec = WavSpec {
-                    channels,
-                    sample_rate: 48000,
-                    format,
-                };
+                let spec = WavSpec { channels, sample_rate: 48000, format };
                 let path = dir.path().join(format!("{format}-{channels}.wav"));
                 let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
                 let data = frames(spec, 1001, 7);
                 w.append(&data[..spec.frame_bytes() * 500]).unwrap();
                 w.checkpoint().unwrap();
                 w.append(&data[spec.frame_bytes() * 500..]).unwrap();
-                assert_eq!(w.finalize().unwrap(), 1001);
+                assert_eq!(w.finalize().unwrap(), (1001, false));
 
                 let mut r = hound::WavReader::open(&path).unwrap();
                 let hs = r.spec();
@@ -408,14 +359,9 @@ mod tests {
                     r.samples::<f32>().map(|s| s.unwrap()).collect()
                 } else {
                     let scale = (1u64 << (format.bits() - 1)) as f32;
-                    r.samples::<i32>()
-                        .map(|s| s.unwrap() as f32 / scale)
-                        .collect()
+                    r.samples::<i32>().map(|s| s.unwrap() as f32 / scale).collect()
                 };
-                let want: Vec<f32> = data
-                    .chunks(format.bytes())
-                    .map(|b| format.decode(b))
-                    .collect();
+                let want: Vec<f32> = data.chunks(format.bytes()).map(|b| format.decode(b)).collect();
                 assert_eq!(got, want, "{format} x{channels}");
             }
         }
@@ -426,11 +372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.wav");
         std::fs::write(&path, b"precious").unwrap();
-        let spec = WavSpec {
-            channels: 1,
-            sample_rate: 48000,
-            format: SampleFormat::F32,
-        };
+        let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::F32 };
         let err = WavWriter::create_new(&path, spec, &bext()).err().unwrap();
         assert!(matches!(err, WavError::Exists { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
@@ -440,11 +382,7 @@ mod tests {
     fn header_covers_only_checkpointed_audio_until_finalize() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.wav");
-        let spec = WavSpec {
-            channels: 2,
-            sample_rate: 48000,
-            format: SampleFormat::S16,
-        };
+        let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
         let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
         w.append(&frames(spec, 300, 0)).unwrap();
         w.checkpoint().unwrap();
@@ -461,11 +399,7 @@ mod tests {
     fn odd_sized_data_gets_a_pad_byte() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("odd.wav");
-        let spec = WavSpec {
-            channels: 1,
-            sample_rate: 44100,
-            format: SampleFormat::S24,
-        };
+        let spec = WavSpec { channels: 1, sample_rate: 44100, format: SampleFormat::S24 };
         let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
         w.append(&frames(spec, 3, 0)).unwrap();
         w.finalize().unwrap();
@@ -480,15 +414,8 @@ mod tests {
     fn bext_is_readable_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.wav");
-        let spec = WavSpec {
-            channels: 2,
-            sample_rate: 48000,
-            format: SampleFormat::F32,
-        };
-        WavWriter::create_new(&path, spec, &bext())
-            .unwrap()
-            .finalize()
-            .unwrap();
+        let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
+        WavWriter::create_new(&path, spec, &bext()).unwrap().finalize().unwrap();
         let info = crate::wav::read_info(&path).unwrap();
         assert_eq!(info.bext.unwrap().time_reference, 4242);
         assert_eq!(info.data_bytes, 0);
@@ -499,18 +426,14 @@ mod tests {
     fn promotes_to_rf64_past_4_gib_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.wav");
-        let spec = WavSpec {
-            channels: 2,
-            sample_rate: 48000,
-            format: SampleFormat::F32,
-        };
+        let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
         let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
         let hole = (u32::MAX as u64 / spec.frame_bytes() as u64) + 10;
         w.append_silence_sparse(hole).unwrap();
         w.append(&frames(spec, 100, 0)).unwrap();
         w.checkpoint().unwrap();
         assert!(w.is_rf64());
-        assert_eq!(w.finalize().unwrap(), hole + 100);
+        assert_eq!(w.finalize().unwrap(), (hole + 100, true));
         let info = crate::wav::read_info(&path).unwrap();
         assert!(info.rf64);
         assert_eq!(info.data_bytes, (hole + 100) * 8);

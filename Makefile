@@ -1,0 +1,33 @@
+# capstan — see README.md. `make run` records a demo take; `make test` runs
+# every test (what CI runs); `make check` adds fmt and clippy; `make bench`
+# measures 256-channel takes.
+CARGO ?= cargo
+
+.PHONY: all setup build test lint check bench run clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --bins
+
+test: setup
+	@bash scripts/jack-clean-stale.sh
+	$(CARGO) test --workspace --all-targets
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+bench: build
+	bash scripts/bench.sh
+
+run: build
+	bash scripts/demo.sh
+
+clean:
+	$(CARGO) clean

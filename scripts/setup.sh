@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what capstan needs to build, run and test, if it is missing:
+# JACK 2 (server, tools, headers), liblo-tools (oscsend/oscdump) and sox.
+set -euo pipefail
+need=()
+command -v jackd >/dev/null || need+=(jackd2)
+command -v jack_lsp >/dev/null || need+=(jackd2)
+pkg-config --exists jack 2>/dev/null || need+=(libjack-jackd2-dev pkg-config)
+command -v oscsend >/dev/null || need+=(liblo-tools)
+command -v sox >/dev/null || need+=(sox)
+command -v soxi >/dev/null || need+=(sox)
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+pkgs=$(printf '%s\n' "${need[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages: $pkgs" >&2
+  echo "setup: run: sudo apt-get install -y $pkgs" >&2
+  exit 1
+fi
+echo "setup: installing $pkgs"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq $pkgs >/dev/null

@@ -1,0 +1,206 @@
+//! The recording engine: one JACK client whose input ports feed the real-time
+//! capture, the rings and the disk thread. Control thread API; nothing here
+//! runs in the process callback except what [`crate::rt`] provides.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::disk::{self, DiskCommand, DiskEvent, DiskStats, DiskWriter, StopAt, Take};
+use crate::rings;
+use crate::rt::{Capture, CaptureCounters, JackCapture};
+
+/// JACK's name for 32-bit float audio ports.
+pub const AUDIO_TYPE: &str = "32 bit float mono audio";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot connect to JACK server {server:?}: is it running? ({detail}). \
+         Start one (e.g. `jackd -d dummy -r 48000`) or set JACK_DEFAULT_SERVER"
+    )]
+    NoServer { server: String, detail: String },
+    #[error("JACK refused client name {name:?} ({detail})")]
+    ClientName { name: String, detail: String },
+    #[error("cannot register input port {port:?}: {detail}")]
+    Port { port: String, detail: String },
+    #[error("cannot connect {from} -> {to}: {detail}")]
+    Connect { from: String, to: String, detail: String },
+    #[error("cannot activate the JACK client: {0}")]
+    Activate(String),
+    #[error("cannot start the disk thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What JACK's notification thread tells us. Atomics only: the notification
+/// handler must not block the server.
+#[derive(Debug, Default)]
+pub struct JackEvents {
+    pub xruns: AtomicU64,
+    pub shutdown: AtomicBool,
+}
+
+struct Notifications(Arc<JackEvents>);
+
+impl jack::NotificationHandler for Notifications {
+    unsafe fn shutdown(&mut self, _status: jack::ClientStatus, _reason: &str) {
+        self.0.shutdown.store(true, Relaxed);
+    }
+
+    fn xrun(&mut self, _: &jack::Client) -> jack::Control {
+        self.0.xruns.fetch_add(1, Relaxed);
+        jack::Control::Continue
+    }
+}
+
+/// The server's name as the user sees it.
+pub fn server_name() -> String {
+    std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into())
+}
+
+/// Opens a JACK client without starting a server. `exact`: fail instead of
+/// letting JACK rename the client (NSM needs the exact client id).
+pub fn open_client(name: &str, exact: bool) -> Result<jack::Client, EngineError> {
+    let mut opts = jack::ClientOptions::NO_START_SERVER;
+    if exact {
+        opts |= jack::ClientOptions::USE_EXACT_NAME;
+    }
+    match jack::Client::new(name, opts) {
+        Ok((client, _status)) => Ok(client),
+        Err(e) => {
+            let detail = format!("{e:?}");
+            if exact && !detail.contains("SERVER_FAILED") && !detail.contains("LibraryError") {
+                Err(EngineError::ClientName { name: name.into(), detail })
+            } else {
+                Err(EngineError::NoServer { server: server_name(), detail })
+            }
+        }
+    }
+}
+
+/// Every audio output port in the graph.
+pub fn audio_outputs(client: &jack::Client) -> Vec<String> {
+    client.ports(None, Some(AUDIO_TYPE), jack::PortFlags::IS_OUTPUT)
+}
+
+/// A running engine.
+pub struct Engine {
+    client: jack::AsyncClient<Notifications, JackCapture>,
+    commands: Sender<DiskCommand>,
+    events: Receiver<DiskEvent>,
+    disk: Option<JoinHandle<()>>,
+    pub jack: Arc<JackEvents>,
+    pub capture: Arc<CaptureCounters>,
+    pub disk_stats: Arc<DiskStats>,
+    /// Short names of our input ports (`in_1` …).
+    pub port_names: Vec<String>,
+    pub sample_rate: u32,
+    pub buffer_size: u32,
+}
+
+impl Engine {
+    /// Registers `ports` inputs, allocates `buffer_seconds` of ring per port,
+    /// starts the disk thread and activates the client.
+    pub fn start(client: jack::Client, ports: usize, buffer_seconds: f64) -> Result<Engine, EngineError> {
+        let sample_rate = client.sample_rate() as u32;
+        let buffer_size = client.buffer_size();
+        let mut jack_ports = Vec::with_capacity(ports);
+        let mut port_names = Vec::with_capacity(ports);
+        for i in 1..=ports {
+            let name = format!("in_{i}");
+            let p = client
+                .register_port(&name, jack::AudioIn::default())
+                .map_err(|e| EngineError::Port { port: name.clone(), detail: format!("{e:?}") })?;
+            jack_ports.push(p);
+            port_names.push(name);
+        }
+        let frames = (buffer_seconds * sample_rate as f64).ceil() as usize;
+        let frames = frames.max(4 * buffer_size as usize);
+        let (cap_rings, disk_rings) = rings::allocate(ports, frames);
+        // Keep the rings resident: a page fault in the callback is an xrun.
+        if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
+            tracing::debug!("mlockall not permitted ({e}); rings may be paged");
+        }
+        let capture = Arc::new(CaptureCounters::default());
+        let disk_stats = Arc::new(DiskStats::default());
+        let jack = Arc::new(JackEvents::default());
+        let (ctx, crx) = channel();
+        let (etx, erx) = channel();
+        let writer = DiskWriter::new(disk_rings, crx, etx, disk_stats.clone());
+        let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
+        let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
+        let client = client
+            .activate_async(Notifications(jack.clone()), handler)
+            .map_err(|e| EngineError::Activate(format!("{e:?}")))?;
+        Ok(Engine {
+            client,
+            commands: ctx,
+            events: erx,
+            disk: Some(disk),
+            jack,
+            capture,
+            disk_stats,
+            port_names,
+            sample_rate,
+            buffer_size,
+        })
+    }
+
+    pub fn client(&self) -> &jack::Client {
+        self.client.as_client()
+    }
+
+    /// Full name of our input port `i` (0-based).
+    pub fn input_port_name(&self, i: usize) -> String {
+        format!("{}:{}", self.client().name(), self.port_names[i])
+    }
+
+    /// Connects `sources[i]` to input `i`.
+    pub fn connect_sources(&self, sources: &[String]) -> Result<(), EngineError> {
+        for (i, src) in sources.iter().enumerate() {
+            let to = self.input_port_name(i);
+            self.client().connect_ports_by_name(src, &to).map_err(|e| EngineError::Connect {
+                from: src.clone(),
+                to,
+                detail: format!("{e:?}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// JACK's current frame time (estimated, for choosing start/stop points).
+    pub fn frame_time(&self) -> u32 {
+        self.client().frame_time()
+    }
+
+    pub fn start_take(&self, take: Take, start_at: Option<u32>) {
+        let _ = self.commands.send(DiskCommand::Start { take: Box::new(take), start_at });
+    }
+
+    pub fn stop_take(&self, at: StopAt) {
+        let _ = self.commands.send(DiskCommand::Stop(at));
+    }
+
+    /// Next event from the disk thread, if one arrives within `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<DiskEvent> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Stops the disk thread (finalizing any take) and closes the client.
+    pub fn close(mut self) {
+        let _ = self.commands.send(DiskCommand::Quit);
+        if let Some(h) = self.disk.take() {
+            let _ = h.join();
+        }
+        if !self.jack.shutdown.load(Relaxed) {
+            if let Err(e) = self.client.deactivate() {
+                tracing::warn!("JACK deactivate: {e:?}");
+            }
+        }
+    }
+}

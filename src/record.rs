@@ -1,0 +1,167 @@
+//! `capstan record`: one take from now until --duration, SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::RecordArgs;
+use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
+use crate::engine::{self, Engine};
+use crate::{naming, ports, status};
+
+/// How long a stop may take before we stop waiting for JACK's cycles.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    take: &'a TakeReport,
+    channels: usize,
+    sample_format: String,
+    xruns: u64,
+    jack_shutdown: bool,
+    sources: &'a [String],
+    /// This process's CPU time and peak memory (getrusage).
+    cpu_user_s: f64,
+    cpu_sys_s: f64,
+    max_rss_kib: i64,
+}
+
+pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            bail!("--duration must be a positive number of seconds, got {d}");
+        }
+    }
+    if !(args.buffer_seconds >= 0.1 && args.buffer_seconds <= 600.0) {
+        bail!("--buffer-seconds must be between 0.1 and 600, got {}", args.buffer_seconds);
+    }
+    let file = args.file.as_deref().map(naming::validate_user_name).transpose()?;
+
+    // JACK first: if there is no server, nothing is created.
+    let client = engine::open_client(&args.name, false)?;
+    let sources = if args.connect.is_empty() {
+        Vec::new()
+    } else {
+        ports::select_sources(&args.connect, &engine::audio_outputs(&client))?
+    };
+    let n_ports = match args.ports {
+        Some(p) => p as usize,
+        None if !sources.is_empty() => sources.len(),
+        None => 2,
+    };
+    if sources.len() > n_ports {
+        return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
+    }
+    let engine = Engine::start(client, n_ports, args.buffer_seconds)?;
+    let result = record_take(&engine, &args, file, &sources, quiet);
+    engine.close();
+    result
+}
+
+fn record_take(
+    engine: &Engine,
+    args: &RecordArgs,
+    file: Option<String>,
+    sources: &[String],
+    quiet: bool,
+) -> Result<ExitCode> {
+    engine.connect_sources(sources)?;
+    if !sources.is_empty() && sources.len() < engine.port_names.len() {
+        tracing::warn!(
+            "{} of {} inputs connected; the rest record silence unless patched",
+            sources.len(),
+            engine.port_names.len()
+        );
+    }
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let spec = TakeSpec {
+        dir: args.dir.clone(),
+        project: args.project.clone(),
+        file,
+        layout: args.layout,
+        format: args.sample_format,
+        sample_rate: engine.sample_rate,
+        port_names: engine.port_names.clone(),
+        max_frames: args
+            .duration
+            .map(|d| (d * engine.sample_rate as f64).round() as u64 + args.test_lead_in_frames),
+        lead_in_silence: args.test_lead_in_frames,
+    };
+    let take = Take::create(spec, chrono::Local::now())?;
+    let paths: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
+
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    // A closed terminal must not end a take.
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+
+    // Start with the first cycle that is sure to see the new connections.
+    let start_at = engine.frame_time().wrapping_add(2 * engine.buffer_size);
+    engine.start_take(take, Some(start_at));
+    tracing::info!("recording {} ports into {}", engine.port_names.len(), paths.join(", "));
+
+    let mut live = status::LiveStatus::new(quiet);
+    let mut stop_sent: Option<Instant> = None;
+    let mut jack_gone = false;
+    let report = loop {
+        match engine.next_event(Duration::from_millis(50)) {
+            Some(DiskEvent::Finished(r)) => break r,
+            Some(DiskEvent::Started { first_frame_time, .. }) => {
+                tracing::debug!(first_frame_time, "first frame on disk");
+            }
+            None => {}
+        }
+        live.tick(engine);
+        if !jack_gone && engine.jack.shutdown.load(Relaxed) {
+            jack_gone = true;
+            live.clear();
+            tracing::error!("JACK server shut down mid-take; finalizing what was recorded");
+            engine.stop_take(StopAt::Drained);
+        }
+        if term.load(Relaxed) && stop_sent.is_none() && !jack_gone {
+            live.clear();
+            tracing::info!("stopping on signal");
+            engine.stop_take(StopAt::Frame(engine.frame_time()));
+            stop_sent = Some(Instant::now());
+        }
+        if stop_sent.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+            engine.stop_take(StopAt::Drained);
+        }
+    };
+    live.clear();
+
+    let xruns = engine.jack.xruns.load(Relaxed);
+    if args.json {
+        let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        let j = JsonSummary {
+            cpu_user_s: secs(usage.user_time()),
+            cpu_sys_s: secs(usage.system_time()),
+            max_rss_kib: usage.max_rss(),
+            take: &report,
+            channels: engine.port_names.len(),
+            sample_format: args.sample_format.to_string(),
+            xruns,
+            jack_shutdown: jack_gone,
+            sources,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print!(
+            "{}",
+            status::summary(&report, engine.port_names.len(), &args.sample_format.to_string(), xruns)
+        );
+    }
+    if jack_gone {
+        bail!("the JACK server shut down during the take; {} frames were saved and finalized", report.frames);
+    }
+    if let Some(e) = &report.error {
+        bail!("the take ended early: {e}; {} frames were saved and finalized", report.frames);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! What the user sees: the live one-line status and the end-of-take summary.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crate::disk::{GapCause, TakeReport};
+use crate::engine::Engine;
+
+/// Peak in dBFS, "-inf" for silence.
+pub fn dbfs(peak: f32) -> String {
+    if peak <= 0.0 {
+        "-inf".into()
+    } else {
+        format!("{:.1}", 20.0 * peak.log10())
+    }
+}
+
+pub fn clock(frames: u64, rate: u32) -> String {
+    let tenths = frames * 10 / rate.max(1) as u64;
+    let s = tenths / 10;
+    format!("{:02}:{:02}:{:02}.{}", s / 3600, s / 60 % 60, s % 60, tenths % 10)
+}
+
+pub fn bytes(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if b as f64 >= 1024.0 * MIB {
+        format!("{:.2} GiB", b as f64 / 1024.0 / MIB)
+    } else {
+        format!("{:.1} MiB", b as f64 / MIB)
+    }
+}
+
+/// Live status: a redrawn line on a terminal, a tracing line every few
+/// seconds otherwise.
+pub struct LiveStatus {
+    tty: bool,
+    quiet: bool,
+    last: Instant,
+    drawn: bool,
+}
+
+impl LiveStatus {
+    pub fn new(quiet: bool) -> LiveStatus {
+        use std::io::IsTerminal;
+        LiveStatus { tty: std::io::stderr().is_terminal(), quiet, last: Instant::now(), drawn: false }
+    }
+
+    /// Call often; draws at most every 200 ms (terminal) or 5 s (log).
+    pub fn tick(&mut self, engine: &Engine) {
+        if self.quiet {
+            return;
+        }
+        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        if self.last.elapsed() < every {
+            return;
+        }
+        self.last = Instant::now();
+        let d = &engine.disk_stats;
+        let frames = d.frames.load(Relaxed);
+        let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+        let line = format!(
+            "REC {}  {}  peak {} dBFS  lost {}  xruns {}",
+            clock(frames, engine.sample_rate),
+            bytes(d.bytes.load(Relaxed)),
+            dbfs(d.take_peak()),
+            lost,
+            engine.jack.xruns.load(Relaxed)
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+            self.drawn = true;
+        } else {
+            tracing::info!("{line}");
+        }
+    }
+
+    /// Ends the status line so the summary starts on a fresh line.
+    pub fn clear(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}
+
+/// The human summary of a finished take.
+pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> String {
+    let mut s = String::new();
+    let secs = r.frames as f64 / r.sample_rate.max(1) as f64;
+    let _ = writeln!(s, "take {}", r.name);
+    for f in &r.files {
+        let _ = writeln!(
+            s,
+            "  file    {} ({}{})",
+            f.path.display(),
+            bytes(f.bytes),
+            if f.rf64 { ", RF64" } else { "" }
+        );
+    }
+    let _ = writeln!(s, "  format  {channels} ch, {format}, {} Hz", r.sample_rate);
+    let _ = write!(s, "  frames  {} ({secs:.3} s)", r.frames);
+    match r.first_frame_time {
+        Some(t) => {
+            let _ = writeln!(s, ", first frame at JACK frame time {t}");
+        }
+        None => {
+            let _ = writeln!(s, ", no cycle reached the disk");
+        }
+    }
+    let overflow = r.lost_frames(GapCause::Overflow);
+    let skipped = r.lost_frames(GapCause::JackSkipped);
+    let _ = writeln!(s, "  xruns   {xruns} reported by JACK");
+    let _ = writeln!(
+        s,
+        "  lost    {} frames ({overflow} ring overflow, {skipped} skipped by JACK); silence written in their place",
+        overflow + skipped
+    );
+    for g in r.gaps.iter().take(20) {
+        let _ = writeln!(s, "    at frame {}: {} frames, {}", g.at, g.frames, g.cause);
+    }
+    if r.gaps.len() > 20 {
+        let _ = writeln!(s, "    … {} more gaps", r.gaps.len() - 20);
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(s, "  error   {e}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_levels_and_times() {
+        assert_eq!(dbfs(1.0), "0.0");
+        assert_eq!(dbfs(0.5), "-6.0");
+        assert_eq!(dbfs(0.0), "-inf");
+        assert_eq!(clock(48000 * 3725 + 24000, 48000), "01:02:05.5");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

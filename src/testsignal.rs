@@ -1,0 +1,200 @@
+//! The deterministic test signal and its sample-by-sample verifier.
+//!
+//! Channel `c` at JACK frame time `t` carries the 16-bit code
+//! `(t + 1009·c) mod 65536 − 32768`, as a float `code / 32768`. Every value is
+//! exact in float32 and in s16/s24/s32, so a recording in any format can be
+//! checked bit for bit; the ramp advances one step per frame, so a lost,
+//! repeated or shifted frame is visible, and the per-channel offset catches
+//! swapped channels. The first frame must equal the signal at the file's bext
+//! `time_reference`.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use crate::wav;
+
+/// Channel offset step: a prime, so channels never coincide.
+const CHANNEL_STEP: u64 = 1009;
+
+/// The signal's 16-bit code for `channel` at frame time `t`.
+pub fn code(t: u64, channel: usize) -> i32 {
+    ((t + CHANNEL_STEP * channel as u64) % 65536) as i32 - 32768
+}
+
+/// The signal's sample for `channel` at frame time `t`.
+pub fn sample(t: u64, channel: usize) -> f32 {
+    code(t, channel) as f32 / 32768.0
+}
+
+/// Fills `out` with `channel`'s signal starting at frame time `t`.
+/// Real-time safe (no allocation).
+#[inline]
+pub fn fill(out: &mut [f32], t: u32, channel: usize) {
+    for (i, s) in out.iter_mut().enumerate() {
+        *s = sample(t.wrapping_add(i as u32) as u64, channel);
+    }
+}
+
+/// A run of all-zero frames where the signal was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SilentRun {
+    pub at: u64,
+    pub frames: u64,
+}
+
+/// What the verifier found in one file. Strict: every frame equals the
+/// signal at `time_reference + index` or is silence. Continuity (for runs
+/// where JACK reported xruns, which can corrupt audio inside JACK itself):
+/// no torn frames, and discontinuities are counted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    pub frames: u64,
+    pub channels: u16,
+    pub time_reference: u64,
+    /// Frames equal to the signal on every channel.
+    pub matching: u64,
+    /// All-zero runs (silence written for gaps).
+    pub silent: Vec<SilentRun>,
+    /// Frames that are neither the signal nor silence.
+    pub mismatched: u64,
+    /// First mismatching frame: (index, channel, got code, expected code).
+    pub first_mismatch: Option<(u64, usize, f32, f32)>,
+    /// Frames whose channels do not carry one and the same instant of the
+    /// signal: channels misaligned against each other. Never acceptable.
+    pub torn: u64,
+    /// Places where the signal does not continue from the frame before (a
+    /// lost or repeated stretch), not counting the first frame after silence.
+    pub discontinuities: u64,
+}
+
+impl Verdict {
+    pub fn silent_frames(&self) -> u64 {
+        self.silent.iter().map(|r| r.frames).sum()
+    }
+
+    /// Every frame is the signal: nothing lost, repeated or misaligned.
+    pub fn is_perfect(&self) -> bool {
+        self.mismatched == 0 && self.silent.is_empty() && self.matching == self.frames
+    }
+}
+
+/// Checks a file against the signal. `first_channel` is the signal channel of
+/// the file's first channel (for mono files, the port index). `skip` frames
+/// at the start are not checked (the sparse lead-in of the RF64 test); the
+/// signal is expected from frame `skip` on, starting at `time_reference`.
+pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdict> {
+    let info = wav::read_info(path)?;
+    let t0 = info.bext.as_ref().map_or(0, |b| b.time_reference);
+    let fmt = info.spec.format;
+    let fb = info.spec.frame_bytes();
+    let frames = info.frames();
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(info.data_at + skip.min(frames) * fb as u64))?;
+    let mut v = Verdict {
+        frames: frames.saturating_sub(skip),
+        channels: info.spec.channels,
+        time_reference: t0,
+        matching: 0,
+        silent: Vec::new(),
+        mismatched: 0,
+        first_mismatch: None,
+        torn: 0,
+        discontinuities: 0,
+    };
+    // Signal time (mod 65536) of the previous frame, if it was not silence.
+    let mut prev: Option<u64> = None;
+    let mut buf = vec![0u8; fb * 65536];
+    let mut i = 0u64;
+    while i < v.frames {
+        let n = ((v.frames - i) as usize).min(65536);
+        f.read_exact(&mut buf[..n * fb])?;
+        for frame in buf[..n * fb].chunks_exact(fb) {
+            let t = t0 + i;
+            let mut all_match = true;
+            let mut all_zero = true;
+            let mut first_bad = None;
+            for (c, s) in frame.chunks_exact(fmt.bytes()).enumerate() {
+                let got = fmt.decode(s);
+                let want = sample(t, first_channel + c);
+                if got != want {
+                    all_match = false;
+                    first_bad.get_or_insert((c, got, want));
+                }
+                if got != 0.0 {
+                    all_zero = false;
+                }
+            }
+            let instant = instant_of(frame, fmt, first_channel);
+            let continues = match (prev, instant) {
+                (Some(p), Some(t)) => (p + 1) % 65536 == t,
+                _ => true,
+            };
+            if all_match {
+                v.matching += 1;
+                prev = instant;
+            } else if all_zero && !(continues && prev.is_some() && instant.is_some()) {
+                prev = None;
+                match v.silent.last_mut() {
+                    Some(r) if r.at + r.frames == i => r.frames += 1,
+                    _ => v.silent.push(SilentRun { at: i, frames: 1 }),
+                }
+            } else {
+                match instant {
+                    None => v.torn += 1,
+                    Some(_) if !continues => v.discontinuities += 1,
+                    Some(_) => {}
+                }
+                prev = instant;
+                v.mismatched += 1;
+                if v.first_mismatch.is_none() {
+                    let (c, got, want) = first_bad.unwrap_or((0, 0.0, 0.0));
+                    v.first_mismatch = Some((i, c, got * 32768.0, want * 32768.0));
+                }
+            }
+            i += 1;
+        }
+    }
+    Ok(v)
+}
+
+/// The signal time (mod 65536) a frame carries, if all its channels agree.
+fn instant_of(frame: &[u8], fmt: wav::SampleFormat, first_channel: usize) -> Option<u64> {
+    let mut t = None;
+    for (c, s) in frame.chunks_exact(fmt.bytes()).enumerate() {
+        let code = (fmt.decode(s) * 32768.0) as i64 + 32768;
+        let tc = (code - (CHANNEL_STEP as i64 * (first_channel + c) as i64)).rem_euclid(65536) as u64;
+        match t {
+            None => t = Some(tc),
+            Some(x) if x != tc => return None,
+            _ => {}
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_16_bit_and_step_by_one() {
+        assert_eq!(code(0, 0), -32768);
+        assert_eq!(code(1, 0), -32767);
+        assert_eq!(code(65536, 0), -32768);
+        assert_eq!(code(0, 1), 1009 - 32768);
+        // JACK's u32 frame time wraps at a multiple of 65536: no jump.
+        assert_eq!(code(1 << 32, 3), code(0, 3));
+        assert_eq!(code(u32::MAX as u64, 3) + 1, code(1 << 32, 3));
+    }
+
+    #[test]
+    fn fill_matches_sample_across_the_u32_wrap() {
+        let mut b = [0f32; 8];
+        fill(&mut b, u32::MAX - 3, 2);
+        for (i, s) in b.iter().enumerate() {
+            let t = (u32::MAX - 3).wrapping_add(i as u32) as u64;
+            assert_eq!(*s, sample(t, 2));
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (shared harness, one link step), driving the
+//! built `capstan` against private dummy jackd servers.
+
+mod harness;
+mod record;

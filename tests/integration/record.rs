@@ -1,0 +1,307 @@
+//! `capstan record` end to end: real jackd, real test source, every file
+//! checked sample by sample.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+fn record(
+    server: &JackServer,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let mut cmd = server.capstan();
+    cmd.args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"]).arg(dir).args(args);
+    let out = run(cmd);
+    assert!(out.status.success(), "capstan failed: {}\n{}", text(&out.stderr), text(&out.stdout));
+    let s = summary(&out);
+    (out, s)
+}
+
+#[test]
+fn lossless_2_channels_interleaved() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let (_, s) = record(&server, dir.path(), &["--duration", "2"]);
+    src.stop();
+    let f = files(&s);
+    assert_eq!(f.len(), 1);
+    assert_eq!(assert_recording(&f[0], 0, &s), 96_000);
+    assert_eq!(s["take"]["frames"], 96_000);
+    // sox, an independent reader, agrees on the length and format.
+    let soxi = text(
+        &run({
+            let mut c = std::process::Command::new("soxi");
+            c.arg(&f[0]);
+            c
+        })
+        .stdout,
+    );
+    assert!(soxi.contains("96000 samples"), "{soxi}");
+    assert!(soxi.contains("Channels       : 2"), "{soxi}");
+}
+
+#[test]
+fn lossless_64_channels_mono_files_s24() {
+    let server = JackServer::start(256);
+    let src = server.source(64);
+    let dir = tempdir();
+    let (_, s) =
+        record(&server, dir.path(), &["--duration", "1.5", "--layout", "mono", "--sample-format", "s24"]);
+    src.stop();
+    let f = files(&s);
+    assert_eq!(f.len(), 64);
+    for (i, path) in f.iter().enumerate() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(&format!("_in_{}.wav", i + 1)), "{name}");
+        assert_eq!(assert_recording(path, i, &s), 72_000);
+    }
+    let info = capstan::wav::read_info(&f[10]).unwrap();
+    assert_eq!(info.spec.channels, 1);
+    assert_eq!(info.spec.format, capstan::wav::SampleFormat::S24);
+}
+
+#[test]
+fn lossless_256_channels_interleaved() {
+    let server = JackServer::start(1024);
+    let src = server.source(256);
+    let dir = tempdir();
+    let (_, s) = record(&server, dir.path(), &["--duration", "3"]);
+    src.stop();
+    let f = files(&s);
+    assert_eq!(assert_recording(&f[0], 0, &s), 144_000);
+    assert_eq!(capstan::wav::read_info(&f[0]).unwrap().spec.channels, 256);
+}
+
+#[test]
+fn every_sample_format_is_exact() {
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let dir = tempdir();
+    for fmt in ["float32", "s16", "s24", "s32"] {
+        let (_, s) = record(&server, dir.path(), &["--duration", "0.5", "--sample-format", fmt]);
+        let f = files(&s);
+        assert_eq!(assert_recording(&f[0], 0, &s), 24_000, "{fmt}");
+        let bits = capstan::wav::read_info(&f[0]).unwrap().spec.format.bits();
+        let want = if fmt == "float32" { 32 } else { fmt[1..].parse().unwrap() };
+        assert_eq!(bits, want);
+        // hound (independent of our reader) opens every format.
+        let r = hound::WavReader::open(&f[0]).unwrap();
+        assert_eq!(r.duration(), 24_000);
+    }
+    src.stop();
+    // Four takes, four distinct files: nothing overwritten.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+}
+
+#[test]
+fn grows_past_4_gib_as_rf64_and_sox_reads_it() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    // 2 ch float32 = 8 bytes/frame: a sparse lead-in just under 4 GiB, then
+    // one real second pushes the file over.
+    let lead = (u32::MAX as u64 - 200_000) / 8;
+    let (_, s) =
+        record(&server, dir.path(), &["--duration", "1", "--test-lead-in-frames", &lead.to_string()]);
+    src.stop();
+    let f = files(&s);
+    assert_eq!(s["take"]["files"][0]["rf64"], true);
+    let info = capstan::wav::read_info(&f[0]).unwrap();
+    assert!(info.rf64);
+    assert_eq!(info.frames(), lead + 48_000);
+    let v = capstan::testsignal::verify(&f[0], 0, lead).unwrap();
+    assert_eq!(v.frames, 48_000);
+    assert_eq!(v.torn, 0);
+    if s["xruns"] == 0 {
+        assert!(v.is_perfect(), "{v:?}");
+    }
+    // sox reads the RF64 header and the audio past the 4 GiB mark. (One
+    // pass only: sox reads through the whole data chunk on open, ~1 min.)
+    let out = run({
+        let mut c = std::process::Command::new("sox");
+        c.arg(&f[0]).args(["-t", "f32", "-"]).args(["trim", &format!("{lead}s")]);
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tail: Vec<f32> =
+        out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(tail.len(), 96_000);
+    let t0 = v.time_reference;
+    assert_eq!(tail[0], capstan::testsignal::sample(t0, 0));
+    assert_eq!(tail[95_999], capstan::testsignal::sample(t0 + 47_999, 1));
+}
+
+/// Waits until the take's file has at least `frames` committed frames.
+fn wait_for_frames(dir: &std::path::Path, frames: u64) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = std::fs::read_dir(dir).unwrap().flatten().next() {
+            if let Ok(info) = capstan::wav::read_info(&e.path()) {
+                if info.frames() >= frames {
+                    return e.path();
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "take did not reach {frames} frames");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_mid_take_finalizes_and_exits_0() {
+    let server = JackServer::start(256);
+    let src = server.source(8);
+    let dir = tempdir();
+    let child = server
+        .capstan()
+        .args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_frames(dir.path(), 48_000);
+    let t = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = wait_output(child, Duration::from_secs(10));
+    let took = t.elapsed();
+    src.stop();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let s = summary(&out);
+    let frames = assert_recording(&files(&s)[0], 0, &s);
+    assert!(frames >= 48_000, "{frames}");
+    assert_eq!(frames, s["take"]["frames"].as_u64().unwrap());
+}
+
+#[test]
+fn sigkill_mid_take_leaves_a_readable_file() {
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let dir = tempdir();
+    let mut child = server
+        .capstan()
+        .args(["record", "-q", "--connect", "src:out_*", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = wait_for_frames(dir.path(), 2 * 48_000);
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9));
+    let xruns = src.stop();
+    // The header claims only audio that reached the disk: a gap-free prefix
+    // of the signal (with JACK xruns, at least aligned and unbroken by us).
+    let v = capstan::testsignal::verify(&path, 0, 0).unwrap();
+    assert_eq!(v.torn, 0, "{v:?}");
+    if xruns == 0 {
+        assert!(v.is_perfect(), "{v:?}");
+    } else {
+        assert!(v.discontinuities <= 2 * xruns, "{xruns} xruns: {v:?}");
+    }
+    assert!(v.frames >= 2 * 48_000, "{v:?}");
+    let out = run({
+        let mut c = std::process::Command::new("soxi");
+        c.arg("-s").arg(&path);
+        c
+    });
+    assert!(out.status.success(), "sox cannot read the killed take: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), v.frames.to_string());
+    let out = run({
+        let mut c = std::process::Command::new("sox");
+        c.arg(&path).args(["-n", "stat"]);
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn connect_pattern_matching_nothing_is_an_error_and_creates_nothing() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let target = dir.path().join("takes");
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "--connect", "nosuch:*", "--duration", "1", "--dir"]).arg(&target);
+        c
+    });
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("nosuch:*") && err.contains("matches no JACK output port"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn no_jack_server_is_a_clear_error_and_creates_nothing() {
+    let dir = tempdir();
+    let target = dir.path().join("takes");
+    let out = run({
+        let mut c = std::process::Command::new(CAPSTAN);
+        c.env("JACK_DEFAULT_SERVER", format!("capstan-test-absent-{}", std::process::id()))
+            .env("JACK_NO_START_SERVER", "1")
+            .args(["record", "--duration", "1", "--dir"])
+            .arg(&target);
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot connect to JACK server") && err.contains("is it running"), "{err}");
+    assert!(!target.exists());
+}
+
+#[test]
+fn server_dying_mid_take_finalizes_the_file_and_reports() {
+    let mut server = JackServer::start_named("capstan-test-killed".into(), 256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let child = server
+        .capstan()
+        .args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_frames(dir.path(), 48_000);
+    server.kill(Signal::SIGKILL);
+    let out = wait_output(child, Duration::from_secs(20));
+    drop(src);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("JACK server shut down"), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["jack_shutdown"], true);
+    let frames = assert_recording(&files(&s)[0], 0, &s);
+    assert!(frames >= 48_000);
+    // Finalized: the header holds every frame written.
+    assert_eq!(frames, s["take"]["frames"].as_u64().unwrap());
+}
+
+#[test]
+fn an_existing_file_is_never_overwritten() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("keep.wav"), b"precious").unwrap();
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "--duration", "0.2", "--file", "keep.wav", "--dir"]).arg(dir.path());
+        c
+    });
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("keep.wav")).unwrap(), b"precious");
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "--duration", "0.2", "--file", "../escape.wav", "--dir"]).arg(dir.path());
+        c
+    });
+    assert!(!out.status.success());
+    assert!(!dir.path().parent().unwrap().join("escape.wav").exists());
+}
