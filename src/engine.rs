@@ -3,7 +3,7 @@
 //! runs in the process callback except what [`crate::rt`] provides.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl Engine {
     /// Registers `ports` inputs, allocates `buffer_seconds` of ring per port,
     /// starts the disk thread and activates the client.
     pub fn start(client: jack::Client, ports: usize, buffer_seconds: f64) -> Result<Engine, EngineError> {
-        let sample_rate = client.sample_rate() as u32;
+        let sample_rate = client.sample_rate();
         let buffer_size = client.buffer_size();
         let mut jack_ports = Vec::with_capacity(ports);
         let mut port_names = Vec::with_capacity(ports);
@@ -185,10 +185,7 @@ impl Engine {
 
     /// Next event from the disk thread, if one arrives within `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<DiskEvent> {
-        match self.events.recv_timeout(timeout) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.events.recv_timeout(timeout).ok()
     }
 
     /// Stops the disk thread (finalizing any take) and closes the client.

@@ -67,10 +67,6 @@ impl JackServer {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// A command with this server selected.
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
