@@ -66,6 +66,10 @@ pub struct Verdict {
     /// Places where the signal does not continue from the frame before (a
     /// lost or repeated stretch), not counting the first frame after silence.
     pub discontinuities: u64,
+    /// At discontinuities: signal frames missing (the signal jumped ahead)
+    /// and frames repeated (it jumped back), mod 65536.
+    pub skipped: u64,
+    pub repeated: u64,
 }
 
 impl Verdict {
@@ -101,6 +105,8 @@ pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdic
         first_mismatch: None,
         torn: 0,
         discontinuities: 0,
+        skipped: 0,
+        repeated: 0,
     };
     // Signal time (mod 65536) of the previous frame, if it was not silence.
     let mut prev: Option<u64> = None;
@@ -142,7 +148,15 @@ pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdic
             } else {
                 match instant {
                     None => v.torn += 1,
-                    Some(_) if !continues => v.discontinuities += 1,
+                    Some(t) if !continues => {
+                        v.discontinuities += 1;
+                        let jump = (t + 65536 - (prev.unwrap_or(t) + 1) % 65536) % 65536;
+                        if jump < 32768 {
+                            v.skipped += jump;
+                        } else {
+                            v.repeated += 65536 - jump;
+                        }
+                    }
                     Some(_) => {}
                 }
                 prev = instant;

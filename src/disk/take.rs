@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Local};
 
 use crate::naming;
-use crate::wav::{Bext, SampleFormat, WavError, WavSpec, WavWriter};
+use crate::wav::{quantize, Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
 /// One interleaved file, or one mono file per port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -44,6 +44,23 @@ pub struct Take {
     files: Vec<WavWriter>,
     bexts: Vec<Bext>,
     frames: u64,
+}
+
+/// Writes `n` interleaved frames into `out` (pre-sized, zeroed), encoding each
+/// sample with `enc`; `None` channels stay zero (silence in every format).
+fn interleave<const B: usize>(
+    out: &mut [u8],
+    chans: &[Option<&[f32]>],
+    n: usize,
+    enc: impl Fn(f32) -> [u8; B],
+) {
+    let frame = chans.len() * B;
+    for (c, ch) in chans.iter().enumerate() {
+        let Some(samples) = ch else { continue };
+        for (i, &x) in samples[..n].iter().enumerate() {
+            out[i * frame + c * B..][..B].copy_from_slice(&enc(x));
+        }
+    }
 }
 
 /// A file as it was left.
@@ -183,13 +200,19 @@ impl Take {
             }
         } else {
             let f = &mut self.files[0];
-            let buf = f.buffer();
             let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
-            buf.reserve(n * channels * format.bytes());
-            for i in 0..n {
-                for ch in &chans {
-                    format.encode(ch.map_or(0.0, |s| s[i]), buf);
-                }
+            let buf = f.buffer();
+            let start = buf.len();
+            buf.resize(start + n * channels * format.bytes(), 0);
+            let out = &mut buf[start..];
+            match format {
+                SampleFormat::F32 => interleave(out, &chans, n, |x| x.to_le_bytes()),
+                SampleFormat::S16 => interleave(out, &chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
+                SampleFormat::S24 => interleave(out, &chans, n, |x| {
+                    let b = (quantize(x, 23) as i32).to_le_bytes();
+                    [b[0], b[1], b[2]]
+                }),
+                SampleFormat::S32 => interleave(out, &chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
             }
             f.commit_buffer()?;
         }

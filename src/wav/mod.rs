@@ -6,7 +6,7 @@ mod sample_format;
 mod writer;
 
 pub use bext::Bext;
-pub use sample_format::SampleFormat;
+pub use sample_format::{quantize, SampleFormat};
 pub use writer::{WavError, WavSpec, WavWriter};
 
 use std::fs::File;

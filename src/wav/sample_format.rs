@@ -72,7 +72,7 @@ impl SampleFormat {
 /// Scales to a signed integer of `shift + 1` bits, rounding to nearest and
 /// clipping.
 #[inline]
-fn quantize(sample: f32, shift: u32) -> i64 {
+pub fn quantize(sample: f32, shift: u32) -> i64 {
     let scale = (1u64 << shift) as f64;
     let max = scale - 1.0;
     let v = (sample as f64 * scale).round();
