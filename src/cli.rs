@@ -82,10 +82,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
+    // libjack's own messages (through the jack crate's `log` output) repeat
+    // what capstan's errors already say; show them with -v.
     let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+        (true, 0) => "warn,jack=off",
+        (false, 0) => "info,jack=off",
+        (_, 1) => "debug,jack=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")

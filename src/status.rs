@@ -116,6 +116,13 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
         "  lost    {} frames ({overflow} ring overflow, {skipped} skipped by JACK); silence written in their place",
         overflow + skipped
     );
+    if r.timer_jitter > 0 {
+        let _ = writeln!(
+            s,
+            "  timer   {} cycles where JACK's frame time disagreed with the sample count (xrun artifact; timeline kept by sample count)",
+            r.timer_jitter
+        );
+    }
     for g in r.gaps.iter().take(20) {
         let _ = writeln!(s, "    at frame {}: {} frames, {}", g.at, g.frames, g.cause);
     }
