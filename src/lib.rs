@@ -11,8 +11,10 @@
 //! an allocation guard in debug and test builds. Nothing else does.
 
 pub mod cli;
+pub mod control;
 pub mod disk;
 pub mod engine;
+pub mod lock;
 pub mod naming;
 pub mod ports;
 pub mod record;

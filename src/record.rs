@@ -77,6 +77,7 @@ fn record_take(
         );
     }
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let _lock = crate::lock::acquire(&args.dir)?;
     let spec = TakeSpec {
         dir: args.dir.clone(),
         project: args.project.clone(),

@@ -1,0 +1,6 @@
+//! Take control: the state machine, the OSC protocol and pre-flight checks.
+//! Control thread only.
+
+pub mod osc;
+pub mod preflight;
+pub mod state;

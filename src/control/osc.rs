@@ -1,0 +1,214 @@
+//! The OSC protocol (docs/osc-api.md): decoding commands and encoding
+//! replies and feedback. Pure functions, no sockets.
+
+use rosc::{OscMessage, OscPacket, OscType};
+
+/// Error codes carried in `/error` and `/recording/error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Code {
+    BadArgs = 1,
+    UnknownPath = 2,
+    Busy = 3,
+    NotRecording = 4,
+    Preflight = 5,
+    File = 6,
+    ErrorState = 7,
+    Malformed = 8,
+    Write = 9,
+    JackGone = 10,
+    DiskFull = 11,
+    Config = 12,
+}
+
+/// A refused command: code and a sentence for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: Code, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+}
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start { take_id: Option<String>, file: Option<String> },
+    Stop { take_id: Option<String> },
+    /// Stop the running take and start the next one at the very next frame.
+    Rotate { take_id: Option<String>, file: Option<String> },
+    Status { take_id: Option<String> },
+    List,
+    Reset,
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Largest datagram we accept; anything bigger is refused unread.
+pub const MAX_DATAGRAM: usize = 8192;
+
+/// Decodes a datagram into messages (bundles are flattened).
+pub fn decode(datagram: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(Refusal::new(Code::Malformed, format!("datagram of {} bytes is too large", datagram.len())));
+    }
+    let (_, packet) = rosc::decoder::decode_udp(datagram)
+        .map_err(|e| Refusal::new(Code::Malformed, format!("not an OSC packet: {e}")))?;
+    let mut out = Vec::new();
+    flatten(packet, &mut out);
+    Ok(out)
+}
+
+fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
+    match p {
+        OscPacket::Message(m) => out.push(m),
+        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
+    }
+}
+
+/// Optional string arguments: strings, or integers (SuperCollider sends ids
+/// as ints), nothing else.
+fn strings(m: &OscMessage, max: usize) -> Result<Vec<String>, Refusal> {
+    if m.args.len() > max {
+        return Err(Refusal::new(Code::BadArgs, format!("{} takes at most {max} arguments, got {}", m.addr, m.args.len())));
+    }
+    m.args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a {
+            OscType::String(s) if !s.is_empty() => Ok(s.clone()),
+            OscType::Int(v) => Ok(v.to_string()),
+            OscType::Long(v) => Ok(v.to_string()),
+            other => Err(Refusal::new(
+                Code::BadArgs,
+                format!("{} argument {} must be a non-empty string, got {other:?}", m.addr, i + 1),
+            )),
+        })
+        .collect()
+}
+
+/// Interprets one message.
+pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
+    let none = |m: &OscMessage| -> Result<(), Refusal> {
+        if m.args.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::new(Code::BadArgs, format!("{} takes no arguments", m.addr)))
+        }
+    };
+    Ok(match m.addr.as_str() {
+        "/record/start" | "/jack_capture/tm/start" => {
+            let mut a = strings(m, 2)?.into_iter();
+            Command::Start { take_id: a.next(), file: a.next() }
+        }
+        "/record/rotate" => {
+            let mut a = strings(m, 2)?.into_iter();
+            Command::Rotate { take_id: a.next(), file: a.next() }
+        }
+        "/record/stop" | "/jack_capture/tm/stop" | "/jack_capture/stop" => {
+            Command::Stop { take_id: strings(m, 1)?.into_iter().next() }
+        }
+        "/record/status" => Command::Status { take_id: strings(m, 1)?.into_iter().next() },
+        "/record/list" => none(m).map(|_| Command::List)?,
+        "/record/reset" => none(m).map(|_| Command::Reset)?,
+        "/record/subscribe" => none(m).map(|_| Command::Subscribe)?,
+        "/record/unsubscribe" => none(m).map(|_| Command::Unsubscribe)?,
+        other => return Err(Refusal::new(Code::UnknownPath, format!("unknown path {other:?}"))),
+    })
+}
+
+/// Encodes a message; only fails on strings with NUL bytes, which we never
+/// build, so the error is folded into an empty datagram.
+pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap_or_default()
+}
+
+/// `/reply s:path …`
+pub fn reply(path: &str, mut args: Vec<OscType>) -> Vec<u8> {
+    args.insert(0, OscType::String(path.into()));
+    encode("/reply", args)
+}
+
+/// `/error s:path i:code s:message`
+pub fn error(path: &str, r: &Refusal) -> Vec<u8> {
+    encode(
+        "/error",
+        vec![OscType::String(path.into()), OscType::Int(r.code as i32), OscType::String(r.message.clone())],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+        encode(addr, args)
+    }
+
+    fn one(datagram: &[u8]) -> Result<Command, Refusal> {
+        let ms = decode(datagram)?;
+        parse(&ms[0])
+    }
+
+    #[test]
+    fn parses_every_command_and_alias() {
+        let s = |v: &str| OscType::String(v.into());
+        assert_eq!(one(&msg("/record/start", vec![])).unwrap(), Command::Start { take_id: None, file: None });
+        assert_eq!(
+            one(&msg("/record/start", vec![s("take-a"), s("kick.wav")])).unwrap(),
+            Command::Start { take_id: Some("take-a".into()), file: Some("kick.wav".into()) }
+        );
+        assert_eq!(
+            one(&msg("/record/start", vec![OscType::Int(7)])).unwrap(),
+            Command::Start { take_id: Some("7".into()), file: None }
+        );
+        assert_eq!(one(&msg("/jack_capture/tm/start", vec![])).unwrap(), Command::Start { take_id: None, file: None });
+        for stop in ["/record/stop", "/jack_capture/tm/stop", "/jack_capture/stop"] {
+            assert_eq!(one(&msg(stop, vec![])).unwrap(), Command::Stop { take_id: None });
+        }
+        assert_eq!(one(&msg("/record/list", vec![])).unwrap(), Command::List);
+        assert_eq!(one(&msg("/record/reset", vec![])).unwrap(), Command::Reset);
+        assert_eq!(one(&msg("/record/status", vec![s("x")])).unwrap(), Command::Status { take_id: Some("x".into()) });
+        assert_eq!(one(&msg("/record/rotate", vec![])).unwrap(), Command::Rotate { take_id: None, file: None });
+    }
+
+    #[test]
+    fn refuses_bad_input_with_codes() {
+        let code = |d: &[u8]| one(d).unwrap_err().code;
+        assert_eq!(code(&msg("/record/start", vec![OscType::Float(1.0)])), Code::BadArgs);
+        assert_eq!(code(&msg("/record/start", vec![OscType::String("".into())])), Code::BadArgs);
+        assert_eq!(code(&msg("/record/list", vec![OscType::Int(1)])), Code::BadArgs);
+        let three = vec![OscType::String("a".into()); 3];
+        assert_eq!(code(&msg("/record/start", three)), Code::BadArgs);
+        assert_eq!(code(&msg("/record/explode", vec![])), Code::UnknownPath);
+        assert_eq!(code(b"garbage\0"), Code::Malformed);
+        assert_eq!(code(&[0u8; 3]), Code::Malformed);
+        assert_eq!(code(&vec![b'/'; MAX_DATAGRAM + 1]), Code::Malformed);
+    }
+
+    #[test]
+    fn bundles_are_flattened() {
+        let inner = OscPacket::Message(OscMessage { addr: "/record/stop".into(), args: vec![] });
+        let b = OscPacket::Bundle(rosc::OscBundle {
+            timetag: rosc::OscTime { seconds: 0, fractional: 1 },
+            content: vec![inner.clone(), inner],
+        });
+        let d = rosc::encoder::encode(&b).unwrap();
+        assert_eq!(decode(&d).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn replies_have_the_documented_shape() {
+        let (_, p) = rosc::decoder::decode_udp(&error("/record/start", &Refusal::new(Code::Busy, "busy"))).unwrap();
+        let OscPacket::Message(m) = p else { panic!() };
+        assert_eq!(m.addr, "/error");
+        assert_eq!(
+            m.args,
+            vec![OscType::String("/record/start".into()), OscType::Int(3), OscType::String("busy".into())]
+        );
+    }
+}
