@@ -102,8 +102,17 @@ pub struct Engine {
 
 impl Engine {
     /// Registers `ports` inputs, allocates `buffer_seconds` of ring per port,
-    /// starts the disk thread and activates the client.
-    pub fn start(client: jack::Client, ports: usize, buffer_seconds: f64) -> Result<Engine, EngineError> {
+    /// starts the disk thread (keeping `history_seconds` of audio in memory
+    /// for pre-roll, with takes trailing the newest audio by `delay_seconds`
+    /// so late stop/rotate commands still cut exactly) and activates the
+    /// client.
+    pub fn start(
+        client: jack::Client,
+        ports: usize,
+        buffer_seconds: f64,
+        history_seconds: f64,
+        delay_seconds: f64,
+    ) -> Result<Engine, EngineError> {
         let sample_rate = client.sample_rate();
         let buffer_size = client.buffer_size();
         let mut jack_ports = Vec::with_capacity(ports);
@@ -128,7 +137,9 @@ impl Engine {
         let jack = Arc::new(JackEvents::default());
         let (ctx, crx) = channel();
         let (etx, erx) = channel();
-        let writer = DiskWriter::new(disk_rings, crx, etx, disk_stats.clone());
+        let history = (history_seconds * sample_rate as f64).ceil() as usize;
+        let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
+        let writer = DiskWriter::new(disk_rings, crx, etx, disk_stats.clone(), history, delay);
         let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
         let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
         let client = client
@@ -175,8 +186,16 @@ impl Engine {
         self.client().frame_time()
     }
 
-    pub fn start_take(&self, take: Take, start_at: Option<u32>) {
-        let _ = self.commands.send(DiskCommand::Start { take: Box::new(take), start_at });
+    /// Starts `take` at the first cycle boundary at or after `start_at`,
+    /// reaching back `preroll` frames (as far as the history holds).
+    pub fn start_take(&self, take: Take, start_at: Option<u32>, preroll: u64) {
+        let _ = self.commands.send(DiskCommand::Start { take: Box::new(take), start_at, preroll });
+    }
+
+    /// Ends the running take with the cycle containing `at` and continues in
+    /// `next` from the following frame.
+    pub fn rotate_take(&self, next: Take, at: u32) {
+        let _ = self.commands.send(DiskCommand::Rotate { next: Box::new(next), at });
     }
 
     pub fn stop_take(&self, at: StopAt) {

@@ -16,7 +16,9 @@ pub const LOCK_FILE: &str = ".capstan.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another capstan (pid {pid}) is already recording into {dir}; stop it first or use another directory")]
+    #[error(
+        "another capstan (pid {pid}) is already recording into {dir}; stop it first or use another directory"
+    )]
     Held { dir: PathBuf, pid: i32 },
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -42,7 +44,14 @@ fn flock(kind: libc::c_short) -> libc::flock {
 pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
     let path = dir.join(LOCK_FILE);
     let io = |source: std::io::Error| LockError::Io { path: path.clone(), source };
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io)?;
     if fcntl(&file, FcntlArg::F_SETLK(&flock(libc::F_WRLCK as libc::c_short))).is_err() {
         let mut probe = flock(libc::F_WRLCK as libc::c_short);
         let pid = match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {

@@ -55,7 +55,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     if sources.len() > n_ports {
         return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
     }
-    let engine = Engine::start(client, n_ports, args.buffer_seconds)?;
+    let engine = Engine::start(client, n_ports, args.buffer_seconds, 0.0, 0.0)?;
     let result = record_take(&engine, &args, file, &sources, quiet);
     engine.close();
     result
@@ -103,7 +103,7 @@ fn record_take(
 
     // Start with the first cycle that is sure to see the new connections.
     let start_at = engine.frame_time().wrapping_add(2 * engine.buffer_size);
-    engine.start_take(take, Some(start_at));
+    engine.start_take(take, Some(start_at), 0);
     tracing::info!("recording {} ports into {}", engine.port_names.len(), paths.join(", "));
 
     let mut live = status::LiveStatus::new(quiet);

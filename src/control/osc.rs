@@ -37,11 +37,21 @@ impl Refusal {
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Start { take_id: Option<String>, file: Option<String> },
-    Stop { take_id: Option<String> },
+    Start {
+        take_id: Option<String>,
+        file: Option<String>,
+    },
+    Stop {
+        take_id: Option<String>,
+    },
     /// Stop the running take and start the next one at the very next frame.
-    Rotate { take_id: Option<String>, file: Option<String> },
-    Status { take_id: Option<String> },
+    Rotate {
+        take_id: Option<String>,
+        file: Option<String>,
+    },
+    Status {
+        take_id: Option<String>,
+    },
     List,
     Reset,
     Subscribe,
@@ -54,7 +64,10 @@ pub const MAX_DATAGRAM: usize = 8192;
 /// Decodes a datagram into messages (bundles are flattened).
 pub fn decode(datagram: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
     if datagram.len() > MAX_DATAGRAM {
-        return Err(Refusal::new(Code::Malformed, format!("datagram of {} bytes is too large", datagram.len())));
+        return Err(Refusal::new(
+            Code::Malformed,
+            format!("datagram of {} bytes is too large", datagram.len()),
+        ));
     }
     let (_, packet) = rosc::decoder::decode_udp(datagram)
         .map_err(|e| Refusal::new(Code::Malformed, format!("not an OSC packet: {e}")))?;
@@ -74,7 +87,10 @@ fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
 /// as ints), nothing else.
 fn strings(m: &OscMessage, max: usize) -> Result<Vec<String>, Refusal> {
     if m.args.len() > max {
-        return Err(Refusal::new(Code::BadArgs, format!("{} takes at most {max} arguments, got {}", m.addr, m.args.len())));
+        return Err(Refusal::new(
+            Code::BadArgs,
+            format!("{} takes at most {max} arguments, got {}", m.addr, m.args.len()),
+        ));
     }
     m.args
         .iter()
@@ -166,14 +182,23 @@ mod tests {
             one(&msg("/record/start", vec![OscType::Int(7)])).unwrap(),
             Command::Start { take_id: Some("7".into()), file: None }
         );
-        assert_eq!(one(&msg("/jack_capture/tm/start", vec![])).unwrap(), Command::Start { take_id: None, file: None });
+        assert_eq!(
+            one(&msg("/jack_capture/tm/start", vec![])).unwrap(),
+            Command::Start { take_id: None, file: None }
+        );
         for stop in ["/record/stop", "/jack_capture/tm/stop", "/jack_capture/stop"] {
             assert_eq!(one(&msg(stop, vec![])).unwrap(), Command::Stop { take_id: None });
         }
         assert_eq!(one(&msg("/record/list", vec![])).unwrap(), Command::List);
         assert_eq!(one(&msg("/record/reset", vec![])).unwrap(), Command::Reset);
-        assert_eq!(one(&msg("/record/status", vec![s("x")])).unwrap(), Command::Status { take_id: Some("x".into()) });
-        assert_eq!(one(&msg("/record/rotate", vec![])).unwrap(), Command::Rotate { take_id: None, file: None });
+        assert_eq!(
+            one(&msg("/record/status", vec![s("x")])).unwrap(),
+            Command::Status { take_id: Some("x".into()) }
+        );
+        assert_eq!(
+            one(&msg("/record/rotate", vec![])).unwrap(),
+            Command::Rotate { take_id: None, file: None }
+        );
     }
 
     #[test]
@@ -203,7 +228,8 @@ mod tests {
 
     #[test]
     fn replies_have_the_documented_shape() {
-        let (_, p) = rosc::decoder::decode_udp(&error("/record/start", &Refusal::new(Code::Busy, "busy"))).unwrap();
+        let (_, p) =
+            rosc::decoder::decode_udp(&error("/record/start", &Refusal::new(Code::Busy, "busy"))).unwrap();
         let OscPacket::Message(m) = p else { panic!() };
         assert_eq!(m.addr, "/error");
         assert_eq!(

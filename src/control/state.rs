@@ -24,7 +24,8 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 5] = [State::Idle, State::Starting, State::Recording, State::Stopping, State::Error];
+    pub const ALL: [State; 5] =
+        [State::Idle, State::Starting, State::Recording, State::Stopping, State::Error];
 
     fn from_u8(v: u8) -> State {
         match v {
@@ -160,7 +161,9 @@ mod tests {
         let winners: usize = (0..8)
             .map(|_| {
                 let c = cell.clone();
-                std::thread::spawn(move || (0..1000).filter(|_| c.transition(State::Idle, State::Starting).is_ok()).count())
+                std::thread::spawn(move || {
+                    (0..1000).filter(|_| c.transition(State::Idle, State::Starting).is_ok()).count()
+                })
             })
             .collect::<Vec<_>>()
             .into_iter()

@@ -96,7 +96,11 @@ fn every_sample_format_is_exact() {
     }
     src.stop();
     // Four takes, four distinct files: nothing overwritten.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    let wavs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wav"));
+    assert_eq!(wavs.count(), 4);
 }
 
 #[test]
@@ -141,7 +145,11 @@ fn grows_past_4_gib_as_rf64_and_sox_reads_it() {
 fn wait_for_frames(dir: &std::path::Path, frames: u64) -> std::path::PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(e) = std::fs::read_dir(dir).unwrap().flatten().next() {
+        let wav = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "wav"));
+        if let Some(e) = wav {
             if let Ok(info) = capstan::wav::read_info(&e.path()) {
                 if info.frames() >= frames {
                     return e.path();
