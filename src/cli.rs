@@ -26,6 +26,75 @@ pub struct Cli {
 pub enum Command {
     /// Record one take from JACK input ports until --duration or Ctrl-C.
     Record(RecordArgs),
+    /// Stay up with one JACK client and record takes on OSC commands.
+    Daemon(DaemonArgs),
+    /// Send a command to a running daemon and print its reply.
+    Ctl(CtlArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// JACK client name.
+    #[arg(long, default_value = "capstan")]
+    pub name: String,
+    /// Number of input ports (in_1 … in_N).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ports: u16,
+    /// Connect output ports matching PATTERN to the inputs at start-up.
+    #[arg(long, short = 'c', value_name = "PATTERN")]
+    pub connect: Vec<String>,
+    /// Directory for the takes (created if missing; locked against a second
+    /// capstan).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// UDP port for OSC commands.
+    #[arg(long, default_value_t = 7770)]
+    pub osc_port: u16,
+    /// Address to listen on. The default accepts commands from this machine
+    /// only; 0.0.0.0 lets anyone on the network start and stop takes.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub osc_bind: String,
+    /// Keep this many seconds of every input in memory while idle; a take
+    /// then starts that far in the past (timemachine mode).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_preroll)]
+    pub preroll: f64,
+    #[arg(long, default_value = "capstan")]
+    pub project: String,
+    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
+    pub layout: Layout,
+    #[arg(long, default_value_t = SampleFormat::F32)]
+    pub sample_format: SampleFormat,
+    #[arg(long, default_value_t = 4.0)]
+    pub buffer_seconds: f64,
+    /// Refuse a take unless the disk holds this many minutes of it (+20%).
+    #[arg(long, default_value_t = 10.0)]
+    pub min_minutes: f64,
+    /// …and keeps this fraction of the volume free.
+    #[arg(long, default_value_t = 0.15)]
+    pub min_free_fraction: f64,
+}
+
+fn parse_preroll(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.0..=600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("pre-roll must be between 0 and 600 seconds".into())
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// Where the daemon listens.
+    #[arg(long, default_value = "127.0.0.1:7770")]
+    pub osc: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
+    /// status | list | reset
+    pub command: String,
+    pub args: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +147,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     init_logging(cli.quiet, cli.verbose);
     match cli.command {
         Command::Record(args) => crate::record::run(args, cli.quiet),
+        Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
+        Command::Ctl(args) => crate::ctl::run(args),
     }
 }
 

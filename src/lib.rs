@@ -12,6 +12,8 @@
 
 pub mod cli;
 pub mod control;
+pub mod ctl;
+pub mod daemon;
 pub mod disk;
 pub mod engine;
 pub mod lock;

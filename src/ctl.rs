@@ -1,0 +1,69 @@
+//! `capstan ctl`: a small OSC client for humans and scripts. Sends one
+//! command, prints the reply, exits 0 on `/reply`, 1 on `/error`, 2 when no
+//! reply came in time.
+
+use std::net::UdpSocket;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rosc::{OscPacket, OscType};
+
+use crate::cli::CtlArgs;
+use crate::control::osc;
+
+fn show(a: &OscType) -> String {
+    match a {
+        OscType::String(s) => s.clone(),
+        OscType::Int(v) => v.to_string(),
+        OscType::Long(v) => v.to_string(),
+        OscType::Float(v) => v.to_string(),
+        OscType::Double(v) => format!("{v:.3}"),
+        other => format!("{other:?}"),
+    }
+}
+
+pub fn run(args: CtlArgs) -> Result<ExitCode> {
+    let known = ["start", "stop", "rotate", "status", "list", "reset", "subscribe"];
+    if !known.contains(&args.command.as_str()) {
+        bail!("unknown command {:?} (use one of: {})", args.command, known.join(", "));
+    }
+    let path = format!("/record/{}", args.command);
+    let socket = UdpSocket::bind("127.0.0.1:0").or_else(|_| UdpSocket::bind("0.0.0.0:0"))?;
+    socket.connect(&args.osc).with_context(|| format!("bad --osc address {:?}", args.osc))?;
+    let msg = osc::encode(&path, args.args.iter().map(|a| OscType::String(a.clone())).collect());
+    socket.send(&msg).with_context(|| format!("sending to {}", args.osc))?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout.max(0.1));
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        socket.set_read_timeout(Some(
+            deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+        ))?;
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                break
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                eprintln!("capstan ctl: nothing listens on {} (is the daemon running?)", args.osc);
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) else { continue };
+        let for_us = matches!(m.args.first(), Some(OscType::String(p)) if *p == path);
+        match m.addr.as_str() {
+            "/reply" if for_us => {
+                println!("{}", m.args[1..].iter().map(show).collect::<Vec<_>>().join(" "));
+                return Ok(ExitCode::SUCCESS);
+            }
+            "/error" if for_us => {
+                eprintln!("capstan ctl: {}", m.args[1..].iter().map(show).collect::<Vec<_>>().join(" "));
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {} // feedback for subscribers, or someone else's reply
+        }
+    }
+    eprintln!("capstan ctl: no reply from {} within {} s", args.osc, args.timeout);
+    Ok(ExitCode::from(2))
+}

@@ -1,0 +1,527 @@
+//! `capstan daemon`: one JACK client that stays up across any number of
+//! takes, driven over OSC (docs/osc-api.md). Control thread: the OSC socket,
+//! the state machine, disk-thread events and signals, in one loop.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rosc::OscType;
+
+use crate::cli::DaemonArgs;
+use crate::control::osc::{self, Code, Command, Refusal};
+use crate::control::preflight::{self, Limits};
+use crate::control::state::{State, StateCell};
+use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
+use crate::engine::{self, Engine};
+use crate::{lock, naming, ports};
+
+/// How far takes trail the newest audio: a stop or rotate that reaches the
+/// disk thread within this window still cuts at the exact cycle.
+const WRITE_DELAY_S: f64 = 0.2;
+/// Longest wait for the disk thread to confirm a start or a stop.
+const CONFIRM: Duration = Duration::from_secs(3);
+const MAX_SUBSCRIBERS: usize = 64;
+
+/// The take being recorded.
+struct Current {
+    id: String,
+    files: Vec<String>,
+    first_frame_time: Option<u64>,
+}
+
+struct Daemon {
+    args: DaemonArgs,
+    socket: UdpSocket,
+    engine: Option<Engine>,
+    state: StateCell,
+    current: Option<Current>,
+    subscribers: HashSet<SocketAddr>,
+    /// Why the recorder is in ERROR; `jack` errors clear themselves.
+    error: Option<(Code, String)>,
+    last_progress: Instant,
+    last_jack_try: Instant,
+    sources: Vec<String>,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn s(v: impl Into<String>) -> OscType {
+    OscType::String(v.into())
+}
+
+pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let _lock = lock::acquire(&args.dir)?;
+    let socket = UdpSocket::bind((args.osc_bind.as_str(), args.osc_port))
+        .with_context(|| format!("cannot listen for OSC on {}:{}", args.osc_bind, args.osc_port))?;
+    socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let mut d = Daemon {
+        socket,
+        engine: None,
+        state: StateCell::new(),
+        current: None,
+        subscribers: HashSet::new(),
+        error: None,
+        last_progress: Instant::now(),
+        last_jack_try: Instant::now(),
+        sources: Vec::new(),
+        args,
+    };
+    d.open_engine()?;
+    tracing::info!(
+        "capstan daemon: {} inputs, takes in {}, OSC on {}",
+        d.args.ports,
+        d.args.dir.display(),
+        d.socket.local_addr()?
+    );
+
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+
+    let mut buf = vec![0u8; osc::MAX_DATAGRAM + 1];
+    while !term.load(Relaxed) {
+        match d.socket.recv_from(&mut buf) {
+            Ok((n, from)) => d.datagram(&buf[..n], from),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => tracing::warn!("OSC receive: {e}"),
+        }
+        d.poll();
+    }
+    tracing::info!("signal: finishing");
+    if d.state.get() == State::Recording {
+        let _ = d.stop(None);
+    }
+    if let Some(e) = d.engine.take() {
+        e.close();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Daemon {
+    fn open_engine(&mut self) -> Result<(), engine::EngineError> {
+        let client = engine::open_client(&self.args.name, false)?;
+        let sources = if self.args.connect.is_empty() {
+            Vec::new()
+        } else {
+            match ports::select_sources(&self.args.connect, &engine::audio_outputs(&client)) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("{e}; inputs left unconnected");
+                    Vec::new()
+                }
+            }
+        };
+        let history = self.args.preroll + 1.0;
+        let e = Engine::start(
+            client,
+            self.args.ports as usize,
+            self.args.buffer_seconds,
+            history,
+            WRITE_DELAY_S,
+        )?;
+        if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.ports as usize)]) {
+            tracing::warn!("{err}");
+        }
+        self.sources = sources;
+        self.engine = Some(e);
+        Ok(())
+    }
+
+    fn send(&self, to: SocketAddr, datagram: &[u8]) {
+        if let Err(e) = self.socket.send_to(datagram, to) {
+            tracing::debug!("OSC send to {to}: {e}");
+        }
+    }
+
+    fn broadcast(&self, datagram: &[u8]) {
+        for &to in &self.subscribers {
+            self.send(to, datagram);
+        }
+    }
+
+    fn push_state(&self) {
+        let (id, first) = match &self.current {
+            Some(c) => (c.id.clone(), c.first_frame_time.unwrap_or(0)),
+            None => (String::new(), 0),
+        };
+        let msg = osc::encode(
+            "/recording/state",
+            vec![s(id), s(self.state.get().name()), OscType::Long(first as i64), OscType::Double(now_unix())],
+        );
+        self.broadcast(&msg);
+    }
+
+    fn push_error(&self, take: &str, code: Code, text: &str) {
+        self.broadcast(&osc::encode("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
+    }
+
+    /// One datagram: every message in it is answered to its sender.
+    fn datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let messages = match osc::decode(data) {
+            Ok(m) => m,
+            Err(r) => {
+                tracing::warn!(%from, "{}", r.message);
+                self.send(from, &osc::error("", &r));
+                return;
+            }
+        };
+        for m in messages {
+            let reply = match osc::parse(&m) {
+                Ok(cmd) => {
+                    if self.subscribers.len() < MAX_SUBSCRIBERS || self.subscribers.contains(&from) {
+                        self.subscribers.insert(from);
+                    }
+                    self.command(cmd, from)
+                }
+                Err(r) => Err(r),
+            };
+            match reply {
+                Ok(args) => self.send(from, &osc::reply(&m.addr, args)),
+                Err(r) => {
+                    tracing::warn!(%from, path = %m.addr, "refused: {}", r.message);
+                    self.send(from, &osc::error(&m.addr, &r));
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command, from: SocketAddr) -> Result<Vec<OscType>, Refusal> {
+        match cmd {
+            Command::Start { take_id, file } => self.start(take_id, file),
+            Command::Stop { take_id } => self.stop(take_id),
+            Command::Rotate { take_id, file } => self.rotate(take_id, file),
+            Command::Status { .. } => Ok(self.status()),
+            Command::List => Ok(self.current.iter().flat_map(|c| [s(c.id.clone()), s(c.files.join(","))]).collect()),
+            Command::Reset => self.reset(),
+            Command::Subscribe => Ok(vec![s(self.state.get().name())]),
+            Command::Unsubscribe => {
+                self.subscribers.remove(&from);
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn busy(&self) -> Refusal {
+        match (self.state.get(), &self.current) {
+            (State::Error, _) => Refusal::new(
+                Code::ErrorState,
+                format!(
+                    "recorder is in ERROR ({}); send /record/reset",
+                    self.error.as_ref().map_or("unknown", |e| e.1.as_str())
+                ),
+            ),
+            (st, Some(c)) => Refusal::new(Code::Busy, format!("take {} is already {st}", c.id)),
+            (st, None) => Refusal::new(Code::Busy, format!("recorder is {st}")),
+        }
+    }
+
+    /// Checks and creates a take's files; nothing is created on refusal.
+    fn prepare(&self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
+        let engine =
+            self.engine.as_ref().ok_or_else(|| Refusal::new(Code::JackGone, "JACK is not running"))?;
+        if engine.jack.shutdown.load(Relaxed) {
+            return Err(Refusal::new(Code::JackGone, "JACK server shut down"));
+        }
+        let file = match file {
+            Some(f) => {
+                Some(naming::validate_user_name(&f).map_err(|e| Refusal::new(Code::File, e.to_string()))?)
+            }
+            None => None,
+        };
+        let a = &self.args;
+        let bps = engine.sample_rate as u64 * a.ports as u64 * a.sample_format.bytes() as u64;
+        let limits =
+            Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
+        preflight::check(&a.dir, bps, &limits).map_err(|e| Refusal::new(Code::Preflight, e))?;
+        let project = match &take_id {
+            Some(id) => format!("{}_{}", a.project, naming::sanitize(id)),
+            None => a.project.clone(),
+        };
+        let spec = TakeSpec {
+            dir: a.dir.clone(),
+            project,
+            file,
+            layout: a.layout,
+            format: a.sample_format,
+            sample_rate: engine.sample_rate,
+            port_names: engine.port_names.clone(),
+            max_frames: None,
+            lead_in_silence: 0,
+        };
+        Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
+    }
+
+    fn start(&mut self, take_id: Option<String>, file: Option<String>) -> Result<Vec<OscType>, Refusal> {
+        self.state.transition(State::Idle, State::Starting).map_err(|_| self.busy())?;
+        let take = match self.prepare(take_id.clone(), file) {
+            Ok(t) => t,
+            Err(r) => {
+                let _ = self.state.transition(State::Starting, State::Idle);
+                return Err(r);
+            }
+        };
+        let id = take_id.unwrap_or_else(|| take.name.clone());
+        let files: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
+        let engine = self.engine.as_ref().expect("prepared");
+        let at = engine.frame_time();
+        engine.start_take(take, Some(at), (self.args.preroll * engine.sample_rate as f64) as u64);
+        let _ = self.state.transition(State::Starting, State::Recording);
+        self.current = Some(Current { id: id.clone(), files: files.clone(), first_frame_time: None });
+        let first = self.await_start();
+        if let Some(c) = &mut self.current {
+            c.first_frame_time = first;
+        }
+        tracing::info!(take = %id, first_frame_time = ?first, "recording {}", files.join(", "));
+        self.push_state();
+        Ok(vec![s(id), OscType::Long(first.unwrap_or(0) as i64), s(files.join(","))])
+    }
+
+    /// Waits for the disk thread's `Started`, handling other events.
+    fn await_start(&mut self) -> Option<u64> {
+        let deadline = Instant::now() + CONFIRM;
+        while Instant::now() < deadline {
+            match self.engine.as_ref()?.next_event(Duration::from_millis(10)) {
+                Some(DiskEvent::Started { first_frame_time, .. }) => return Some(first_frame_time),
+                Some(DiskEvent::Finished(r)) => self.finished(r),
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Waits for the disk thread's `Finished`.
+    fn await_finish(&mut self) -> Option<TakeReport> {
+        let deadline = Instant::now() + CONFIRM;
+        let mut drained = false;
+        while Instant::now() < deadline {
+            let engine = self.engine.as_ref()?;
+            match engine.next_event(Duration::from_millis(10)) {
+                Some(DiskEvent::Finished(r)) => return Some(r),
+                Some(DiskEvent::Started { .. }) | None => {}
+            }
+            if !drained && deadline - Instant::now() < CONFIRM / 2 {
+                engine.stop_take(StopAt::Drained); // JACK stalled: take what is there
+                drained = true;
+            }
+        }
+        None
+    }
+
+    fn stop(&mut self, take_id: Option<String>) -> Result<Vec<OscType>, Refusal> {
+        let state = self.state.get();
+        if state != State::Recording {
+            return Err(match state {
+                State::Idle => Refusal::new(Code::NotRecording, "no take is running"),
+                _ => self.busy(),
+            });
+        }
+        let current = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        if let Some(id) = take_id.filter(|id| *id != current) {
+            return Err(Refusal::new(
+                Code::NotRecording,
+                format!("no take {id}; the running take is {current}"),
+            ));
+        }
+        self.state.transition(State::Recording, State::Stopping).map_err(|_| self.busy())?;
+        self.push_state();
+        let engine = self.engine.as_ref().expect("recording");
+        engine.stop_take(StopAt::Frame(engine.frame_time()));
+        match self.await_finish() {
+            Some(r) => {
+                let frames = r.frames as i64;
+                let secs = r.frames as f64 / r.sample_rate.max(1) as f64;
+                let files =
+                    r.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(",");
+                let error = r.error.clone();
+                self.finished(r);
+                match error {
+                    None => Ok(vec![s(current), OscType::Long(frames), OscType::Double(secs), s(files)]),
+                    Some(e) => Err(Refusal::new(Code::Write, e)),
+                }
+            }
+            None => {
+                self.fail(Code::Write, "the disk thread did not confirm the stop".into());
+                Err(Refusal::new(Code::Write, "the disk thread did not confirm the stop"))
+            }
+        }
+    }
+
+    fn rotate(&mut self, take_id: Option<String>, file: Option<String>) -> Result<Vec<OscType>, Refusal> {
+        if self.state.get() == State::Idle {
+            return self.start(take_id, file);
+        }
+        if self.state.get() != State::Recording {
+            return Err(self.busy());
+        }
+        let next = self.prepare(take_id.clone(), file)?;
+        let id = take_id.unwrap_or_else(|| next.name.clone());
+        let files: Vec<String> = next.paths().iter().map(|p| p.display().to_string()).collect();
+        let engine = self.engine.as_ref().expect("recording");
+        engine.rotate_take(next, engine.frame_time());
+        let old = self.await_finish();
+        let old_id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        let Some(old) = old else {
+            self.fail(Code::Write, "the disk thread did not confirm the rotation".into());
+            return Err(Refusal::new(Code::Write, "the disk thread did not confirm the rotation"));
+        };
+        let old_frames = old.frames as i64;
+        if let Some(e) = old.error.clone() {
+            self.finished(old);
+            return Err(Refusal::new(Code::Write, e));
+        }
+        self.current = Some(Current { id: id.clone(), files: files.clone(), first_frame_time: None });
+        let first = self.await_start();
+        if let Some(c) = &mut self.current {
+            c.first_frame_time = first;
+        }
+        self.push_state();
+        Ok(vec![
+            s(old_id),
+            OscType::Long(old_frames),
+            s(id),
+            OscType::Long(first.unwrap_or(0) as i64),
+            s(files.join(",")),
+        ])
+    }
+
+    fn status(&self) -> Vec<OscType> {
+        let (frames, bytes, lost, xruns, rate) = match &self.engine {
+            Some(e) => {
+                let d = &e.disk_stats;
+                (
+                    d.frames.load(Relaxed),
+                    d.bytes.load(Relaxed),
+                    d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed),
+                    e.jack.xruns.load(Relaxed),
+                    e.sample_rate,
+                )
+            }
+            None => (0, 0, 0, 0, 48000),
+        };
+        let recording = matches!(self.state.get(), State::Recording | State::Stopping);
+        let (frames, bytes, lost) = if recording { (frames, bytes, lost) } else { (0, 0, 0) };
+        let free = preflight::space(&self.args.dir).map_or(0, |s| s.0);
+        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        let err = self.error.as_ref().map(|e| e.1.clone()).unwrap_or_default();
+        vec![
+            s(self.state.get().name()),
+            s(id),
+            OscType::Double(frames as f64 / rate.max(1) as f64),
+            OscType::Long(bytes as i64),
+            OscType::Long(lost as i64),
+            OscType::Long(xruns as i64),
+            OscType::Long(free as i64),
+            s(err),
+        ]
+    }
+
+    fn reset(&mut self) -> Result<Vec<OscType>, Refusal> {
+        match self.state.get() {
+            State::Error => {
+                if self.engine.is_none() {
+                    return Err(Refusal::new(
+                        Code::JackGone,
+                        "JACK is not running; capstan returns to idle once it is",
+                    ));
+                }
+                self.state.transition(State::Error, State::Idle).map_err(|_| self.busy())?;
+                self.error = None;
+                self.current = None;
+                self.push_state();
+                Ok(vec![s("idle")])
+            }
+            st => Ok(vec![s(st.name())]),
+        }
+    }
+
+    /// Enters ERROR from wherever we are (all such edges are legal).
+    fn fail(&mut self, code: Code, text: String) {
+        let st = self.state.get();
+        if st != State::Error {
+            let _ = self.state.transition(st, State::Error);
+        }
+        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        tracing::error!(take = %id, "{text}");
+        self.push_error(&id, code, &text);
+        self.error = Some((code, text));
+        self.push_state();
+    }
+
+    /// A take ended (by stop, rotation, error or JACK's death).
+    fn finished(&mut self, r: TakeReport) {
+        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
+        if let Some(e) = &r.error {
+            let code =
+                if r.error_kind.as_deref() == Some("StorageFull") { Code::DiskFull } else { Code::Write };
+            self.fail(code, format!("take {} ended: {e}; {} frames saved", r.name, r.frames));
+        } else if gone {
+            self.fail(
+                Code::JackGone,
+                format!("JACK server shut down; take {} saved ({} frames)", r.name, r.frames),
+            );
+        } else if self.state.get() == State::Stopping {
+            let _ = self.state.transition(State::Stopping, State::Idle);
+            self.push_state();
+            self.current = None;
+        }
+        tracing::info!(take = %r.name, frames = r.frames, "take finished");
+    }
+
+    /// Background work between datagrams.
+    fn poll(&mut self) {
+        if let Some(engine) = &self.engine {
+            if engine.jack.shutdown.load(Relaxed) {
+                if self.state.get() == State::Recording {
+                    engine.stop_take(StopAt::Drained);
+                    if let Some(r) = self.await_finish() {
+                        self.finished(r);
+                    }
+                } else if self.state.get() != State::Error {
+                    self.fail(Code::JackGone, "JACK server shut down".into());
+                }
+                if let Some(e) = self.engine.take() {
+                    e.close();
+                }
+                self.last_jack_try = Instant::now();
+            } else if let Some(DiskEvent::Finished(r)) = engine.next_event(Duration::ZERO) {
+                self.finished(r);
+            }
+        } else if self.last_jack_try.elapsed() > Duration::from_secs(2) {
+            // Automatic way back from "JACK gone".
+            self.last_jack_try = Instant::now();
+            if self.open_engine().is_ok() {
+                tracing::info!("JACK is back");
+                if self.state.get() == State::Error
+                    && self.error.as_ref().is_some_and(|e| e.0 == Code::JackGone)
+                {
+                    let _ = self.state.transition(State::Error, State::Idle);
+                    self.error = None;
+                    self.current = None;
+                    self.push_state();
+                }
+            }
+        }
+        if self.state.get() == State::Recording && self.last_progress.elapsed() >= Duration::from_secs(1) {
+            self.last_progress = Instant::now();
+            if let (Some(e), Some(c)) = (&self.engine, &self.current) {
+                let secs = e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
+                let bytes = e.disk_stats.bytes.load(Relaxed) as i64;
+                let msg = osc::encode(
+                    "/recording/progress",
+                    vec![s(c.id.clone()), OscType::Double(secs), OscType::Long(bytes)],
+                );
+                self.broadcast(&msg);
+            }
+        }
+    }
+}
