@@ -201,7 +201,9 @@ impl Daemon {
             Command::Stop { take_id } => self.stop(take_id),
             Command::Rotate { take_id, file } => self.rotate(take_id, file),
             Command::Status { .. } => Ok(self.status()),
-            Command::List => Ok(self.current.iter().flat_map(|c| [s(c.id.clone()), s(c.files.join(","))]).collect()),
+            Command::List => {
+                Ok(self.current.iter().flat_map(|c| [s(c.id.clone()), s(c.files.join(","))]).collect())
+            }
             Command::Reset => self.reset(),
             Command::Subscribe => Ok(vec![s(self.state.get().name())]),
             Command::Unsubscribe => {

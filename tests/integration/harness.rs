@@ -231,3 +231,107 @@ pub fn files(report: &serde_json::Value) -> Vec<PathBuf> {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("capstan-test-").tempdir().unwrap()
 }
+
+/// A free UDP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `capstan daemon`, stopped with SIGTERM on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub port: u16,
+}
+
+impl Daemon {
+    pub fn start(server: &JackServer, dir: &Path, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        // Small test disks: ask for 6 s of free space unless a test says.
+        let min = if extra.contains(&"--min-minutes") { &[][..] } else { &["--min-minutes", "0.1"][..] };
+        let child = server
+            .capstan()
+            .args(["daemon", "-q", "--osc-port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .args(min)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child: Some(child), port };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while osc(d.port, "/record/status", vec![]).is_none() {
+            assert!(Instant::now() < deadline, "daemon did not answer on port {port}");
+        }
+        d
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut c = self.child.take().unwrap();
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = c.wait().unwrap();
+        (status, t.elapsed())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// Sends one OSC message from a fresh socket and returns the reply (address
+/// and arguments), skipping feedback messages. None: no reply in 3 s.
+pub fn osc(port: u16, path: &str, args: Vec<rosc::OscType>) -> Option<(String, Vec<rosc::OscType>)> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let msg = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage { addr: path.into(), args }))
+        .unwrap();
+    sock.send_to(&msg, ("127.0.0.1", port)).unwrap();
+    reply_on(&sock, Duration::from_secs(3))
+}
+
+/// The next `/reply` or `/error` arriving on `sock`.
+pub fn reply_on(sock: &std::net::UdpSocket, timeout: Duration) -> Option<(String, Vec<rosc::OscType>)> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+            if m.addr == "/reply" || m.addr == "/error" {
+                return Some((m.addr, m.args));
+            }
+        }
+    }
+    None
+}
+
+pub fn wavs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks a daemon take against the signal; `xruns` from the source.
+pub fn assert_take(path: &Path, xruns: u64) -> capstan::testsignal::Verdict {
+    let v = capstan::testsignal::verify(path, 0, 0).unwrap();
+    assert_eq!(v.torn, 0, "{}: {v:?}", path.display());
+    if xruns == 0 {
+        assert!(v.is_perfect(), "{}: {v:?}", path.display());
+    } else {
+        assert!(v.discontinuities <= 2 * xruns, "{}: {xruns} xruns: {v:?}", path.display());
+    }
+    v
+}

@@ -1,5 +1,6 @@
 //! One integration-test binary (shared harness, one link step), driving the
 //! built `capstan` against private dummy jackd servers.
 
+mod daemon;
 mod harness;
 mod record;

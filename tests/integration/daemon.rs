@@ -1,0 +1,298 @@
+//! `capstan daemon` end to end: OSC from oscsend (a client we did not write),
+//! from `capstan ctl` and from raw sockets; state machine, lock, pre-roll.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rosc::OscType;
+
+use crate::harness::*;
+
+fn s(v: &str) -> OscType {
+    OscType::String(v.into())
+}
+
+fn long(a: &OscType) -> u64 {
+    match a {
+        OscType::Long(v) => *v as u64,
+        other => panic!("expected int64, got {other:?}"),
+    }
+}
+
+fn ctl(port: u16, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(CAPSTAN);
+    c.args(["ctl", "--osc", &format!("127.0.0.1:{port}")]).args(args);
+    run(c)
+}
+
+#[test]
+fn takes_by_oscsend_and_ctl_are_sample_exact() {
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "4", "--connect", "src:out_*"]);
+    // oscsend: a real OSC client.
+    let st = Command::new("oscsend")
+        .args(["localhost", &d.port.to_string(), "/record/start", "ss", "take-a", "kick-mic.wav"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(800));
+    let out = ctl(d.port, &["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("recording take-a"), "{}", text(&out.stdout));
+    let out = ctl(d.port, &["list"]);
+    assert!(text(&out.stdout).contains("kick-mic.wav"), "{}", text(&out.stdout));
+    let out = ctl(d.port, &["stop", "take-a"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ctl start/stop.
+    let out = ctl(d.port, &["start"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = ctl(d.port, &["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Stop when idle: a clear error, exit 1.
+    let out = ctl(d.port, &["stop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no take is running"), "{}", text(&out.stderr));
+    let xruns = src.stop();
+    let files = wavs(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("kick-mic.wav")));
+    for f in &files {
+        let v = assert_take(f, xruns);
+        assert!(v.frames > 10_000, "{v:?}");
+    }
+}
+
+#[test]
+fn a_hundred_concurrent_starts_make_exactly_one_take() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &[]);
+    let port = d.port;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let msg = capstan::control::osc::encode("/record/start", vec![]);
+                for _ in 0..25 {
+                    sock.send_to(&msg, ("127.0.0.1", port)).unwrap();
+                }
+                (0..25).filter_map(|_| reply_on(&sock, Duration::from_secs(5))).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let replies: Vec<(String, Vec<OscType>)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert_eq!(replies.len(), 100);
+    let ok = replies.iter().filter(|r| r.0 == "/reply").count();
+    assert_eq!(ok, 1, "{replies:?}");
+    let busy = replies.iter().filter(|r| r.0 == "/error" && r.1[1] == OscType::Int(3)).count();
+    assert_eq!(busy, 99);
+    let OscType::String(msg) = &replies.iter().find(|r| r.0 == "/error").unwrap().1[2] else { panic!() };
+    assert!(msg.contains("already recording"), "{msg}");
+    assert!(osc(port, "/record/stop", vec![]).unwrap().0 == "/reply");
+    assert_eq!(wavs(dir.path()).len(), 1);
+}
+
+#[test]
+fn garbage_and_bad_arguments_get_errors_and_change_nothing() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for junk in [&b"garbage\0\0"[..], &[0u8; 1][..], &[0xffu8; 9000][..], b"/record/start\0\0\0,x\0\0"] {
+        sock.send_to(junk, ("127.0.0.1", d.port)).unwrap();
+        let (addr, args) = reply_on(&sock, Duration::from_secs(3)).expect("an error reply");
+        assert_eq!(addr, "/error");
+        assert_eq!(args[1], OscType::Int(8), "{args:?}");
+    }
+    let (addr, args) = osc(d.port, "/record/start", vec![OscType::Float(1.0)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(1)));
+    let (addr, args) = osc(d.port, "/record/bogus", vec![]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(2)));
+    for bad in ["../escape.wav", "/etc/x.wav", "a/b.wav"] {
+        let (addr, args) = osc(d.port, "/record/start", vec![s("t"), s(bad)]).unwrap();
+        assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(6)), "{bad}");
+    }
+    assert!(wavs(dir.path()).is_empty());
+    assert!(!dir.path().parent().unwrap().join("escape.wav").exists());
+    // Still alive and idle.
+    let (addr, args) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/reply", &s("idle")));
+}
+
+#[test]
+fn preflight_refuses_a_disk_that_is_too_small_or_read_only() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let small = dir.path().join("small");
+    let ro = dir.path().join("ro");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    let mount = |opts: &str, at: &std::path::Path| {
+        assert!(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "capstan-test"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success())
+    };
+    mount("size=2m", &small);
+    let umount = |at: &std::path::Path| {
+        let _ = Command::new("umount").arg(at).status();
+    };
+    let d = Daemon::start(&server, &small, &["--min-minutes", "1"]);
+    let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
+    drop(d);
+    let lock_only: Vec<_> = std::fs::read_dir(&small).unwrap().flatten().map(|e| e.file_name()).collect();
+    umount(&small);
+    assert_eq!(addr, "/error");
+    assert_eq!(args[1], OscType::Int(5), "{args:?}");
+    assert!(matches!(&args[2], OscType::String(m) if m.contains("not enough free space")), "{args:?}");
+    assert_eq!(lock_only, vec![std::ffi::OsString::from(".capstan.lock")]);
+
+    // Read-only: the daemon cannot even take its lock there, so it refuses
+    // to start, with a message.
+    mount("ro,size=1m", &ro);
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["daemon", "--osc-port", &free_port().to_string(), "--dir"]).arg(&ro);
+        c
+    });
+    umount(&ro);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Read-only"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn second_daemon_on_a_directory_is_refused_and_a_killed_one_does_not_block() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let mut first = Daemon::start(&server, dir.path(), &[]);
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["daemon", "--name", "second", "--osc-port", &free_port().to_string(), "--dir"])
+            .arg(dir.path());
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let pid = first.child.as_ref().unwrap().id();
+    assert!(text(&out.stderr).contains(&format!("pid {pid}")), "{}", text(&out.stderr));
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(before, after);
+    // record is refused the same way.
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "--name", "third", "--duration", "1", "--dir"]).arg(dir.path());
+        c
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already recording into"), "{}", text(&out.stderr));
+    // kill -9 mid-take; the stale lock file does not block a new daemon.
+    assert_eq!(osc(first.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = first.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let again = Daemon::start(&server, dir.path(), &["--name", "again"]);
+    assert_eq!(osc(again.port, "/record/status", vec![]).unwrap().1[1], s("idle"));
+    // The killed take is readable up to its last checkpoint.
+    let f = &wavs(dir.path())[0];
+    assert!(capstan::wav::read_info(f).unwrap().frames() > 0);
+}
+
+#[test]
+fn preroll_and_rotation_are_gap_free_and_sample_exact() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--preroll", "1.5"]);
+    std::thread::sleep(Duration::from_millis(2500)); // let the pre-roll fill
+    let (addr, a) = osc(d.port, "/record/start", vec![s("one")]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    let first = long(&a[2]);
+    std::thread::sleep(Duration::from_millis(700));
+    let (addr, r) = osc(d.port, "/record/rotate", vec![s("two")]).unwrap();
+    assert_eq!(addr, "/reply", "{r:?}");
+    let (one_frames, two_first) = (long(&r[2]), long(&r[4]));
+    assert_eq!(two_first, first + one_frames, "take two must start on the frame after take one");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+    let xruns = src.stop();
+    let files = wavs(dir.path());
+    assert_eq!(files.len(), 2);
+    let one = files.iter().find(|f| f.to_string_lossy().contains("_one_")).unwrap();
+    let two = files.iter().find(|f| f.to_string_lossy().contains("_two_")).unwrap();
+    let v1 = assert_take(one, xruns);
+    let v2 = assert_take(two, xruns);
+    // Pre-roll: 1.5 s before the start command, plus the 0.7 s recorded.
+    assert!(v1.frames >= 72_000 + 30_000, "{v1:?}");
+    assert_eq!(v1.time_reference, first);
+    assert_eq!(v2.time_reference, first + v1.frames);
+}
+
+#[test]
+fn sigterm_finalizes_a_take_within_2_s_and_sighup_does_not_stop_it() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], s("recording"));
+    let (status, took) = d.terminate();
+    let xruns = src.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let f = &wavs(dir.path())[0];
+    let v = assert_take(f, xruns);
+    assert!(v.frames >= 40_000, "{v:?}");
+}
+
+#[test]
+fn jack_dying_enters_error_and_reset_is_refused_until_jack_is_back() {
+    let mut server = JackServer::start_named("capstan-test-daemon-killed".into(), 256);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &[]);
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(700));
+    server.kill(nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+        if st[1] == s("error") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ERROR after JACK died: {st:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(7)));
+    let (addr, args) = osc(d.port, "/record/reset", vec![]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(10)));
+    // The take is finalized.
+    let f = &wavs(dir.path())[0];
+    assert!(capstan::wav::read_info(f).unwrap().frames() >= 20_000);
+    // JACK comes back (same name): capstan returns to idle by itself.
+    let _server2 = JackServer::start_named("capstan-test-daemon-killed".into(), 256);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+        if st[1] == s("idle") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+}
