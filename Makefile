@@ -13,9 +13,11 @@ setup:
 build: setup
 	$(CARGO) build --release --bins
 
+# Integration tests each start a private jackd; one test at a time keeps
+# them from contending in JACK2's shared server registry.
 test: setup
 	@bash scripts/jack-clean-stale.sh
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets -- --test-threads=1
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -30,6 +30,12 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Send a command to a running daemon and print its reply.
     Ctl(CtlArgs),
+    /// Repair takes a crash left open (manifest says "recording").
+    Recover {
+        /// A take directory, a manifest or an audio file.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,9 +75,14 @@ pub struct DaemonArgs {
     /// Refuse a take unless the disk holds this many minutes of it (+20%).
     #[arg(long, default_value_t = 10.0)]
     pub min_minutes: f64,
-    /// …and keeps this fraction of the volume free.
+    /// …and keeps this fraction of the volume free (also checked while
+    /// recording).
     #[arg(long, default_value_t = 0.15)]
     pub min_free_fraction: f64,
+    /// While recording, stop the take cleanly when the free space would
+    /// last less than this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub disk_margin_seconds: f64,
 }
 
 fn parse_preroll(s: &str) -> Result<f64, String> {
@@ -149,6 +160,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Record(args) => crate::record::run(args, cli.quiet),
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
+        Command::Recover { path } => crate::recover::run(&path),
     }
 }
 

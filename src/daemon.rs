@@ -16,7 +16,7 @@ use crate::cli::DaemonArgs;
 use crate::control::osc::{self, Code, Command, Refusal};
 use crate::control::preflight::{self, Limits};
 use crate::control::state::{State, StateCell};
-use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
+use crate::disk::{DiskEvent, SpaceGuard, StopAt, Take, TakeReport, TakeSpec};
 use crate::engine::{self, Engine};
 use crate::{lock, naming, ports};
 
@@ -59,6 +59,19 @@ fn s(v: impl Into<String>) -> OscType {
 pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let _lock = lock::acquire(&args.dir)?;
+    // Takes a crash left open are repaired before anything else happens.
+    match crate::recover::recover(&args.dir) {
+        Ok(done) => {
+            for r in done {
+                tracing::warn!(
+                    "recovered an interrupted take: {} ({} frames)",
+                    r.manifest.display(),
+                    r.frames
+                );
+            }
+        }
+        Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
+    }
     let socket = UdpSocket::bind((args.osc_bind.as_str(), args.osc_port))
         .with_context(|| format!("cannot listen for OSC on {}:{}", args.osc_bind, args.osc_port))?;
     socket.set_read_timeout(Some(Duration::from_millis(20)))?;
@@ -128,6 +141,10 @@ impl Daemon {
             self.args.buffer_seconds,
             history,
             WRITE_DELAY_S,
+            Some(SpaceGuard {
+                margin_seconds: self.args.disk_margin_seconds,
+                min_free_fraction: self.args.min_free_fraction,
+            }),
         )?;
         if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.ports as usize)]) {
             tracing::warn!("{err}");
@@ -259,6 +276,8 @@ impl Daemon {
             port_names: engine.port_names.clone(),
             max_frames: None,
             lead_in_silence: 0,
+            take_id: take_id.clone(),
+            sources: engine.connections(),
         };
         Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
     }
@@ -506,6 +525,29 @@ impl Daemon {
                 if self.state.get() == State::Error
                     && self.error.as_ref().is_some_and(|e| e.0 == Code::JackGone)
                 {
+                    let _ = self.state.transition(State::Error, State::Idle);
+                    self.error = None;
+                    self.current = None;
+                    self.push_state();
+                }
+            }
+        }
+        // Automatic way back from "disk full", once a take would fit again.
+        if self.state.get() == State::Error
+            && self.error.as_ref().is_some_and(|e| e.0 == Code::DiskFull)
+            && self.last_jack_try.elapsed() > Duration::from_secs(1)
+        {
+            self.last_jack_try = Instant::now();
+            if let Some(e) = &self.engine {
+                let a = &self.args;
+                let bps = e.sample_rate as u64 * a.ports as u64 * a.sample_format.bytes() as u64;
+                let limits = Limits {
+                    min_minutes: a.min_minutes,
+                    reserve: 0.2,
+                    min_free_fraction: a.min_free_fraction,
+                };
+                if preflight::check(&a.dir, bps, &limits).is_ok() {
+                    tracing::info!("disk space is available again");
                     let _ = self.state.transition(State::Error, State::Idle);
                     self.error = None;
                     self.current = None;

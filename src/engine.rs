@@ -38,7 +38,7 @@ pub enum EngineError {
 /// handler must not block the server.
 #[derive(Debug, Default)]
 pub struct JackEvents {
-    pub xruns: AtomicU64,
+    pub xruns: Arc<AtomicU64>,
     pub shutdown: AtomicBool,
 }
 
@@ -63,11 +63,29 @@ pub fn server_name() -> String {
 /// Opens a JACK client without starting a server. `exact`: fail instead of
 /// letting JACK rename the client (NSM needs the exact client id).
 pub fn open_client(name: &str, exact: bool) -> Result<jack::Client, EngineError> {
-    let mut opts = jack::ClientOptions::NO_START_SERVER;
-    if exact {
-        opts |= jack::ClientOptions::USE_EXACT_NAME;
-    }
-    match jack::Client::new(name, opts) {
+    let opts = || {
+        let mut o = jack::ClientOptions::NO_START_SERVER;
+        if exact {
+            o |= jack::ClientOptions::USE_EXACT_NAME;
+        }
+        o
+    };
+    // SERVER_ERROR (as opposed to SERVER_FAILED: no server at all) is a
+    // failed exchange with a server that exists, e.g. one still starting up;
+    // it is worth a few quick retries. No server fails at once.
+    let mut attempt = 0;
+    let result = loop {
+        let r = jack::Client::new(name, opts());
+        match &r {
+            Err(e) if attempt < 5 && format!("{e:?}").contains("SERVER_ERROR") => {
+                attempt += 1;
+                tracing::debug!("JACK: {e:?}; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            _ => break r,
+        }
+    };
+    match result {
         Ok((client, _status)) => Ok(client),
         Err(e) => {
             let detail = format!("{e:?}");
@@ -112,6 +130,7 @@ impl Engine {
         buffer_seconds: f64,
         history_seconds: f64,
         delay_seconds: f64,
+        space: Option<disk::SpaceGuard>,
     ) -> Result<Engine, EngineError> {
         let sample_rate = client.sample_rate();
         let buffer_size = client.buffer_size();
@@ -139,7 +158,16 @@ impl Engine {
         let (etx, erx) = channel();
         let history = (history_seconds * sample_rate as f64).ceil() as usize;
         let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
-        let writer = DiskWriter::new(disk_rings, crx, etx, disk_stats.clone(), history, delay);
+        let writer = DiskWriter::new(
+            disk_rings,
+            crx,
+            etx,
+            disk_stats.clone(),
+            history,
+            delay,
+            jack.xruns.clone(),
+            space,
+        );
         let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
         let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
         let client = client
@@ -161,6 +189,18 @@ impl Engine {
 
     pub fn client(&self) -> &jack::Client {
         self.client.as_client()
+    }
+
+    /// What is connected to each input now (for take manifests).
+    pub fn connections(&self) -> Vec<Vec<String>> {
+        (0..self.port_names.len())
+            .map(|i| {
+                self.client()
+                    .port_by_name(&self.input_port_name(i))
+                    .map(|p| p.get_connections())
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Full name of our input port `i` (0-based).

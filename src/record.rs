@@ -12,6 +12,10 @@ use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
 use crate::engine::{self, Engine};
 use crate::{naming, ports, status};
 
+/// `record` has no pre-flight: it only stops before the disk is actually full.
+const RECORD_SPACE_GUARD: crate::disk::SpaceGuard =
+    crate::disk::SpaceGuard { margin_seconds: 10.0, min_free_fraction: 0.0 };
+
 /// How long a stop may take before we stop waiting for JACK's cycles.
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
@@ -55,7 +59,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     if sources.len() > n_ports {
         return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
     }
-    let engine = Engine::start(client, n_ports, args.buffer_seconds, 0.0, 0.0)?;
+    let engine = Engine::start(client, n_ports, args.buffer_seconds, 0.0, 0.0, Some(RECORD_SPACE_GUARD))?;
     let result = record_take(&engine, &args, file, &sources, quiet);
     engine.close();
     result
@@ -90,6 +94,8 @@ fn record_take(
             .duration
             .map(|d| (d * engine.sample_rate as f64).round() as u64 + args.test_lead_in_frames),
         lead_in_silence: args.test_lead_in_frames,
+        take_id: None,
+        sources: engine.connections(),
     };
     let take = Take::create(spec, chrono::Local::now())?;
     let paths: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();

@@ -33,7 +33,7 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 pub const JITTER_PERIODS: i64 = 4;
 
 /// Why frames in a take are silence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GapCause {
     /// The rings were full: the disk did not keep up (our loss).
@@ -52,7 +52,7 @@ impl std::fmt::Display for GapCause {
 }
 
 /// A run of silence written in place of frames that never arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gap {
     /// Frame offset in the take.
     pub at: u64,
@@ -191,6 +191,7 @@ struct Active {
     next: Option<Box<Take>>,
     last_checkpoint: Instant,
     timer_jitter: u64,
+    xruns_at_start: u64,
 }
 
 /// The disk thread's state. [`DiskWriter::run`] is its body.
@@ -213,11 +214,24 @@ pub struct DiskWriter {
     active: Option<Active>,
     /// Frame-time readings that disagreed with the sample count (all time).
     timer_jitter: u64,
+    /// JACK's xrun counter (for the manifests).
+    xruns: Arc<AtomicU64>,
+    space: Option<SpaceGuard>,
+}
+
+/// Stop a take before the disk fills up (checked with every checkpoint).
+#[derive(Debug, Clone, Copy)]
+pub struct SpaceGuard {
+    /// Stop when the free space would last less than this many seconds.
+    pub margin_seconds: f64,
+    /// …or when the volume's free fraction falls below this.
+    pub min_free_fraction: f64,
 }
 
 impl DiskWriter {
     /// `history_frames`: audio kept in memory for pre-roll; `write_delay`:
     /// frames the takes trail the newest audio (must be below the history).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rings: DiskRings,
         commands: Receiver<DiskCommand>,
@@ -225,6 +239,8 @@ impl DiskWriter {
         stats: Arc<DiskStats>,
         history_frames: usize,
         write_delay: usize,
+        xruns: Arc<AtomicU64>,
+        space: Option<SpaceGuard>,
     ) -> Self {
         let ch = rings.ports.len();
         // Always at least a few large cycles: every take is written from it.
@@ -243,6 +259,8 @@ impl DiskWriter {
             write_delay: write_delay as u64,
             active: None,
             timer_jitter: 0,
+            xruns,
+            space,
         }
     }
 
@@ -322,6 +340,7 @@ impl DiskWriter {
             next: None,
             last_checkpoint: Instant::now(),
             timer_jitter: 0,
+            xruns_at_start: self.xruns.load(Relaxed),
         });
         if start_at.is_none() && preroll == 0 {
             // From the next cycle on (the first one ever, if none came yet).
@@ -544,7 +563,15 @@ impl DiskWriter {
         }
         a.last_checkpoint = Instant::now();
         if let Err(e) = a.take.checkpoint() {
-            self.finish(Some(e));
+            return self.finish(Some(e));
+        }
+        if let Some(g) = self.space {
+            if let Some(why) = space_low(&a.take, g) {
+                let source = std::io::Error::new(std::io::ErrorKind::StorageFull, why);
+                let path = a.take.manifest_path().to_owned();
+                let frames_safe = a.take.frames();
+                self.finish(Some(WavError::Io { path, op: "disk space guard", frames_safe, source }));
+            }
         }
     }
 
@@ -558,7 +585,11 @@ impl DiskWriter {
         let frames = a.take.frames();
         let end = a.cursor;
         let next = if error.is_none() { a.next.take() } else { None };
-        let (files, fin_err) = a.take.finalize();
+        let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
+        let msg = error.as_ref().map(|e| e.to_string());
+        let (files, fin_err) = a.take.finalize(&a.gaps, xruns, msg.as_deref());
+        // What the files really hold (a failed last write loses its buffer).
+        let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
         let error = error.or(fin_err);
         let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
         let error = error.map(|e| e.to_string());
@@ -586,6 +617,27 @@ impl DiskWriter {
             self.advance(None);
         }
     }
+}
+
+/// Why the take's disk is too full to go on, if it is.
+fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
+    let (free, total) = crate::control::preflight::space(&take.spec.dir).ok()?;
+    let channels = take.spec.port_names.len() as f64;
+    let bps = channels * take.spec.sample_rate as f64 * take.spec.format.bytes() as f64;
+    if (free as f64) < bps * g.margin_seconds {
+        return Some(format!(
+            "disk almost full: {} MiB free is less than {} s of recording; take stopped",
+            free >> 20,
+            g.margin_seconds
+        ));
+    }
+    if total > 0 && (free as f64 / total as f64) < g.min_free_fraction {
+        return Some(format!(
+            "disk almost full: less than {:.0}% of the volume free; take stopped",
+            g.min_free_fraction * 100.0
+        ));
+    }
+    None
 }
 
 /// How long ago JACK's microsecond clock read `usecs`. JACK2 on Linux uses
@@ -625,6 +677,8 @@ mod tests {
             port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
             max_frames: max,
             lead_in_silence: 0,
+            take_id: None,
+            sources: vec![],
         }
     }
 
@@ -639,7 +693,7 @@ mod tests {
         let mut capture = Capture::new(cap, counters.clone());
         let (ctx, crx) = channel();
         let (etx, erx) = channel();
-        let w = DiskWriter::new(disk, crx, etx, Arc::new(DiskStats::default()), 0, 0);
+        let w = DiskWriter::new(disk, crx, etx, Arc::new(DiskStats::default()), 0, 0, Arc::default(), None);
         let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
         ctx.send(DiskCommand::Start { take: Box::new(take), start_at: None, preroll: 0 }).unwrap();
         drop(ctx);
@@ -710,7 +764,16 @@ mod tests {
         let (cap, disk) = rings::allocate(2, 65536);
         let (_ctx, crx) = channel();
         let (etx, erx) = channel();
-        let w = DiskWriter::new(disk, crx, etx, Arc::new(DiskStats::default()), history, history / 2);
+        let w = DiskWriter::new(
+            disk,
+            crx,
+            etx,
+            Arc::new(DiskStats::default()),
+            history,
+            history / 2,
+            Arc::default(),
+            None,
+        );
         (w, Capture::new(cap, Arc::new(CaptureCounters::default())), erx, tempfile::tempdir().unwrap())
     }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
+use super::Gap;
+use crate::manifest::{Manifest, PortInfo, TakeState};
 use crate::naming;
 use crate::wav::{quantize, Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
@@ -35,12 +37,18 @@ pub struct TakeSpec {
     /// Test hook: start the file with this many frames of sparse silence, to
     /// reach the 4 GiB RF64 promotion without writing 4 GiB.
     pub lead_in_silence: u64,
+    /// The take id the user gave (defaults to the take name).
+    pub take_id: Option<String>,
+    /// What fed each port when the take started (for the manifest).
+    pub sources: Vec<Vec<String>>,
 }
 
 /// A take whose files exist on disk.
 pub struct Take {
     pub spec: TakeSpec,
     pub name: String,
+    manifest: Manifest,
+    manifest_path: PathBuf,
     files: Vec<WavWriter>,
     bexts: Vec<Bext>,
     frames: u64,
@@ -138,7 +146,40 @@ impl Take {
             }
             bexts.push(bext);
         }
-        let mut take = Take { spec, name, files, bexts, frames: 0 };
+        let manifest = Manifest {
+            capstan_version: env!("CARGO_PKG_VERSION").into(),
+            take_id: spec.take_id.clone().unwrap_or_else(|| name.clone()),
+            project: spec.project.clone(),
+            files: names.to_vec(),
+            ports: spec
+                .port_names
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PortInfo {
+                    name: p.clone(),
+                    sources: spec.sources.get(i).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            sample_rate: spec.sample_rate,
+            sample_format: spec.format.to_string(),
+            layout: format!("{:?}", spec.layout).to_lowercase(),
+            first_frame_time: None,
+            started: None,
+            frames: 0,
+            gaps: Vec::new(),
+            xruns: 0,
+            state: TakeState::Recording,
+            error: None,
+            recovery: None,
+        };
+        let manifest_path = Manifest::path(&spec.dir, &name);
+        if let Err(source) = manifest.save(&manifest_path) {
+            for w in &files {
+                let _ = std::fs::remove_file(w.path());
+            }
+            return Err(WavError::Create { path: manifest_path, source });
+        }
+        let mut take = Take { spec, name, manifest, manifest_path, files, bexts, frames: 0 };
         if take.spec.lead_in_silence > 0 {
             let n = take.spec.lead_in_silence;
             for f in &mut take.files {
@@ -177,7 +218,22 @@ impl Take {
             b.origination_time = when.format("%H:%M:%S").to_string();
             f.update_bext(b)?;
         }
-        Ok(())
+        self.manifest.first_frame_time = Some(frame_time);
+        self.manifest.started = Some(when.to_rfc3339());
+        self.save_manifest()
+    }
+
+    fn save_manifest(&self) -> Result<(), WavError> {
+        self.manifest.save(&self.manifest_path).map_err(|source| WavError::Io {
+            path: self.manifest_path.clone(),
+            op: "manifest update",
+            frames_safe: self.files.first().map_or(0, |f| f.frames_committed()),
+            source,
+        })
+    }
+
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest_path
     }
 
     /// Appends `n` frames; `channel(c)` gives channel `c`'s samples, or `None`
@@ -225,9 +281,15 @@ impl Take {
         self.files.iter_mut().try_for_each(|f| f.checkpoint())
     }
 
-    /// Finalizes every file, even if one fails; returns what each file holds
-    /// and the first error.
-    pub fn finalize(self) -> (Vec<FileReport>, Option<WavError>) {
+    /// Finalizes every file, even if one fails, and the manifest (complete,
+    /// or failed with `error`); returns what each file holds and the first
+    /// error.
+    pub fn finalize(
+        self,
+        gaps: &[Gap],
+        xruns: u64,
+        error: Option<&str>,
+    ) -> (Vec<FileReport>, Option<WavError>) {
         let mut reports = Vec::new();
         let mut first_err = None;
         for f in self.files {
@@ -238,10 +300,31 @@ impl Take {
             match f.finalize() {
                 Ok((frames, rf64)) => reports.push(FileReport { path, frames, bytes, rf64 }),
                 Err(e) => {
-                    reports.push(FileReport { path, frames: committed, bytes, rf64 });
+                    let frames = match &e {
+                        WavError::Io { frames_safe, .. } => *frames_safe,
+                        _ => committed,
+                    };
+                    let bytes = std::fs::metadata(&path).map_or(bytes, |m| m.len());
+                    reports.push(FileReport { path, frames, bytes, rf64 });
                     first_err.get_or_insert(e);
                 }
             }
+        }
+        let mut m = self.manifest;
+        m.frames = reports.iter().map(|r| r.frames).min().unwrap_or(0);
+        m.gaps = gaps.to_vec();
+        m.xruns = xruns;
+        let err = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
+        m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };
+        m.error = err;
+        if let Err(source) = m.save(&self.manifest_path) {
+            let e = WavError::Io {
+                path: self.manifest_path.clone(),
+                op: "manifest update",
+                frames_safe: m.frames,
+                source,
+            };
+            first_err.get_or_insert(e);
         }
         (reports, first_err)
     }

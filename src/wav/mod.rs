@@ -3,7 +3,7 @@
 
 mod bext;
 mod sample_format;
-mod writer;
+pub(crate) mod writer;
 
 pub use bext::Bext;
 pub use sample_format::{quantize, SampleFormat};
@@ -33,6 +33,44 @@ impl WavInfo {
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// What [`repair`] did to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Repair {
+    /// Frames the header claimed before.
+    pub frames_before: u64,
+    /// Whole frames on disk, which the header now claims.
+    pub frames_after: u64,
+    pub rf64: bool,
+}
+
+/// Makes a capstan file's header claim exactly the whole frames that are on
+/// disk (after a crash the header lags behind, after a power cut it may be
+/// ahead). Only the header is written; no audio byte is touched or removed.
+/// Idempotent.
+pub fn repair(path: &Path) -> io::Result<Repair> {
+    let info = read_info(path)?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut junk = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut junk, 12)?;
+    let len = file.metadata()?.len();
+    let fb = info.spec.frame_bytes() as u64;
+    let frames_after = len.saturating_sub(info.data_at) / fb;
+    let data = frames_after * fb;
+    if (data >= u32::MAX as u64 || info.data_at + data - 8 >= u32::MAX as u64)
+        && &junk != b"JUNK"
+        && &junk != b"ds64"
+    {
+        return Err(bad("file outgrew 4 GiB but has no reserved ds64 space (not written by capstan)"));
+    }
+    let rf64 = if frames_after != info.frames() || info.rf64 {
+        writer::write_sizes(&file, info.data_at, data, fb, false)?
+    } else {
+        false
+    };
+    file.sync_all()?;
+    Ok(Repair { frames_before: info.frames(), frames_after, rf64 })
 }
 
 /// Reads the header of a RIFF/WAVE or RF64 file written by capstan (or any

@@ -221,7 +221,20 @@ impl WavWriter {
     /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
     /// Returns the number of frames in the file and whether it is RF64.
     pub fn finalize(mut self) -> Result<(u64, bool), WavError> {
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            // Disk full or I/O error: the buffer is lost, but the header
+            // still gets the size of everything that did reach the file.
+            self.buf.clear();
+            if self.file.sync_data().is_ok() && self.write_sizes(self.data_written, false).is_ok() {
+                self.data_committed = self.data_written;
+            }
+            return Err(match e {
+                WavError::Io { path, op, source, .. } => {
+                    WavError::Io { path, op, source, frames_safe: self.frames_committed() }
+                }
+                other => other,
+            });
+        }
         let pad = self.data_written % 2 == 1;
         if pad {
             self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
@@ -235,29 +248,14 @@ impl WavWriter {
 
     /// Writes the RIFF/RF64 sizes for `data` bytes of audio.
     fn write_sizes(&mut self, data: u64, padded: bool) -> Result<(), WavError> {
-        let riff = self.data_at + data + padded as u64 - 8;
-        if riff >= u32::MAX as u64 || data >= u32::MAX as u64 {
-            let mut ds64 = Vec::with_capacity(36);
-            ds64.extend_from_slice(b"ds64");
-            ds64.extend_from_slice(&(JUNK_BODY as u32).to_le_bytes());
-            ds64.extend_from_slice(&riff.to_le_bytes());
-            ds64.extend_from_slice(&data.to_le_bytes());
-            ds64.extend_from_slice(&(data / self.spec.frame_bytes() as u64).to_le_bytes());
-            ds64.extend_from_slice(&0u32.to_le_bytes());
-            // Order matters for a reader racing a crash: ds64 first, then the
-            // markers that tell a reader to look at it.
-            self.pwrite(&ds64, JUNK_AT)?;
-            self.pwrite(&u32::MAX.to_le_bytes(), self.data_at - 4)?;
-            let mut riff_hdr = Vec::with_capacity(8);
-            riff_hdr.extend_from_slice(b"RF64");
-            riff_hdr.extend_from_slice(&u32::MAX.to_le_bytes());
-            self.pwrite(&riff_hdr, 0)?;
-            self.rf64 = true;
-        } else {
-            self.pwrite(&(data as u32).to_le_bytes(), self.data_at - 4)?;
-            self.pwrite(&(riff as u32).to_le_bytes(), 4)?;
+        let fb = self.spec.frame_bytes() as u64;
+        match write_sizes(&self.file, self.data_at, data, fb, padded) {
+            Ok(rf64) => {
+                self.rf64 |= rf64;
+                Ok(())
+            }
+            Err(e) => Err(self.io_err("header update", e)),
         }
-        Ok(())
     }
 
     fn pwrite(&self, bytes: &[u8], at: u64) -> Result<(), WavError> {
@@ -295,6 +293,42 @@ impl WavWriter {
         h.extend_from_slice(b"data");
         h.extend_from_slice(&0u32.to_le_bytes());
         h
+    }
+}
+
+/// Writes the sizes into a capstan header whose audio starts at `data_at`
+/// and holds `data` bytes: plain RIFF sizes, or (past 4 GiB) RF64 with the
+/// reserved JUNK chunk at offset 12 turned into ds64. Returns whether the
+/// file is RF64 now.
+pub(crate) fn write_sizes(
+    file: &File,
+    data_at: u64,
+    data: u64,
+    frame_bytes: u64,
+    padded: bool,
+) -> io::Result<bool> {
+    let riff = data_at + data + padded as u64 - 8;
+    if riff >= u32::MAX as u64 || data >= u32::MAX as u64 {
+        let mut ds64 = Vec::with_capacity(36);
+        ds64.extend_from_slice(b"ds64");
+        ds64.extend_from_slice(&(JUNK_BODY as u32).to_le_bytes());
+        ds64.extend_from_slice(&riff.to_le_bytes());
+        ds64.extend_from_slice(&data.to_le_bytes());
+        ds64.extend_from_slice(&(data / frame_bytes).to_le_bytes());
+        ds64.extend_from_slice(&0u32.to_le_bytes());
+        // Order matters for a reader racing a crash: ds64 first, then the
+        // markers that tell a reader to look at it.
+        file.write_all_at(&ds64, JUNK_AT)?;
+        file.write_all_at(&u32::MAX.to_le_bytes(), data_at - 4)?;
+        let mut riff_hdr = Vec::with_capacity(8);
+        riff_hdr.extend_from_slice(b"RF64");
+        riff_hdr.extend_from_slice(&u32::MAX.to_le_bytes());
+        file.write_all_at(&riff_hdr, 0)?;
+        Ok(true)
+    } else {
+        file.write_all_at(&(data as u32).to_le_bytes(), data_at - 4)?;
+        file.write_all_at(&(riff as u32).to_le_bytes(), 4)?;
+        Ok(false)
     }
 }
 

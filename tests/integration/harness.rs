@@ -258,9 +258,15 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let d = Daemon { child: Some(child), port };
+        let mut d = Daemon { child: Some(child), port };
         let deadline = Instant::now() + Duration::from_secs(15);
         while osc(d.port, "/record/status", vec![]).is_none() {
+            let c = d.child.as_mut().unwrap();
+            if let Ok(Some(status)) = c.try_wait() {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err);
+                panic!("daemon exited ({status}): {err}");
+            }
             assert!(Instant::now() < deadline, "daemon did not answer on port {port}");
         }
         d

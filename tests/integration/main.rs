@@ -4,3 +4,4 @@
 mod daemon;
 mod harness;
 mod record;
+mod storage;

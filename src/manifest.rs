@@ -1,0 +1,135 @@
+//! The take manifest: a JSON file beside the audio that says what the take
+//! is and how it ended. Written at start, on rotation and errors, and at the
+//! end, always atomically (temp file, fsync, rename, fsync of the directory),
+//! so after any crash it is either the old or the new version, never half.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::disk::Gap;
+
+/// Suffix of manifest files: `<take name>.take.json`.
+pub const SUFFIX: &str = ".take.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeState {
+    /// Being recorded (or the recorder died: run `capstan recover`).
+    Recording,
+    Complete,
+    /// Repaired by `capstan recover` after a crash.
+    Recovered,
+    /// Ended by an error; the files hold what was written before it.
+    Failed,
+}
+
+/// One input port and what fed it when the take started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub capstan_version: String,
+    pub take_id: String,
+    pub project: String,
+    /// Audio files, by name, in the manifest's directory.
+    pub files: Vec<String>,
+    pub ports: Vec<PortInfo>,
+    pub sample_rate: u32,
+    pub sample_format: String,
+    pub layout: String,
+    /// JACK frame time of the first frame (the bext time_reference).
+    pub first_frame_time: Option<u64>,
+    /// Wall-clock time of the first frame (RFC 3339).
+    pub started: Option<String>,
+    /// Frames per channel written (at the last update).
+    pub frames: u64,
+    pub gaps: Vec<Gap>,
+    pub xruns: u64,
+    pub state: TakeState,
+    pub error: Option<String>,
+    /// What `capstan recover` did, if it ran.
+    pub recovery: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest's path for a take named `name` in `dir`.
+    pub fn path(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}{SUFFIX}"))
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<Manifest> {
+        let bytes = fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Writes `path` atomically.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        write_atomic(path, &json)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content: temp file beside it, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> Manifest {
+        Manifest {
+            capstan_version: "0.1.0".into(),
+            take_id: "a".into(),
+            project: "p".into(),
+            files: vec!["a.wav".into()],
+            ports: vec![PortInfo { name: "in_1".into(), sources: vec!["src:out_1".into()] }],
+            sample_rate: 48000,
+            sample_format: "float32".into(),
+            layout: "interleaved".into(),
+            first_frame_time: Some(5),
+            started: None,
+            frames: 10,
+            gaps: vec![],
+            xruns: 0,
+            state: TakeState::Recording,
+            error: None,
+            recovery: None,
+        }
+    }
+
+    #[test]
+    fn saves_atomically_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Manifest::path(dir.path(), "a");
+        let mut m = sample();
+        m.save(&p).unwrap();
+        m.state = TakeState::Complete;
+        m.save(&p).unwrap();
+        assert_eq!(Manifest::load(&p).unwrap(), m);
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.take.json")]);
+        assert!(p.to_string_lossy().ends_with(".take.json"));
+    }
+}

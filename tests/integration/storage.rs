@@ -1,0 +1,243 @@
+//! Storage safety end to end: kill -9 and `capstan recover`, a disk that
+//! really fills up (tmpfs), take manifests.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rosc::OscType;
+
+use crate::harness::*;
+
+fn manifest_of(wav: &std::path::Path) -> capstan::manifest::Manifest {
+    let dir = wav.parent().unwrap();
+    let m = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".take.json"))
+        .expect("a manifest beside the take");
+    capstan::manifest::Manifest::load(&m).unwrap()
+}
+
+/// A pseudo-random moment between 0.6 and 2.1 s (no luck involved in what
+/// is checked: any moment must work).
+fn random_moment(k: u32) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    Duration::from_millis(600 + ((nanos / 1000 + k * 7919) % 1500) as u64)
+}
+
+#[test]
+fn killed_takes_are_recovered_to_a_gap_free_prefix() {
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let mut report = Vec::new();
+    for k in 0..3 {
+        let dir = tempdir();
+        let mut child = server
+            .capstan()
+            .args(["record", "-q", "--connect", "src:out_*", "--sample-format", "s24", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(random_moment(k));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let wav = wavs(dir.path()).pop().expect("a take file");
+        let before = capstan::wav::read_info(&wav).unwrap().frames();
+        assert_eq!(manifest_of(&wav).state, capstan::manifest::TakeState::Recording);
+        let out = run({
+            let mut c = Command::new(CAPSTAN);
+            c.arg("recover").arg(dir.path());
+            c
+        });
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("recovered"), "{}", text(&out.stdout));
+        let after = capstan::wav::read_info(&wav).unwrap().frames();
+        assert!(after >= before, "recover lost frames: {before} -> {after}");
+        let m = manifest_of(&wav);
+        assert_eq!(m.state, capstan::manifest::TakeState::Recovered);
+        assert_eq!(m.frames, after);
+        let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+        assert_eq!(v.torn, 0, "{v:?}");
+        assert_eq!(v.frames, after);
+        // sox reads the repaired file.
+        let soxi = run({
+            let mut c = Command::new("soxi");
+            c.arg("-s").arg(&wav);
+            c
+        });
+        assert_eq!(text(&soxi.stdout).trim(), after.to_string());
+        // Idempotent.
+        let again = run({
+            let mut c = Command::new(CAPSTAN);
+            c.arg("recover").arg(dir.path());
+            c
+        });
+        assert!(text(&again.stdout).contains("nothing to recover"), "{}", text(&again.stdout));
+        report.push((before, after, v));
+    }
+    let xruns = src.stop();
+    for (before, after, v) in &report {
+        eprintln!("killed take: header {before} frames, recovered {after}, verdict {v:?}");
+        if xruns == 0 {
+            assert!(v.is_perfect(), "{v:?}");
+        }
+    }
+}
+
+fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return false;
+    }
+    std::fs::create_dir_all(at).unwrap();
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "capstan-test"])
+        .arg(at)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn umount(at: &std::path::Path) {
+    let _ = Command::new("umount").arg(at).status();
+}
+
+#[test]
+fn a_full_disk_ends_the_take_cleanly_with_a_valid_file() {
+    let server = JackServer::start(256);
+    let src = server.source(16);
+    let base = tempdir();
+    let disk = base.path().join("disk");
+    if !mount_tmpfs(&disk, "24m") {
+        return;
+    }
+    // 16 ch float = 3 MiB/s; the guard (10 s for `record`) stops it at once,
+    // before the disk is full.
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "-q", "--json", "--connect", "src:out_*", "--duration", "30", "--dir"]).arg(&disk);
+        c
+    });
+    let wav = wavs(&disk).pop().expect("a take");
+    let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+    let m = manifest_of(&wav);
+    umount(&disk);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("disk almost full"), "{}", text(&out.stderr));
+    assert_eq!(m.state, capstan::manifest::TakeState::Failed);
+    assert!(v.frames > 0 && v.mismatched == 0 && v.silent.is_empty(), "{v:?}");
+    let xruns = src.stop();
+    eprintln!("guarded full disk: {} frames kept, {xruns} xruns", v.frames);
+}
+
+#[test]
+fn enospc_in_the_daemon_keeps_the_audio_and_recovers_when_space_returns() {
+    let server = JackServer::start(256);
+    let src = server.source(16);
+    let base = tempdir();
+    let disk = base.path().join("disk");
+    if !mount_tmpfs(&disk, "16m") {
+        return;
+    }
+    // Make room to free later.
+    std::fs::write(disk.join("ballast"), vec![1u8; 4 << 20]).unwrap();
+    let d = Daemon::start(
+        &server,
+        &disk,
+        &[
+            "--ports",
+            "16",
+            "--connect",
+            "src:out_*",
+            "--min-minutes",
+            "0.01",
+            "--min-free-fraction",
+            "0",
+            "--disk-margin-seconds",
+            "0",
+        ],
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |path: &str| {
+        sock.send_to(&capstan::control::osc::encode(path, vec![]), ("127.0.0.1", d.port)).unwrap();
+    };
+    send("/record/start");
+    assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
+    // Writes hit ENOSPC within a few seconds; the daemon reports code 11.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut error = None;
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while Instant::now() < deadline && error.is_none() {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+                if m.addr == "/recording/error" {
+                    error = Some(m.args);
+                }
+            }
+        }
+    }
+    let error = error.expect("a /recording/error push");
+    assert_eq!(error[1], OscType::Int(11), "{error:?}");
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    let df = run({
+        let mut c = Command::new("df");
+        c.arg("-k").arg(&disk);
+        c
+    });
+    assert_eq!(st[1], OscType::String("error".into()), "{} {st:?} {error:?}", text(&df.stdout));
+    let wav = wavs(&disk).pop().unwrap();
+    let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+    assert!(v.frames > 0 && v.torn == 0, "{v:?}");
+    // The report tells the truth about what is on disk.
+    let OscType::String(msg) = &error[2] else { panic!("{error:?}") };
+    let saved: u64 = msg.rsplit("; ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(saved, v.frames, "{msg}");
+    let xruns = src.stop();
+    if xruns == 0 {
+        assert!(v.is_perfect(), "{v:?}");
+    }
+    // Space comes back: the daemon returns to idle by itself.
+    std::fs::remove_file(disk.join("ballast")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+        if st[1] == OscType::String("idle".into()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(d);
+    umount(&disk);
+    eprintln!("ENOSPC: {} frames kept, sample-exact prefix", v.frames);
+}
+
+#[test]
+fn every_take_has_a_complete_manifest() {
+    let server = JackServer::start(256);
+    let src = server.source(3);
+    let dir = tempdir();
+    let out = run({
+        let mut c = server.capstan();
+        c.args(["record", "-q", "--json", "--connect", "src:out_*", "--duration", "0.5", "--dir"])
+            .arg(dir.path());
+        c
+    });
+    src.stop();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&out);
+    let wav = &files(&s)[0];
+    let m = manifest_of(wav);
+    assert_eq!(m.state, capstan::manifest::TakeState::Complete);
+    assert_eq!(m.frames, 24_000);
+    assert_eq!(m.first_frame_time, s["take"]["first_frame_time"].as_u64());
+    assert_eq!(m.files, vec![wav.file_name().unwrap().to_string_lossy().into_owned()]);
+    assert_eq!(m.ports.len(), 3);
+    assert_eq!(m.ports[1].name, "in_2");
+    assert_eq!(m.ports[1].sources, vec!["src:out_2".to_string()]);
+    assert_eq!(m.sample_rate, 48000);
+}
