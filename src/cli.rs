@@ -30,6 +30,18 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Send a command to a running daemon and print its reply.
     Ctl(CtlArgs),
+    /// Apply a retention policy: delete finished takes, or move them to an
+    /// archive directory. Only takes with a capstan manifest are touched.
+    Prune {
+        /// The take directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        policy: crate::retention::Policy,
+    },
     /// Repair takes a crash left open (manifest says "recording").
     Recover {
         /// A take directory, a manifest or an audio file.
@@ -83,6 +95,9 @@ pub struct DaemonArgs {
     /// last less than this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub disk_margin_seconds: f64,
+    /// Retention, applied at start-up and every hour (see `capstan prune`).
+    #[command(flatten)]
+    pub retention: crate::retention::Policy,
 }
 
 fn parse_preroll(s: &str) -> Result<f64, String> {
@@ -161,6 +176,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
+        Command::Prune { dir, dry_run, policy } => {
+            if policy.is_empty() {
+                anyhow::bail!("no retention rule given (--keep-last, --max-age, --max-total, --keep-free)");
+            }
+            let lines = crate::retention::apply(&dir, &policy, dry_run)?;
+            if lines.is_empty() {
+                println!("nothing to prune in {}", dir.display());
+            }
+            lines.iter().for_each(|l| println!("{l}"));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -45,6 +45,7 @@ struct Daemon {
     error: Option<(Code, String)>,
     last_progress: Instant,
     last_jack_try: Instant,
+    last_prune: Option<Instant>,
     sources: Vec<String>,
 }
 
@@ -84,6 +85,7 @@ pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
         error: None,
         last_progress: Instant::now(),
         last_jack_try: Instant::now(),
+        last_prune: None,
         sources: Vec::new(),
         args,
     };
@@ -498,8 +500,24 @@ impl Daemon {
         tracing::info!(take = %r.name, frames = r.frames, "take finished");
     }
 
+    /// Retention at start-up and hourly; never touches the running take
+    /// (its manifest says "recording").
+    fn prune(&mut self) {
+        if self.args.retention.is_empty()
+            || self.last_prune.is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        match crate::retention::apply(&self.args.dir, &self.args.retention, false) {
+            Ok(lines) => lines.iter().for_each(|l| tracing::info!("retention: {l}")),
+            Err(e) => tracing::error!("retention: {e:#}"),
+        }
+    }
+
     /// Background work between datagrams.
     fn poll(&mut self) {
+        self.prune();
         if let Some(engine) = &self.engine {
             if engine.jack.shutdown.load(Relaxed) {
                 if self.state.get() == State::Recording {

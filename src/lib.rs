@@ -22,6 +22,7 @@ pub mod naming;
 pub mod ports;
 pub mod record;
 pub mod recover;
+pub mod retention;
 pub mod rings;
 pub mod rt;
 pub mod status;

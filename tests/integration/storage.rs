@@ -124,7 +124,13 @@ fn a_full_disk_ends_the_take_cleanly_with_a_valid_file() {
     let wav = wavs(&disk).pop().expect("a take");
     let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
     let m = manifest_of(&wav);
+    let soxi = run({
+        let mut c = Command::new("soxi");
+        c.arg("-s").arg(&wav);
+        c
+    });
     umount(&disk);
+    assert_eq!(text(&soxi.stdout).trim(), v.frames.to_string(), "sox disagrees: {}", text(&soxi.stderr));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("disk almost full"), "{}", text(&out.stderr));
     assert_eq!(m.state, capstan::manifest::TakeState::Failed);
@@ -240,4 +246,49 @@ fn every_take_has_a_complete_manifest() {
     assert_eq!(m.ports[1].name, "in_2");
     assert_eq!(m.ports[1].sources, vec!["src:out_2".to_string()]);
     assert_eq!(m.sample_rate, 48000);
+}
+
+#[test]
+fn prune_archives_crash_safely_and_leaves_foreign_files_alone() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let arch = tempdir();
+    for _ in 0..3 {
+        let out = run({
+            let mut c = server.capstan();
+            c.args(["record", "-q", "--connect", "src:out_*", "--duration", "0.2", "--dir"]).arg(dir.path());
+            c
+        });
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    src.stop();
+    std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    let takes = wavs(dir.path());
+    assert_eq!(takes.len(), 3);
+    let prune = |extra: &[&str], crash: bool| {
+        let mut c = Command::new(CAPSTAN);
+        c.arg("prune").arg(dir.path()).args(["--keep-last", "1", "--archive"]).arg(arch.path()).args(extra);
+        if crash {
+            c.env("CAPSTAN_TEST_CRASH_AFTER_COPY", "1");
+        }
+        run(c)
+    };
+    let out = prune(&["--dry-run"], false);
+    assert_eq!(text(&out.stdout).matches("would move").count(), 2, "{}", text(&out.stdout));
+    assert_eq!(wavs(dir.path()).len(), 3);
+    // Killed between copy and delete: both copies exist, never none.
+    let out = prune(&[], true);
+    assert!(!out.status.success());
+    assert!(takes[0].exists(), "original gone after a crash before delete");
+    assert!(arch.path().join(takes[0].file_name().unwrap()).exists());
+    // Run again: finishes the move.
+    let out = prune(&[], false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(wavs(dir.path()), vec![takes[2].clone()]);
+    assert_eq!(wavs(arch.path()).len(), 2);
+    for a in wavs(arch.path()) {
+        assert!(capstan::testsignal::verify(&a, 0, 0).unwrap().torn == 0);
+    }
+    assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"mine");
 }

@@ -1,0 +1,343 @@
+//! Retention: which finished takes to delete or move to an archive
+//! directory, and doing it crash-safely. Only takes with a capstan manifest
+//! are ever touched, never one whose manifest says "recording" (the running
+//! take, or a crashed one waiting for `capstan recover`), and never any other
+//! file in the directory.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use crate::manifest::{self, Manifest, TakeState};
+
+/// The retention policy; every rule is optional.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct Policy {
+    /// Keep at most this many finished takes.
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Remove takes older than this (e.g. 30d, 12h, 90m).
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(with = "secs_opt", default)]
+    pub max_age: Option<Duration>,
+    /// Keep the takes' total size under this (e.g. 500G, 20M).
+    #[arg(long, value_parser = parse_size)]
+    pub max_total: Option<u64>,
+    /// Remove the oldest takes while the volume has less than this fraction
+    /// free (0.0-1.0).
+    #[arg(long)]
+    pub keep_free: Option<f64>,
+    /// Move takes here (copy, fsync, verify, then delete) instead of
+    /// deleting them.
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
+}
+
+mod secs_opt {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&d.map(|d| d.as_secs()), s)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v: Option<u64> = serde::Deserialize::deserialize(d)?;
+        Ok(v.map(Duration::from_secs))
+    }
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.max_age.is_none()
+            && self.max_total.is_none()
+            && self.keep_free.is_none()
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) =
+        s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 30d, 12h, 90m, 45s"))?;
+    let mul = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d, w)")),
+    };
+    Ok(Duration::from_secs(n * mul))
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 500G, 20M"))?;
+    let mul = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (K, M, G, T)")),
+    };
+    Ok((n * mul as f64) as u64)
+}
+
+/// A finished take on disk.
+#[derive(Debug, Clone)]
+pub struct TakeOnDisk {
+    pub manifest: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    pub when: SystemTime,
+}
+
+/// Finished takes in `dir`, oldest first.
+pub fn takes(dir: &Path) -> Result<Vec<TakeOnDisk>> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        let p = e.path();
+        if !p.to_string_lossy().ends_with(manifest::SUFFIX) {
+            continue;
+        }
+        let Ok(m) = Manifest::load(&p) else { continue };
+        if m.state == TakeState::Recording {
+            continue;
+        }
+        let files: Vec<PathBuf> = m.files.iter().map(|f| dir.join(f)).collect();
+        let bytes = files.iter().filter_map(|f| fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let when = m
+            .started
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(SystemTime::from)
+            .or_else(|| e.metadata().and_then(|m| m.modified()).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        v.push(TakeOnDisk { manifest: p, files, bytes, when });
+    }
+    v.sort_by_key(|t| t.when);
+    Ok(v)
+}
+
+/// Which takes the policy removes from `dir`, oldest first, with the reason.
+pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Vec<(TakeOnDisk, String)>> {
+    let all = takes(dir)?;
+    let mut out: Vec<(TakeOnDisk, String)> = Vec::new();
+    let n = all.len();
+    let mut total: u64 = all.iter().map(|t| t.bytes).sum();
+    let (mut free, vol) = crate::control::preflight::space(dir).unwrap_or((0, 0));
+    let frees_space = policy.archive.as_ref().is_none_or(|a| !same_volume(dir, a));
+    for (i, t) in all.into_iter().enumerate() {
+        let remaining = n - i;
+        let reason = if policy.keep_last.is_some_and(|k| remaining > k) {
+            Some(format!("more than {} takes", policy.keep_last.unwrap_or(0)))
+        } else if policy.max_age.is_some_and(|a| now.duration_since(t.when).is_ok_and(|age| age > a)) {
+            Some("older than --max-age".to_string())
+        } else if policy.max_total.is_some_and(|m| total > m) {
+            Some("takes over --max-total".to_string())
+        } else if frees_space && vol > 0 && policy.keep_free.is_some_and(|f| (free as f64 / vol as f64) < f) {
+            Some("volume under --keep-free".to_string())
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            total -= t.bytes;
+            if frees_space {
+                free += t.bytes;
+            }
+            out.push((t, r));
+        }
+    }
+    Ok(out)
+}
+
+fn same_volume(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev(),
+        _ => false,
+    }
+}
+
+/// Moves a take to `archive`: copy every file and the manifest, fsync,
+/// verify sizes, and only then delete the originals (manifest last). A crash
+/// at any point leaves at least one complete copy; re-running finishes.
+pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
+    fs::create_dir_all(archive).with_context(|| format!("creating {}", archive.display()))?;
+    let mut copies = t.files.clone();
+    copies.push(t.manifest.clone());
+    for src in &copies {
+        let dst = archive.join(src.file_name().unwrap_or_default());
+        let len = fs::metadata(src).with_context(|| format!("reading {}", src.display()))?.len();
+        if fs::metadata(&dst).is_ok_and(|m| m.len() == len) && src != &t.manifest {
+            continue; // copied by an earlier, interrupted run
+        }
+        let tmp = archive.join(format!(".{}.part", dst.file_name().unwrap_or_default().to_string_lossy()));
+        fs::copy(src, &tmp).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+        File::open(&tmp)?.sync_all()?;
+        if fs::metadata(&tmp)?.len() != len {
+            let _ = fs::remove_file(&tmp);
+            bail!("copy of {} has the wrong size; original kept", src.display());
+        }
+        fs::rename(&tmp, &dst)?;
+    }
+    File::open(archive)?.sync_all()?;
+    if std::env::var_os("CAPSTAN_TEST_CRASH_AFTER_COPY").is_some() {
+        std::process::abort(); // test hook: a crash between copy and delete
+    }
+    for f in &t.files {
+        fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
+    }
+    fs::remove_file(&t.manifest)?;
+    Ok(())
+}
+
+pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
+    for f in &t.files {
+        if let Err(e) = fs::remove_file(f) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e).with_context(|| format!("removing {}", f.display()));
+            }
+        }
+    }
+    fs::remove_file(&t.manifest).with_context(|| format!("removing {}", t.manifest.display()))
+}
+
+/// Applies the policy; returns one line per take moved or deleted.
+pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for (t, why) in plan(dir, policy, SystemTime::now())? {
+        let what = match &policy.archive {
+            Some(a) => format!("move {} to {} ({why})", t.manifest.display(), a.display()),
+            None => format!("delete {} ({why})", t.manifest.display()),
+        };
+        if !dry_run {
+            match &policy.archive {
+                Some(a) => archive_take(&t, a)?,
+                None => delete_take(&t)?,
+            }
+        }
+        lines.push(format!(
+            "{}{what}, {} files, {} bytes",
+            if dry_run { "would " } else { "" },
+            t.files.len(),
+            t.bytes
+        ));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(dir: &Path, name: &str, age_h: u64, bytes: usize, state: TakeState) {
+        fs::write(dir.join(format!("{name}.wav")), vec![0u8; bytes]).unwrap();
+        let when = chrono::Local::now() - chrono::Duration::hours(age_h as i64);
+        let m = Manifest {
+            capstan_version: "t".into(),
+            take_id: name.into(),
+            project: "p".into(),
+            files: vec![format!("{name}.wav")],
+            ports: vec![],
+            sample_rate: 48000,
+            sample_format: "float32".into(),
+            layout: "interleaved".into(),
+            first_frame_time: Some(0),
+            started: Some(when.to_rfc3339()),
+            frames: 0,
+            gaps: vec![],
+            xruns: 0,
+            state,
+            error: None,
+            recovery: None,
+        };
+        m.save(&Manifest::path(dir, name)).unwrap();
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        take(d.path(), "a", 50, 100, TakeState::Complete);
+        take(d.path(), "b", 40, 200, TakeState::Recovered);
+        take(d.path(), "c", 30, 300, TakeState::Failed);
+        take(d.path(), "d", 20, 400, TakeState::Complete);
+        take(d.path(), "live", 60, 500, TakeState::Recording);
+        fs::write(d.path().join("notes.txt"), b"mine").unwrap();
+        fs::write(d.path().join("other.wav"), b"not a take").unwrap();
+        d
+    }
+
+    fn names(dir: &Path, p: &Policy) -> Vec<String> {
+        plan(dir, p, SystemTime::now())
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t.files[0].file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_rule_picks_the_oldest_finished_takes() {
+        let d = setup();
+        assert_eq!(names(d.path(), &Policy { keep_last: Some(2), ..Default::default() }), ["a", "b"]);
+        let age = Policy { max_age: Some(Duration::from_secs(35 * 3600)), ..Default::default() };
+        assert_eq!(names(d.path(), &age), ["a", "b"]);
+        assert_eq!(names(d.path(), &Policy { max_total: Some(600), ..Default::default() }), ["a", "b", "c"]);
+        assert!(names(d.path(), &Policy::default()).is_empty());
+        assert!(names(d.path(), &Policy { keep_free: Some(0.0), ..Default::default() }).is_empty());
+        assert_eq!(names(d.path(), &Policy { keep_free: Some(1.01), ..Default::default() }).len(), 4);
+    }
+
+    #[test]
+    fn prune_deletes_only_takes_and_never_the_running_one_or_foreign_files() {
+        let d = setup();
+        let lines = apply(d.path(), &Policy { keep_last: Some(0), ..Default::default() }, false).unwrap();
+        assert_eq!(lines.len(), 4);
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["live.take.json", "live.wav", "notes.txt", "other.wav"]);
+    }
+
+    #[test]
+    fn dry_run_changes_nothing() {
+        let d = setup();
+        let before = fs::read_dir(d.path()).unwrap().count();
+        let lines = apply(d.path(), &Policy { keep_last: Some(1), ..Default::default() }, true).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("would delete"));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), before);
+    }
+
+    #[test]
+    fn archive_moves_and_an_interrupted_move_is_finished_later() {
+        let d = setup();
+        let arch = tempfile::tempdir().unwrap();
+        let p = Policy { keep_last: Some(3), archive: Some(arch.path().to_owned()), ..Default::default() };
+        apply(d.path(), &p, false).unwrap();
+        assert!(arch.path().join("a.wav").exists() && arch.path().join("a.take.json").exists());
+        assert!(!d.path().join("a.wav").exists() && !d.path().join("a.take.json").exists());
+        assert_eq!(fs::read(arch.path().join("a.wav")).unwrap().len(), 100);
+        // Interrupted after copying (simulated: copy exists, original too):
+        fs::copy(d.path().join("b.wav"), arch.path().join("b.wav")).unwrap();
+        let p = Policy { keep_last: Some(2), ..p };
+        apply(d.path(), &p, false).unwrap();
+        assert!(arch.path().join("b.take.json").exists());
+        assert!(!d.path().join("b.wav").exists());
+    }
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_size("500G").unwrap(), 500 << 30);
+        assert_eq!(parse_size("1.5M").unwrap(), 3 << 19);
+        assert_eq!(parse_size("20MiB").unwrap(), 20 << 20);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("3y").is_err());
+    }
+}
