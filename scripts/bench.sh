@@ -13,8 +13,8 @@ secs=${BENCH_SECONDS:-60}
 out=$(mktemp -d "${BENCH_DIR:-/tmp}/capstan-bench.XXXXXX")
 trap 'kill ${src:-} ${jack:-} 2>/dev/null || true; rm -rf "$out"' EXIT
 bash scripts/jack-clean-stale.sh
-printf '%-12s %5s %6s %10s %7s %8s %8s %6s %7s %7s %7s %7s %8s\n' \
-  layout ch period frames lost overflow repeated xruns jitter user_s sys_s cpu_% rss_MiB
+printf '%-12s %5s %6s %10s %7s %8s %8s %6s %7s %7s %7s %7s %8s %9s %9s\n' \
+  layout ch period frames lost overflow repeated xruns jitter user_s sys_s cpu_% rss_MiB cb_p99_us cb_max_us
 for period in ${BENCH_PERIODS:-1024 128}; do
   for ch in ${BENCH_CHANNELS:-256}; do
     for layout in ${BENCH_LAYOUTS:-interleaved}; do
@@ -49,7 +49,8 @@ overflow = sum(g["frames"] for g in s["take"]["gaps"] if g["cause"] == "overflow
 cpu = s["cpu_user_s"] + s["cpu_sys_s"]
 print(f'{layout:<12} {ch:>5} {period:>6} {s["take"]["frames"]:>10} {lost:>7} {overflow:>8} {rep:>8} '
       f'{s["xruns"]:>6} {s["take"]["timer_jitter"]:>7} {s["cpu_user_s"]:>7.2f} {s["cpu_sys_s"]:>7.2f} '
-      f'{100*cpu/float(secs):>6.1f}% {s["max_rss_kib"]/1024:>8.1f}', flush=True)
+      f'{100*cpu/float(secs):>6.1f}% {s["max_rss_kib"]/1024:>8.1f} {s["callback"]["p99_us"]:>9.0f} '
+      f'{s["callback"]["max_us"]:>9.0f}', flush=True)
 for f in files:
     os.remove(f)
 PY

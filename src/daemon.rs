@@ -436,6 +436,10 @@ impl Daemon {
         let free = preflight::space(&self.args.dir).map_or(0, |s| s.0);
         let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
         let err = self.error.as_ref().map(|e| e.1.clone()).unwrap_or_default();
+        let (cb, disk) = match &self.engine {
+            Some(e) => (e.capture.callback.summary(), e.disk_stats.summary()),
+            None => Default::default(),
+        };
         vec![
             s(self.state.get().name()),
             s(id),
@@ -445,6 +449,9 @@ impl Daemon {
             OscType::Long(xruns as i64),
             OscType::Long(free as i64),
             s(err),
+            OscType::Double(cb.p99_us),
+            OscType::Double(cb.max_us),
+            OscType::Double(disk.ring_high_water_percent),
         ]
     }
 

@@ -31,6 +31,10 @@ struct JsonSummary<'a> {
     cpu_user_s: f64,
     cpu_sys_s: f64,
     max_rss_kib: i64,
+    /// Real-time callback duration (µs).
+    callback: crate::rt::CallbackSummary,
+    /// Ring high-water and write batches.
+    disk: crate::disk::DiskSummary,
 }
 
 pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
@@ -150,6 +154,8 @@ fn record_take(
             cpu_user_s: secs(usage.user_time()),
             cpu_sys_s: secs(usage.system_time()),
             max_rss_kib: usage.max_rss(),
+            callback: engine.capture.callback.summary(),
+            disk: engine.disk_stats.summary(),
             take: &report,
             channels: engine.port_names.len(),
             sample_format: args.sample_format.to_string(),
@@ -163,6 +169,7 @@ fn record_take(
             "{}",
             status::summary(&report, engine.port_names.len(), &args.sample_format.to_string(), xruns)
         );
+        print!("{}", status::costs(engine));
     }
     if jack_gone {
         bail!("the JACK server shut down during the take; {} frames were saved and finalized", report.frames);

@@ -135,6 +135,24 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
     s
 }
 
+/// What the recording cost: callback time, ring use, write batches.
+pub fn costs(engine: &Engine) -> String {
+    let c = engine.capture.callback.summary();
+    let d = engine.disk_stats.summary();
+    let ring_s = d.ring_high_water_frames as f64 / engine.sample_rate.max(1) as f64;
+    format!(
+        "  rt      callback p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs over {} cycles\n  \
+         disk    ring high-water {:.1}% ({ring_s:.2} s), write batch mean {:.0} µs, max {:.1} ms\n",
+        c.p50_us,
+        c.p99_us,
+        c.max_us,
+        c.cycles,
+        d.ring_high_water_percent,
+        d.write_mean_us,
+        d.write_max_us / 1000.0
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

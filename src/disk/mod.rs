@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Local};
-use ringbuf::traits::Consumer;
+use ringbuf::traits::{Consumer, Observer};
 
 use crate::rings::{CycleRecord, DiskRings};
 use crate::wav::WavError;
@@ -132,9 +132,39 @@ pub struct DiskStats {
     pub peak: AtomicU32,
     pub overflow_frames: AtomicU64,
     pub skipped_frames: AtomicU64,
+    /// Most frames a port ring has held when the disk thread came to drain it.
+    pub ring_high_water: AtomicU64,
+    pub ring_capacity: AtomicU64,
+    /// Write batches (history → take files) and their durations.
+    pub write_batches: AtomicU64,
+    pub write_total_ns: AtomicU64,
+    pub write_max_ns: AtomicU64,
+}
+
+/// The disk side's numbers, for summaries and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct DiskSummary {
+    pub ring_high_water_frames: u64,
+    pub ring_high_water_percent: f64,
+    pub write_batches: u64,
+    pub write_mean_us: f64,
+    pub write_max_us: f64,
 }
 
 impl DiskStats {
+    pub fn summary(&self) -> DiskSummary {
+        let hw = self.ring_high_water.load(Relaxed);
+        let cap = self.ring_capacity.load(Relaxed).max(1);
+        let n = self.write_batches.load(Relaxed);
+        DiskSummary {
+            ring_high_water_frames: hw,
+            ring_high_water_percent: 100.0 * hw as f64 / cap as f64,
+            write_batches: n,
+            write_mean_us: self.write_total_ns.load(Relaxed) as f64 / n.max(1) as f64 / 1000.0,
+            write_max_us: self.write_max_ns.load(Relaxed) as f64 / 1000.0,
+        }
+    }
+
     /// Peak since the last call, linear full scale = 1.0.
     pub fn take_peak(&self) -> f32 {
         f32::from_bits(self.peak.swap(0, Relaxed))
@@ -403,6 +433,10 @@ impl DiskWriter {
 
     /// Handles every cycle in the log; returns whether there was any.
     fn drain_cycles(&mut self) -> bool {
+        if let Some(r) = self.rings.ports.first() {
+            self.stats.ring_high_water.fetch_max(r.occupied_len() as u64, Relaxed);
+            self.stats.ring_capacity.store(r.capacity().get() as u64, Relaxed);
+        }
         let mut any = false;
         while let Some(rec) = self.rings.cycles.try_pop() {
             any = true;
@@ -511,7 +545,13 @@ impl DiskWriter {
         let peak = chans.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
         self.stats.peak.fetch_max(peak.to_bits(), Relaxed);
         a.cursor = limit;
-        a.take.write(n, |c| Some(chans[c]))
+        let t = Instant::now();
+        let res = a.take.write(n, |c| Some(chans[c]));
+        let ns = t.elapsed().as_nanos() as u64;
+        self.stats.write_batches.fetch_add(1, Relaxed);
+        self.stats.write_total_ns.fetch_add(ns, Relaxed);
+        self.stats.write_max_ns.fetch_max(ns, Relaxed);
+        res
     }
 
     /// Places a cycle on the take's timeline: returns its (unwrapped) frame

@@ -16,13 +16,72 @@ pub struct CaptureCounters {
     /// Frames dropped because the rings were full (our own overflow, never a
     /// JACK xrun).
     pub overflow_frames: AtomicU64,
+    /// How long each callback took.
+    pub callback: CallbackTimes,
+}
+
+/// A lock-free histogram of callback durations: 1 µs buckets up to 1 ms,
+/// plus the exact maximum.
+#[derive(Debug)]
+pub struct CallbackTimes {
+    buckets: [AtomicU64; BUCKETS],
+    max_ns: AtomicU64,
+}
+
+const BUCKETS: usize = 1001;
+
+impl Default for CallbackTimes {
+    fn default() -> Self {
+        CallbackTimes { buckets: std::array::from_fn(|_| AtomicU64::new(0)), max_ns: AtomicU64::new(0) }
+    }
+}
+
+/// Percentiles of the callback's duration, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct CallbackSummary {
+    pub cycles: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl CallbackTimes {
+    /// Real-time safe: two atomic operations.
+    #[inline]
+    pub fn record(&self, ns: u64) {
+        let b = ((ns / 1000) as usize).min(BUCKETS - 1);
+        self.buckets[b].fetch_add(1, Relaxed);
+        self.max_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// p50/p99 (bucket upper bounds, 1 µs resolution) and the exact maximum.
+    pub fn summary(&self) -> CallbackSummary {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let n: u64 = counts.iter().sum();
+        let pct = |q: f64| {
+            let want = ((n as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= want {
+                    return (i + 1) as f64;
+                }
+            }
+            BUCKETS as f64
+        };
+        if n == 0 {
+            return CallbackSummary::default();
+        }
+        let max_us = self.max_ns.load(Relaxed) as f64 / 1000.0;
+        CallbackSummary { cycles: n, p50_us: pct(0.5).min(max_us), p99_us: pct(0.99).min(max_us), max_us }
+    }
 }
 
 /// The capture core: what one process cycle does, independent of JACK so it
 /// can be tested without a server.
 pub struct Capture {
     rings: CaptureRings,
-    counters: Arc<CaptureCounters>,
+    pub counters: Arc<CaptureCounters>,
     /// Frames dropped whole because even the cycle log was full; reported in
     /// the next record that fits.
     unlogged: u32,
@@ -81,6 +140,9 @@ pub struct JackCapture {
 impl jack::ProcessHandler for JackCapture {
     /// Real-time thread. Runs inside the allocation guard in debug builds.
     fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        // A monotonic clock read at entry and exit (vDSO, no syscall) is the
+        // only thing the instrumentation adds to this thread.
+        let entry = std::time::Instant::now();
         super::guard(|| {
             // last_frame_time is what every client of this cycle sees; JACK2's
             // cycle_times().current_frames can disagree with it around xruns.
@@ -89,6 +151,7 @@ impl jack::ProcessHandler for JackCapture {
             let ports = &self.ports;
             self.core.process_cycle(frame_time, usecs, ps.n_frames(), |i| ports[i].as_slice(ps));
         });
+        self.core.counters.callback.record(entry.elapsed().as_nanos() as u64);
         jack::Control::Continue
     }
 }
@@ -117,6 +180,20 @@ mod tests {
         for (p, ring) in disk.ports.iter().enumerate() {
             assert_eq!(ring.occupied_len(), 8192, "port {p}");
         }
+    }
+
+    #[test]
+    fn callback_percentiles_come_from_the_histogram() {
+        let t = CallbackTimes::default();
+        for us in 1..=100u64 {
+            crate::rt::guard(|| t.record(us * 1000 - 500));
+        }
+        t.record(5_000_000); // one 5 ms outlier
+        let s = t.summary();
+        assert_eq!(s.cycles, 101);
+        assert_eq!(s.p50_us, 51.0);
+        assert_eq!(s.p99_us, 100.0);
+        assert_eq!(s.max_us, 5000.0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 pub mod capture;
 
-pub use capture::{Capture, CaptureCounters, JackCapture};
+pub use capture::{CallbackSummary, Capture, CaptureCounters, JackCapture};
 
 /// Runs `f` with allocation forbidden (debug and test builds); a no-op wrapper
 /// in release builds. Real-time safe.
