@@ -172,37 +172,71 @@ impl DiskStats {
 }
 
 /// The last stretch of audio, kept in memory for pre-roll and for starts
-/// that must reach back to a frame the disk thread has already passed.
+/// that must reach back to a frame the disk thread has already passed. One
+/// fixed ring per channel, all sharing one head and length, so any range is
+/// at most two slices with the same split on every channel (no reshuffling).
 struct History {
-    chans: Vec<VecDeque<f32>>,
+    chans: Vec<Vec<f32>>,
+    /// Index of the oldest frame in every channel's ring.
+    head: usize,
+    len: usize,
     /// Unwrapped frame time just after the newest frame.
     end: u64,
     cap: usize,
 }
 
 impl History {
+    fn new(channels: usize, cap: usize) -> History {
+        History { chans: vec![vec![0.0; cap]; channels], head: 0, len: 0, end: 0, cap }
+    }
+
     fn len(&self) -> usize {
-        self.chans.first().map_or(0, |c| c.len())
+        self.len
     }
 
     fn start(&self) -> u64 {
-        self.end - self.len() as u64
+        self.end - self.len as u64
     }
 
     /// Appends `n` frames at time `t` (`data` None: silence).
     fn push(&mut self, t: u64, n: usize, data: Option<&[Vec<f32>]>) {
-        if t != self.end || self.len() == 0 {
-            self.chans.iter_mut().for_each(|c| c.clear());
+        if t != self.end {
+            self.len = 0;
         }
-        for (c, ch) in self.chans.iter_mut().enumerate() {
+        // Only the newest `cap` frames can be kept.
+        let skip = n.saturating_sub(self.cap);
+        let m = n - skip;
+        let tail = (self.head + self.len) % self.cap;
+        let first = m.min(self.cap - tail);
+        for (c, ring) in self.chans.iter_mut().enumerate() {
             match data {
-                Some(d) => ch.extend(&d[c][..n]),
-                None => ch.extend(std::iter::repeat_n(0.0, n)),
+                Some(d) => {
+                    let src = &d[c][skip..n];
+                    ring[tail..tail + first].copy_from_slice(&src[..first]);
+                    ring[..m - first].copy_from_slice(&src[first..]);
+                }
+                None => {
+                    ring[tail..tail + first].fill(0.0);
+                    ring[..m - first].fill(0.0);
+                }
             }
-            let excess = ch.len().saturating_sub(self.cap);
-            ch.drain(..excess);
         }
+        let overflow = (self.len + m).saturating_sub(self.cap);
+        self.head = (self.head + overflow) % self.cap;
+        self.len = self.len + m - overflow;
         self.end = t + n as u64;
+    }
+
+    /// The frames `[from, from + n)` (offsets from the oldest) of every
+    /// channel, as one or two runs of slices.
+    fn runs(&self, from: usize, n: usize) -> Vec<Vec<&[f32]>> {
+        let start = (self.head + from) % self.cap;
+        let first = n.min(self.cap - start);
+        let mut runs = vec![self.chans.iter().map(|r| &r[start..start + first]).collect::<Vec<_>>()];
+        if first < n {
+            runs.push(self.chans.iter().map(|r| &r[..n - first]).collect());
+        }
+        runs
     }
 }
 
@@ -275,7 +309,7 @@ impl DiskWriter {
         let ch = rings.ports.len();
         // Always at least a few large cycles: every take is written from it.
         let cap = history_frames.max(write_delay) + 16384;
-        let history = History { chans: vec![VecDeque::new(); ch], end: 0, cap };
+        let history = History::new(ch, cap);
         DiskWriter {
             rings,
             commands,
@@ -540,13 +574,18 @@ impl DiskWriter {
         }
         let skip = (from - self.history.start()) as usize;
         let n = (limit - from) as usize;
-        let chans: Vec<&[f32]> =
-            self.history.chans.iter_mut().map(|c| &c.make_contiguous()[skip..skip + n]).collect();
-        let peak = chans.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
-        self.stats.peak.fetch_max(peak.to_bits(), Relaxed);
         a.cursor = limit;
         let t = Instant::now();
-        let res = a.take.write(n, |c| Some(chans[c]));
+        let mut res = Ok(());
+        for run in self.history.runs(skip, n) {
+            let peak = run.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
+            self.stats.peak.fetch_max(peak.to_bits(), Relaxed);
+            let len = run[0].len();
+            res = a.take.write(len, |c| Some(run[c]));
+            if res.is_err() {
+                break;
+            }
+        }
         let ns = t.elapsed().as_nanos() as u64;
         self.stats.write_batches.fetch_add(1, Relaxed);
         self.stats.write_total_ns.fetch_add(ns, Relaxed);
@@ -886,5 +925,32 @@ mod tests {
             assert_signal(&samples(&r1.files[0].path), 1000);
             assert_signal(&samples(&r2.files[0].path), end1);
         }
+    }
+
+    #[test]
+    fn history_ring_keeps_the_newest_frames_across_wraps() {
+        let mut h = History::new(2, 10);
+        let cycle = |t: u64, n: usize| -> Vec<Vec<f32>> {
+            (0..2).map(|c| (0..n).map(|i| (t + i as u64) as f32 + c as f32 * 1000.0).collect()).collect()
+        };
+        let mut t = 0;
+        for n in [3, 4, 5, 6, 25, 1] {
+            h.push(t, n, Some(&cycle(t, n)));
+            t += n as u64;
+        }
+        h.push(t, 2, None); // silence
+        t += 2;
+        assert_eq!(h.len(), 10);
+        assert_eq!(h.start(), t - 10);
+        let runs = h.runs(0, 10);
+        for c in 0..2 {
+            let all: Vec<f32> = runs.iter().flat_map(|r| r[c].iter().copied()).collect();
+            let want: Vec<f32> =
+                (t - 10..t).map(|x| if x >= t - 2 { 0.0 } else { x as f32 + c as f32 * 1000.0 }).collect();
+            assert_eq!(all, want, "channel {c}");
+        }
+        // A discontinuity starts over.
+        h.push(t + 100, 3, Some(&cycle(t + 100, 3)));
+        assert_eq!((h.len(), h.start()), (3, t + 100));
     }
 }
