@@ -76,14 +76,8 @@ pub struct DaemonArgs {
     /// then starts that far in the past (timemachine mode).
     #[arg(long, default_value_t = 0.0, value_parser = parse_preroll)]
     pub preroll: f64,
-    #[arg(long, default_value = "capstan")]
-    pub project: String,
-    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
-    pub layout: Layout,
-    #[arg(long, default_value_t = SampleFormat::F32)]
-    pub sample_format: SampleFormat,
-    #[arg(long, default_value_t = 4.0)]
-    pub buffer_seconds: f64,
+    #[command(flatten)]
+    pub format: TakeFormat,
     /// Refuse a take unless the disk holds this many minutes of it (+20%).
     #[arg(long, default_value_t = 10.0)]
     pub min_minutes: f64,
@@ -123,6 +117,22 @@ pub struct CtlArgs {
     pub args: Vec<String>,
 }
 
+/// How takes are written (shared by `record` and `daemon`).
+#[derive(Args, Debug, Clone)]
+pub struct TakeFormat {
+    /// Project name used in default file names.
+    #[arg(long, default_value = "capstan")]
+    pub project: String,
+    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
+    pub layout: Layout,
+    /// float32 (default, lossless), s16, s24 or s32.
+    #[arg(long, default_value_t = SampleFormat::F32)]
+    pub sample_format: SampleFormat,
+    /// Seconds of audio the ring buffers hold per port.
+    #[arg(long, default_value_t = 4.0)]
+    pub buffer_seconds: f64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RecordArgs {
     /// JACK client name (JACK renames it, e.g. capstan-01, if taken).
@@ -143,21 +153,12 @@ pub struct RecordArgs {
     /// Directory for the takes (created if missing).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Project name used in default file names.
-    #[arg(long, default_value = "capstan")]
-    pub project: String,
     /// File name (inside --dir) instead of the default; never overwritten.
     /// In the mono layout it is the stem of the per-port names.
     #[arg(long)]
     pub file: Option<String>,
-    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
-    pub layout: Layout,
-    /// float32 (default, lossless), s16, s24 or s32.
-    #[arg(long, default_value_t = SampleFormat::F32)]
-    pub sample_format: SampleFormat,
-    /// Seconds of audio the ring buffers hold per port.
-    #[arg(long, default_value_t = 4.0)]
-    pub buffer_seconds: f64,
+    #[command(flatten)]
+    pub format: TakeFormat,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,

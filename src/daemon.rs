@@ -140,7 +140,7 @@ impl Daemon {
         let e = Engine::start(
             client,
             self.args.ports as usize,
-            self.args.buffer_seconds,
+            self.args.format.buffer_seconds,
             history,
             WRITE_DELAY_S,
             Some(SpaceGuard {
@@ -260,20 +260,20 @@ impl Daemon {
             None => None,
         };
         let a = &self.args;
-        let bps = engine.sample_rate as u64 * a.ports as u64 * a.sample_format.bytes() as u64;
+        let bps = engine.sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
         let limits =
             Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
         preflight::check(&a.dir, bps, &limits).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let project = match &take_id {
-            Some(id) => format!("{}_{}", a.project, naming::sanitize(id)),
-            None => a.project.clone(),
+            Some(id) => format!("{}_{}", a.format.project, naming::sanitize(id)),
+            None => a.format.project.clone(),
         };
         let spec = TakeSpec {
             dir: a.dir.clone(),
             project,
             file,
-            layout: a.layout,
-            format: a.sample_format,
+            layout: a.format.layout,
+            format: a.format.sample_format,
             sample_rate: engine.sample_rate,
             port_names: engine.port_names.clone(),
             max_frames: None,
@@ -565,7 +565,7 @@ impl Daemon {
             self.last_jack_try = Instant::now();
             if let Some(e) = &self.engine {
                 let a = &self.args;
-                let bps = e.sample_rate as u64 * a.ports as u64 * a.sample_format.bytes() as u64;
+                let bps = e.sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
                 let limits = Limits {
                     min_minutes: a.min_minutes,
                     reserve: 0.2,

@@ -43,8 +43,8 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
             bail!("--duration must be a positive number of seconds, got {d}");
         }
     }
-    if !(args.buffer_seconds >= 0.1 && args.buffer_seconds <= 600.0) {
-        bail!("--buffer-seconds must be between 0.1 and 600, got {}", args.buffer_seconds);
+    if !(args.format.buffer_seconds >= 0.1 && args.format.buffer_seconds <= 600.0) {
+        bail!("--buffer-seconds must be between 0.1 and 600, got {}", args.format.buffer_seconds);
     }
     let file = args.file.as_deref().map(naming::validate_user_name).transpose()?;
 
@@ -63,7 +63,8 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     if sources.len() > n_ports {
         return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
     }
-    let engine = Engine::start(client, n_ports, args.buffer_seconds, 0.0, 0.0, Some(RECORD_SPACE_GUARD))?;
+    let engine =
+        Engine::start(client, n_ports, args.format.buffer_seconds, 0.0, 0.0, Some(RECORD_SPACE_GUARD))?;
     let result = record_take(&engine, &args, file, &sources, quiet);
     engine.close();
     result
@@ -88,10 +89,10 @@ fn record_take(
     let _lock = crate::lock::acquire(&args.dir)?;
     let spec = TakeSpec {
         dir: args.dir.clone(),
-        project: args.project.clone(),
+        project: args.format.project.clone(),
         file,
-        layout: args.layout,
-        format: args.sample_format,
+        layout: args.format.layout,
+        format: args.format.sample_format,
         sample_rate: engine.sample_rate,
         port_names: engine.port_names.clone(),
         max_frames: args
@@ -158,7 +159,7 @@ fn record_take(
             disk: engine.disk_stats.summary(),
             take: &report,
             channels: engine.port_names.len(),
-            sample_format: args.sample_format.to_string(),
+            sample_format: args.format.sample_format.to_string(),
             xruns,
             jack_shutdown: jack_gone,
             sources,
@@ -167,7 +168,7 @@ fn record_take(
     } else {
         print!(
             "{}",
-            status::summary(&report, engine.port_names.len(), &args.sample_format.to_string(), xruns)
+            status::summary(&report, engine.port_names.len(), &args.format.sample_format.to_string(), xruns)
         );
         print!("{}", status::costs(engine));
     }

@@ -141,6 +141,18 @@ fn grows_past_4_gib_as_rf64_and_sox_reads_it() {
     assert_eq!(tail[95_999], capstan::testsignal::sample(t0 + 47_999, 1));
 }
 
+/// `capstan record --json` of the test source, running until stopped.
+fn spawn_record(server: &JackServer, dir: &std::path::Path) -> std::process::Child {
+    server
+        .capstan()
+        .args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits until the take's file has at least `frames` committed frames.
 fn wait_for_frames(dir: &std::path::Path, frames: u64) -> std::path::PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -166,14 +178,7 @@ fn sigint_mid_take_finalizes_and_exits_0() {
     let server = JackServer::start(256);
     let src = server.source(8);
     let dir = tempdir();
-    let child = server
-        .capstan()
-        .args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_record(&server, dir.path());
     wait_for_frames(dir.path(), 48_000);
     let t = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
@@ -270,14 +275,7 @@ fn server_dying_mid_take_finalizes_the_file_and_reports() {
     let mut server = JackServer::start_named("capstan-test-killed".into(), 256);
     let src = server.source(2);
     let dir = tempdir();
-    let child = server
-        .capstan()
-        .args(["record", "--json", "-q", "--connect", "src:out_*", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_record(&server, dir.path());
     wait_for_frames(dir.path(), 48_000);
     server.kill(Signal::SIGKILL);
     let out = wait_output(child, Duration::from_secs(20));
