@@ -6,7 +6,7 @@
 //! revision of a take name (1 for a new take). In the mono layout each port's
 //! file is `{stem}_{port short name}.wav`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use chrono::{DateTime, Local};
 
@@ -19,8 +19,6 @@ pub enum NameError {
     Escapes(String),
     #[error("file name {0:?} contains a control character")]
     Control(String),
-    #[error("{0} already exists; capstan never overwrites a file")]
-    Exists(PathBuf),
 }
 
 /// Makes a string safe as part of a file name: path separators, control

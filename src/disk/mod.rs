@@ -8,7 +8,7 @@
 pub mod take;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -125,7 +125,6 @@ pub enum DiskEvent {
 /// Live numbers for the status line; written by the disk thread only.
 #[derive(Debug, Default)]
 pub struct DiskStats {
-    pub recording: AtomicBool,
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
     /// Largest |sample| since the reader last swapped it out (f32 bits).
@@ -390,7 +389,6 @@ impl DiskWriter {
 
     fn begin(&mut self, take: Take, start_at: Option<u32>, preroll: u64) {
         self.stats.frames.store(take.frames(), Relaxed);
-        self.stats.recording.store(true, Relaxed);
         self.active = Some(Active {
             take,
             want_first: None,
@@ -658,7 +656,6 @@ impl DiskWriter {
     /// take starts right where this one ended.
     fn finish(&mut self, error: Option<WavError>) {
         let Some(mut a) = self.active.take() else { return };
-        self.stats.recording.store(false, Relaxed);
         let name = a.take.name.clone();
         let sample_rate = a.take.spec.sample_rate;
         let frames = a.take.frames();

@@ -92,10 +92,6 @@ impl Capture {
         Capture { rings, counters, unlogged: 0 }
     }
 
-    pub fn channels(&self) -> usize {
-        self.rings.ports.len()
-    }
-
     /// Queues one cycle. `buffer(i)` returns port `i`'s buffer of `nframes`
     /// samples. A cycle is queued on every port or on none, so the channels
     /// can never drift apart.

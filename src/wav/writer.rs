@@ -125,10 +125,6 @@ impl WavWriter {
         &self.path
     }
 
-    pub fn spec(&self) -> WavSpec {
-        self.spec
-    }
-
     /// Rewrites the `bext` chunk in place, e.g. once the first frame's time is
     /// known. The coding history must keep its length.
     pub fn update_bext(&mut self, bext: &Bext) -> Result<(), WavError> {
