@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -97,11 +96,7 @@ pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
         d.socket.local_addr()?
     );
 
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, term.clone())?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+    let term = crate::signals::stop_flag()?;
 
     let mut buf = vec![0u8; osc::MAX_DATAGRAM + 1];
     while !term.load(Relaxed) {
@@ -246,6 +241,15 @@ impl Daemon {
         }
     }
 
+    /// Would a take fit on the disk now (directory, space, free fraction)?
+    fn preflight(&self, sample_rate: u32) -> Result<(), String> {
+        let a = &self.args;
+        let bps = sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
+        let limits =
+            Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
+        preflight::check(&a.dir, bps, &limits)
+    }
+
     /// Checks and creates a take's files; nothing is created on refusal.
     fn prepare(&self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
         let engine =
@@ -259,11 +263,8 @@ impl Daemon {
             }
             None => None,
         };
+        self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let a = &self.args;
-        let bps = engine.sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
-        let limits =
-            Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
-        preflight::check(&a.dir, bps, &limits).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let project = match &take_id {
             Some(id) => format!("{}_{}", a.format.project, naming::sanitize(id)),
             None => a.format.project.clone(),
@@ -563,15 +564,8 @@ impl Daemon {
             && self.last_jack_try.elapsed() > Duration::from_secs(1)
         {
             self.last_jack_try = Instant::now();
-            if let Some(e) = &self.engine {
-                let a = &self.args;
-                let bps = e.sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
-                let limits = Limits {
-                    min_minutes: a.min_minutes,
-                    reserve: 0.2,
-                    min_free_fraction: a.min_free_fraction,
-                };
-                if preflight::check(&a.dir, bps, &limits).is_ok() {
+            if let Some(rate) = self.engine.as_ref().map(|e| e.sample_rate) {
+                if self.preflight(rate).is_ok() {
                     tracing::info!("disk space is available again");
                     let _ = self.state.transition(State::Error, State::Idle);
                     self.error = None;

@@ -25,6 +25,7 @@ pub mod recover;
 pub mod retention;
 pub mod rings;
 pub mod rt;
+pub mod signals;
 pub mod status;
 pub mod testsignal;
 pub mod wav;

@@ -1,8 +1,7 @@
 //! `capstan record`: one take from now until --duration, SIGINT or SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -105,12 +104,7 @@ fn record_take(
     let take = Take::create(spec, chrono::Local::now())?;
     let paths: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
 
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, term.clone())?;
-    }
-    // A closed terminal must not end a take.
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+    let term = crate::signals::stop_flag()?;
 
     // Start with the first cycle that is sure to see the new connections.
     let start_at = engine.frame_time().wrapping_add(2 * engine.buffer_size);

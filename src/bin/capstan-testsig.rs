@@ -83,10 +83,7 @@ fn source(channels: usize, name: &str) -> Result<()> {
         .map(|i| client.register_port(&format!("out_{i}"), jack::AudioOut::default()))
         .collect::<Result<Vec<_>, _>>()
         .context("registering output ports")?;
-    let term = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, term.clone())?;
-    }
+    let term = capstan::signals::stop_flag()?;
     let cycles = Arc::new(AtomicU64::new(0));
     let xruns = Arc::new(AtomicU64::new(0));
     let gone = Arc::new(AtomicBool::new(false));

@@ -357,27 +357,15 @@ impl DiskWriter {
                 }
                 Ok(DiskCommand::Quit) | Err(TryRecvError::Disconnected) => {
                     self.drain_cycles();
-                    if let Some(a) = &mut self.active {
-                        a.next = None;
-                        a.stop = Some(StopAt::Drained);
-                        self.advance(None);
-                        self.finish(None);
-                    }
+                    self.end_drained();
                     return;
                 }
                 Err(TryRecvError::Empty) => {}
             }
             let worked = self.drain_cycles();
-            if let Some(a) = &mut self.active {
-                if a.stop == Some(StopAt::Drained) {
-                    a.next = None;
-                    self.advance(None);
-                    if let Some(a) = &mut self.active {
-                        a.stop = None;
-                        self.finish(None);
-                    }
-                    continue;
-                }
+            if self.active.as_ref().is_some_and(|a| a.stop == Some(StopAt::Drained)) {
+                self.end_drained();
+                continue;
             }
             self.maybe_checkpoint();
             if !worked {
@@ -385,6 +373,16 @@ impl DiskWriter {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+
+    /// Ends the take with everything that has arrived (quit, JACK gone):
+    /// nothing is rotated in.
+    fn end_drained(&mut self) {
+        let Some(a) = &mut self.active else { return };
+        a.next = None;
+        a.stop = Some(StopAt::Drained);
+        self.advance(None); // writes up to the newest frame and finishes
+        self.finish(None); // in case a write error left it half done
     }
 
     fn begin(&mut self, take: Take, start_at: Option<u32>, preroll: u64) {
@@ -411,7 +409,7 @@ impl DiskWriter {
                 a.want_first = next;
             }
         } else {
-            self.try_start_from_history();
+            self.place_start();
         }
     }
 
@@ -432,8 +430,9 @@ impl DiskWriter {
         }
     }
 
-    /// Works out where a take asked to start at `start_at` begins.
-    fn try_start_from_history(&mut self) {
+    /// Works out where a take asked to start at `start_at` begins (a cycle
+    /// boundary, minus the pre-roll), then lets [`Self::advance`] write it.
+    fn place_start(&mut self) {
         let Some(next_frame) = self.next_frame else { return }; // no cycle yet
         let Some(a) = &self.active else { return };
         if a.first_frame_time.is_some() {
@@ -511,7 +510,7 @@ impl DiskWriter {
             self.gaps.pop_front();
         }
         if self.active.as_ref().is_some_and(|a| a.want_first.is_none() && a.start_at.is_some()) {
-            self.try_start_from_history();
+            self.place_start();
         }
         self.advance(Some(rec.usecs));
         self.publish();
