@@ -16,8 +16,6 @@ pub struct CycleRecord {
     pub frame_time: u32,
     /// Frames in the cycle.
     pub nframes: u32,
-    /// JACK's microsecond clock at the start of the cycle.
-    pub usecs: u64,
     /// The audio of this cycle is in the port rings. `false`: the rings were
     /// full (the disk could not keep up) and the cycle was dropped whole.
     pub queued: bool,

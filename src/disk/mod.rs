@@ -341,7 +341,7 @@ impl DiskWriter {
                 Ok(DiskCommand::Stop(at)) => {
                     if let Some(a) = &mut self.active {
                         a.stop = Some(at);
-                        self.advance(None);
+                        self.advance();
                     }
                     continue;
                 }
@@ -369,7 +369,7 @@ impl DiskWriter {
             }
             self.maybe_checkpoint();
             if !worked {
-                self.advance(None);
+                self.advance();
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -381,7 +381,7 @@ impl DiskWriter {
         let Some(a) = &mut self.active else { return };
         a.next = None;
         a.stop = Some(StopAt::Drained);
-        self.advance(None); // writes up to the newest frame and finishes
+        self.advance(); // writes up to the newest frame and finishes
         self.finish(None); // in case a write error left it half done
     }
 
@@ -444,16 +444,18 @@ impl DiskWriter {
         if let Some(a) = &mut self.active {
             a.want_first = Some(want);
         }
-        self.advance(None);
+        self.advance();
     }
 
     /// Marks the take as started at `first`: bext origin, event.
-    fn open_take(&mut self, first: u64, usecs: Option<u64>) -> Result<(), WavError> {
+    /// The wall-clock time of `first` is now minus how far it trails the
+    /// newest frame (the disk thread's own lag, a few ms, is not counted).
+    fn open_take(&mut self, first: u64) -> Result<(), WavError> {
         let a = self.active.as_mut().expect("active");
         let back = Duration::from_secs_f64(
             self.history.end.saturating_sub(first) as f64 / a.take.spec.sample_rate.max(1) as f64,
         );
-        let wall: DateTime<Local> = (SystemTime::now() - usecs.map_or(Duration::ZERO, age_of) - back).into();
+        let wall: DateTime<Local> = (SystemTime::now() - back).into();
         a.first_frame_time = Some(first);
         a.cursor = first;
         a.started = Some(wall);
@@ -512,13 +514,13 @@ impl DiskWriter {
         if self.active.as_ref().is_some_and(|a| a.want_first.is_none() && a.start_at.is_some()) {
             self.place_start();
         }
-        self.advance(Some(rec.usecs));
+        self.advance();
         self.publish();
     }
 
     /// Moves the active take forward: starts it once its first frame is in
     /// the history, writes what is due, and ends it at its stop point.
-    fn advance(&mut self, usecs: Option<u64>) {
+    fn advance(&mut self) {
         let Some(a) = &self.active else { return };
         let (hist_start, hist_end) = (self.history.start(), self.history.end);
         if a.first_frame_time.is_none() {
@@ -527,7 +529,7 @@ impl DiskWriter {
             if hist_end <= want || self.history.len() == 0 {
                 return;
             }
-            if let Err(e) = self.open_take(want.max(hist_start), usecs) {
+            if let Err(e) = self.open_take(want.max(hist_start)) {
                 return self.finish(Some(e));
             }
         }
@@ -689,7 +691,7 @@ impl DiskWriter {
             if let Some(a) = &mut self.active {
                 a.want_first = Some(end);
             }
-            self.advance(None);
+            self.advance();
         }
     }
 }
@@ -713,19 +715,6 @@ fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
         ));
     }
     None
-}
-
-/// How long ago JACK's microsecond clock read `usecs`. JACK2 on Linux uses
-/// CLOCK_MONOTONIC for it; anything implausible counts as "just now".
-fn age_of(usecs: u64) -> Duration {
-    let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else {
-        return Duration::ZERO;
-    };
-    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000;
-    match now.checked_sub(usecs) {
-        Some(age) if usecs > 0 && age < 10_000_000 => Duration::from_micros(age),
-        _ => Duration::ZERO,
-    }
 }
 
 /// Spawns the disk thread.
@@ -780,7 +769,7 @@ mod tests {
         // do not fit in the rings, then 64 more (one period late: jitter).
         for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 8100), (9612 + 64, 64)] {
             let b = cycle(t, n);
-            capture.process_cycle(t, 0, n, |i| &b[i]);
+            capture.process_cycle(t, n, |i| &b[i]);
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 8100);
         w.run();
@@ -819,7 +808,7 @@ mod tests {
             let t = t0 + k * 64;
             let b: Vec<Vec<f32>> =
                 (0..2).map(|c| (0..64).map(|i| signal((t + i) as u64, c)).collect()).collect();
-            capture.process_cycle(t, 0, 64, |i| &b[i]);
+            capture.process_cycle(t, 64, |i| &b[i]);
         }
     }
 
@@ -854,7 +843,7 @@ mod tests {
 
     fn stop_drained(w: &mut DiskWriter) {
         w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
-        w.advance(None);
+        w.advance();
     }
 
     fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
