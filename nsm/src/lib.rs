@@ -11,6 +11,7 @@
 //! [`message`] is the pure codec; [`Client`] adds the socket.
 
 pub mod message;
+pub mod server;
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
@@ -146,7 +147,15 @@ impl Client {
                 Ok(ServerMessage::decode(&buf[..n]).ok())
             }
             Ok(_) => Ok(None),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            // A signal (SIGTERM, SIGCHLD) interrupting the wait is not an error.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e.into()),
