@@ -58,6 +58,9 @@ pub struct DaemonArgs {
     /// Number of input ports (in_1 … in_N).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub ports: u16,
+    /// Names for the inputs, in order (e.g. kick,snare); the rest are in_K.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub port_names: Vec<String>,
     /// Connect output ports matching PATTERN to the inputs at start-up.
     #[arg(long, short = 'c', value_name = "PATTERN")]
     pub connect: Vec<String>,

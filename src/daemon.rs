@@ -33,8 +33,34 @@ struct Current {
     first_frame_time: Option<u64>,
 }
 
-struct Daemon {
+/// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hosting {
+    /// The caller already holds the instance lock (NSM: in the client path).
+    pub lock_held: bool,
+    /// Start without JACK and connect when it appears (NSM sessions often
+    /// start clients before JACK is up).
+    pub wait_for_jack: bool,
+    /// The JACK client must have exactly `args.name` (NSM's client_id).
+    pub exact_name: bool,
+    /// If the OSC port is taken, listen on the next free one instead of
+    /// failing (NSM: a second capstan in a session must still come up).
+    pub osc_fallback: bool,
+}
+
+/// Something the session manager's window should show (NSM
+/// `/nsm/client/message`): priority 0-3, 3 most important.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub priority: i32,
+    pub text: String,
+}
+
+/// The long-running recorder: OSC socket, engine and state machine. Control
+/// thread only (never real-time).
+pub struct Daemon {
     args: DaemonArgs,
+    hosting: Hosting,
     socket: UdpSocket,
     engine: Option<Engine>,
     state: StateCell,
@@ -46,6 +72,20 @@ struct Daemon {
     last_jack_try: Instant,
     last_prune: Option<Instant>,
     sources: Vec<String>,
+    /// Frames lost so far in the running take, as last reported.
+    lost_reported: u64,
+    notices: Vec<Notice>,
+    /// A setting changed over OSC since the last [`Daemon::take_config_change`].
+    config_changed: bool,
+    buf: Vec<u8>,
+    _lock: Option<lock::DirLock>,
+}
+
+fn layout_name(l: crate::disk::Layout) -> &'static str {
+    match l {
+        crate::disk::Layout::Interleaved => "interleaved",
+        crate::disk::Layout::Mono => "mono",
+    }
 }
 
 fn now_unix() -> f64 {
@@ -56,70 +96,161 @@ fn s(v: impl Into<String>) -> OscType {
     OscType::String(v.into())
 }
 
-pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let _lock = lock::acquire(&args.dir)?;
-    // Takes a crash left open are repaired before anything else happens.
-    match crate::recover::recover(&args.dir) {
-        Ok(done) => {
-            for r in done {
-                tracing::warn!(
-                    "recovered an interrupted take: {} ({} frames)",
-                    r.manifest.display(),
-                    r.frames
-                );
-            }
+/// Binds the OSC socket; with `fallback`, a taken port moves on to the next
+/// 20 ports and then to any free one.
+pub fn bind_osc(bind: &str, port: u16, fallback: bool) -> Result<UdpSocket> {
+    let first = UdpSocket::bind((bind, port));
+    let socket = match first {
+        Ok(s) => s,
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse && port != 0 => (1..=20u16)
+            .filter_map(|k| port.checked_add(k))
+            .find_map(|p| UdpSocket::bind((bind, p)).ok())
+            .map_or_else(|| UdpSocket::bind((bind, 0)), Ok)
+            .with_context(|| format!("cannot listen for OSC on {bind}"))?,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot listen for OSC on {bind}:{port}")))
         }
-        Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
-    }
-    let socket = UdpSocket::bind((args.osc_bind.as_str(), args.osc_port))
-        .with_context(|| format!("cannot listen for OSC on {}:{}", args.osc_bind, args.osc_port))?;
-    socket.set_read_timeout(Some(Duration::from_millis(20)))?;
-    let mut d = Daemon {
-        socket,
-        engine: None,
-        state: StateCell::new(),
-        current: None,
-        subscribers: HashSet::new(),
-        error: None,
-        last_progress: Instant::now(),
-        last_jack_try: Instant::now(),
-        last_prune: None,
-        sources: Vec::new(),
-        args,
     };
-    d.open_engine()?;
-    tracing::info!(
-        "capstan daemon: {} inputs, takes in {}, OSC on {}",
-        d.args.ports,
-        d.args.dir.display(),
-        d.socket.local_addr()?
-    );
+    socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+    Ok(socket)
+}
 
+/// `capstan daemon`: runs until SIGINT/SIGTERM.
+pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
+    let mut d = Daemon::open(args, Hosting::default())?;
     let term = crate::signals::stop_flag()?;
-
-    let mut buf = vec![0u8; osc::MAX_DATAGRAM + 1];
     while !term.load(Relaxed) {
-        match d.socket.recv_from(&mut buf) {
-            Ok((n, from)) => d.datagram(&buf[..n], from),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(e) => tracing::warn!("OSC receive: {e}"),
-        }
-        d.poll();
+        d.step();
     }
     tracing::info!("signal: finishing");
-    if d.state.get() == State::Recording {
-        let _ = d.stop(None);
-    }
-    if let Some(e) = d.engine.take() {
-        e.close();
-    }
+    d.close();
     Ok(ExitCode::SUCCESS)
 }
 
 impl Daemon {
+    /// Creates the take directory, locks it (unless the host did), repairs
+    /// interrupted takes, listens for OSC and opens the JACK client.
+    pub fn open(args: DaemonArgs, hosting: Hosting) -> Result<Daemon> {
+        crate::ports::input_names(args.ports as usize, &args.port_names).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+        let lock = if hosting.lock_held { None } else { Some(lock::acquire(&args.dir)?) };
+        // Takes a crash left open are repaired before anything else happens.
+        match crate::recover::recover(&args.dir) {
+            Ok(done) => {
+                for r in done {
+                    tracing::warn!(
+                        "recovered an interrupted take: {} ({} frames)",
+                        r.manifest.display(),
+                        r.frames
+                    );
+                }
+            }
+            Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
+        }
+        let socket = bind_osc(&args.osc_bind, args.osc_port, hosting.osc_fallback)?;
+        let mut d = Daemon {
+            socket,
+            hosting,
+            engine: None,
+            state: StateCell::new(),
+            current: None,
+            subscribers: HashSet::new(),
+            error: None,
+            last_progress: Instant::now(),
+            last_jack_try: Instant::now(),
+            last_prune: None,
+            sources: Vec::new(),
+            lost_reported: 0,
+            notices: Vec::new(),
+            config_changed: false,
+            buf: vec![0u8; osc::MAX_DATAGRAM + 1],
+            _lock: lock,
+            args,
+        };
+        match d.open_engine() {
+            Ok(()) => {}
+            Err(e) if hosting.wait_for_jack && matches!(e, engine::EngineError::NoServer { .. }) => {
+                let text = format!("{e}; capstan connects as soon as JACK runs");
+                tracing::warn!("{text}");
+                d.fail(Code::JackGone, text);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            "capstan daemon: {} inputs, takes in {}, OSC on {}",
+            d.args.ports,
+            d.args.dir.display(),
+            d.socket.local_addr()?
+        );
+        Ok(d)
+    }
+
+    /// One turn of the control loop: at most one datagram (waiting up to
+    /// 20 ms for it), then background work.
+    pub fn step(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, from)) => self.datagram(&buf[..n], from),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => tracing::warn!("OSC receive: {e}"),
+        }
+        self.buf = buf;
+        self.poll();
+    }
+
+    /// Finishes any take (files final) and closes the JACK client.
+    pub fn close(mut self) {
+        if self.state.get() == State::Recording {
+            let _ = self.stop(None);
+        }
+        if let Some(e) = self.engine.take() {
+            e.close();
+        }
+    }
+
+    pub fn args(&self) -> &DaemonArgs {
+        &self.args
+    }
+
+    pub fn osc_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// Seconds recorded in the running take.
+    pub fn take_seconds(&self) -> Option<f64> {
+        let e = self.engine.as_ref()?;
+        matches!(self.state.get(), State::Recording | State::Stopping)
+            .then(|| e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64)
+    }
+
+    /// What happened since the last call, for the session manager's window.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// True once after a setting was changed over OSC.
+    pub fn take_config_change(&mut self) -> bool {
+        std::mem::take(&mut self.config_changed)
+    }
+
+    fn notice(&mut self, priority: i32, text: String) {
+        if self.notices.len() < 64 {
+            self.notices.push(Notice { priority, text });
+        }
+    }
+
     fn open_engine(&mut self) -> Result<(), engine::EngineError> {
-        let client = engine::open_client(&self.args.name, false)?;
+        let client = engine::open_client(&self.args.name, self.hosting.exact_name)?;
         let sources = if self.args.connect.is_empty() {
             Vec::new()
         } else {
@@ -132,9 +263,11 @@ impl Daemon {
             }
         };
         let history = self.args.preroll + 1.0;
+        let names = crate::ports::input_names(self.args.ports as usize, &self.args.port_names)
+            .map_err(|detail| engine::EngineError::Port { port: "input".into(), detail })?;
         let e = Engine::start(
             client,
-            self.args.ports as usize,
+            &names,
             self.args.format.buffer_seconds,
             history,
             WRITE_DELAY_S,
@@ -224,7 +357,92 @@ impl Daemon {
                 self.subscribers.remove(&from);
                 Ok(vec![])
             }
+            Command::ConfigGet => Ok(self.config_values()),
+            Command::ConfigSampleFormat(f) => {
+                self.args.format.sample_format = f;
+                self.config_changed = true;
+                Ok(vec![s(f.to_string())])
+            }
+            Command::ConfigLayout(l) => {
+                self.args.format.layout = l;
+                self.config_changed = true;
+                Ok(vec![s(layout_name(l))])
+            }
+            Command::ConfigPorts(n) => {
+                let names = crate::ports::input_names(n as usize, &self.args.port_names[..])
+                    .or_else(|_| {
+                        let kept = &self.args.port_names[..self.args.port_names.len().min(n as usize)];
+                        crate::ports::input_names(n as usize, kept)
+                    })
+                    .map_err(|e| Refusal::new(Code::Config, e))?;
+                self.reconfigure(|a| {
+                    a.ports = n;
+                    a.port_names.truncate(n as usize);
+                })?;
+                Ok(vec![OscType::Int(names.len() as i32)])
+            }
+            Command::ConfigPreroll(p) => {
+                self.reconfigure(|a| a.preroll = p)?;
+                Ok(vec![OscType::Double(p)])
+            }
         }
+    }
+
+    /// Every setting, as name/value pairs (`/config/get`).
+    fn config_values(&self) -> Vec<OscType> {
+        let a = &self.args;
+        let names = crate::ports::input_names(a.ports as usize, &a.port_names).unwrap_or_default();
+        let port = self.osc_addr().map_or(0, |x| x.port() as i32);
+        vec![
+            s("ports"),
+            OscType::Int(a.ports as i32),
+            s("port_names"),
+            s(names.join(",")),
+            s("sample_format"),
+            s(a.format.sample_format.to_string()),
+            s("layout"),
+            s(layout_name(a.format.layout)),
+            s("preroll"),
+            OscType::Double(a.preroll),
+            s("project"),
+            s(a.format.project.clone()),
+            s("osc_port"),
+            OscType::Int(port),
+            s("client"),
+            s(self.engine.as_ref().map(|e| e.client().name().to_string()).unwrap_or_default()),
+        ]
+    }
+
+    /// Changes a setting that shapes the JACK client (ports, pre-roll): only
+    /// between takes. The client is re-created with the same name and every
+    /// connection of the ports that remain is restored.
+    fn reconfigure(&mut self, change: impl FnOnce(&mut DaemonArgs)) -> Result<(), Refusal> {
+        if matches!(self.state.get(), State::Starting | State::Recording | State::Stopping) {
+            return Err(Refusal::new(Code::Busy, "stop the take first; this setting re-creates the inputs"));
+        }
+        change(&mut self.args);
+        self.config_changed = true;
+        let Some(old) = self.engine.take() else {
+            return Ok(()); // JACK is away: the setting applies when it is back
+        };
+        let connections = old.connections();
+        old.close();
+        if let Err(e) = self.open_engine() {
+            self.last_jack_try = Instant::now();
+            self.fail(Code::JackGone, format!("re-creating the JACK client failed: {e}"));
+            return Err(Refusal::new(Code::JackGone, format!("setting saved, but JACK refused: {e}")));
+        }
+        let engine = self.engine.as_ref().expect("just opened");
+        for (i, sources) in connections.iter().enumerate().take(engine.port_names.len()) {
+            let to = engine.input_port_name(i);
+            for from in sources {
+                if let Err(e) = engine.client().connect_ports_by_name(from, &to) {
+                    tracing::debug!("restoring {from} -> {to}: {e:?}");
+                }
+            }
+        }
+        tracing::info!("inputs re-created: {} ports, pre-roll {} s", self.args.ports, self.args.preroll);
+        Ok(())
     }
 
     fn busy(&self) -> Refusal {
@@ -296,6 +514,7 @@ impl Daemon {
         };
         let id = take_id.unwrap_or_else(|| take.name.clone());
         let files: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
+        self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
         let at = engine.frame_time();
         engine.start_take(take, Some(at), (self.args.preroll * engine.sample_rate as f64) as u64);
@@ -484,6 +703,7 @@ impl Daemon {
         let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
         tracing::error!(take = %id, "{text}");
         self.push_error(&id, code, &text);
+        self.notice(3, text.clone());
         self.error = Some((code, text));
         self.push_state();
     }
@@ -504,6 +724,13 @@ impl Daemon {
             let _ = self.state.transition(State::Stopping, State::Idle);
             self.push_state();
             self.current = None;
+        }
+        let lost: u64 = r.gaps.iter().map(|g| g.frames).sum();
+        if lost > 0 {
+            self.notice(
+                2,
+                format!("take {}: {lost} frames lost in {} gaps (filled with silence)", r.name, r.gaps.len()),
+            );
         }
         tracing::info!(take = %r.name, frames = r.frames, "take finished");
     }
@@ -548,6 +775,7 @@ impl Daemon {
             self.last_jack_try = Instant::now();
             if self.open_engine().is_ok() {
                 tracing::info!("JACK is back");
+                self.notice(1, "JACK is running; capstan is connected".into());
                 if self.state.get() == State::Error
                     && self.error.as_ref().is_some_and(|e| e.0 == Code::JackGone)
                 {
@@ -577,6 +805,15 @@ impl Daemon {
         if self.state.get() == State::Recording && self.last_progress.elapsed() >= Duration::from_secs(1) {
             self.last_progress = Instant::now();
             if let (Some(e), Some(c)) = (&self.engine, &self.current) {
+                let d = &e.disk_stats;
+                let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+                if lost > self.lost_reported {
+                    let text = format!("take {}: {lost} frames lost so far (filled with silence)", c.id);
+                    self.lost_reported = lost;
+                    self.notice(2, text);
+                }
+                let (e, c) =
+                    (self.engine.as_ref().expect("checked"), self.current.as_ref().expect("checked"));
                 let secs = e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
                 let bytes = e.disk_stats.bytes.load(Relaxed) as i64;
                 let msg = osc::encode(

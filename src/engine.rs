@@ -112,21 +112,21 @@ pub struct Engine {
     pub jack: Arc<JackEvents>,
     pub capture: Arc<CaptureCounters>,
     pub disk_stats: Arc<DiskStats>,
-    /// Short names of our input ports (`in_1` …).
+    /// Short names of our input ports (`in_1` … unless configured).
     pub port_names: Vec<String>,
     pub sample_rate: u32,
     pub buffer_size: u32,
 }
 
 impl Engine {
-    /// Registers `ports` inputs, allocates `buffer_seconds` of ring per port,
+    /// Registers one input per name in `port_names`, allocates `buffer_seconds` of ring per port,
     /// starts the disk thread (keeping `history_seconds` of audio in memory
     /// for pre-roll, with takes trailing the newest audio by `delay_seconds`
     /// so late stop/rotate commands still cut exactly) and activates the
     /// client.
     pub fn start(
         client: jack::Client,
-        ports: usize,
+        port_names: &[String],
         buffer_seconds: f64,
         history_seconds: f64,
         delay_seconds: f64,
@@ -134,16 +134,15 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let sample_rate = client.sample_rate();
         let buffer_size = client.buffer_size();
+        let ports = port_names.len();
         let mut jack_ports = Vec::with_capacity(ports);
-        let mut port_names = Vec::with_capacity(ports);
-        for i in 1..=ports {
-            let name = format!("in_{i}");
+        for name in port_names {
             let p = client
-                .register_port(&name, jack::AudioIn::default())
+                .register_port(name, jack::AudioIn::default())
                 .map_err(|e| EngineError::Port { port: name.clone(), detail: format!("{e:?}") })?;
             jack_ports.push(p);
-            port_names.push(name);
         }
+        let port_names = port_names.to_vec();
         let frames = (buffer_seconds * sample_rate as f64).ceil() as usize;
         let frames = frames.max(4 * buffer_size as usize);
         let (cap_rings, disk_rings) = rings::allocate(ports, frames);

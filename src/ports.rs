@@ -3,6 +3,36 @@
 
 use std::cmp::Ordering;
 
+/// `in_1` … `in_n`: capstan's input port names unless configured.
+pub fn default_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("in_{i}")).collect()
+}
+
+/// The input port names for `n` ports: `configured` names first, then
+/// `in_k` for the rest. Names must be unique, non-empty, at most 64
+/// characters, and free of `:` and control characters (JACK's rules plus a
+/// length that keeps file metadata readable).
+pub fn input_names(n: usize, configured: &[String]) -> Result<Vec<String>, String> {
+    if configured.len() > n {
+        return Err(format!("{} port names given for {n} ports", configured.len()));
+    }
+    let mut names: Vec<String> = configured.to_vec();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() || name.len() > 64 || name.contains(':') || name.chars().any(char::is_control) {
+            return Err(format!(
+                "port name {} ({name:?}) must be 1-64 characters without ':' or control characters",
+                i + 1
+            ));
+        }
+    }
+    names.extend(default_names(n).into_iter().skip(configured.len()));
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(format!("port name {dup:?} is used twice"));
+    }
+    Ok(names)
+}
+
 /// Matches `name` against `pattern`, where `*` is any run of characters
 /// (jack_capture's `-p` syntax) and everything else is literal.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
@@ -94,6 +124,17 @@ pub fn select_sources(patterns: &[String], outputs: &[String]) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_names_fill_in_and_reject_bad_ones() {
+        assert_eq!(input_names(3, &["kick".into()]).unwrap(), ["kick", "in_2", "in_3"]);
+        assert_eq!(input_names(2, &[]).unwrap(), ["in_1", "in_2"]);
+        assert!(input_names(1, &["a".into(), "b".into()]).unwrap_err().contains("2 port names"));
+        assert!(input_names(2, &["in_2".into()]).unwrap_err().contains("used twice"));
+        for bad in ["", "a:b", "tab\there", &"x".repeat(65)] {
+            assert!(input_names(1, &[bad.to_string()]).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn globs_like_jack_capture() {

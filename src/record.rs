@@ -62,8 +62,14 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     if sources.len() > n_ports {
         return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
     }
-    let engine =
-        Engine::start(client, n_ports, args.format.buffer_seconds, 0.0, 0.0, Some(RECORD_SPACE_GUARD))?;
+    let engine = Engine::start(
+        client,
+        &crate::ports::default_names(n_ports),
+        args.format.buffer_seconds,
+        0.0,
+        0.0,
+        Some(RECORD_SPACE_GUARD),
+    )?;
     let result = record_take(&engine, &args, file, &sources, quiet);
     engine.close();
     result

@@ -35,7 +35,7 @@ impl Refusal {
 }
 
 /// What a client asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Start {
         take_id: Option<String>,
@@ -56,6 +56,12 @@ pub enum Command {
     Reset,
     Subscribe,
     Unsubscribe,
+    /// Settings: read them all, or change one (marks an NSM session dirty).
+    ConfigGet,
+    ConfigPorts(u16),
+    ConfigSampleFormat(crate::wav::SampleFormat),
+    ConfigLayout(crate::disk::Layout),
+    ConfigPreroll(f64),
 }
 
 /// Largest datagram we accept; anything bigger is refused unread.
@@ -107,6 +113,25 @@ fn strings(m: &OscMessage, max: usize) -> Result<Vec<String>, Refusal> {
         .collect()
 }
 
+/// Exactly one numeric argument (int, int64, float or double).
+fn number(m: &OscMessage) -> Result<f64, Refusal> {
+    match m.args.as_slice() {
+        [OscType::Int(v)] => Ok(*v as f64),
+        [OscType::Long(v)] => Ok(*v as f64),
+        [OscType::Float(v)] if v.is_finite() => Ok(*v as f64),
+        [OscType::Double(v)] if v.is_finite() => Ok(*v),
+        _ => Err(Refusal::new(Code::BadArgs, format!("{} takes one number", m.addr))),
+    }
+}
+
+/// Exactly one string argument.
+fn one_string(m: &OscMessage) -> Result<String, Refusal> {
+    match m.args.as_slice() {
+        [OscType::String(v)] => Ok(v.clone()),
+        _ => Err(Refusal::new(Code::BadArgs, format!("{} takes one string", m.addr))),
+    }
+}
+
 /// Interprets one message.
 pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
     let none = |m: &OscMessage| -> Result<(), Refusal> {
@@ -133,6 +158,35 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/record/reset" => none(m).map(|_| Command::Reset)?,
         "/record/subscribe" => none(m).map(|_| Command::Subscribe)?,
         "/record/unsubscribe" => none(m).map(|_| Command::Unsubscribe)?,
+        "/config/get" => none(m).map(|_| Command::ConfigGet)?,
+        "/config/ports" => {
+            let n = number(m)?;
+            if n.fract() != 0.0 || !(1.0..=1024.0).contains(&n) {
+                return Err(Refusal::new(Code::BadArgs, format!("/config/ports needs 1 to 1024, got {n}")));
+            }
+            Command::ConfigPorts(n as u16)
+        }
+        "/config/preroll" => {
+            let v = number(m)?;
+            if !(0.0..=600.0).contains(&v) {
+                return Err(Refusal::new(Code::BadArgs, "pre-roll must be between 0 and 600 seconds"));
+            }
+            Command::ConfigPreroll(v)
+        }
+        "/config/sample_format" => {
+            let name = one_string(m)?;
+            Command::ConfigSampleFormat(name.parse().map_err(|e: String| Refusal::new(Code::BadArgs, e))?)
+        }
+        "/config/layout" => match one_string(m)?.to_ascii_lowercase().as_str() {
+            "interleaved" => Command::ConfigLayout(crate::disk::Layout::Interleaved),
+            "mono" => Command::ConfigLayout(crate::disk::Layout::Mono),
+            other => {
+                return Err(Refusal::new(
+                    Code::BadArgs,
+                    format!("unknown layout {other:?} (use interleaved or mono)"),
+                ))
+            }
+        },
         other => return Err(Refusal::new(Code::UnknownPath, format!("unknown path {other:?}"))),
     })
 }
@@ -213,6 +267,42 @@ mod tests {
         assert_eq!(code(b"garbage\0"), Code::Malformed);
         assert_eq!(code(&[0u8; 3]), Code::Malformed);
         assert_eq!(code(&vec![b'/'; MAX_DATAGRAM + 1]), Code::Malformed);
+    }
+
+    #[test]
+    fn parses_and_checks_config_commands() {
+        use crate::{disk::Layout, wav::SampleFormat};
+        let s = |v: &str| OscType::String(v.into());
+        assert_eq!(one(&msg("/config/get", vec![])).unwrap(), Command::ConfigGet);
+        assert_eq!(one(&msg("/config/ports", vec![OscType::Int(24)])).unwrap(), Command::ConfigPorts(24));
+        assert_eq!(one(&msg("/config/ports", vec![OscType::Float(8.0)])).unwrap(), Command::ConfigPorts(8));
+        assert_eq!(
+            one(&msg("/config/sample_format", vec![s("s24")])).unwrap(),
+            Command::ConfigSampleFormat(SampleFormat::S24)
+        );
+        assert_eq!(
+            one(&msg("/config/layout", vec![s("Mono")])).unwrap(),
+            Command::ConfigLayout(Layout::Mono)
+        );
+        assert_eq!(
+            one(&msg("/config/preroll", vec![OscType::Double(2.5)])).unwrap(),
+            Command::ConfigPreroll(2.5)
+        );
+        let code = |d: &[u8]| one(d).unwrap_err().code;
+        for bad in [
+            msg("/config/ports", vec![OscType::Int(0)]),
+            msg("/config/ports", vec![OscType::Int(1025)]),
+            msg("/config/ports", vec![OscType::Float(2.5)]),
+            msg("/config/ports", vec![s("24")]),
+            msg("/config/ports", vec![]),
+            msg("/config/preroll", vec![OscType::Float(f32::NAN)]),
+            msg("/config/preroll", vec![OscType::Int(601)]),
+            msg("/config/sample_format", vec![s("mp3")]),
+            msg("/config/layout", vec![s("stereo")]),
+            msg("/config/get", vec![OscType::Int(1)]),
+        ] {
+            assert_eq!(code(&bad), Code::BadArgs);
+        }
     }
 
     #[test]

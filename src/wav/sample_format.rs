@@ -9,6 +9,7 @@ use std::str::FromStr;
 #[serde(rename_all = "lowercase")]
 pub enum SampleFormat {
     /// IEEE float, 32 bit: JACK's native format, bit-exact (the default).
+    #[serde(alias = "float32", alias = "float")]
     F32,
     /// Signed integer PCM, 16 bit.
     S16,
