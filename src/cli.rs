@@ -173,6 +173,10 @@ pub struct RecordArgs {
 
 /// Parses the command line, sets up logging and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
+    if crate::session::launched_by_nsm() {
+        init_logging(false, 0);
+        return crate::session::run();
+    }
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
     match cli.command {

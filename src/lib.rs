@@ -25,6 +25,7 @@ pub mod recover;
 pub mod retention;
 pub mod rings;
 pub mod rt;
+pub mod session;
 pub mod signals;
 pub mod status;
 pub mod testsignal;

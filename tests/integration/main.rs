@@ -4,4 +4,5 @@
 mod daemon;
 mod harness;
 mod record;
+mod session;
 mod storage;
