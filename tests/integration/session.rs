@@ -318,3 +318,48 @@ fn silent_server_means_unmanaged_and_a_late_open_is_refused() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(m.terminate().0.code(), Some(0));
 }
+
+#[test]
+fn open_before_jack_runs_then_connects_when_it_starts() {
+    // Sessions often start their clients before (or without) JACK. The open
+    // succeeds, the window says JACK is missing, and capstan connects as
+    // soon as the server appears.
+    let name = format!("capstan-test-late-{}", std::process::id());
+    let session = tempdir();
+    let path = session.path().join("capstan.nLATE");
+    let mut nsm = TestServer::new().unwrap();
+    let home = tempdir();
+    let env = [
+        ("JACK_DEFAULT_SERVER", name.as_str()),
+        ("JACK_NO_START_SERVER", "1"),
+        ("HOME", home.path().to_str().unwrap()),
+    ];
+    let child = nsm.launch(&bin_dir(), "capstan", &env).unwrap();
+    let mut m = Managed { nsm, child: Some(child), home };
+    m.nsm.expect_announce(Duration::from_secs(15)).unwrap();
+    assert!(m.open(&path, "s", "nLATE").is_ok());
+    let said = m.nsm.wait_for(
+        Duration::from_secs(5),
+        |m| matches!(m, ClientMessage::Message { priority: 3, text } if text.contains("JACK")),
+    );
+    assert!(said.is_some(), "{:?}", m.nsm.log);
+    let port = m.osc_port();
+    let (addr, args) = osc(port, "/record/start", vec![]).unwrap();
+    assert_eq!(addr, "/error", "no take without JACK: {args:?}");
+
+    let server = JackServer::start_named(name, 256);
+    assert!(
+        wait_until(Duration::from_secs(15), || jack_ports(&server).contains(&"nLATE:in_1".into())),
+        "capstan did not connect to the late JACK server"
+    );
+    let back = m.nsm.wait_for(
+        Duration::from_secs(5),
+        |m| matches!(m, ClientMessage::Message { text, .. } if text.contains("JACK is running")),
+    );
+    assert!(back.is_some());
+    assert!(wait_until(Duration::from_secs(5), || osc(port, "/record/start", vec![]).unwrap().0 == "/reply"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(osc(port, "/record/stop", vec![]).unwrap().0, "/reply");
+    assert_eq!(wavs(&path.join("takes")).len(), 1);
+    assert_eq!(m.terminate().0.code(), Some(0));
+}
