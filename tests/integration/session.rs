@@ -327,7 +327,7 @@ fn open_before_jack_runs_then_connects_when_it_starts() {
     let name = format!("capstan-test-late-{}", std::process::id());
     let session = tempdir();
     let path = session.path().join("capstan.nLATE");
-    let mut nsm = TestServer::new().unwrap();
+    let nsm = TestServer::new().unwrap();
     let home = tempdir();
     let env = [
         ("JACK_DEFAULT_SERVER", name.as_str()),
