@@ -166,7 +166,8 @@ impl Engine {
             delay,
             jack.xruns.clone(),
             space,
-        );
+        )
+        .with_callback_times(capture.clone());
         let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
         let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
         let client = client

@@ -54,6 +54,21 @@ pub struct Manifest {
     pub error: Option<String>,
     /// What `capstan recover` did, if it ran.
     pub recovery: Option<String>,
+    /// Real-time and disk numbers over the take (set when it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt: Option<RtStats>,
+}
+
+/// How hard the take was on the machine: the callback's duration, how full
+/// the rings got and how long the writes took, over this take only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RtStats {
+    pub callback: crate::rt::CallbackSummary,
+    pub disk: crate::disk::DiskSummary,
+    /// The ring high-water mark in seconds of audio.
+    pub ring_high_water_seconds: f64,
+    /// Frames our rings could not take (the callback dropped the cycle).
+    pub overflow_frames: u64,
 }
 
 impl Manifest {
@@ -115,6 +130,7 @@ mod tests {
             state: TakeState::Recording,
             error: None,
             recovery: None,
+            rt: None,
         }
     }
 

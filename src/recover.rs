@@ -158,7 +158,7 @@ mod tests {
         // A complete take is never touched.
         let (mut t2, wav2) = open_take(dir.path());
         t2.write(10, |_| Some(&data[..10])).unwrap();
-        t2.finalize(&[], 0, None);
+        t2.finalize(&[], 0, None, Default::default());
         let before = std::fs::read(&wav2).unwrap();
         assert!(recover(&wav2).unwrap().is_empty());
         assert_eq!(std::fs::read(&wav2).unwrap(), before);
@@ -172,7 +172,7 @@ mod tests {
         let (mut take, wav) = open_take(dir.path());
         let a: Vec<f32> = (0..4000).map(|i| ((i % 2000) as f32 - 1000.0) / 32768.0).collect();
         take.write(4000, |_| Some(&a[..])).unwrap();
-        take.finalize(&[], 0, None);
+        take.finalize(&[], 0, None, Default::default());
         let full = std::fs::read(&wav).unwrap();
         let data_at = crate::wav::read_info(&wav).unwrap().data_at as usize;
         for cut in [data_at, data_at + 1, data_at + 5, data_at + 6 * 1234 + 4, full.len() - 1, full.len()] {

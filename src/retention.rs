@@ -253,6 +253,7 @@ mod tests {
             state,
             error: None,
             recovery: None,
+            rt: None,
         };
         m.save(&Manifest::path(dir, name)).unwrap();
     }

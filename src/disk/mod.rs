@@ -16,7 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Local};
 use ringbuf::traits::{Consumer, Observer};
 
+use crate::manifest::RtStats;
 use crate::rings::{CycleRecord, DiskRings};
+use crate::rt::capture::CallbackWindow;
+use crate::rt::CaptureCounters;
 use crate::wav::WavError;
 pub use take::{FileReport, Layout, Take, TakeSpec};
 
@@ -141,7 +144,7 @@ pub struct DiskStats {
 }
 
 /// The disk side's numbers, for summaries and status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DiskSummary {
     pub ring_high_water_frames: u64,
     pub ring_high_water_percent: f64,
@@ -151,6 +154,14 @@ pub struct DiskSummary {
 }
 
 impl DiskStats {
+    /// Ring and write numbers start afresh with each take.
+    fn reset_take(&self) {
+        self.ring_high_water.store(0, Relaxed);
+        self.write_batches.store(0, Relaxed);
+        self.write_total_ns.store(0, Relaxed);
+        self.write_max_ns.store(0, Relaxed);
+    }
+
     pub fn summary(&self) -> DiskSummary {
         let hw = self.ring_high_water.load(Relaxed);
         let cap = self.ring_capacity.load(Relaxed).max(1);
@@ -255,6 +266,8 @@ struct Active {
     last_checkpoint: Instant,
     timer_jitter: u64,
     xruns_at_start: u64,
+    overflow_at_start: u64,
+    callback_window: Option<CallbackWindow>,
 }
 
 /// The disk thread's state. [`DiskWriter::run`] is its body.
@@ -280,6 +293,8 @@ pub struct DiskWriter {
     /// JACK's xrun counter (for the manifests).
     xruns: Arc<AtomicU64>,
     space: Option<SpaceGuard>,
+    /// The callback's duration histogram, for each take's manifest.
+    callback: Option<Arc<CaptureCounters>>,
 }
 
 /// Stop a take before the disk fills up (checked with every checkpoint).
@@ -324,7 +339,14 @@ impl DiskWriter {
             timer_jitter: 0,
             xruns,
             space,
+            callback: None,
         }
+    }
+
+    /// Lets each take's manifest carry the callback's numbers over the take.
+    pub fn with_callback_times(mut self, counters: Arc<CaptureCounters>) -> Self {
+        self.callback = Some(counters);
+        self
     }
 
     /// Runs until [`DiskCommand::Quit`] or until the command sender is gone.
@@ -387,6 +409,7 @@ impl DiskWriter {
 
     fn begin(&mut self, take: Take, start_at: Option<u32>, preroll: u64) {
         self.stats.frames.store(take.frames(), Relaxed);
+        self.stats.reset_take();
         self.active = Some(Active {
             take,
             want_first: None,
@@ -401,6 +424,8 @@ impl DiskWriter {
             last_checkpoint: Instant::now(),
             timer_jitter: 0,
             xruns_at_start: self.xruns.load(Relaxed),
+            overflow_at_start: self.stats.overflow_frames.load(Relaxed),
+            callback_window: self.callback.as_ref().map(|c| c.callback.open_window()),
         });
         if start_at.is_none() && preroll == 0 {
             // From the next cycle on (the first one ever, if none came yet).
@@ -664,7 +689,17 @@ impl DiskWriter {
         let next = if error.is_none() { a.next.take() } else { None };
         let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
         let msg = error.as_ref().map(|e| e.to_string());
-        let (files, fin_err) = a.take.finalize(&a.gaps, xruns, msg.as_deref());
+        let disk = self.stats.summary();
+        let rt = RtStats {
+            callback: match (&self.callback, &a.callback_window) {
+                (Some(c), Some(w)) => c.callback.window_summary(w),
+                _ => Default::default(),
+            },
+            disk,
+            ring_high_water_seconds: disk.ring_high_water_frames as f64 / sample_rate.max(1) as f64,
+            overflow_frames: self.stats.overflow_frames.load(Relaxed).saturating_sub(a.overflow_at_start),
+        };
+        let (files, fin_err) = a.take.finalize(&a.gaps, xruns, msg.as_deref(), rt);
         // What the files really hold (a failed last write loses its buffer).
         let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
         let error = error.or(fin_err);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Local};
 
 use super::Gap;
-use crate::manifest::{Manifest, PortInfo, TakeState};
+use crate::manifest::{Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
 use crate::wav::{quantize, Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
@@ -171,6 +171,7 @@ impl Take {
             state: TakeState::Recording,
             error: None,
             recovery: None,
+            rt: None,
         };
         let manifest_path = Manifest::path(&spec.dir, &name);
         if let Err(source) = manifest.save(&manifest_path) {
@@ -289,6 +290,7 @@ impl Take {
         gaps: &[Gap],
         xruns: u64,
         error: Option<&str>,
+        rt: RtStats,
     ) -> (Vec<FileReport>, Option<WavError>) {
         let mut reports = Vec::new();
         let mut first_err = None;
@@ -314,6 +316,7 @@ impl Take {
         m.frames = reports.iter().map(|r| r.frames).min().unwrap_or(0);
         m.gaps = gaps.to_vec();
         m.xruns = xruns;
+        m.rt = Some(rt);
         let err = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
         m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };
         m.error = err;

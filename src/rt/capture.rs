@@ -26,18 +26,31 @@ pub struct CaptureCounters {
 pub struct CallbackTimes {
     buckets: [AtomicU64; BUCKETS],
     max_ns: AtomicU64,
+    /// Maximum since the last [`CallbackTimes::open_window`] (one take).
+    window_max_ns: AtomicU64,
+}
+
+/// The histogram as it was when a take began (see
+/// [`CallbackTimes::window_summary`]).
+#[derive(Debug, Clone)]
+pub struct CallbackWindow {
+    counts: Vec<u64>,
 }
 
 const BUCKETS: usize = 1001;
 
 impl Default for CallbackTimes {
     fn default() -> Self {
-        CallbackTimes { buckets: std::array::from_fn(|_| AtomicU64::new(0)), max_ns: AtomicU64::new(0) }
+        CallbackTimes {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            max_ns: AtomicU64::new(0),
+            window_max_ns: AtomicU64::new(0),
+        }
     }
 }
 
 /// Percentiles of the callback's duration, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallbackSummary {
     pub cycles: u64,
     pub p50_us: f64,
@@ -46,35 +59,57 @@ pub struct CallbackSummary {
 }
 
 impl CallbackTimes {
-    /// Real-time safe: two atomic operations.
+    /// Real-time safe: three atomic operations.
     #[inline]
     pub fn record(&self, ns: u64) {
         let b = ((ns / 1000) as usize).min(BUCKETS - 1);
         self.buckets[b].fetch_add(1, Relaxed);
         self.max_ns.fetch_max(ns, Relaxed);
+        self.window_max_ns.fetch_max(ns, Relaxed);
     }
 
-    /// p50/p99 (bucket upper bounds, 1 µs resolution) and the exact maximum.
-    pub fn summary(&self) -> CallbackSummary {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        let n: u64 = counts.iter().sum();
-        let pct = |q: f64| {
-            let want = ((n as f64) * q).ceil().max(1.0) as u64;
-            let mut seen = 0;
-            for (i, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= want {
-                    return (i + 1) as f64;
-                }
-            }
-            BUCKETS as f64
-        };
-        if n == 0 {
-            return CallbackSummary::default();
-        }
-        let max_us = self.max_ns.load(Relaxed) as f64 / 1000.0;
-        CallbackSummary { cycles: n, p50_us: pct(0.5).min(max_us), p99_us: pct(0.99).min(max_us), max_us }
+    fn counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
     }
+
+    /// p50/p99 (bucket upper bounds, 1 µs resolution) and the exact maximum,
+    /// over the client's whole life.
+    pub fn summary(&self) -> CallbackSummary {
+        summarize(&self.counts(), self.max_ns.load(Relaxed))
+    }
+
+    /// Starts a window (a take). Not real-time: allocates the snapshot.
+    pub fn open_window(&self) -> CallbackWindow {
+        self.window_max_ns.store(0, Relaxed);
+        CallbackWindow { counts: self.counts() }
+    }
+
+    /// The summary of the cycles since `w` was opened.
+    pub fn window_summary(&self, w: &CallbackWindow) -> CallbackSummary {
+        let now = self.counts();
+        let diff: Vec<u64> = now.iter().zip(&w.counts).map(|(n, o)| n.saturating_sub(*o)).collect();
+        summarize(&diff, self.window_max_ns.load(Relaxed))
+    }
+}
+
+fn summarize(counts: &[u64], max_ns: u64) -> CallbackSummary {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return CallbackSummary::default();
+    }
+    let pct = |q: f64| {
+        let want = ((n as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return (i + 1) as f64;
+            }
+        }
+        BUCKETS as f64
+    };
+    let max_us = max_ns as f64 / 1000.0;
+    CallbackSummary { cycles: n, p50_us: pct(0.5).min(max_us), p99_us: pct(0.99).min(max_us), max_us }
 }
 
 /// The capture core: what one process cycle does, independent of JACK so it
@@ -183,6 +218,13 @@ mod tests {
         assert_eq!(s.p50_us, 51.0);
         assert_eq!(s.p99_us, 100.0);
         assert_eq!(s.max_us, 5000.0);
+        // A window sees only its own cycles and its own maximum.
+        let w = t.open_window();
+        assert_eq!(t.window_summary(&w), CallbackSummary::default());
+        t.record(7_500);
+        t.record(2_500);
+        let s = t.window_summary(&w);
+        assert_eq!((s.cycles, s.p50_us, s.max_us), (2, 3.0, 7.5));
     }
 
     #[test]

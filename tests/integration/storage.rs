@@ -246,6 +246,16 @@ fn every_take_has_a_complete_manifest() {
     assert_eq!(m.ports[1].name, "in_2");
     assert_eq!(m.ports[1].sources, vec!["src:out_2".to_string()]);
     assert_eq!(m.sample_rate, 48000);
+    // The take's real-time numbers travel with it: at least the take's own
+    // cycles (0.5 s = 93.75 periods of 256), and the same maximum as the
+    // summary printed (the only take of this client).
+    let rt = m.rt.expect("rt stats in the manifest");
+    assert!(rt.callback.cycles >= 93, "{rt:?}");
+    assert!(rt.callback.p50_us > 0.0 && rt.callback.p50_us <= rt.callback.p99_us, "{rt:?}");
+    assert!(rt.callback.max_us <= s["callback"]["max_us"].as_f64().unwrap(), "{rt:?}");
+    assert!(rt.disk.write_batches > 0, "{rt:?}");
+    assert!(rt.ring_high_water_seconds > 0.0 && rt.ring_high_water_seconds < 4.0, "{rt:?}");
+    assert_eq!(rt.overflow_frames, 0);
 }
 
 #[test]
