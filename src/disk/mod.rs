@@ -9,7 +9,7 @@ pub mod take;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -270,6 +270,9 @@ struct Active {
     callback_window: Option<CallbackWindow>,
 }
 
+/// How long the disk thread waits when there was nothing to drain.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
 /// The disk thread's state. [`DiskWriter::run`] is its body.
 pub struct DiskWriter {
     rings: DiskRings,
@@ -351,8 +354,13 @@ impl DiskWriter {
 
     /// Runs until [`DiskCommand::Quit`] or until the command sender is gone.
     pub fn run(mut self) {
+        let mut pending = None;
         loop {
-            match self.commands.try_recv() {
+            let command = match pending.take() {
+                Some(c) => Ok(c),
+                None => self.commands.try_recv(),
+            };
+            match command {
                 Ok(DiskCommand::Start { take, start_at, preroll }) => {
                     if self.active.is_some() {
                         self.finish(None); // never two takes at once
@@ -392,7 +400,14 @@ impl DiskWriter {
             self.maybe_checkpoint();
             if !worked {
                 self.advance();
-                std::thread::sleep(Duration::from_millis(5));
+                // Nothing to drain: wait for a command or the next batch of
+                // cycles. A command wakes the thread at once; audio can wait
+                // (the rings hold seconds), and fewer wake-ups cost less CPU.
+                match self.commands.recv_timeout(IDLE_WAIT) {
+                    Ok(c) => pending = Some(c),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => pending = Some(DiskCommand::Quit),
+                }
             }
         }
     }
