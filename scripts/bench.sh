@@ -1,54 +1,85 @@
 #!/usr/bin/env bash
 # make bench: capstan and jack_capture side by side, on the same private
 # real-time dummy jackd and the same test-signal source, alternating
-# A B A B; every recording is verified sample by sample.
-#   BENCH_SECONDS   take length (default 30; BENCH_QUICK=1 makes it 5)
+# A B A B; every recording is verified sample by sample. Then the daemon's
+# command latency (start -> first frame, stop -> final file) over N takes.
+#   BENCH_SECONDS   take length (default 30)
 #   BENCH_CHANNELS  channel counts (default "16 64 256 512")
 #   BENCH_PERIODS   JACK periods (default "1024 128")
-#   BENCH_REPS      repetitions per recorder (default 2)
+#   BENCH_REPS      repetitions per recorder (default 3)
 #   BENCH_RECORDERS default "capstan capstan-mono jack_capture"
-# Columns: frames lost (silence + skipped signal, from the verifier),
-# repeated frames, xruns the recorder saw, its CPU time and peak RSS, and
-# capstan's real-time callback p99/max.
+#   BENCH_LATENCY_TAKES  takes for the latency run (default 100; 0 skips)
+#   BENCH_QUICK=1   CI-sized: 5 s, 16 and 64 channels, period 1024, 1 rep,
+#                   20 latency takes (under 2 minutes)
+#   BENCH_OUT       where results.tsv, latency.json and bench.png go
+#                   (default target/bench)
+# Row columns: frames lost (silence + skipped signal, from the verifier),
+# repeated frames, JACK xruns during the take as the source counted them,
+# xruns the recorder saw, its CPU time and peak RSS, capstan's callback
+# p99/max. scripts/bench_report.py prints the medians, the capstan /
+# jack_capture ratios, and draws the plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release
 secs=${BENCH_SECONDS:-30}
-[ -n "${BENCH_QUICK:-}" ] && secs=5
-reps=${BENCH_REPS:-2}
+channels=${BENCH_CHANNELS:-16 64 256 512}
+periods=${BENCH_PERIODS:-1024 128}
+reps=${BENCH_REPS:-3}
+lat_takes=${BENCH_LATENCY_TAKES:-100}
+if [ -n "${BENCH_QUICK:-}" ]; then
+  secs=5 channels="16 64" periods=1024 reps=1 lat_takes=20
+fi
 recorders=${BENCH_RECORDERS:-capstan capstan-mono jack_capture}
-command -v jack_capture >/dev/null || recorders=${recorders//jack_capture/}
+command -v jack_capture >/dev/null || {
+  echo "jack_capture not installed (apt-get install jack-capture): capstan rows only" >&2
+  recorders=${recorders//jack_capture/}
+}
+results=${BENCH_OUT:-target/bench}
+mkdir -p "$results"
 out=$(mktemp -d "${BENCH_DIR:-/tmp}/capstan-bench.XXXXXX")
-trap 'kill ${src:-} ${jack:-} 2>/dev/null || true; rm -rf "$out"' EXIT
+trap 'kill ${daemon:-} ${src:-} ${jack:-} 2>/dev/null || true; rm -rf "$out"' EXIT
 bash scripts/jack-clean-stale.sh
-printf '%-13s %4s %6s %9s %7s %8s %6s %7s %7s %8s %9s %9s\n' \
-  recorder ch period frames lost repeated xruns user_s sys_s rss_MiB cb_p99_us cb_max_us
-for period in ${BENCH_PERIODS:-1024 128}; do
-  for ch in ${BENCH_CHANNELS:-16 64 256 512}; do
-    export JACK_DEFAULT_SERVER="capstan-bench-$$"
-    jackd -n "$JACK_DEFAULT_SERVER" -R -d dummy -r 48000 -p "$period" >"$out/jackd.log" 2>&1 &
-    jack=$!
-    for _ in $(seq 100); do JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
-    "$bin/capstan-testsig" source --channels "$ch" --name src >"$out/src.log" &
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), $(jackd --version 2>/dev/null | head -1)" >&2
+echo "# BENCH_SECONDS=$secs BENCH_CHANNELS=\"$channels\" BENCH_PERIODS=\"$periods\" BENCH_REPS=$reps" >&2
+printf 'recorder\tch\tperiod\trep\tframes\tlost\trepeated\tsrc_xruns\txruns\tuser_s\tsys_s\trss_mib\tcb_p99_us\tcb_max_us\n' \
+  >"$results/results.tsv"
+printf '%-13s %4s %6s %3s %9s %7s %8s %9s %6s %7s %7s %8s %9s %9s\n' \
+  recorder ch period rep frames lost repeated src_xruns xruns user_s sys_s rss_MiB cb_p99_us cb_max_us
+
+start_jack() { # period
+  export JACK_DEFAULT_SERVER="capstan-bench-$$"
+  jackd -n "$JACK_DEFAULT_SERVER" -R -d dummy -r 48000 -p "$1" >"$out/jackd.log" 2>&1 &
+  jack=$!
+  for _ in $(seq 100); do JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+for period in $periods; do
+  for ch in $channels; do
+    start_jack "$period"
+    "$bin/capstan-testsig" source --channels "$ch" --name src --xrun-file "$out/src.xruns" >"$out/src.log" &
     src=$!
     sleep 1
     for rep in $(seq "$reps"); do
       for rec in $recorders; do
         rm -rf "$out/takes"; mkdir -p "$out/takes"
+        x0=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
         case $rec in
           capstan|capstan-mono)
             layout=interleaved; [ "$rec" = capstan-mono ] && layout=mono
             "$bin/capstan" record -q --json --connect 'src:out_*' --duration "$secs" --layout "$layout" \
               --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
           jack_capture)
+            # -B 4: the same 4 s of ring per port as capstan's default.
             /usr/bin/time -f '%U %S %M' -o "$out/time.txt" jack_capture -d "$secs" -c "$ch" -p 'src:out_*' \
               -f wav -B 4 -dc -ns "$out/takes/jc.wav" >"$out/rec.err" 2>&1 || true ;;
         esac
-        python3 - "$out" "$rec" "$ch" "$period" <<'PY'
-import json, subprocess, sys, glob, os, re
-out, rec, ch, period = sys.argv[1:]
+        x1=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
+        python3 - "$out" "$rec" "$ch" "$period" "$rep" "$((x1 - x0))" "$results/results.tsv" <<'PY'
+import json, subprocess, sys, glob, re
+out, rec, ch, period, rep, src_xruns, tsv = sys.argv[1:]
 files = sorted(glob.glob(f"{out}/takes/*.wav"))
-lost = rep = frames = 0
+lost = repeated = frames = 0
 for i, f in enumerate(files):
     first = i if rec == "capstan-mono" else 0
     r = subprocess.run(["target/release/capstan-testsig", "verify", f, "--first-channel", str(first)],
@@ -58,7 +89,7 @@ for i, f in enumerate(files):
     v = json.loads(r.stdout.splitlines()[0])
     frames = max(frames, v["frames"])
     lost = max(lost, sum(x["frames"] for x in v["silent"]) + v["skipped"])
-    rep = max(rep, v["repeated"])
+    repeated = max(repeated, v["repeated"])
 p99 = mx = "-"
 if rec.startswith("capstan"):
     s = json.load(open(f"{out}/summary.json"))
@@ -69,12 +100,37 @@ else:
     user, sys_, rss = float(user), float(sys_), int(rss)
     m = re.search(r"encountered (\d+) jack x-runs", open(f"{out}/rec.err", errors="replace").read())
     xruns = int(m.group(1)) if m else 0
-print(f'{rec:<13} {ch:>4} {period:>6} {frames:>9} {lost:>7} {rep:>8} {xruns:>6} {user:>7.2f} {sys_:>7.2f} '
-      f'{rss/1024:>8.1f} {p99:>9} {mx:>9}', flush=True)
+row = [rec, ch, period, rep, frames, lost, repeated, src_xruns, xruns, f"{user:.2f}", f"{sys_:.2f}",
+       f"{rss/1024:.1f}", p99, mx]
+open(tsv, "a").write("\t".join(map(str, row)) + "\n")
+print(f'{rec:<13} {ch:>4} {period:>6} {rep:>3} {frames:>9} {lost:>7} {repeated:>8} {src_xruns:>9} {xruns:>6} '
+      f'{user:>7.2f} {sys_:>7.2f} {rss/1024:>8.1f} {p99:>9} {mx:>9}', flush=True)
 PY
       done
     done
-    kill -TERM "$src"; wait "$src" 2>/dev/null || true
-    kill -TERM "$jack"; wait "$jack" 2>/dev/null || true
+    stop_pid "$src"; src=
+    stop_pid "$jack"; jack=
   done
 done
+
+# Command latency: a daemon with 8 inputs on each period, N start/stop pairs.
+: >"$results/latency.jsonl"
+if [ "$lat_takes" -gt 0 ]; then
+  for period in $periods; do
+    start_jack "$period"
+    "$bin/capstan-testsig" source --channels 8 --name src >"$out/src.log" &
+    src=$!
+    mkdir -p "$out/lat"
+    port=$((17000 + RANDOM % 2000))
+    "$bin/capstan" daemon -q --ports 8 --connect 'src:out_*' --dir "$out/lat" --osc-port "$port" \
+      --min-minutes 0.1 2>"$out/daemon.err" &
+    daemon=$!
+    sleep 1
+    "$bin/capstan-testsig" latency --osc "127.0.0.1:$port" --takes "$lat_takes" | tee -a "$results/latency.jsonl"
+    stop_pid "$daemon"; daemon=
+    rm -rf "$out/lat"
+    stop_pid "$src"; src=
+    stop_pid "$jack"; jack=
+  done
+fi
+python3 scripts/bench_report.py "$results"

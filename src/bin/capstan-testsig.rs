@@ -4,6 +4,8 @@
 //! ```text
 //! capstan-testsig source --channels 64 [--name src]   # until SIGINT/SIGTERM
 //! capstan-testsig verify FILE [--first-channel N] [--skip FRAMES]
+//! capstan-testsig latency --osc 127.0.0.1:7770 [--takes 100]   # against a daemon
+//! capstan-testsig rt-bench --ports 256 --frames 128               # the callback alone
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -30,6 +32,37 @@ enum Cmd {
         channels: usize,
         #[arg(long, default_value = "src")]
         name: String,
+        /// Keep the xrun count in this file (rewritten when it changes), so
+        /// a benchmark can count the xruns during each take.
+        #[arg(long)]
+        xrun_file: Option<std::path::PathBuf>,
+    },
+    /// Measure a running daemon's command latency: start command to first
+    /// recorded frame (JACK frame time when sent vs the take's first frame),
+    /// and stop command to the reply that the files are final.
+    Latency {
+        #[arg(long, default_value = "127.0.0.1:7770")]
+        osc: String,
+        #[arg(long, default_value_t = 100)]
+        takes: usize,
+        /// Length of each take in seconds.
+        #[arg(long, default_value_t = 0.2)]
+        take_seconds: f64,
+    },
+    /// Time capstan's capture core (what the process callback does) without
+    /// JACK: paced like JACK's cycles, with a drain thread standing in for
+    /// the disk thread. Also times a bare memcpy of the same bytes into
+    /// the same amount of memory, the floor the callback cannot beat.
+    RtBench {
+        #[arg(long, default_value_t = 256)]
+        ports: usize,
+        #[arg(long, default_value_t = 128)]
+        frames: usize,
+        /// Ring length per port, in seconds at 48 kHz.
+        #[arg(long, default_value_t = 4.0)]
+        ring_seconds: f64,
+        #[arg(long, default_value_t = 3000)]
+        cycles: usize,
     },
     /// Check a recording sample by sample; prints a JSON verdict, exits 1 if
     /// any frame is neither the signal nor silence, 2 if there is silence.
@@ -77,7 +110,7 @@ impl jack::NotificationHandler for Notes {
     }
 }
 
-fn source(channels: usize, name: &str) -> Result<()> {
+fn source(channels: usize, name: &str, xrun_file: Option<&std::path::Path>) -> Result<()> {
     let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
         .map(|i| client.register_port(&format!("out_{i}"), jack::AudioOut::default()))
@@ -93,9 +126,22 @@ fn source(channels: usize, name: &str) -> Result<()> {
             Source { ports, cycles: cycles.clone() },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
+    let write_xruns = |n: u64| {
+        if let Some(f) = xrun_file {
+            let tmp = f.with_extension("tmp");
+            let _ = std::fs::write(&tmp, format!("{n}\n")).and_then(|_| std::fs::rename(&tmp, f));
+        }
+    };
+    write_xruns(0);
     println!("ready {}", active.as_client().name());
+    let mut seen = 0;
     while !term.load(Relaxed) && !gone.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
+        let n = xruns.load(Relaxed);
+        if n != seen {
+            seen = n;
+            write_xruns(n);
+        }
     }
     println!("xruns {} cycles {}", xruns.load(Relaxed), cycles.load(Relaxed));
     if !gone.load(Relaxed) {
@@ -104,9 +150,153 @@ fn source(channels: usize, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sends one command and waits for its `/reply` (or fails on `/error`).
+fn command(sock: &std::net::UdpSocket, path: &str) -> Result<Vec<rosc::OscType>> {
+    sock.send(&capstan::control::osc::encode(path, vec![]))?;
+    let mut buf = [0u8; 8192];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) else { continue };
+        let to_us = matches!(m.args.first(), Some(rosc::OscType::String(p)) if p == path);
+        match m.addr.as_str() {
+            "/reply" if to_us => return Ok(m.args),
+            "/error" if to_us => bail!("{path} refused: {:?}", m.args),
+            _ => {}
+        }
+    }
+    bail!("no reply to {path}")
+}
+
+fn percentiles(mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    serde_json::json!({ "n": v.len(), "p50": at(0.5), "p99": at(0.99), "max": at(1.0) })
+}
+
+/// See [`Cmd::Latency`]. Prints one JSON object.
+fn latency(osc: &str, takes: usize, take_seconds: f64) -> Result<()> {
+    let (client, _) = jack::Client::new("capstan-latency", jack::ClientOptions::NO_START_SERVER)
+        .map_err(|e| anyhow::anyhow!("JACK: {e:?}"))?;
+    let rate = client.sample_rate() as f64;
+    let period = client.buffer_size();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(osc)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let (mut start_ms, mut start_reply_ms, mut stop_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..takes.max(1) {
+        let sent = client.frame_time();
+        let t0 = std::time::Instant::now();
+        let reply = command(&sock, "/record/start")?;
+        start_reply_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let Some(rosc::OscType::Long(first)) = reply.get(2) else { bail!("bad start reply {reply:?}") };
+        // Frame times wrap at 2^32; the difference is small either way.
+        let frames = (*first as u32).wrapping_sub(sent) as i32;
+        start_ms.push(frames as f64 / rate * 1e3);
+        std::thread::sleep(Duration::from_secs_f64(take_seconds));
+        let t0 = std::time::Instant::now();
+        command(&sock, "/record/stop")?;
+        stop_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let out = serde_json::json!({
+        "takes": takes,
+        "period_frames": period,
+        "period_ms": period as f64 / rate * 1e3,
+        "start_to_first_frame_ms": percentiles(start_ms),
+        "start_reply_ms": percentiles(start_reply_ms),
+        "stop_to_final_ms": percentiles(stop_ms),
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// See [`Cmd::RtBench`]. Prints one JSON object.
+fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Result<()> {
+    use capstan::rt::capture::CallbackTimes;
+    use ringbuf::traits::{Consumer, Observer};
+    let ring = (ring_seconds * 48000.0) as usize;
+    let period = Duration::from_secs_f64(frames as f64 / 48000.0);
+    let inputs: Vec<Vec<f32>> = (0..ports)
+        .map(|c| {
+            let mut v = vec![0.0; frames];
+            testsignal::fill(&mut v, 0, c);
+            v
+        })
+        .collect();
+
+    // The capture core, paced like JACK, with a draining "disk thread".
+    let (cap, mut disk) = capstan::rings::allocate(ports, ring);
+    let counters = Arc::new(capstan::rt::CaptureCounters::default());
+    let mut core = capstan::rt::Capture::new(cap, counters.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut scratch = vec![0.0f32; 1 << 16];
+            while !stop.load(Relaxed) {
+                while let Some(rec) = disk.cycles.try_pop() {
+                    if rec.queued {
+                        for r in &mut disk.ports {
+                            r.pop_slice(&mut scratch[..rec.nframes as usize]);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            disk.ports[0].occupied_len()
+        })
+    };
+    let times = CallbackTimes::default();
+    let start = std::time::Instant::now();
+    for i in 0..cycles {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = std::time::Instant::now();
+        core.process_cycle((i * frames) as u32, frames as u32, |p| &inputs[p][..]);
+        times.record(t.elapsed().as_nanos() as u64);
+    }
+    stop.store(true, Relaxed);
+    let _ = drain.join();
+    let callback = times.summary();
+
+    // The floor: the same bytes into the same amount of memory, per port
+    // a plain slice copy at a rotating offset (no ring bookkeeping).
+    let mut plain: Vec<Vec<f32>> = (0..ports).map(|_| vec![1.0f32; ring]).collect();
+    let floor = CallbackTimes::default();
+    let start = std::time::Instant::now();
+    for i in 0..cycles {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let at = (i * frames) % (ring - frames);
+        let t = std::time::Instant::now();
+        for (dst, src) in plain.iter_mut().zip(&inputs) {
+            dst[at..at + frames].copy_from_slice(src);
+        }
+        floor.record(t.elapsed().as_nanos() as u64);
+    }
+    std::hint::black_box(&plain);
+    let out = serde_json::json!({
+        "ports": ports,
+        "frames": frames,
+        "ring_seconds": ring_seconds,
+        "bytes_per_cycle": ports * frames * 4,
+        "callback": callback,
+        "overflow_frames": counters.overflow_frames.load(Relaxed),
+        "memcpy_floor": floor.summary(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Source { channels, name } => source(channels, &name),
+        Cmd::Source { channels, name, xrun_file } => source(channels, &name, xrun_file.as_deref()),
+        Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
+        Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),
         Cmd::Verify { file, first_channel, skip } => {
             let v = testsignal::verify(&file, first_channel, skip)
                 .with_context(|| format!("reading {}", file.display()))?;
