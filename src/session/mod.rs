@@ -99,6 +99,19 @@ fn send(client: &nsm::Client, m: ClientMessage) {
     }
 }
 
+/// The next message from the server, if any. A socket error is logged and
+/// treated as silence: a session manager's trouble must never end a take.
+fn receive(client: &nsm::Client, timeout: Duration) -> Option<ServerMessage> {
+    match client.recv(timeout) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("NSM: receiving: {e}");
+            std::thread::sleep(timeout);
+            None
+        }
+    }
+}
+
 fn progress(client: &nsm::Client, p: f32) {
     send(client, ClientMessage::Progress(p));
 }
@@ -117,7 +130,7 @@ fn managed(client: nsm::Client, early: Vec<ServerMessage>, term: &AtomicBool) ->
         }
         let m = match pending.next() {
             Some(m) => Some(m),
-            None => client.recv(Duration::from_millis(50))?,
+            None => receive(&client, Duration::from_millis(50)),
         };
         match m {
             Some(ServerMessage::Open { path, display_name, client_id }) => {
@@ -149,7 +162,7 @@ fn managed(client: nsm::Client, early: Vec<ServerMessage>, term: &AtomicBool) ->
 
     while !term.load(Relaxed) {
         daemon.step();
-        while let Some(m) = client.recv(Duration::from_millis(1))? {
+        while let Some(m) = receive(&client, Duration::from_millis(1)) {
             handle(&client, &mut daemon, &mut session, m);
         }
         for Notice { priority, text } in daemon.take_notices() {
@@ -329,7 +342,7 @@ fn unmanaged(why: &str, client: Option<nsm::Client>, term: &AtomicBool) -> Resul
     while !term.load(Relaxed) {
         daemon.step();
         let Some(c) = &client else { continue };
-        while let Some(m) = c.recv(Duration::from_millis(1))? {
+        while let Some(m) = receive(c, Duration::from_millis(1)) {
             if let ServerMessage::Open { .. } = m {
                 tracing::warn!("NSM: open arrived after capstan went unmanaged; refused");
                 send(
