@@ -170,9 +170,7 @@ impl Daemon {
         match d.open_engine() {
             Ok(()) => {}
             Err(e) if hosting.wait_for_jack && matches!(e, engine::EngineError::NoServer { .. }) => {
-                let text = format!("{e}; capstan connects as soon as JACK runs");
-                tracing::warn!("{text}");
-                d.fail(Code::JackGone, text);
+                d.fail(Code::JackGone, format!("{e}; capstan connects as soon as JACK runs"));
             }
             Err(e) => return Err(e.into()),
         }
@@ -369,12 +367,10 @@ impl Daemon {
                 Ok(vec![s(layout_name(l))])
             }
             Command::ConfigPorts(n) => {
-                let names = crate::ports::input_names(n as usize, &self.args.port_names[..])
-                    .or_else(|_| {
-                        let kept = &self.args.port_names[..self.args.port_names.len().min(n as usize)];
-                        crate::ports::input_names(n as usize, kept)
-                    })
-                    .map_err(|e| Refusal::new(Code::Config, e))?;
+                // Named inputs beyond the new count are dropped with them.
+                let kept = &self.args.port_names[..self.args.port_names.len().min(n as usize)];
+                let names =
+                    crate::ports::input_names(n as usize, kept).map_err(|e| Refusal::new(Code::Config, e))?;
                 self.reconfigure(|a| {
                     a.ports = n;
                     a.port_names.truncate(n as usize);
@@ -447,6 +443,10 @@ impl Daemon {
 
     fn busy(&self) -> Refusal {
         match (self.state.get(), &self.current) {
+            (State::Error, _) if self.engine.is_none() => Refusal::new(
+                Code::ErrorState,
+                "recorder is in ERROR: JACK is not running; capstan returns to idle by itself once it is",
+            ),
             (State::Error, _) => Refusal::new(
                 Code::ErrorState,
                 format!(
