@@ -270,8 +270,10 @@ struct Active {
     callback_window: Option<CallbackWindow>,
 }
 
-/// How long the disk thread waits when there was nothing to drain.
+/// How long the disk thread waits when there was nothing to drain…
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// …and while a take waits for its first or last frame.
+const EDGE_WAIT: Duration = Duration::from_millis(2);
 
 /// The disk thread's state. [`DiskWriter::run`] is its body.
 pub struct DiskWriter {
@@ -403,7 +405,12 @@ impl DiskWriter {
                 // Nothing to drain: wait for a command or the next batch of
                 // cycles. A command wakes the thread at once; audio can wait
                 // (the rings hold seconds), and fewer wake-ups cost less CPU.
-                match self.commands.recv_timeout(IDLE_WAIT) {
+                // A take waiting for its first or last frame polls quickly:
+                // the start and stop replies wait for it.
+                let waiting =
+                    self.active.as_ref().is_some_and(|a| a.first_frame_time.is_none() || a.stop.is_some());
+                let wait = if waiting { EDGE_WAIT } else { IDLE_WAIT };
+                match self.commands.recv_timeout(wait) {
                     Ok(c) => pending = Some(c),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => pending = Some(DiskCommand::Quit),
