@@ -332,3 +332,27 @@ impl Take {
         (reports, first_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_places_every_sample_and_leaves_gaps_silent() {
+        for (channels, n) in [(1, 5), (3, 1000), (256, 4099), (7, 0)] {
+            let data: Vec<Vec<f32>> =
+                (0..channels).map(|c| (0..n).map(|i| (c * 100_000 + i) as f32).collect()).collect();
+            let chans: Vec<Option<&[f32]>> =
+                data.iter().enumerate().map(|(c, d)| (c % 5 != 2).then_some(&d[..])).collect();
+            let mut out = vec![0u8; n * channels * 4];
+            interleave(&mut out, &chans, n, |x| x.to_le_bytes());
+            for i in 0..n {
+                for c in 0..channels {
+                    let got = f32::from_le_bytes(out[(i * channels + c) * 4..][..4].try_into().unwrap());
+                    let want = if c % 5 == 2 { 0.0 } else { data[c][i] };
+                    assert_eq!(got, want, "{channels} ch, frame {i}, channel {c}");
+                }
+            }
+        }
+    }
+}
