@@ -1,6 +1,6 @@
 # capstan — see README.md. `make run` records a demo take; `make test` runs
 # every test (what CI runs); `make check` adds fmt and clippy; `make bench`
-# measures 256-channel takes.
+# runs the capstan vs jack_capture benchmark (docs/benchmarks.md).
 CARGO ?= cargo
 
 .PHONY: all setup build test lint check bench run clean

@@ -9,6 +9,7 @@
 #   BENCH_REPS      repetitions per recorder (default 3)
 #   BENCH_RECORDERS default "capstan capstan-mono jack_capture"
 #   BENCH_LATENCY_TAKES  takes for the latency run (default 100; 0 skips)
+#   BENCH_GRID=0    skip the recorder grid (latency only)
 #   BENCH_QUICK=1   CI-sized: 5 s, 16 and 64 channels, period 1024, 1 rep,
 #                   20 latency takes (under 2 minutes)
 #   BENCH_OUT       where results.tsv, latency.json and bench.png go
@@ -54,6 +55,7 @@ start_jack() { # period
 }
 stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+[ "${BENCH_GRID:-1}" = 0 ] && channels=
 for period in $periods; do
   for ch in $channels; do
     start_jack "$period"

@@ -89,6 +89,8 @@ def main(d):
                   f'| {l["period_ms"] + 1:.2f} | {r["p50"]:.1f} / {r["p99"]:.1f} '
                   f'| {t["p50"]:.1f} / {t["p99"]:.1f} / {t["max"]:.1f} |')
 
+    if not med:
+        return
     try:
         import matplotlib
 

@@ -210,9 +210,28 @@ fn latency(osc: &str, takes: usize, take_seconds: f64) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cycle(i)` once per `period`, like JACK's cycles, timing each run.
+fn paced(
+    cycles: usize,
+    period: Duration,
+    mut cycle: impl FnMut(usize),
+) -> capstan::rt::capture::CallbackTimes {
+    let times = capstan::rt::capture::CallbackTimes::default();
+    let start = std::time::Instant::now();
+    for i in 0..cycles {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = std::time::Instant::now();
+        cycle(i);
+        times.record(t.elapsed().as_nanos() as u64);
+    }
+    times
+}
+
 /// See [`Cmd::RtBench`]. Prints one JSON object.
 fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Result<()> {
-    use capstan::rt::capture::CallbackTimes;
     use ringbuf::traits::{Consumer, Observer};
     let ring = (ring_seconds * 48000.0) as usize;
     let period = Duration::from_secs_f64(frames as f64 / 48000.0);
@@ -246,17 +265,9 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
             disk.ports[0].occupied_len()
         })
     };
-    let times = CallbackTimes::default();
-    let start = std::time::Instant::now();
-    for i in 0..cycles {
-        let due = start + period * i as u32;
-        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let t = std::time::Instant::now();
+    let times = paced(cycles, period, |i| {
         core.process_cycle((i * frames) as u32, frames as u32, |p| &inputs[p][..]);
-        times.record(t.elapsed().as_nanos() as u64);
-    }
+    });
     stop.store(true, Relaxed);
     let _ = drain.join();
     let callback = times.summary();
@@ -264,20 +275,12 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
     // The floor: the same bytes into the same amount of memory, per port
     // a plain slice copy at a rotating offset (no ring bookkeeping).
     let mut plain: Vec<Vec<f32>> = (0..ports).map(|_| vec![1.0f32; ring]).collect();
-    let floor = CallbackTimes::default();
-    let start = std::time::Instant::now();
-    for i in 0..cycles {
-        let due = start + period * i as u32;
-        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(wait);
-        }
+    let floor = paced(cycles, period, |i| {
         let at = (i * frames) % (ring - frames);
-        let t = std::time::Instant::now();
         for (dst, src) in plain.iter_mut().zip(&inputs) {
             dst[at..at + frames].copy_from_slice(src);
         }
-        floor.record(t.elapsed().as_nanos() as u64);
-    }
+    });
     std::hint::black_box(&plain);
     let out = serde_json::json!({
         "ports": ports,
