@@ -42,10 +42,10 @@ trap 'kill ${daemon:-} ${src:-} ${jack:-} 2>/dev/null || true; rm -rf "$out"' EX
 bash scripts/jack-clean-stale.sh
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), $(jackd --version 2>/dev/null | head -1)" >&2
 echo "# BENCH_SECONDS=$secs BENCH_CHANNELS=\"$channels\" BENCH_PERIODS=\"$periods\" BENCH_REPS=$reps" >&2
-printf 'recorder\tch\tperiod\trep\tframes\tlost\trepeated\tsrc_xruns\txruns\tuser_s\tsys_s\trss_mib\tcb_p99_us\tcb_max_us\n' \
+printf 'recorder\tch\tperiod\trep\tframes\tlost\trepeated\tsrc_xruns\txruns\tuser_s\tsys_s\trss_mib\tcb_p99_us\tcb_max_us\tring_overflow\n' \
   >"$results/results.tsv"
-printf '%-13s %4s %6s %3s %9s %7s %8s %9s %6s %7s %7s %8s %9s %9s\n' \
-  recorder ch period rep frames lost repeated src_xruns xruns user_s sys_s rss_MiB cb_p99_us cb_max_us
+printf '%-13s %4s %6s %3s %9s %7s %8s %9s %6s %7s %7s %8s %9s %9s %8s\n' \
+  recorder ch period rep frames lost repeated src_xruns xruns user_s sys_s rss_MiB cb_p99_us cb_max_us ring_ovf
 
 start_jack() { # period
   export JACK_DEFAULT_SERVER="capstan-bench-$$"
@@ -92,9 +92,11 @@ for i, f in enumerate(files):
     frames = max(frames, v["frames"])
     lost = max(lost, sum(x["frames"] for x in v["silent"]) + v["skipped"])
     repeated = max(repeated, v["repeated"])
-p99 = mx = "-"
+p99 = mx = ovf = "-"
 if rec.startswith("capstan"):
     s = json.load(open(f"{out}/summary.json"))
+    # Frames capstan's own rings dropped (the rest of "lost" is JACK's).
+    ovf = sum(g["frames"] for g in s["take"]["gaps"] if g["cause"] == "overflow")
     user, sys_, rss, xruns = s["cpu_user_s"], s["cpu_sys_s"], s["max_rss_kib"], s["xruns"]
     p99, mx = f'{s["callback"]["p99_us"]:.0f}', f'{s["callback"]["max_us"]:.0f}'
 else:
@@ -103,10 +105,10 @@ else:
     m = re.search(r"encountered (\d+) jack x-runs", open(f"{out}/rec.err", errors="replace").read())
     xruns = int(m.group(1)) if m else 0
 row = [rec, ch, period, rep, frames, lost, repeated, src_xruns, xruns, f"{user:.2f}", f"{sys_:.2f}",
-       f"{rss/1024:.1f}", p99, mx]
+       f"{rss/1024:.1f}", p99, mx, ovf]
 open(tsv, "a").write("\t".join(map(str, row)) + "\n")
 print(f'{rec:<13} {ch:>4} {period:>6} {rep:>3} {frames:>9} {lost:>7} {repeated:>8} {src_xruns:>9} {xruns:>6} '
-      f'{user:>7.2f} {sys_:>7.2f} {rss/1024:>8.1f} {p99:>9} {mx:>9}', flush=True)
+      f'{user:>7.2f} {sys_:>7.2f} {rss/1024:>8.1f} {p99:>9} {mx:>9} {ovf:>8}', flush=True)
 PY
       done
     done
