@@ -117,13 +117,9 @@ pub fn bind_osc(bind: &str, port: u16, fallback: bool) -> Result<UdpSocket> {
 
 /// `capstan daemon`: runs until SIGINT/SIGTERM.
 pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
-    let mut d = Daemon::open(args, Hosting::default())?;
+    let d = Daemon::open(args, Hosting::default())?;
     let term = crate::signals::stop_flag()?;
-    while !term.load(Relaxed) {
-        d.step();
-    }
-    tracing::info!("signal: finishing");
-    d.close();
+    d.serve(&term, |_| {});
     Ok(ExitCode::SUCCESS)
 }
 
@@ -200,6 +196,17 @@ impl Daemon {
         }
         self.buf = buf;
         self.poll();
+    }
+
+    /// The control loop until `term` (SIGINT/SIGTERM): a [`Daemon::step`],
+    /// then the host's own work, each turn; then [`Daemon::close`].
+    pub fn serve(mut self, term: &std::sync::atomic::AtomicBool, mut each_turn: impl FnMut(&mut Daemon)) {
+        while !term.load(Relaxed) {
+            self.step();
+            each_turn(&mut self);
+        }
+        tracing::info!("signal: finishing");
+        self.close();
     }
 
     /// Finishes any take (files final) and closes the JACK client.

@@ -123,7 +123,7 @@ fn message(client: &nsm::Client, priority: i32, text: impl Into<String>) {
 fn managed(client: nsm::Client, early: Vec<ServerMessage>, term: &AtomicBool) -> Result<ExitCode> {
     let mut pending = early.into_iter();
     // Until `open`, capstan has no JACK client and no files.
-    let (mut daemon, mut session) = loop {
+    let (daemon, mut session) = loop {
         if term.load(Relaxed) {
             tracing::info!("NSM: terminated before the session was opened");
             return Ok(ExitCode::SUCCESS);
@@ -160,10 +160,9 @@ fn managed(client: nsm::Client, early: Vec<ServerMessage>, term: &AtomicBool) ->
         }
     };
 
-    while !term.load(Relaxed) {
-        daemon.step();
+    daemon.serve(term, |daemon| {
         while let Some(m) = receive(&client, Duration::from_millis(1)) {
-            handle(&client, &mut daemon, &mut session, m);
+            handle(&client, daemon, &mut session, m);
         }
         for Notice { priority, text } in daemon.take_notices() {
             message(&client, priority, text);
@@ -172,10 +171,8 @@ fn managed(client: nsm::Client, early: Vec<ServerMessage>, term: &AtomicBool) ->
             session.dirty = true;
             send(&client, ClientMessage::IsDirty);
         }
-        update_label(&client, &daemon, &mut session);
-    }
-    tracing::info!("signal: finishing");
-    daemon.close();
+        update_label(&client, daemon, &mut session);
+    });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -338,10 +335,9 @@ fn unmanaged(why: &str, client: Option<nsm::Client>, term: &AtomicBool) -> Resul
         args.osc_bind,
         args.osc_port
     );
-    let mut daemon = Daemon::open(args, Hosting::default())?;
-    while !term.load(Relaxed) {
-        daemon.step();
-        let Some(c) = &client else { continue };
+    let daemon = Daemon::open(args, Hosting::default())?;
+    daemon.serve(term, |_| {
+        let Some(c) = &client else { return };
         while let Some(m) = receive(c, Duration::from_millis(1)) {
             if let ServerMessage::Open { .. } = m {
                 tracing::warn!("NSM: open arrived after capstan went unmanaged; refused");
@@ -359,8 +355,6 @@ fn unmanaged(why: &str, client: Option<nsm::Client>, term: &AtomicBool) -> Resul
                 );
             }
         }
-    }
-    tracing::info!("signal: finishing");
-    daemon.close();
+    });
     Ok(ExitCode::SUCCESS)
 }
