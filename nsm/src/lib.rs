@@ -16,7 +16,7 @@ pub mod server;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
-pub use message::{ClientMessage, ErrorCode, ServerMessage};
+pub use message::{Announce, ClientMessage, ErrorCode, ServerMessage};
 
 /// The API version this crate speaks.
 pub const API_MAJOR: i32 = 1;
@@ -104,14 +104,14 @@ impl Client {
         executable_name: &str,
         timeout: Duration,
     ) -> Result<(Welcome, Vec<ServerMessage>), NsmError> {
-        self.send(&ClientMessage::Announce {
+        self.send(&ClientMessage::Announce(message::Announce {
             application_name: application_name.into(),
             capabilities: capabilities.into(),
             executable_name: executable_name.into(),
             api_major: API_MAJOR,
             api_minor: API_MINOR,
             pid: std::process::id() as i32,
-        })?;
+        }))?;
         let deadline = Instant::now() + timeout;
         let mut early = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {

@@ -54,17 +54,22 @@ impl ErrorCode {
     }
 }
 
+/// `/nsm/server/announce s:application_name s:capabilities
+/// s:executable_name i:api_major i:api_minor i:pid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub application_name: String,
+    pub capabilities: String,
+    pub executable_name: String,
+    pub api_major: i32,
+    pub api_minor: i32,
+    pub pid: i32,
+}
+
 /// Messages a client sends to the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Announce {
-        application_name: String,
-        capabilities: String,
-        executable_name: String,
-        api_major: i32,
-        api_minor: i32,
-        pid: i32,
-    },
+    Announce(Announce),
     /// `/reply s:path s:message` (to open or save).
     Reply {
         to: String,
@@ -178,19 +183,24 @@ impl ClientMessage {
     pub fn encode(&self) -> Vec<u8> {
         use OscType::{Float, Int, String as S};
         match self {
-            Self::Announce { application_name, capabilities, executable_name, api_major, api_minor, pid } => {
-                encode(
-                    "/nsm/server/announce",
-                    vec![
-                        S(application_name.clone()),
-                        S(capabilities.clone()),
-                        S(executable_name.clone()),
-                        Int(*api_major),
-                        Int(*api_minor),
-                        Int(*pid),
-                    ],
-                )
-            }
+            Self::Announce(Announce {
+                application_name,
+                capabilities,
+                executable_name,
+                api_major,
+                api_minor,
+                pid,
+            }) => encode(
+                "/nsm/server/announce",
+                vec![
+                    S(application_name.clone()),
+                    S(capabilities.clone()),
+                    S(executable_name.clone()),
+                    Int(*api_major),
+                    Int(*api_minor),
+                    Int(*pid),
+                ],
+            ),
             Self::Reply { to, message } => encode("/reply", vec![S(to.clone()), S(message.clone())]),
             Self::Error { to, code, message } => {
                 encode("/error", vec![S(to.clone()), Int(code.value()), S(message.clone())])
@@ -214,14 +224,14 @@ impl ClientMessage {
         Ok(match m.addr.as_str() {
             "/nsm/server/announce" => {
                 check(&m, "sssiii")?;
-                Self::Announce {
+                Self::Announce(Announce {
                     application_name: s(&a[0]),
                     capabilities: s(&a[1]),
                     executable_name: s(&a[2]),
                     api_major: i(&a[3]),
                     api_minor: i(&a[4]),
                     pid: i(&a[5]),
-                }
+                })
             }
             "/reply" => {
                 check(&m, "ss")?;
@@ -311,14 +321,14 @@ mod tests {
     fn every_client_message_round_trips_with_the_documented_tags() {
         let all = vec![
             (
-                ClientMessage::Announce {
+                ClientMessage::Announce(Announce {
                     application_name: "capstan".into(),
                     capabilities: ":dirty:message:progress:".into(),
                     executable_name: "capstan".into(),
                     api_major: 1,
                     api_minor: 1,
                     pid: 42,
-                },
+                }),
                 "/nsm/server/announce",
                 "sssiii",
             ),

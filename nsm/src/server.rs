@@ -17,18 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::message::{ClientMessage, ErrorCode, ServerMessage};
-
-/// The client's announce, as received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announce {
-    pub application_name: String,
-    pub capabilities: String,
-    pub executable_name: String,
-    pub api_major: i32,
-    pub api_minor: i32,
-    pub pid: i32,
-}
+use crate::message::{Announce, ClientMessage, ErrorCode, ServerMessage};
 
 /// The answer to an open or a save.
 pub type Answer = Result<String, (ErrorCode, String)>;
@@ -92,26 +81,9 @@ impl TestServer {
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.next(left) {
-                Some((
-                    from,
-                    Ok(ClientMessage::Announce {
-                        application_name,
-                        capabilities,
-                        executable_name,
-                        api_major,
-                        api_minor,
-                        pid,
-                    }),
-                )) => {
+                Some((from, Ok(ClientMessage::Announce(a)))) => {
                     self.client = Some(from);
-                    return Ok(Announce {
-                        application_name,
-                        capabilities,
-                        executable_name,
-                        api_major,
-                        api_minor,
-                        pid,
-                    });
+                    return Ok(a);
                 }
                 Some((from, Ok(other))) => {
                     self.rejected.push(format!("{other:?} from {from} before announce"))
