@@ -296,3 +296,43 @@ fn jack_dying_enters_error_and_reset_is_refused_until_jack_is_back() {
     }
     assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
 }
+
+#[test]
+fn settings_over_osc_apply_between_takes_and_keep_the_patching() {
+    let server = JackServer::start(256);
+    let src = server.source(3);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "2", "--name", "cfg", "--connect", "src:out_*"]);
+    let (addr, args) = osc(d.port, "/config/sample_format", vec![s("s24")]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/reply", &s("s24")));
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    // Settings that re-create the inputs wait for the take to end.
+    let (addr, args) = osc(d.port, "/config/ports", vec![OscType::Int(3)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(3)), "{args:?}");
+    let (addr, args) = osc(d.port, "/config/preroll", vec![OscType::Float(1.0)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(3)), "{args:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+    let first = wavs(dir.path());
+    assert_eq!(capstan::wav::read_info(&first[0]).unwrap().spec.format, capstan::wav::SampleFormat::S24);
+
+    let (addr, args) = osc(d.port, "/config/ports", vec![OscType::Int(3)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/reply", &OscType::Int(3)), "{args:?}");
+    let mut c = server.cmd("jack_lsp");
+    c.arg("-c");
+    let lsp = format!("\n{}", text(&run(c).stdout));
+    assert!(lsp.contains("cfg:in_3"), "{lsp}");
+    // in_1 and in_2 are still patched to the source after the re-creation.
+    let after = |port: &str| {
+        let rest = lsp.split(&format!("\n{port}\n")).nth(1).unwrap_or("");
+        // Connections are the indented lines under a port.
+        rest.lines().next().filter(|l| l.starts_with(char::is_whitespace)).unwrap_or("").trim().to_string()
+    };
+    assert_eq!(after("cfg:in_1"), "src:out_1", "{lsp}");
+    assert_eq!(after("cfg:in_2"), "src:out_2", "{lsp}");
+    let (_, args) = osc(d.port, "/config/get", vec![]).unwrap();
+    let at = args.iter().position(|a| *a == s("ports")).unwrap();
+    assert_eq!(args[at + 1], OscType::Int(3));
+    assert!(args.contains(&s("s24")));
+    src.stop();
+}
