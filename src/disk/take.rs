@@ -279,7 +279,10 @@ impl Take {
 
     /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
-        self.files.iter_mut().try_for_each(|f| f.checkpoint())
+        match self.files.as_mut_slice() {
+            [one] => one.checkpoint(),
+            many => WavWriter::checkpoint_many(many),
+        }
     }
 
     /// Finalizes every file, even if one fails, and the manifest (complete,

@@ -209,6 +209,23 @@ impl WavWriter {
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         self.flush()?;
         self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))?;
+        self.commit_synced()
+    }
+
+    /// A checkpoint of many files at once ([`crate::disk::Take`] in the mono
+    /// layout): each is flushed, then one `syncfs` makes the whole
+    /// filesystem's data durable (one journal commit instead of one per
+    /// file), then each header is updated with [`WavWriter::commit_synced`].
+    pub fn checkpoint_many(files: &mut [WavWriter]) -> Result<(), WavError> {
+        files.iter_mut().try_for_each(|f| f.flush())?;
+        if let Some(f) = files.first() {
+            nix::unistd::syncfs(&f.file).map_err(|e| f.io_err("syncfs", e.into()))?;
+        }
+        files.iter_mut().try_for_each(|f| f.commit_synced())
+    }
+
+    /// Records that everything written is durable: header sizes follow.
+    fn commit_synced(&mut self) -> Result<(), WavError> {
         self.write_sizes(self.data_written, false)?;
         self.data_committed = self.data_written;
         Ok(())
@@ -423,6 +440,26 @@ mod tests {
         drop(w);
         let r = hound::WavReader::open(&path).unwrap();
         assert_eq!(r.duration(), 300);
+    }
+
+    #[test]
+    fn one_checkpoint_for_many_files_commits_each_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
+        let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}.wav"))).collect();
+        let mut ws: Vec<_> = paths.iter().map(|p| WavWriter::create_new(p, spec, &bext()).unwrap()).collect();
+        for (i, w) in ws.iter_mut().enumerate() {
+            w.append(&frames(spec, 100 + i, 0)).unwrap();
+        }
+        WavWriter::checkpoint_many(&mut ws).unwrap();
+        for w in &mut ws {
+            w.append(&frames(spec, 50, 0)).unwrap();
+            w.flush().unwrap(); // after the checkpoint: not claimed by the header
+        }
+        drop(ws);
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(hound::WavReader::open(p).unwrap().duration(), 100 + i as u32, "{}", p.display());
+        }
     }
 
     #[test]
