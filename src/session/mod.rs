@@ -242,15 +242,11 @@ fn open(
         );
     }
     let a = daemon.args();
-    let summary = format!(
-        "{} inputs, takes in {}, OSC on {}",
-        a.ports,
-        a.dir.display(),
-        daemon.osc_addr().map(|x| x.to_string()).unwrap_or_default()
-    );
+    let osc = daemon.osc_addr().map(|x| x.to_string()).unwrap_or_default();
+    let summary = format!("{} inputs, takes in {}, OSC on {osc}", a.ports, a.dir.display());
     tracing::info!("NSM: opened {}: {summary}", path.display());
     progress(client, 1.0);
-    message(client, 1, format!("OSC on {}", daemon.osc_addr().map(|x| x.to_string()).unwrap_or_default()));
+    message(client, 1, format!("OSC on {osc}"));
     send(client, ClientMessage::Reply { to: OPEN.into(), message: format!("capstan: {summary}") });
     send(client, ClientMessage::IsClean);
     Ok((daemon, session))
