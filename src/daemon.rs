@@ -71,7 +71,6 @@ pub struct Daemon {
     last_progress: Instant,
     last_jack_try: Instant,
     last_prune: Option<Instant>,
-    sources: Vec<String>,
     /// Frames lost so far in the running take, as last reported.
     lost_reported: u64,
     notices: Vec<Notice>,
@@ -155,7 +154,6 @@ impl Daemon {
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
             last_prune: None,
-            sources: Vec::new(),
             lost_reported: 0,
             notices: Vec::new(),
             config_changed: false,
@@ -284,7 +282,6 @@ impl Daemon {
         if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.ports as usize)]) {
             tracing::warn!("{err}");
         }
-        self.sources = sources;
         self.engine = Some(e);
         Ok(())
     }
