@@ -57,6 +57,20 @@ pub struct Manifest {
     /// Real-time and disk numbers over the take (set when it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rt: Option<RtStats>,
+    /// The take's previous segment (its name), when JACK's rate or clock
+    /// changed during the take, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Continuation>,
+    /// The take's next segment (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continued_in: Option<String>,
+}
+
+/// Where a segment comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Continuation {
+    pub segment: String,
+    pub reason: String,
 }
 
 /// How hard the take was on the machine: the callback's duration, how full
@@ -131,6 +145,8 @@ mod tests {
             error: None,
             recovery: None,
             rt: None,
+            continues: None,
+            continued_in: None,
         }
     }
 

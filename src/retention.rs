@@ -254,6 +254,8 @@ mod tests {
             error: None,
             recovery: None,
             rt: None,
+            continues: None,
+            continued_in: None,
         };
         m.save(&Manifest::path(dir, name)).unwrap();
     }

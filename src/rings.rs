@@ -23,6 +23,9 @@ pub struct CycleRecord {
     /// log (dropped whole as well). Lets the disk thread name the cause of a
     /// frame-time jump.
     pub unlogged_before: u32,
+    /// The sample rate JACK reported in this cycle (PipeWire can change it
+    /// at any time; the disk thread then starts a new file segment).
+    pub rate: u32,
 }
 
 /// The callback's ends.

@@ -116,11 +116,22 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
         "  lost    {} frames ({overflow} ring overflow, {skipped} skipped by JACK); silence written in their place",
         overflow + skipped
     );
-    if r.timer_jitter > 0 {
+    if r.repeated_frames > 0 {
         let _ = writeln!(
             s,
-            "  timer   {} cycles where JACK's frame time disagreed with the sample count (xrun artifact; timeline kept by sample count)",
-            r.timer_jitter
+            "  repeat  {} frames JACK delivered twice (a late cycle run again); written once, at their place",
+            r.repeated_frames
+        );
+    }
+    for (i, seg) in r.segments.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  segment {}: {} frames at {} Hz from JACK frame time {}, {}",
+            i + 1,
+            seg.frames,
+            seg.sample_rate,
+            seg.first_frame_time.map_or("-".into(), |t| t.to_string()),
+            seg.files.first().map_or(String::new(), |f| f.path.display().to_string())
         );
     }
     for g in r.gaps.iter().take(20) {

@@ -6,6 +6,9 @@
 //! on I/O; nothing here runs on the real-time thread.
 
 pub mod take;
+pub mod timeline;
+#[cfg(test)]
+mod timeline_writer_tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -22,18 +25,15 @@ use crate::rt::capture::CallbackWindow;
 use crate::rt::CaptureCounters;
 use crate::wav::WavError;
 pub use take::{FileReport, Layout, Take, TakeSpec};
+use timeline::{Placement, Timeline};
 
 /// How often the headers are refreshed (the crash-loss bound).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A jump of JACK's frame time smaller than this many periods is treated as
-/// timer jitter, not as lost cycles. JACK2 in asynchronous mode lets a client
-/// that runs late read the *next* cycle's frame time, so around an xrun the
-/// reading can be a period ahead (and later fall back) while no cycle was
-/// missed: measured on the dummy backend, the audio on both sides of such a
-/// "jump" is continuous. Genuine timeline jumps (driver restarts, freewheel)
-/// are many periods long.
-pub const JITTER_PERIODS: i64 = 4;
+/// A run of silence this long or longer is written sparse (the file is
+/// extended without writing zeros): a long jump in JACK's timeline costs no
+/// disk bandwidth.
+const SPARSE_SILENCE_FRAMES: u64 = 1 << 16;
 
 /// Why frames in a take are silence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -92,21 +92,42 @@ pub enum DiskCommand {
     Quit,
 }
 
+/// One file set of a take at one sample rate. A take has several when the
+/// server's rate (or clock) changed while it ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentReport {
+    pub name: String,
+    pub files: Vec<FileReport>,
+    pub frames: u64,
+    pub sample_rate: u32,
+    /// JACK frame time of the segment's first frame.
+    pub first_frame_time: Option<u64>,
+    /// Gaps, at frame offsets in this segment.
+    pub gaps: Vec<Gap>,
+}
+
 /// What happened to a take.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TakeReport {
     pub name: String,
+    /// Every file of every segment.
     pub files: Vec<FileReport>,
-    /// Frames per channel in the take.
+    /// Frames per channel in the take (all segments).
     pub frames: u64,
+    /// The first segment's rate.
     pub sample_rate: u32,
     /// JACK frame time of the first frame (the bext time_reference).
     pub first_frame_time: Option<u64>,
     pub started: Option<String>,
+    /// Every gap, at frame offsets in the take (segments follow each other).
     pub gaps: Vec<Gap>,
-    /// Cycles whose JACK frame time disagreed with the sample count by less
-    /// than [`JITTER_PERIODS`] (xrun artifacts; no silence inserted).
-    pub timer_jitter: u64,
+    /// Frames JACK delivered a second time (JACK2 runs a client that overran
+    /// a cycle twice in the next one): already written once, dropped.
+    pub repeated_frames: u64,
+    /// The take's segments, when the rate or JACK's clock changed during it
+    /// (empty for a take in one piece).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentReport>,
     /// Set when the take ended because of an error; the files are finalized
     /// up to the last frame written.
     pub error: Option<String>,
@@ -115,6 +136,32 @@ pub struct TakeReport {
 }
 
 impl TakeReport {
+    /// Makes the report (which describes the last segment) the whole take's:
+    /// files, frames and gaps of every segment, in order.
+    fn absorb_segments(&mut self, mut earlier: Vec<SegmentReport>, last_first: Option<u64>) {
+        earlier.push(SegmentReport {
+            name: self.name.clone(),
+            files: self.files.clone(),
+            frames: self.frames,
+            sample_rate: self.sample_rate,
+            first_frame_time: last_first,
+            gaps: self.gaps.clone(),
+        });
+        let first = &earlier[0];
+        self.name = first.name.clone();
+        self.sample_rate = first.sample_rate;
+        let mut offset = 0;
+        self.files.clear();
+        self.gaps.clear();
+        for seg in &earlier {
+            self.files.extend(seg.files.iter().cloned());
+            self.gaps.extend(seg.gaps.iter().map(|g| Gap { at: g.at + offset, ..*g }));
+            offset += seg.frames;
+        }
+        self.frames = offset;
+        self.segments = earlier;
+    }
+
     pub fn lost_frames(&self, cause: GapCause) -> u64 {
         self.gaps.iter().filter(|g| g.cause == cause).map(|g| g.frames).sum()
     }
@@ -208,8 +255,15 @@ impl History {
         self.end - self.len as u64
     }
 
-    /// Appends `n` frames at time `t` (`data` None: silence).
-    fn push(&mut self, t: u64, n: usize, data: Option<&[Vec<f32>]>) {
+    /// Forgets everything; the next frame is at `end`.
+    fn clear(&mut self, end: u64) {
+        self.len = 0;
+        self.end = end;
+    }
+
+    /// Appends `n` frames at time `t`: each channel's samples from `offset`
+    /// on (`data` None: silence).
+    fn push(&mut self, t: u64, n: usize, data: Option<(&[Vec<f32>], usize)>) {
         if t != self.end {
             self.len = 0;
         }
@@ -220,8 +274,8 @@ impl History {
         let first = m.min(self.cap - tail);
         for (c, ring) in self.chans.iter_mut().enumerate() {
             match data {
-                Some(d) => {
-                    let src = &d[c][skip..n];
+                Some((d, offset)) => {
+                    let src = &d[c][offset + skip..offset + n];
                     ring[tail..tail + first].copy_from_slice(&src[..first]);
                     ring[..m - first].copy_from_slice(&src[first..]);
                 }
@@ -257,14 +311,19 @@ struct Active {
     start_at: Option<u32>,
     preroll: u64,
     first_frame_time: Option<u64>,
-    /// Unwrapped frame time of the take's next frame (its write cursor).
+    /// Position (see [`Timeline`]) of the take's next frame (its write cursor).
     cursor: u64,
     started: Option<DateTime<Local>>,
+    /// Gaps of the current segment.
     gaps: Vec<Gap>,
     stop: Option<StopAt>,
     next: Option<Box<Take>>,
     last_checkpoint: Instant,
-    timer_jitter: u64,
+    repeated: u64,
+    /// Segments already finished (rate or clock changes).
+    segments: Vec<SegmentReport>,
+    /// JACK frame time of the current segment's first frame.
+    segment_first: Option<u64>,
     xruns_at_start: u64,
     overflow_at_start: u64,
     callback_window: Option<CallbackWindow>,
@@ -282,10 +341,8 @@ pub struct DiskWriter {
     events: Sender<DiskEvent>,
     stats: Arc<DiskStats>,
     scratch: Vec<Vec<f32>>,
-    /// Unwrapped JACK frame time the next cycle should have.
-    next_frame: Option<u64>,
-    /// Start and length of the last cycle (to find cycle boundaries).
-    last_cycle: Option<(u64, u64)>,
+    /// Where each cycle belongs on JACK's timeline.
+    timeline: Timeline,
     history: History,
     /// Gaps (unwrapped position) still inside the history.
     gaps: VecDeque<Gap>,
@@ -293,8 +350,6 @@ pub struct DiskWriter {
     /// that arrives a little late still cuts at the exact frame.
     write_delay: u64,
     active: Option<Active>,
-    /// Frame-time readings that disagreed with the sample count (all time).
-    timer_jitter: u64,
     /// JACK's xrun counter (for the manifests).
     xruns: Arc<AtomicU64>,
     space: Option<SpaceGuard>,
@@ -335,13 +390,11 @@ impl DiskWriter {
             events,
             stats,
             scratch: vec![Vec::new(); ch],
-            next_frame: None,
-            last_cycle: None,
+            timeline: Timeline::new(),
             history,
             gaps: VecDeque::new(),
             write_delay: write_delay as u64,
             active: None,
-            timer_jitter: 0,
             xruns,
             space,
             callback: None,
@@ -444,14 +497,16 @@ impl DiskWriter {
             stop: None,
             next: None,
             last_checkpoint: Instant::now(),
-            timer_jitter: 0,
+            repeated: 0,
+            segments: Vec::new(),
+            segment_first: None,
             xruns_at_start: self.xruns.load(Relaxed),
             overflow_at_start: self.stats.overflow_frames.load(Relaxed),
             callback_window: self.callback.as_ref().map(|c| c.callback.open_window()),
         });
         if start_at.is_none() && preroll == 0 {
             // From the next cycle on (the first one ever, if none came yet).
-            let next = self.next_frame;
+            let next = self.timeline.end();
             if let Some(a) = &mut self.active {
                 a.want_first = next;
             }
@@ -460,33 +515,16 @@ impl DiskWriter {
         }
     }
 
-    /// Unwraps a 32-bit frame time near the current timeline.
-    fn unwrap(&self, t: u32) -> Option<u64> {
-        let base = self.next_frame?;
-        Some(base.checked_add_signed(t.wrapping_sub(base as u32) as i32 as i64).unwrap_or(0))
-    }
-
-    /// The first cycle boundary at or after `t` (`after`: strictly after).
-    fn boundary(&self, t: u64, after: bool) -> u64 {
-        let Some((start, n)) = self.last_cycle.filter(|c| c.1 > 0) else { return t };
-        let t = t + after as u64;
-        if t >= start {
-            start + (t - start).div_ceil(n) * n
-        } else {
-            start - ((start - t) / n) * n
-        }
-    }
-
     /// Works out where a take asked to start at `start_at` begins (a cycle
     /// boundary, minus the pre-roll), then lets [`Self::advance`] write it.
     fn place_start(&mut self) {
-        let Some(next_frame) = self.next_frame else { return }; // no cycle yet
+        let Some(next_frame) = self.timeline.end() else { return }; // no cycle yet
         let Some(a) = &self.active else { return };
         if a.first_frame_time.is_some() {
             return;
         }
-        let start = a.start_at.and_then(|s| self.unwrap(s)).unwrap_or(next_frame);
-        let start = self.boundary(start, false);
+        let start = a.start_at.and_then(|s| self.timeline.unwrap(s)).unwrap_or(next_frame);
+        let start = self.timeline.boundary(start, false);
         let want = start.saturating_sub(a.preroll);
         if let Some(a) = &mut self.active {
             a.want_first = Some(want);
@@ -498,16 +536,25 @@ impl DiskWriter {
     /// The wall-clock time of `first` is now minus how far it trails the
     /// newest frame (the disk thread's own lag, a few ms, is not counted).
     fn open_take(&mut self, first: u64) -> Result<(), WavError> {
+        let rate = self.timeline.rate();
+        let jack_first = self.timeline.jack_time(first);
         let a = self.active.as_mut().expect("active");
+        if rate != 0 && rate != a.take.spec.sample_rate {
+            // The server's rate changed since the take was prepared.
+            tracing::warn!(take = %a.take.name, from = a.take.spec.sample_rate, to = rate, "take recorded at JACK's new rate");
+            a.take.set_sample_rate(rate)?;
+        }
         let back = Duration::from_secs_f64(
             self.history.end.saturating_sub(first) as f64 / a.take.spec.sample_rate.max(1) as f64,
         );
         let wall: DateTime<Local> = (SystemTime::now() - back).into();
-        a.first_frame_time = Some(first);
+        a.first_frame_time = Some(jack_first);
+        a.segment_first = Some(jack_first);
         a.cursor = first;
         a.started = Some(wall);
-        a.take.set_origin(first, wall)?;
-        let _ = self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: first });
+        a.take.set_origin(jack_first, wall)?;
+        let _ =
+            self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: jack_first });
         Ok(())
     }
 
@@ -536,25 +583,39 @@ impl DiskWriter {
                 debug_assert_eq!(got, n, "port ring out of step with the cycle log");
             }
         }
-        // Our own drops are known exactly; JACK's timer is only trusted for
-        // large jumps (see `JITTER_PERIODS`).
-        let (t, unlogged, jump) = self.place_cycle(&rec);
-        self.last_cycle = Some((t, n as u64));
-        // Into the history: gap segments as silence, then the cycle.
-        let segments = [
-            (t - jump - unlogged, unlogged, GapCause::Overflow, false),
-            (t - jump, jump, GapCause::JackSkipped, false),
-            (t, n as u64, GapCause::Overflow, rec.queued),
-        ];
-        for (at, len, cause, has_data) in segments {
-            if len > 0 {
-                self.history.push(at, len as usize, has_data.then_some(&self.scratch[..]));
-                if !has_data {
-                    self.gaps.push_back(Gap { at, frames: len, cause });
-                }
+        let p = self.timeline.place(&rec);
+        if p.rate_change.is_some() || p.clock_reset {
+            self.new_clock(&p);
+        }
+        if let Some(a) = &mut self.active {
+            if a.first_frame_time.is_some() {
+                a.repeated += p.repeated;
             }
         }
-        let oldest = self.history.start();
+        // Into the history: gap segments as silence, then the cycle's new
+        // frames (repeats are already there).
+        let gap_at = p.at - p.missing();
+        let new = (n as u64).saturating_sub(p.repeated);
+        let segments = [
+            (gap_at, p.overflow, GapCause::Overflow, false),
+            (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
+            (p.first_new(), new, GapCause::Overflow, rec.queued),
+        ];
+        for (at, len, cause, has_data) in segments {
+            if len == 0 {
+                continue;
+            }
+            self.make_room(len);
+            let data = has_data.then(|| (&self.scratch[..], p.repeated as usize));
+            self.history.push(at, len as usize, data);
+            if !has_data {
+                self.gaps.push_back(Gap { at, frames: len, cause });
+            }
+        }
+        // Gaps the history and the take have both left behind.
+        let oldest =
+            self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map_or(u64::MAX, |a| a.cursor);
+        let oldest = oldest.min(self.history.start());
         while self.gaps.front().is_some_and(|g| g.at + g.frames <= oldest) {
             self.gaps.pop_front();
         }
@@ -565,9 +626,94 @@ impl DiskWriter {
         self.publish();
     }
 
+    /// Before `len` more frames enter the history, the running take writes
+    /// every frame that they would push out of it (normally it trails by
+    /// `write_delay`, far less than the history; a long gap can be longer).
+    fn make_room(&mut self, len: u64) {
+        let Some(a) = &self.active else { return };
+        if a.first_frame_time.is_none() {
+            return;
+        }
+        let evicted_to = (self.history.end + len).saturating_sub(self.history.cap as u64);
+        if a.cursor < evicted_to.min(self.history.end) {
+            self.advance_to(Some(evicted_to.min(self.history.end)));
+        }
+    }
+
+    /// JACK's rate or clock changed. A running take ends its segment with the
+    /// last frame of the old clock and continues in a new file set at the new
+    /// rate (the frames skipped at the change open the new segment as a gap).
+    /// Audio of the old clock no longer serves as pre-roll.
+    fn new_clock(&mut self, p: &Placement) {
+        let old_end = p.at - p.missing();
+        if let Some((from, to)) = p.rate_change {
+            tracing::warn!(from, to, "JACK's sample rate changed");
+        }
+        if p.clock_reset {
+            tracing::warn!("JACK's clock was reset (frame time went back)");
+        }
+        if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some()) {
+            self.advance_to(Some(self.history.end));
+            if let Err(e) = self.next_segment(old_end, p) {
+                return self.finish(Some(e));
+            }
+        }
+        self.history.clear(old_end);
+        self.gaps.clear();
+    }
+
+    /// Finalizes the running segment and opens the next one at `at`.
+    fn next_segment(&mut self, at: u64, p: &Placement) -> Result<(), WavError> {
+        let rate = self.timeline.rate();
+        let jack_first = self.timeline.jack_time(at);
+        let a = self.active.as_mut().expect("active");
+        let index = a.segments.len() + 2;
+        let mut spec = a.take.spec.clone();
+        spec.sample_rate = rate;
+        spec.file = Some(format!("{}_seg{index}.wav", a.take.name));
+        spec.take_id = Some(a.take.take_id().to_owned());
+        spec.lead_in_silence = 0;
+        let mut next = Take::create(spec, Local::now())?;
+        next.set_origin(jack_first, Local::now())?;
+        let why = match p.rate_change {
+            Some((from, to)) => format!("JACK's sample rate changed from {from} to {to} Hz"),
+            None => "JACK's clock was reset".to_string(),
+        };
+        next.set_continues(a.take.name.clone(), &why)?;
+        a.take.set_continued_in(next.name.clone())?;
+        let old = std::mem::replace(&mut a.take, next);
+        let gaps = std::mem::take(&mut a.gaps);
+        let first = a.segment_first.replace(jack_first);
+        let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
+        let seg_rate = old.spec.sample_rate;
+        let name = old.name.clone();
+        let frames = old.frames();
+        let (files, err) = old.finalize(&gaps, xruns, None, RtStats::default());
+        tracing::warn!(take = %name, next = %a.take.name, "{why}: the take continues in a new segment");
+        a.segments.push(SegmentReport {
+            name,
+            frames: files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames),
+            files,
+            sample_rate: seg_rate,
+            first_frame_time: first,
+            gaps,
+        });
+        a.cursor = at;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Moves the active take forward: starts it once its first frame is in
     /// the history, writes what is due, and ends it at its stop point.
     fn advance(&mut self) {
+        self.advance_to(None)
+    }
+
+    /// [`Self::advance`], writing at least up to `at_least` (within the stop
+    /// point) even if that is closer to the newest frame than `write_delay`.
+    fn advance_to(&mut self, at_least: Option<u64>) {
         let Some(a) = &self.active else { return };
         let (hist_start, hist_end) = (self.history.start(), self.history.end);
         if a.first_frame_time.is_none() {
@@ -582,13 +728,13 @@ impl DiskWriter {
         }
         let a = self.active.as_ref().expect("active");
         let stop_end = match a.stop {
-            Some(StopAt::Frame(f)) => self.unwrap(f).map(|s| self.boundary(s, true)),
+            Some(StopAt::Frame(f)) => self.timeline.unwrap(f).map(|s| self.timeline.boundary(s, true)),
             Some(StopAt::Drained) => Some(hist_end),
             None => None,
         };
         let mut limit = match stop_end {
             Some(e) => e.min(hist_end),
-            None => hist_end.saturating_sub(self.write_delay),
+            None => hist_end.saturating_sub(self.write_delay).max(at_least.unwrap_or(0).min(hist_end)),
         };
         limit = limit.min(a.cursor.saturating_add(a.take.remaining()));
         if let Err(e) = self.flush_history(limit) {
@@ -603,21 +749,20 @@ impl DiskWriter {
     /// Writes the history's frames from the take's cursor up to `limit`.
     fn flush_history(&mut self, limit: u64) -> Result<(), WavError> {
         let Some(a) = &mut self.active else { return Ok(()) };
-        let from = a.cursor.max(self.history.start());
+        let hist_start = self.history.start();
+        if a.cursor < hist_start && a.cursor < limit {
+            // Silence of a gap longer than the history (`make_room` wrote all
+            // the audio before it): written here, exactly as long as it is.
+            let to = hist_start.min(limit);
+            record_gaps(&self.gaps, a, to);
+            a.take.write_silence(to - a.cursor, SPARSE_SILENCE_FRAMES)?;
+            a.cursor = to;
+        }
+        let from = a.cursor;
         if limit <= from {
             return Ok(());
         }
-        if from > a.cursor {
-            // The history no longer reaches back to the cursor (only possible
-            // if the take starts before the oldest frame kept).
-            a.cursor = from;
-        }
-        for g in &self.gaps {
-            let (s, e) = (g.at.max(from), (g.at + g.frames).min(limit));
-            if s < e {
-                a.gaps.push(Gap { at: a.take.frames() + (s - from), frames: e - s, cause: g.cause });
-            }
-        }
+        record_gaps(&self.gaps, a, limit);
         let skip = (from - self.history.start()) as usize;
         let n = (limit - from) as usize;
         a.cursor = limit;
@@ -637,38 +782,6 @@ impl DiskWriter {
         self.stats.write_total_ns.fetch_add(ns, Relaxed);
         self.stats.write_max_ns.fetch_max(ns, Relaxed);
         res
-    }
-
-    /// Places a cycle on the take's timeline: returns its (unwrapped) frame
-    /// time, the frames dropped unlogged before it, and any real JACK jump.
-    fn place_cycle(&mut self, rec: &CycleRecord) -> (u64, u64, u64) {
-        let unlogged = rec.unlogged_before as u64;
-        let Some(expected) = self.next_frame.map(|e| e + unlogged) else {
-            self.next_frame = Some(rec.frame_time as u64 + rec.nframes as u64);
-            return (rec.frame_time as u64, 0, 0);
-        };
-        let delta = rec.frame_time.wrapping_sub(expected as u32) as i32 as i64;
-        let (t, jump) = if delta >= JITTER_PERIODS * rec.nframes as i64 {
-            (expected + delta as u64, delta as u64)
-        } else {
-            if delta != 0 {
-                let at = self.active.as_ref().map(|a| a.take.frames());
-                tracing::debug!(delta, ?at, "frame time jitter");
-                self.timer_jitter += 1;
-                if let Some(a) = &mut self.active {
-                    a.timer_jitter += 1;
-                }
-                if self.timer_jitter == 1 {
-                    tracing::info!(
-                        delta,
-                        "JACK frame time jittered around an xrun; keeping the sample count as the timeline"
-                    );
-                }
-            }
-            (expected, 0)
-        };
-        self.next_frame = Some(t + rec.nframes as u64);
-        (t, unlogged, jump)
     }
 
     fn publish(&self) {
@@ -730,7 +843,7 @@ impl DiskWriter {
         if let Some(e) = &error {
             tracing::error!(take = %name, "take ended by an error: {e}");
         }
-        let report = TakeReport {
+        let mut report = TakeReport {
             name,
             files,
             frames,
@@ -738,10 +851,14 @@ impl DiskWriter {
             first_frame_time: a.first_frame_time,
             started: a.started.map(|t| t.to_rfc3339()),
             gaps: a.gaps,
-            timer_jitter: a.timer_jitter,
+            repeated_frames: a.repeated,
+            segments: Vec::new(),
             error,
             error_kind,
         };
+        if !a.segments.is_empty() {
+            report.absorb_segments(a.segments, a.segment_first);
+        }
         let _ = self.events.send(DiskEvent::Finished(report));
         if let Some(next) = next {
             self.begin(*next, None, 0);
@@ -749,6 +866,23 @@ impl DiskWriter {
                 a.want_first = Some(end);
             }
             self.advance();
+        }
+    }
+}
+
+/// Copies the gaps between the take's cursor and `to` into the take, at
+/// offsets in its current segment (a gap cut by a write boundary stays one).
+fn record_gaps(gaps: &VecDeque<Gap>, a: &mut Active, to: u64) {
+    let from = a.cursor;
+    for g in gaps {
+        let (s, e) = (g.at.max(from), (g.at + g.frames).min(to));
+        if s >= e {
+            continue;
+        }
+        let at = a.take.frames() + (s - from);
+        match a.gaps.last_mut() {
+            Some(last) if last.cause == g.cause && last.at + last.frames == at => last.frames += e - s,
+            _ => a.gaps.push(Gap { at, frames: e - s, cause: g.cause }),
         }
     }
 }
@@ -823,32 +957,33 @@ mod tests {
             (0..2).map(|c| (0..n).map(|i| signal(t + i, c)).collect()).collect()
         };
         // 1000, 1064, [5 cycles skipped by JACK], 1448, then 8100 frames that
-        // do not fit in the rings, then 64 more (one period late: jitter).
+        // do not fit in the rings, then one more cycle skipped and 64 frames.
         for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 8100), (9612 + 64, 64)] {
             let b = cycle(t, n);
-            capture.process_cycle(t, n, |i| &b[i]);
+            capture.process_cycle(t, n, 48000, |i| &b[i]);
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 8100);
         w.run();
         let DiskEvent::Started { first_frame_time, .. } = erx.recv().unwrap() else { panic!() };
         assert_eq!(first_frame_time, 1000);
         let DiskEvent::Finished(rep) = erx.recv().unwrap() else { panic!() };
-        assert_eq!(rep.frames, 64 * 4 + 320 + 8100);
+        assert_eq!(rep.frames, 64 * 4 + 320 + 8100 + 64);
         assert_eq!(
             rep.gaps,
             vec![
                 Gap { at: 128, frames: 320, cause: GapCause::JackSkipped },
-                Gap { at: 512, frames: 8100, cause: GapCause::Overflow }
+                Gap { at: 512, frames: 8100, cause: GapCause::Overflow },
+                Gap { at: 8612, frames: 64, cause: GapCause::JackSkipped }
             ]
         );
-        assert_eq!(rep.timer_jitter, 1);
+        assert_eq!(rep.repeated_frames, 0);
         let mut r = hound::WavReader::open(&rep.files[0].path).unwrap();
         let s: Vec<f32> = r.samples::<f32>().map(|x| x.unwrap()).collect();
         for i in 0..rep.frames as usize {
-            let in_gap = (128..448).contains(&i) || (512..512 + 8100).contains(&i);
+            let in_gap = (128..448).contains(&i) || (512..512 + 8100 + 64).contains(&i);
             for c in 0..2 {
-                // The last cycle came one period "late" (jitter): it follows on.
-                let t = if i >= 8612 { 9676 + i as u32 - 8612 } else { 1000 + i as u32 };
+                // Every frame at its own frame time.
+                let t = 1000 + i as u32;
                 let want = if in_gap { 0.0 } else { signal(t, c) };
                 assert_eq!(s[i * 2 + c], want, "frame {i} ch {c}");
             }
@@ -865,7 +1000,7 @@ mod tests {
             let t = t0 + k * 64;
             let b: Vec<Vec<f32>> =
                 (0..2).map(|c| (0..64).map(|i| signal((t + i) as u64, c)).collect()).collect();
-            capture.process_cycle(t, 64, |i| &b[i]);
+            capture.process_cycle(t, 64, 48000, |i| &b[i]);
         }
     }
 
@@ -977,7 +1112,7 @@ mod tests {
         };
         let mut t = 0;
         for n in [3, 4, 5, 6, 25, 1] {
-            h.push(t, n, Some(&cycle(t, n)));
+            h.push(t, n, Some((&cycle(t, n), 0)));
             t += n as u64;
         }
         h.push(t, 2, None); // silence
@@ -992,7 +1127,7 @@ mod tests {
             assert_eq!(all, want, "channel {c}");
         }
         // A discontinuity starts over.
-        h.push(t + 100, 3, Some(&cycle(t + 100, 3)));
+        h.push(t + 100, 3, Some((&cycle(t + 100, 3), 0)));
         assert_eq!((h.len(), h.start()), (3, t + 100));
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Local};
 
 use super::Gap;
-use crate::manifest::{Manifest, PortInfo, RtStats, TakeState};
+use crate::manifest::{Continuation, Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
 use crate::wav::{quantize, Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
@@ -172,6 +172,8 @@ impl Take {
             error: None,
             recovery: None,
             rt: None,
+            continues: None,
+            continued_in: None,
         };
         let manifest_path = Manifest::path(&spec.dir, &name);
         if let Err(source) = manifest.save(&manifest_path) {
@@ -221,6 +223,36 @@ impl Take {
         }
         self.manifest.first_frame_time = Some(frame_time);
         self.manifest.started = Some(when.to_rfc3339());
+        self.save_manifest()
+    }
+
+    /// The take id the manifest carries (shared by all its segments).
+    pub fn take_id(&self) -> &str {
+        &self.manifest.take_id
+    }
+
+    /// Re-labels the files with JACK's new rate before any audio is written.
+    pub fn set_sample_rate(&mut self, rate: u32) -> Result<(), WavError> {
+        let old = format!("F={},", self.spec.sample_rate);
+        self.spec.sample_rate = rate;
+        for (f, b) in self.files.iter_mut().zip(&mut self.bexts) {
+            b.coding_history = b.coding_history.replace(&old, &format!("F={rate},"));
+            f.set_sample_rate(rate, b)?;
+        }
+        self.manifest.sample_rate = rate;
+        self.save_manifest()
+    }
+
+    /// This segment continues the take's segment `previous` (JACK's rate or
+    /// clock changed: `reason`).
+    pub fn set_continues(&mut self, previous: String, reason: &str) -> Result<(), WavError> {
+        self.manifest.continues = Some(Continuation { segment: previous, reason: reason.to_owned() });
+        self.save_manifest()
+    }
+
+    /// The take goes on in segment `next`.
+    pub fn set_continued_in(&mut self, next: String) -> Result<(), WavError> {
+        self.manifest.continued_in = Some(next);
         self.save_manifest()
     }
 
@@ -274,6 +306,19 @@ impl Take {
             f.commit_buffer()?;
         }
         self.frames += n as u64;
+        Ok(())
+    }
+
+    /// Appends `n` frames of silence on every channel; from `sparse_min`
+    /// frames on, the files are extended sparsely instead of written.
+    pub fn write_silence(&mut self, n: u64, sparse_min: u64) -> Result<(), WavError> {
+        if n < sparse_min {
+            return self.write(n as usize, |_| None);
+        }
+        for f in &mut self.files {
+            f.append_silence_sparse(n)?;
+        }
+        self.frames += n;
         Ok(())
     }
 

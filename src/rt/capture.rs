@@ -133,7 +133,13 @@ impl Capture {
     ///
     /// Real-time safe: no allocation, no lock, no syscall.
     #[inline]
-    pub fn process_cycle<'a>(&mut self, frame_time: u32, nframes: u32, buffer: impl Fn(usize) -> &'a [f32]) {
+    pub fn process_cycle<'a>(
+        &mut self,
+        frame_time: u32,
+        nframes: u32,
+        rate: u32,
+        buffer: impl Fn(usize) -> &'a [f32],
+    ) {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
         let fits = self.rings.cycles.vacant_len() > 0 && self.rings.ports.iter().all(|p| p.vacant_len() >= n);
@@ -146,7 +152,7 @@ impl Capture {
         } else {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);
         }
-        let record = CycleRecord { frame_time, nframes, queued: fits, unlogged_before: self.unlogged };
+        let record = CycleRecord { frame_time, nframes, queued: fits, unlogged_before: self.unlogged, rate };
         if self.rings.cycles.try_push(record).is_ok() {
             self.unlogged = 0;
         } else {
@@ -164,16 +170,20 @@ pub struct JackCapture {
 
 impl jack::ProcessHandler for JackCapture {
     /// Real-time thread. Runs inside the allocation guard in debug builds.
-    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+    fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         // A monotonic clock read at entry and exit (vDSO, no syscall) is the
         // only thing the instrumentation adds to this thread.
         let entry = std::time::Instant::now();
         super::guard(|| {
-            // last_frame_time is what every client of this cycle sees; JACK2's
-            // cycle_times().current_frames can disagree with it around xruns.
+            // The frame time and the audio read in one callback belong
+            // together (measured on JACK2 and PipeWire; see disk::timeline).
             let frame_time = ps.last_frame_time();
+            // A read of a field JACK keeps for the client (JACK2: engine
+            // control in shared memory; PipeWire: the rate of the cycle being
+            // processed), no syscall.
+            let rate = client.sample_rate();
             let ports = &self.ports;
-            self.core.process_cycle(frame_time, ps.n_frames(), |i| ports[i].as_slice(ps));
+            self.core.process_cycle(frame_time, ps.n_frames(), rate, |i| ports[i].as_slice(ps));
         });
         self.core.counters.callback.record(entry.elapsed().as_nanos() as u64);
         jack::Control::Continue
@@ -194,7 +204,7 @@ mod tests {
         let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
         // Fill the rings: 8192 frames fit (two cycles), the third does not.
         for k in 0..3u32 {
-            crate::rt::guard(|| c.process_cycle(k * 4096, 4096, |i| &bufs[i]));
+            crate::rt::guard(|| c.process_cycle(k * 4096, 4096, 48000, |i| &bufs[i]));
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 4096);
         let recs: Vec<CycleRecord> = disk.cycles.pop_iter().collect();
@@ -236,14 +246,14 @@ mod tests {
         let slots = disk.cycles.vacant_len();
         let mut t = 0;
         for _ in 0..slots + 2 {
-            c.process_cycle(t, 16, |_| &buf);
+            c.process_cycle(t, 16, 48000, |_| &buf);
             t += 16;
         }
         // Drain the log and some audio, then one more cycle.
         let n = disk.cycles.pop_iter().count();
         assert_eq!(n, slots);
         disk.ports[0].clear();
-        c.process_cycle(t, 16, |_| &buf);
+        c.process_cycle(t, 16, 48000, |_| &buf);
         let rec = disk.cycles.try_pop().unwrap();
         assert_eq!(rec.unlogged_before, 32);
         assert_eq!(rec.frame_time, t);

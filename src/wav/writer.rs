@@ -136,6 +136,25 @@ impl WavWriter {
         self.pwrite(&body, BEXT_AT + 8)
     }
 
+    /// Changes the sample rate before any audio is written (JACK's rate
+    /// changed between preparing a take and its first frame): the header is
+    /// written anew with `bext` (whose coding history names the rate).
+    pub fn set_sample_rate(&mut self, rate: u32, bext: &Bext) -> Result<(), WavError> {
+        if self.data_written + self.buf.len() as u64 != 0 {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "audio already written at the old rate");
+            return Err(self.io_err("rate change", e));
+        }
+        self.spec.sample_rate = rate;
+        let body = bext.encode();
+        self.bext_len = body.len();
+        self.data_at = BEXT_AT + 8 + body.len() as u64 + 8;
+        let header = self.header(&body);
+        self.pwrite(&header, 0)?;
+        self.file.set_len(self.data_at).map_err(|e| self.io_err("rate change", e))?;
+        self.file.seek(SeekFrom::Start(self.data_at)).map_err(|e| self.io_err("seek", e))?;
+        Ok(())
+    }
+
     /// Whole frames written so far (including buffered ones).
     pub fn frames(&self) -> u64 {
         (self.data_written + self.buf.len() as u64) / self.spec.frame_bytes() as u64

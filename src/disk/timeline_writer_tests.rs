@@ -1,0 +1,231 @@
+//! The disk thread against the timeline faults measured on real servers, fed
+//! through the real capture core (no JACK): every frame of every file must sit
+//! at its own frame time, and every silent run must be a reported gap.
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+
+use chrono::Local;
+
+use super::*;
+use crate::rings;
+use crate::rt::{Capture, CaptureCounters};
+use crate::wav::SampleFormat;
+
+fn signal(t: u64, c: usize) -> f32 {
+    crate::testsignal::sample(t, c)
+}
+
+struct Bed {
+    w: DiskWriter,
+    capture: Capture,
+    events: Receiver<DiskEvent>,
+    dir: tempfile::TempDir,
+}
+
+/// A writer with `history` frames of history (and half of it as write delay).
+fn bed(history: usize) -> Bed {
+    let (cap, disk) = rings::allocate(2, 1 << 17);
+    let (_ctx, crx) = channel();
+    let (etx, erx) = channel();
+    let w = DiskWriter::new(
+        disk,
+        crx,
+        etx,
+        Arc::new(DiskStats::default()),
+        history,
+        history / 2,
+        Arc::default(),
+        None,
+    );
+    let capture = Capture::new(cap, Arc::new(CaptureCounters::default()));
+    Bed { w, capture, events: erx, dir: tempfile::tempdir().unwrap() }
+}
+
+impl Bed {
+    fn start(&mut self) {
+        let spec = TakeSpec {
+            dir: self.dir.path().to_owned(),
+            project: "t".into(),
+            file: None,
+            layout: Layout::Interleaved,
+            format: SampleFormat::F32,
+            sample_rate: 48000,
+            port_names: vec!["in_1".into(), "in_2".into()],
+            max_frames: None,
+            lead_in_silence: 0,
+            take_id: None,
+            sources: vec![],
+        };
+        self.w.begin(Take::create(spec, Local::now()).unwrap(), None, 0);
+    }
+
+    /// One cycle of the signal at frame time `t`, as JACK delivered it.
+    fn cycle(&mut self, t: u32, n: u32, rate: u32) {
+        let b: Vec<Vec<f32>> =
+            (0..2).map(|c| (0..n).map(|i| signal(t as u64 + i as u64, c)).collect()).collect();
+        self.capture.process_cycle(t, n, rate, |i| &b[i]);
+        self.w.drain_cycles();
+    }
+
+    fn stop(&mut self) -> TakeReport {
+        self.w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
+        self.w.advance();
+        loop {
+            if let DiskEvent::Finished(r) = self.events.try_recv().expect("a finished take") {
+                return r;
+            }
+        }
+    }
+}
+
+/// Frame `i` of `path` is the signal at `first + i`, or silence exactly
+/// where `gaps` say.
+fn assert_position_exact(path: &std::path::Path, first: u64, frames: u64, gaps: &[Gap]) {
+    let info = crate::wav::read_info(path).unwrap();
+    assert_eq!(info.frames(), frames, "{}", path.display());
+    assert_eq!(info.bext.unwrap().time_reference, first);
+    let s: Vec<f32> = hound::WavReader::open(path).unwrap().samples::<f32>().map(|x| x.unwrap()).collect();
+    for i in 0..frames {
+        let in_gap = gaps.iter().any(|g| (g.at..g.at + g.frames).contains(&i));
+        for c in 0..2 {
+            let want = if in_gap { 0.0 } else { signal(first + i, c) };
+            assert_eq!(s[(i * 2) as usize + c], want, "{}: frame {i} ch {c}", path.display());
+        }
+    }
+}
+
+/// JACK2 asynchronous mode after a cycle overran: the next run reads the
+/// following cycle's frame time (one cycle never delivered), the run after
+/// it the same frame time again with the same audio.
+#[test]
+fn an_overrun_is_a_reported_gap_and_the_repeat_is_dropped() {
+    let mut b = bed(0);
+    b.start();
+    for t in [0u32, 1024, 3072, 3072, 4096, 5120] {
+        b.cycle(t, 1024, 48000);
+    }
+    let r = b.stop();
+    assert_eq!(r.first_frame_time, Some(0));
+    assert_eq!(r.frames, 6144);
+    assert_eq!(r.gaps, vec![Gap { at: 2048, frames: 1024, cause: GapCause::JackSkipped }]);
+    assert_eq!(r.repeated_frames, 1024);
+    assert_position_exact(&r.files[0].path, 0, 6144, &r.gaps);
+}
+
+/// A stall of 1, 2, 3, 5 and 50 periods: each a gap of exactly its length,
+/// and the cycles after it at their own frame times (no lingering offset).
+#[test]
+fn stalls_of_any_length_are_exact_gaps() {
+    let mut b = bed(48_000);
+    b.start();
+    let mut t = 7u32;
+    let mut want = Vec::new();
+    let first = t as u64;
+    for skip in [1u32, 2, 3, 5, 50] {
+        for _ in 0..10 {
+            b.cycle(t, 128, 48000);
+            t += 128;
+        }
+        want.push(Gap { at: (t as u64) - first, frames: skip as u64 * 128, cause: GapCause::JackSkipped });
+        t += skip * 128;
+    }
+    b.cycle(t, 128, 48000);
+    let r = b.stop();
+    assert_eq!(r.gaps, want);
+    assert_eq!(r.frames, (t as u64 + 128) - first);
+    assert_position_exact(&r.files[0].path, first, r.frames, &r.gaps);
+}
+
+/// A jump far longer than the history (1 s and 60 s, with a history of
+/// about 0.5 s): silence of exactly that length, none of the audio before it
+/// lost, and the long one written sparse.
+#[test]
+fn a_jump_longer_than_the_history_is_never_cut_short() {
+    for jump in [48_000u32, 60 * 48_000] {
+        let mut b = bed(8_000);
+        b.start();
+        let mut t = 1000u32;
+        for _ in 0..100 {
+            b.cycle(t, 256, 48000);
+            t += 256;
+        }
+        let before = t as u64 - 1000;
+        t += jump;
+        for _ in 0..100 {
+            b.cycle(t, 256, 48000);
+            t += 256;
+        }
+        let r = b.stop();
+        assert_eq!(r.gaps, vec![Gap { at: before, frames: jump as u64, cause: GapCause::JackSkipped }]);
+        assert_eq!(r.frames, before + jump as u64 + 25_600);
+        assert_position_exact(&r.files[0].path, 1000, r.frames, &r.gaps);
+        if jump > 48_000 {
+            let m = std::fs::metadata(&r.files[0].path).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert!(m.blocks() * 512 < m.len() / 4, "a 60 s gap is written sparse: {m:?}");
+        }
+    }
+}
+
+/// PipeWire changed the rate mid-take (skipping one cycle at the change):
+/// the take goes on in a second file set at the new rate; no header claims
+/// a rate its audio does not have, and both segments are position-exact.
+#[test]
+fn a_rate_change_continues_the_take_in_a_new_segment() {
+    let mut b = bed(4_800);
+    b.start();
+    let mut t = 0u32;
+    for _ in 0..40 {
+        b.cycle(t, 1024, 48000);
+        t += 1024;
+    }
+    let end1 = t as u64;
+    t += 1024; // the cycle PipeWire skips at the change
+    for _ in 0..30 {
+        b.cycle(t, 1024, 44100);
+        t += 1024;
+    }
+    let r = b.stop();
+    assert_eq!(r.segments.len(), 2, "{r:?}");
+    let (s1, s2) = (&r.segments[0], &r.segments[1]);
+    assert_eq!((s1.sample_rate, s1.frames, s1.first_frame_time), (48000, end1, Some(0)));
+    assert_eq!((s2.sample_rate, s2.first_frame_time), (44100, Some(end1)));
+    assert_eq!(s2.gaps, vec![Gap { at: 0, frames: 1024, cause: GapCause::JackSkipped }]);
+    assert_eq!(s2.frames, t as u64 - end1);
+    assert_eq!(r.frames, s1.frames + s2.frames);
+    assert_eq!(r.gaps, vec![Gap { at: end1, frames: 1024, cause: GapCause::JackSkipped }]);
+    let info1 = crate::wav::read_info(&s1.files[0].path).unwrap();
+    let info2 = crate::wav::read_info(&s2.files[0].path).unwrap();
+    assert_eq!((info1.spec.sample_rate, info2.spec.sample_rate), (48000, 44100));
+    assert_position_exact(&s1.files[0].path, 0, s1.frames, &s1.gaps);
+    assert_position_exact(&s2.files[0].path, end1, s2.frames, &s2.gaps);
+    // The manifests link the segments under one take id.
+    let m1 =
+        crate::manifest::Manifest::load(&crate::manifest::Manifest::path(b.dir.path(), &s1.name)).unwrap();
+    let m2 =
+        crate::manifest::Manifest::load(&crate::manifest::Manifest::path(b.dir.path(), &s2.name)).unwrap();
+    assert_eq!(m1.take_id, m2.take_id);
+    assert_eq!(m1.continued_in.as_deref(), Some(s2.name.as_str()));
+    assert_eq!(m2.continues.as_ref().unwrap().segment, s1.name);
+    assert!(m2.continues.as_ref().unwrap().reason.contains("48000 to 44100"));
+    assert_eq!((m1.sample_rate, m2.sample_rate), (48000, 44100));
+}
+
+/// The rate changed between preparing a take and its first frame: the
+/// files are relabelled before any audio goes in.
+#[test]
+fn a_take_prepared_at_the_old_rate_is_written_at_the_new_one() {
+    let mut b = bed(0);
+    b.cycle(0, 256, 48000);
+    b.cycle(256, 256, 96000);
+    b.start();
+    b.cycle(512, 256, 96000);
+    let r = b.stop();
+    assert_eq!(r.sample_rate, 96000);
+    assert!(r.segments.is_empty());
+    let info = crate::wav::read_info(&r.files[0].path).unwrap();
+    assert_eq!(info.spec.sample_rate, 96000);
+    assert!(info.bext.unwrap().coding_history.contains("F=96000,"));
+    assert_position_exact(&r.files[0].path, 512, 256, &[]);
+}
