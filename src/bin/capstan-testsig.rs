@@ -36,6 +36,11 @@ enum Cmd {
         /// a benchmark can count the xruns during each take.
         #[arg(long)]
         xrun_file: Option<std::path::PathBuf>,
+        /// Ground truth: at exit, write every cycle the source wrote to this
+        /// file, one `FRAME_TIME NFRAMES RATE` line each, in order. The frame times
+        /// it never wrote are the holes between them.
+        #[arg(long)]
+        truth: Option<std::path::PathBuf>,
     },
     /// Measure a running daemon's command latency: start command to first
     /// recorded frame (JACK frame time when sent vs the take's first frame),
@@ -77,19 +82,31 @@ enum Cmd {
     },
 }
 
+/// Room for this many cycles of ground truth (over 6 h at period 1024,
+/// 45 min at 128).
+const TRUTH_CYCLES: usize = 1 << 20;
+
 struct Source {
     ports: Vec<jack::Port<jack::AudioOut>>,
     cycles: Arc<AtomicU64>,
+    /// Frame time and length of every cycle written, packed `t << 32 | n`,
+    /// and its sample rate; `cycles` says how many slots are filled.
+    truth: Arc<Vec<[AtomicU64; 2]>>,
 }
 
 impl jack::ProcessHandler for Source {
-    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+    fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         capstan::rt::guard(|| {
             let t = ps.last_frame_time();
             for (c, p) in self.ports.iter_mut().enumerate() {
                 testsignal::fill(p.as_mut_slice(ps), t, c);
             }
-            self.cycles.fetch_add(1, Relaxed);
+            let i = self.cycles.load(Relaxed) as usize;
+            if let Some(slot) = self.truth.get(i) {
+                slot[0].store((t as u64) << 32 | ps.n_frames() as u64, Relaxed);
+                slot[1].store(client.sample_rate() as u64, Relaxed);
+            }
+            self.cycles.store(i as u64 + 1, std::sync::atomic::Ordering::Release);
         });
         jack::Control::Continue
     }
@@ -110,7 +127,12 @@ impl jack::NotificationHandler for Notes {
     }
 }
 
-fn source(channels: usize, name: &str, xrun_file: Option<&std::path::Path>) -> Result<()> {
+fn source(
+    channels: usize,
+    name: &str,
+    xrun_file: Option<&std::path::Path>,
+    truth_file: Option<&std::path::Path>,
+) -> Result<()> {
     let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
         .map(|i| client.register_port(&format!("out_{i}"), jack::AudioOut::default()))
@@ -120,10 +142,12 @@ fn source(channels: usize, name: &str, xrun_file: Option<&std::path::Path>) -> R
     let cycles = Arc::new(AtomicU64::new(0));
     let xruns = Arc::new(AtomicU64::new(0));
     let gone = Arc::new(AtomicBool::new(false));
+    let slots = if truth_file.is_some() { TRUTH_CYCLES } else { 0 };
+    let truth: Arc<Vec<[AtomicU64; 2]>> = Arc::new((0..slots).map(|_| Default::default()).collect());
     let active = client
         .activate_async(
             Notes { xruns: xruns.clone(), gone: gone.clone() },
-            Source { ports, cycles: cycles.clone() },
+            Source { ports, cycles: cycles.clone(), truth: truth.clone() },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
     let write_xruns = |n: u64| {
@@ -143,10 +167,20 @@ fn source(channels: usize, name: &str, xrun_file: Option<&std::path::Path>) -> R
             write_xruns(n);
         }
     }
-    println!("xruns {} cycles {}", xruns.load(Relaxed), cycles.load(Relaxed));
     if !gone.load(Relaxed) {
         let _ = active.deactivate();
     }
+    let n = cycles.load(std::sync::atomic::Ordering::Acquire) as usize;
+    if let Some(f) = truth_file {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(f)?);
+        for slot in &truth[..n.min(truth.len())] {
+            let v = slot[0].load(Relaxed);
+            writeln!(out, "{} {} {}", v >> 32, v & 0xffff_ffff, slot[1].load(Relaxed))?;
+        }
+        out.flush()?;
+    }
+    println!("xruns {} cycles {}", xruns.load(Relaxed), n);
     Ok(())
 }
 
@@ -297,7 +331,9 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Source { channels, name, xrun_file } => source(channels, &name, xrun_file.as_deref()),
+        Cmd::Source { channels, name, xrun_file, truth } => {
+            source(channels, &name, xrun_file.as_deref(), truth.as_deref())
+        }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),
         Cmd::Verify { file, first_channel, skip } => {

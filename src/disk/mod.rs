@@ -670,7 +670,8 @@ impl DiskWriter {
         let index = a.segments.len() + 2;
         let mut spec = a.take.spec.clone();
         spec.sample_rate = rate;
-        spec.file = Some(format!("{}_seg{index}.wav", a.take.name));
+        let base = a.segments.first().map_or(&a.take.name, |s| &s.name);
+        spec.file = Some(format!("{base}_seg{index}.wav"));
         spec.take_id = Some(a.take.take_id().to_owned());
         spec.lead_in_silence = 0;
         let mut next = Take::create(spec, Local::now())?;

@@ -12,64 +12,138 @@ pub const TESTSIG: &str = env!("CARGO_BIN_EXE_capstan-testsig");
 
 static SERVERS: AtomicU32 = AtomicU32::new(0);
 
-/// A dummy-backend jackd of our own, stopped by PID on drop.
+/// The JACK servers our users run; every capture test names the ones it runs
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// jackd2's default: asynchronous, real-time (`-R`).
+    Jack2Async,
+    /// jackd2 synchronous (`-R -S`).
+    Jack2Sync,
+    /// PipeWire's JACK layer (pipewire-jack), headless on its dummy driver,
+    /// clients run through `pw-jack`.
+    PipeWire,
+}
+
+/// A test's own JACK server, stopped by PID on drop: a dummy-backend jackd,
+/// or a pipewire with a private XDG_RUNTIME_DIR.
 pub struct JackServer {
     pub name: String,
+    pub kind: ServerKind,
     child: Option<Child>,
+    /// PipeWire's private runtime directory.
+    runtime: Option<tempfile::TempDir>,
 }
 
 impl JackServer {
+    /// jackd2 in its default (asynchronous) mode.
     pub fn start(period: u32) -> JackServer {
-        let name = format!("capstan-test-{}-{}", std::process::id(), SERVERS.fetch_add(1, Ordering::SeqCst));
-        Self::start_named(name, period)
+        Self::start_kind(ServerKind::Jack2Async, period)
     }
 
-    /// A server with a fixed name. Use it for a server the test will SIGKILL:
-    /// JACK2's shm registry has 8 server slots and frees a dead server's slot
-    /// only for a new server of the same name.
-    pub fn start_named(name: String, period: u32) -> JackServer {
-        // -S (synchronous mode): the server waits for the graph before the
-        // next cycle, so an overloaded test machine causes late cycles, not
-        // JACK2's asynchronous-mode overlap of a late client with its
-        // upstream's next cycle (which tears buffers inside JACK itself).
-        let rt = std::env::var("CAPSTAN_TEST_JACKD_FLAGS").unwrap_or_else(|_| "-R -S".into());
-        let mut cmd = Command::new("jackd");
-        // SAFETY: pre_exec runs in the forked child before exec; prctl is
-        // async-signal-safe and touches no memory of the parent.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
+    pub fn start_kind(kind: ServerKind, period: u32) -> JackServer {
+        let name = format!("capstan-test-{}-{}", std::process::id(), SERVERS.fetch_add(1, Ordering::SeqCst));
+        match kind {
+            ServerKind::PipeWire => Self::start_pipewire(name, period),
+            _ => Self::start_jackd(name, kind, period),
         }
-        cmd.arg("-n").arg(&name);
-        cmd.args(rt.split_whitespace());
+    }
+
+    /// A jackd2 (asynchronous) with a fixed name. Use it for a server the
+    /// test will SIGKILL: JACK2's shm registry has 8 server slots and frees a
+    /// dead server's slot only for a new server of the same name.
+    pub fn start_named(name: String, period: u32) -> JackServer {
+        Self::start_jackd(name, ServerKind::Jack2Async, period)
+    }
+
+    fn start_jackd(name: String, kind: ServerKind, period: u32) -> JackServer {
+        let mut cmd = Command::new("jackd");
+        die_with_parent(&mut cmd);
+        cmd.arg("-n").arg(&name).arg("-R");
+        if kind == ServerKind::Jack2Sync {
+            cmd.arg("-S");
+        }
         cmd.args(["-d", "dummy", "-r", "48000", "-p", &period.to_string()]);
         let child =
             cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("jackd (apt-get install jackd2)");
-        let server = JackServer { name, child: Some(child) };
+        let server = JackServer { name, kind, child: Some(child), runtime: None };
+        server.wait_until_up();
+        server
+    }
+
+    fn start_pipewire(name: String, period: u32) -> JackServer {
+        let runtime = tempfile::Builder::new().prefix("capstan-pw-").tempdir().unwrap();
+        let mut cmd = Command::new("pipewire");
+        die_with_parent(&mut cmd);
+        cmd.env("XDG_RUNTIME_DIR", runtime.path()).env_remove("PIPEWIRE_REMOTE");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pipewire (apt-get install pipewire pipewire-jack)");
+        let server =
+            JackServer { name, kind: ServerKind::PipeWire, child: Some(child), runtime: Some(runtime) };
+        server.wait_until_up();
+        server.pw_setting("clock.force-rate", 48000);
+        server.pw_setting("clock.force-quantum", period);
+        server.wait_for_period(period);
+        server
+    }
+
+    fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let ok = Command::new("jack_lsp")
-                .env("JACK_DEFAULT_SERVER", &server.name)
-                .env("JACK_NO_START_SERVER", "1")
+            let ok = self
+                .cmd("jack_lsp")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
             if ok {
-                return server;
+                return;
             }
-            assert!(Instant::now() < deadline, "jackd {} did not come up", server.name);
+            assert!(Instant::now() < deadline, "{:?} server {} did not come up", self.kind, self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sets a PipeWire clock setting at run time (`pw-metadata -n settings`),
+    /// e.g. `clock.force-quantum` or `clock.force-rate` (0: back to default).
+    pub fn pw_setting(&self, key: &str, value: u32) {
+        let runtime = self.runtime.as_ref().expect("a PipeWire server");
+        let st = Command::new("pw-metadata")
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .args(["-n", "settings", "0", key, &value.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "pw-metadata {key} {value}");
+    }
+
+    /// Waits until JACK clients see `period` frames per cycle.
+    pub fn wait_for_period(&self, period: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.cmd("jack_bufsize").output().unwrap();
+            if text(&out.stdout).trim() == period.to_string() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "period never became {period}: {}", text(&out.stdout));
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// A command with this server selected.
     pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
+        let mut c = match &self.runtime {
+            Some(runtime) => {
+                let mut c = Command::new("pw-jack");
+                c.arg(program).env("XDG_RUNTIME_DIR", runtime.path()).env_remove("PIPEWIRE_REMOTE");
+                c
+            }
+            None => Command::new(program),
+        };
         c.env("JACK_DEFAULT_SERVER", &self.name).env("JACK_NO_START_SERVER", "1").env("RUST_BACKTRACE", "0");
         c
     }
@@ -78,11 +152,14 @@ impl JackServer {
         self.cmd(CAPSTAN)
     }
 
-    /// Starts the test-signal source `src` with `channels` outputs.
+    /// Starts the test-signal source `src` with `channels` outputs. It keeps
+    /// the ground truth of which frame times it wrote ([`Source::stop_truth`]).
     pub fn source(&self, channels: usize) -> Source {
+        let truth = tempfile::NamedTempFile::new().unwrap().into_temp_path();
         let mut child = self
             .cmd(TESTSIG)
-            .args(["source", "--name", "src", "--channels", &channels.to_string()])
+            .args(["source", "--name", "src", "--channels", &channels.to_string(), "--truth"])
+            .arg(&truth)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -90,7 +167,7 @@ impl JackServer {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("ready"), "source did not start: {line:?}");
-        Source { child, out }
+        Source { child, out, truth }
     }
 
     /// Kills the server with `signal` and waits for it to exit.
@@ -99,6 +176,18 @@ impl JackServer {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
             let _ = c.wait();
         }
+    }
+}
+
+/// The child gets SIGTERM if the test process dies.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: pre_exec runs in the forked child before exec; prctl is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+        });
     }
 }
 
@@ -124,17 +213,94 @@ impl Drop for JackServer {
 pub struct Source {
     child: Child,
     out: BufReader<std::process::ChildStdout>,
+    truth: tempfile::TempPath,
 }
 
 impl Source {
     /// Stops the source; returns the xruns it saw.
-    pub fn stop(mut self) -> u64 {
+    pub fn stop(self) -> u64 {
+        self.stop_truth().0
+    }
+
+    /// Stops the source; returns the xruns it saw and which frame times it
+    /// wrote.
+    pub fn stop_truth(mut self) -> (u64, Truth) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let mut line = String::new();
         let _ = self.out.read_line(&mut line);
         let _ = self.child.wait();
-        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+        let xruns = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        (xruns, Truth::load(&self.truth))
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+}
+
+/// Which JACK frame times the source wrote: its cycles, in order, with the
+/// 32-bit frame time unwrapped, and the rate of each.
+#[derive(Debug, Default)]
+pub struct Truth {
+    pub cycles: Vec<(u64, u64)>,
+    pub rates: Vec<u32>,
+}
+
+impl Truth {
+    fn load(path: &Path) -> Truth {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut cycles: Vec<(u64, u64)> = Vec::new();
+        let mut rates = Vec::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+            let (t, n) = (it.next().unwrap(), it.next().unwrap());
+            rates.push(it.next().unwrap() as u32);
+            let t = match cycles.last() {
+                Some(&(prev, _)) => {
+                    prev.wrapping_add((t as u32).wrapping_sub(prev as u32) as i32 as i64 as u64)
+                }
+                None => t,
+            };
+            cycles.push((t, n));
+        }
+        Truth { cycles, rates }
+    }
+
+    /// The cycle that wrote frame time `t` (compared modulo 2^32).
+    fn cycle_of(&self, t: u64) -> Option<usize> {
+        let &(first, _) = self.cycles.first()?;
+        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        let i = self.cycles.partition_point(|&(s, _)| s <= t);
+        (i > 0 && t < self.cycles[i - 1].0 + self.cycles[i - 1].1).then(|| i - 1)
+    }
+
+    /// Whether the source wrote frame time `t`.
+    pub fn wrote(&self, t: u64) -> bool {
+        self.cycle_of(t).is_some()
+    }
+
+    /// The sample rate at which the source wrote frame time `t`.
+    pub fn rate_at(&self, t: u64) -> Option<u32> {
+        self.cycle_of(t).map(|i| self.rates[i])
+    }
+
+    /// The frame times in `[from, to)` the source never wrote, as runs.
+    pub fn holes(&self, from: u64, to: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            if self.wrote(t) {
+                t += 1;
+                continue;
+            }
+            let s = t;
+            while t < to && !self.wrote(t) {
+                t += 1;
+            }
+            out.push((s, t - s));
+        }
+        out
     }
 }
 
@@ -180,31 +346,71 @@ pub fn summary(out: &Output) -> serde_json::Value {
     })
 }
 
-/// Checks a recording against the test signal. Without xruns: every frame is
-/// the signal at the file's time_reference + index, except silence exactly
-/// where capstan reported a gap. With xruns (JACK itself may then hand
-/// clients stale or skipped buffers): channels are never torn apart, and
-/// breaks in the signal are bounded by the xruns. Returns the frames.
+/// Checks a `capstan record` file against the test signal, exactly: every
+/// frame is the signal at time_reference + index, or silence exactly where
+/// the report lists a gap (an xrun may add a reported gap, never move or
+/// hide a frame). Our own rings must not have overflowed. Returns the frames.
 pub fn assert_recording(path: &Path, first_channel: usize, report: &serde_json::Value) -> u64 {
-    let v = capstan::testsignal::verify(path, first_channel, 0).unwrap();
-    let xruns = report["xruns"].as_u64().unwrap();
-    assert_eq!(v.torn, 0, "{}: channels misaligned: {v:?}", path.display());
     let gaps = report["take"]["gaps"].as_array().unwrap();
     let overflow: u64 =
         gaps.iter().filter(|g| g["cause"] == "overflow").map(|g| g["frames"].as_u64().unwrap()).sum();
     assert_eq!(overflow, 0, "capstan's own rings overflowed: {report}");
+    let v = assert_position_exact(path, first_channel, &gap_runs(gaps), None);
     assert_eq!(v.time_reference, report["take"]["first_frame_time"].as_u64().unwrap());
-    if xruns == 0 {
-        assert_eq!(v.mismatched, 0, "{}: frames that are neither signal nor silence: {v:?}", path.display());
-        let gaps: Vec<(u64, u64)> =
-            gaps.iter().map(|g| (g["at"].as_u64().unwrap(), g["frames"].as_u64().unwrap())).collect();
-        let silent: Vec<(u64, u64)> = v.silent.iter().map(|r| (r.at, r.frames)).collect();
-        assert_eq!(silent, merge(&gaps), "{}: silence must be exactly the reported gaps", path.display());
-    } else {
-        eprintln!("{}: {xruns} JACK xruns during the take; continuity check only: {v:?}", path.display());
-        assert!(v.discontinuities <= 2 * xruns, "{}: more breaks than xruns: {v:?}", path.display());
-    }
     v.frames
+}
+
+/// `(at, frames)` of each gap in a JSON list of gaps.
+pub fn gap_runs(gaps: &[serde_json::Value]) -> Vec<(u64, u64)> {
+    gaps.iter().map(|g| (g["at"].as_u64().unwrap(), g["frames"].as_u64().unwrap())).collect()
+}
+
+/// The exact check behind every capture test: frame `i` of `path` is the
+/// signal at `time_reference + i`, or silence, and the silent runs are
+/// exactly `gaps`; channels are never torn. With the source's ground truth,
+/// every frame that holds audio is one the source really wrote.
+pub fn assert_position_exact(
+    path: &Path,
+    first_channel: usize,
+    gaps: &[(u64, u64)],
+    truth: Option<&Truth>,
+) -> capstan::testsignal::Verdict {
+    let v = capstan::testsignal::verify(path, first_channel, 0).unwrap();
+    assert_eq!(v.torn, 0, "{}: channels misaligned: {v:?}", path.display());
+    assert_eq!(v.mismatched, 0, "{}: frames away from their frame time: {v:?}", path.display());
+    let silent: Vec<(u64, u64)> = v.silent.iter().map(|r| (r.at, r.frames)).collect();
+    assert_eq!(silent, merge(gaps), "{}: silence must be exactly the reported gaps", path.display());
+    if let Some(truth) = truth {
+        let rate = capstan::wav::read_info(path).unwrap().spec.sample_rate;
+        let mut t = 0;
+        for &(at, n) in merge(gaps).iter().chain([(v.frames, 0)].iter()) {
+            // Audio in [t, at): the source wrote every one of those frames,
+            // at the rate the header says.
+            let (from, to) = (v.time_reference + t, v.time_reference + at);
+            let holes = truth.holes(from, to);
+            assert!(
+                holes.is_empty(),
+                "{}: audio at frame times the source never wrote: {holes:?}",
+                path.display()
+            );
+            if let Some(x) = (from..to).find(|&x| truth.rate_at(x) != Some(rate)) {
+                panic!(
+                    "{}: frame time {x} was written at {:?} Hz, the header says {rate}",
+                    path.display(),
+                    truth.rate_at(x)
+                );
+            }
+            t = at + n;
+        }
+    }
+    v
+}
+
+/// The manifest beside a take's file (interleaved: same stem).
+pub fn manifest_of(path: &Path) -> serde_json::Value {
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    let m = path.with_file_name(format!("{stem}.take.json"));
+    serde_json::from_slice(&std::fs::read(&m).unwrap_or_else(|e| panic!("{}: {e}", m.display()))).unwrap()
 }
 
 /// Adjacent gaps form one silent run.
@@ -330,14 +536,11 @@ pub fn wavs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Checks a daemon take against the signal; `xruns` from the source.
-pub fn assert_take(path: &Path, xruns: u64) -> capstan::testsignal::Verdict {
-    let v = capstan::testsignal::verify(path, 0, 0).unwrap();
-    assert_eq!(v.torn, 0, "{}: {v:?}", path.display());
-    if xruns == 0 {
-        assert!(v.is_perfect(), "{}: {v:?}", path.display());
-    } else {
-        assert!(v.discontinuities <= 2 * xruns, "{}: {xruns} xruns: {v:?}", path.display());
-    }
+/// Checks a daemon take (interleaved) exactly against its manifest's gaps.
+pub fn assert_take(path: &Path, truth: Option<&Truth>) -> capstan::testsignal::Verdict {
+    let m = manifest_of(path);
+    let gaps = gap_runs(m["gaps"].as_array().unwrap());
+    let v = assert_position_exact(path, 0, &gaps, truth);
+    assert_eq!(Some(v.time_reference), m["first_frame_time"].as_u64(), "{}", path.display());
     v
 }

@@ -6,3 +6,4 @@ mod harness;
 mod record;
 mod session;
 mod storage;
+mod timeline;

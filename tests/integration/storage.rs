@@ -78,12 +78,12 @@ fn killed_takes_are_recovered_to_a_gap_free_prefix() {
         assert!(text(&again.stdout).contains("nothing to recover"), "{}", text(&again.stdout));
         report.push((before, after, v));
     }
-    let xruns = src.stop();
+    src.stop();
     for (before, after, v) in &report {
         eprintln!("killed take: header {before} frames, recovered {after}, verdict {v:?}");
-        if xruns == 0 {
-            assert!(v.is_perfect(), "{v:?}");
-        }
+        // A killed take's gaps never reached its manifest: silence is
+        // allowed, a frame away from its frame time never.
+        assert_eq!((v.torn, v.mismatched), (0, 0), "{v:?}");
     }
 }
 
@@ -202,10 +202,8 @@ fn enospc_in_the_daemon_keeps_the_audio_and_recovers_when_space_returns() {
     let OscType::String(msg) = &error[2] else { panic!("{error:?}") };
     let saved: u64 = msg.rsplit("; ").next().unwrap().split(' ').next().unwrap().parse().unwrap();
     assert_eq!(saved, v.frames, "{msg}");
-    let xruns = src.stop();
-    if xruns == 0 {
-        assert!(v.is_perfect(), "{v:?}");
-    }
+    src.stop();
+    assert_eq!(v.mismatched, 0, "{v:?}");
     // Space comes back: the daemon returns to idle by itself.
     std::fs::remove_file(disk.join("ballast")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
