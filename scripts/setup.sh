@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what capstan needs to build, run and test, if it is missing:
-# JACK 2 (server, tools, headers), liblo-tools (oscsend/oscdump) and sox.
+# JACK 2 (server, tools, headers), PipeWire with its JACK layer (the tests
+# run against both), liblo-tools (oscsend/oscdump) and sox.
 set -euo pipefail
 need=()
 command -v jackd >/dev/null || need+=(jackd2)
 command -v jack_lsp >/dev/null || need+=(jackd2)
 pkg-config --exists jack 2>/dev/null || need+=(libjack-jackd2-dev pkg-config)
+command -v pipewire >/dev/null || need+=(pipewire)
+command -v pw-metadata >/dev/null || need+=(pipewire-bin)
+command -v pw-jack >/dev/null || need+=(pipewire-jack)
 command -v oscsend >/dev/null || need+=(liblo-tools)
 command -v sox >/dev/null || need+=(sox)
 command -v soxi >/dev/null || need+=(sox)

@@ -23,6 +23,12 @@ pub struct CycleRecord {
     /// log (dropped whole as well). Lets the disk thread name the cause of a
     /// frame-time jump.
     pub unlogged_before: u32,
+    /// JACK's frame time had moved on by the time the callback finished
+    /// copying: the next cycle began meanwhile (JACK2 asynchronous mode runs
+    /// a late client while its upstream already writes the next cycle), so
+    /// the buffers may mix two cycles. The audio is in the rings but must not
+    /// be used.
+    pub overtaken: bool,
     /// The sample rate JACK reported in this cycle (PipeWire can change it
     /// at any time; the disk thread then starts a new file segment).
     pub rate: u32,

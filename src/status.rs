@@ -109,7 +109,7 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
         }
     }
     let overflow = r.lost_frames(GapCause::Overflow);
-    let skipped = r.lost_frames(GapCause::JackSkipped);
+    let skipped = r.lost_frames(GapCause::JackSkipped) + r.lost_frames(GapCause::Torn);
     let _ = writeln!(s, "  xruns   {xruns} reported by JACK");
     let _ = writeln!(
         s,

@@ -300,7 +300,13 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
         })
     };
     let times = paced(cycles, period, |i| {
-        core.process_cycle((i * frames) as u32, frames as u32, 48000, |p| &inputs[p][..]);
+        core.process_cycle(
+            (i * frames) as u32,
+            frames as u32,
+            48000,
+            |p| &inputs[p][..],
+            || (i * frames) as u32,
+        );
     });
     stop.store(true, Relaxed);
     let _ = drain.join();

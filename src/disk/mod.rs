@@ -43,6 +43,10 @@ pub enum GapCause {
     Overflow,
     /// JACK's frame time jumped: the server skipped cycles (an xrun).
     JackSkipped,
+    /// JACK began the next cycle while the callback was still copying this
+    /// one (an xrun in JACK2's asynchronous mode): the buffers may mix two
+    /// cycles, so the cycle is not used.
+    Torn,
 }
 
 impl std::fmt::Display for GapCause {
@@ -50,6 +54,7 @@ impl std::fmt::Display for GapCause {
         f.write_str(match self {
             Self::Overflow => "ring buffer overflow (disk too slow)",
             Self::JackSkipped => "JACK skipped cycles (xrun)",
+            Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
         })
     }
 }
@@ -596,10 +601,11 @@ impl DiskWriter {
         // frames (repeats are already there).
         let gap_at = p.at - p.missing();
         let new = (n as u64).saturating_sub(p.repeated);
+        let cause = if rec.queued { GapCause::Torn } else { GapCause::Overflow };
         let segments = [
             (gap_at, p.overflow, GapCause::Overflow, false),
             (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
-            (p.first_new(), new, GapCause::Overflow, rec.queued),
+            (p.first_new(), new, cause, rec.queued && !rec.overtaken),
         ];
         for (at, len, cause, has_data) in segments {
             if len == 0 {
@@ -674,6 +680,11 @@ impl DiskWriter {
         spec.file = Some(format!("{base}_seg{index}.wav"));
         spec.take_id = Some(a.take.take_id().to_owned());
         spec.lead_in_silence = 0;
+        // `--duration` covers the whole take: what is left of it, in time.
+        spec.max_frames = a.take.spec.max_frames.map(|_| {
+            let left = a.take.remaining() as f64 / a.take.spec.sample_rate.max(1) as f64;
+            (left * rate as f64).round() as u64
+        });
         let mut next = Take::create(spec, Local::now())?;
         next.set_origin(jack_first, Local::now())?;
         let why = match p.rate_change {
@@ -791,7 +802,7 @@ impl DiskWriter {
             self.stats.bytes.store(a.take.bytes(), Relaxed);
             let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
             self.stats.overflow_frames.store(lost(GapCause::Overflow), Relaxed);
-            self.stats.skipped_frames.store(lost(GapCause::JackSkipped), Relaxed);
+            self.stats.skipped_frames.store(lost(GapCause::JackSkipped) + lost(GapCause::Torn), Relaxed);
         }
     }
 
@@ -961,7 +972,7 @@ mod tests {
         // do not fit in the rings, then one more cycle skipped and 64 frames.
         for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 8100), (9612 + 64, 64)] {
             let b = cycle(t, n);
-            capture.process_cycle(t, n, 48000, |i| &b[i]);
+            capture.process_cycle(t, n, 48000, |i| &b[i], || t);
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 8100);
         w.run();
@@ -1001,7 +1012,7 @@ mod tests {
             let t = t0 + k * 64;
             let b: Vec<Vec<f32>> =
                 (0..2).map(|c| (0..64).map(|i| signal((t + i) as u64, c)).collect()).collect();
-            capture.process_cycle(t, 64, 48000, |i| &b[i]);
+            capture.process_cycle(t, 64, 48000, |i| &b[i], || t);
         }
     }
 

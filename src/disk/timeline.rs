@@ -161,7 +161,7 @@ mod tests {
     use super::*;
 
     fn rec(frame_time: u32, nframes: u32) -> CycleRecord {
-        CycleRecord { frame_time, nframes, queued: true, unlogged_before: 0, rate: 48000 }
+        CycleRecord { frame_time, nframes, queued: true, unlogged_before: 0, overtaken: false, rate: 48000 }
     }
 
     #[test]
@@ -314,6 +314,7 @@ mod tests {
                     nframes: n as u32,
                     queued: true,
                     unlogged_before: unlogged as u32,
+                    overtaken: false,
                     rate: 48000,
                 };
                 let p = tl.place(&r);

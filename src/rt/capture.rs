@@ -129,7 +129,8 @@ impl Capture {
 
     /// Queues one cycle. `buffer(i)` returns port `i`'s buffer of `nframes`
     /// samples. A cycle is queued on every port or on none, so the channels
-    /// can never drift apart.
+    /// can never drift apart. `frame_time_now()` is read again after the
+    /// copy: if it is no longer `frame_time`, the cycle was overtaken.
     ///
     /// Real-time safe: no allocation, no lock, no syscall.
     #[inline]
@@ -139,6 +140,7 @@ impl Capture {
         nframes: u32,
         rate: u32,
         buffer: impl Fn(usize) -> &'a [f32],
+        frame_time_now: impl FnOnce() -> u32,
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
@@ -152,7 +154,21 @@ impl Capture {
         } else {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);
         }
-        let record = CycleRecord { frame_time, nframes, queued: fits, unlogged_before: self.unlogged, rate };
+        // The frame time after the copies: the buffer reads above come first
+        // (a load is not reordered before earlier loads on x86; the fence
+        // keeps the compiler from doing it). JACK advances its frame time
+        // before it wakes the clients of the next cycle, so any write of the
+        // next cycle that the copy could have seen shows here.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let overtaken = frame_time_now() != frame_time;
+        let record = CycleRecord {
+            frame_time,
+            nframes,
+            queued: fits,
+            unlogged_before: self.unlogged,
+            overtaken,
+            rate,
+        };
         if self.rings.cycles.try_push(record).is_ok() {
             self.unlogged = 0;
         } else {
@@ -183,7 +199,13 @@ impl jack::ProcessHandler for JackCapture {
             // processed), no syscall.
             let rate = client.sample_rate();
             let ports = &self.ports;
-            self.core.process_cycle(frame_time, ps.n_frames(), rate, |i| ports[i].as_slice(ps));
+            self.core.process_cycle(
+                frame_time,
+                ps.n_frames(),
+                rate,
+                |i| ports[i].as_slice(ps),
+                || ps.last_frame_time(),
+            );
         });
         self.core.counters.callback.record(entry.elapsed().as_nanos() as u64);
         jack::Control::Continue
@@ -204,7 +226,7 @@ mod tests {
         let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
         // Fill the rings: 8192 frames fit (two cycles), the third does not.
         for k in 0..3u32 {
-            crate::rt::guard(|| c.process_cycle(k * 4096, 4096, 48000, |i| &bufs[i]));
+            crate::rt::guard(|| c.process_cycle(k * 4096, 4096, 48000, |i| &bufs[i], || k * 4096));
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 4096);
         let recs: Vec<CycleRecord> = disk.cycles.pop_iter().collect();
@@ -246,14 +268,14 @@ mod tests {
         let slots = disk.cycles.vacant_len();
         let mut t = 0;
         for _ in 0..slots + 2 {
-            c.process_cycle(t, 16, 48000, |_| &buf);
+            c.process_cycle(t, 16, 48000, |_| &buf, || t);
             t += 16;
         }
         // Drain the log and some audio, then one more cycle.
         let n = disk.cycles.pop_iter().count();
         assert_eq!(n, slots);
         disk.ports[0].clear();
-        c.process_cycle(t, 16, 48000, |_| &buf);
+        c.process_cycle(t, 16, 48000, |_| &buf, || t);
         let rec = disk.cycles.try_pop().unwrap();
         assert_eq!(rec.unlogged_before, 32);
         assert_eq!(rec.frame_time, t);

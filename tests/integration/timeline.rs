@@ -246,3 +246,39 @@ fn a_restarted_jack_server_gets_exactly_stamped_takes() {
     let v = assert_take(&two[0], Some(&truth));
     assert_eq!(v.time_reference, first);
 }
+
+/// `capstan record` does the same as the daemon when the rate changes
+/// mid-take: segments, each exact, and `--duration` spans them all.
+#[test]
+fn record_continues_in_segments_when_pipewire_changes_the_rate() {
+    let server = JackServer::start_kind(ServerKind::PipeWire, 1024);
+    let src = server.source(2);
+    let dir = tempdir();
+    let out = std::thread::scope(|scope| {
+        let rec = scope.spawn(|| {
+            let mut c = server.capstan();
+            c.args(["record", "--json", "-q", "--connect", "src:out_*", "--duration", "3", "--dir"])
+                .arg(dir.path());
+            run(c)
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        server.pw_setting("clock.force-rate", 44100);
+        std::thread::sleep(Duration::from_millis(1000));
+        server.pw_setting("clock.force-rate", 48000);
+        rec.join().unwrap()
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&out);
+    let (_, truth) = src.stop_truth();
+    let segs = s["take"]["segments"].as_array().unwrap_or_else(|| panic!("no segments: {s}"));
+    let rates: Vec<u64> = segs.iter().map(|g| g["sample_rate"].as_u64().unwrap()).collect();
+    assert_eq!(rates, [48000, 44100, 48000], "{s}");
+    let mut seconds = 0.0;
+    for seg in segs {
+        let path = PathBuf::from(seg["files"][0]["path"].as_str().unwrap());
+        let v = assert_position_exact(&path, 0, &gap_runs(seg["gaps"].as_array().unwrap()), Some(&truth));
+        assert_eq!(Some(v.time_reference), seg["first_frame_time"].as_u64());
+        seconds += v.frames as f64 / seg["sample_rate"].as_f64().unwrap();
+    }
+    assert!((seconds - 3.0).abs() < 0.05, "the take lasts {seconds} s, not 3: {s}");
+}
