@@ -49,6 +49,9 @@ pub struct Manifest {
     /// Frames per channel written (at the last update).
     pub frames: u64,
     pub gaps: Vec<Gap>,
+    /// Frames JACK delivered a second time (already written once; dropped).
+    #[serde(default)]
+    pub repeated_frames: u64,
     pub xruns: u64,
     pub state: TakeState,
     pub error: Option<String>,
@@ -140,6 +143,7 @@ mod tests {
             started: None,
             frames: 10,
             gaps: vec![],
+            repeated_frames: 0,
             xruns: 0,
             state: TakeState::Recording,
             error: None,

@@ -249,6 +249,7 @@ mod tests {
             started: Some(when.to_rfc3339()),
             frames: 0,
             gaps: vec![],
+            repeated_frames: 0,
             xruns: 0,
             state,
             error: None,

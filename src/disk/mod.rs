@@ -325,6 +325,8 @@ struct Active {
     next: Option<Box<Take>>,
     last_checkpoint: Instant,
     repeated: u64,
+    /// `repeated` when the current segment began.
+    repeated_before: u64,
     /// Segments already finished (rate or clock changes).
     segments: Vec<SegmentReport>,
     /// JACK frame time of the current segment's first frame.
@@ -503,6 +505,7 @@ impl DiskWriter {
             next: None,
             last_checkpoint: Instant::now(),
             repeated: 0,
+            repeated_before: 0,
             segments: Vec::new(),
             segment_first: None,
             xruns_at_start: self.xruns.load(Relaxed),
@@ -693,6 +696,8 @@ impl DiskWriter {
         };
         next.set_continues(a.take.name.clone(), &why)?;
         a.take.set_continued_in(next.name.clone())?;
+        a.take.note_repeated(a.repeated - a.repeated_before);
+        a.repeated_before = a.repeated;
         let old = std::mem::replace(&mut a.take, next);
         let gaps = std::mem::take(&mut a.gaps);
         let first = a.segment_first.replace(jack_first);
@@ -846,6 +851,7 @@ impl DiskWriter {
             ring_high_water_seconds: disk.ring_high_water_frames as f64 / sample_rate.max(1) as f64,
             overflow_frames: self.stats.overflow_frames.load(Relaxed).saturating_sub(a.overflow_at_start),
         };
+        a.take.note_repeated(a.repeated - a.repeated_before);
         let (files, fin_err) = a.take.finalize(&a.gaps, xruns, msg.as_deref(), rt);
         // What the files really hold (a failed last write loses its buffer).
         let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);

@@ -167,6 +167,7 @@ impl Take {
             started: None,
             frames: 0,
             gaps: Vec::new(),
+            repeated_frames: 0,
             xruns: 0,
             state: TakeState::Recording,
             error: None,
@@ -320,6 +321,11 @@ impl Take {
         }
         self.frames += n;
         Ok(())
+    }
+
+    /// Frames of this take (segment) that JACK delivered twice.
+    pub fn note_repeated(&mut self, frames: u64) {
+        self.manifest.repeated_frames = frames;
     }
 
     /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).

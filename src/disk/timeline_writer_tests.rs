@@ -116,6 +116,8 @@ fn an_overrun_is_a_reported_gap_and_the_repeat_is_dropped() {
     assert_eq!(r.gaps, vec![Gap { at: 2048, frames: 1024, cause: GapCause::JackSkipped }]);
     assert_eq!(r.repeated_frames, 1024);
     assert_position_exact(&r.files[0].path, 0, 6144, &r.gaps);
+    let m = crate::manifest::Manifest::load(&crate::manifest::Manifest::path(b.dir.path(), &r.name)).unwrap();
+    assert_eq!((m.repeated_frames, m.gaps.clone()), (1024, r.gaps.clone()));
 }
 
 /// JACK2 asynchronous mode let the next cycle begin while a late callback

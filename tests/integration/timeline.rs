@@ -62,12 +62,19 @@ fn around(server: &JackServer, fault: impl FnOnce(&Daemon, &Source)) -> Vec<Valu
         manifests.push(manifest_of(f));
     }
     assert_eq!(manifests[0]["first_frame_time"].as_u64(), Some(first_one));
+    for m in &manifests {
+        eprintln!(
+            "take one: {} Hz, first frame {}, {} frames, repeated {}, gaps {}",
+            m["sample_rate"], m["first_frame_time"], m["frames"], m["repeated_frames"], m["gaps"]
+        );
+    }
     // The next take is stamped exactly: reply, manifest, bext and audio agree.
     let two = take_files(dir.path(), "two");
     assert_eq!(two.len(), 1, "{two:?}");
     let v = assert_take(&two[0], Some(&truth));
     assert_eq!(v.time_reference, first_two);
     assert!(v.frames >= 12_000, "{v:?}");
+    eprintln!("take two: first frame {first_two} = reply = manifest = bext, {} frames exact", v.frames);
     manifests
 }
 
