@@ -729,6 +729,18 @@ impl Daemon {
             self.push_state();
             self.current = None;
         }
+        if r.segments.len() > 1 {
+            let rates: Vec<String> = r.segments.iter().map(|s| s.sample_rate.to_string()).collect();
+            self.notice(
+                2,
+                format!(
+                    "take {}: JACK's rate changed during the take; it is in {} segments ({} Hz)",
+                    r.name,
+                    r.segments.len(),
+                    rates.join(" → ")
+                ),
+            );
+        }
         let lost: u64 = r.gaps.iter().map(|g| g.frames).sum();
         if lost > 0 {
             self.notice(
