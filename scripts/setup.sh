@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what capstan needs to build, run and test, if it is missing:
 # JACK 2 (server, tools, headers), PipeWire with its JACK layer (the tests
-# run against both), liblo-tools (oscsend/oscdump) and sox.
+# run against both), liblo-tools (oscsend/oscdump), SuperCollider's sclang
+# (an OSC client of our users, in the tests) and sox. No recommended
+# packages: sclang alone, without its IDE and server.
 set -euo pipefail
 need=()
 command -v jackd >/dev/null || need+=(jackd2)
@@ -11,6 +13,7 @@ command -v pipewire >/dev/null || need+=(pipewire)
 command -v pw-metadata >/dev/null || need+=(pipewire-bin)
 command -v pw-jack >/dev/null || need+=(pipewire-jack)
 command -v oscsend >/dev/null || need+=(liblo-tools)
+command -v sclang >/dev/null || need+=(supercollider-language)
 command -v sox >/dev/null || need+=(sox)
 command -v soxi >/dev/null || need+=(sox)
 if ! command -v cargo >/dev/null; then
@@ -30,4 +33,4 @@ echo "setup: installing $pkgs"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
-apt-get install -y -qq $pkgs >/dev/null
+apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

@@ -114,6 +114,10 @@ pub struct CtlArgs {
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    /// Print the reply as one JSON object with named values (frame and byte
+    /// counts as exact integers).
+    #[arg(long)]
+    pub json: bool,
     /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
     /// status | list | reset
     pub command: String,

@@ -11,15 +11,42 @@ use rosc::{OscPacket, OscType};
 
 use crate::cli::CtlArgs;
 use crate::control::osc;
+use crate::control::replies::{self, Kind};
 
-fn show(a: &OscType) -> String {
-    match a {
-        OscType::String(s) => s.clone(),
-        OscType::Int(v) => v.to_string(),
-        OscType::Long(v) => v.to_string(),
-        OscType::Float(v) => v.to_string(),
-        OscType::Double(v) => format!("{v:.3}"),
-        other => format!("{other:?}"),
+/// A value for people: counts of frames and bytes as integers, real
+/// numbers with three decimals.
+fn show(kind: Option<Kind>, a: &OscType) -> String {
+    match (kind, a) {
+        (Some(Kind::Count), OscType::Double(v)) => format!("{v:.0}"),
+        (_, OscType::String(s)) => s.clone(),
+        (_, OscType::Int(v)) => v.to_string(),
+        (_, OscType::Long(v)) => v.to_string(),
+        (_, OscType::Float(v)) => v.to_string(),
+        (_, OscType::Double(v)) => format!("{v:.3}"),
+        (_, other) => format!("{other:?}"),
+    }
+}
+
+/// A value for `--json`: counts as exact integers.
+fn json(kind: Kind, a: &OscType) -> serde_json::Value {
+    match (kind, a) {
+        (Kind::Count, OscType::Double(v)) => serde_json::json!(*v as u64),
+        (_, OscType::String(s)) => serde_json::json!(s),
+        (_, OscType::Int(v)) => serde_json::json!(v),
+        (_, OscType::Double(v)) => serde_json::json!(v),
+        (_, other) => serde_json::json!(format!("{other:?}")),
+    }
+}
+
+/// Prints the values of a `/reply` or `/error` (after the path).
+fn print(fields: &[(&str, Kind)], values: &[OscType], as_json: bool) {
+    if as_json {
+        let obj: serde_json::Map<String, serde_json::Value> =
+            fields.iter().zip(values).map(|((name, kind), v)| (name.to_string(), json(*kind, v))).collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        let kinds = fields.iter().map(|f| Some(f.1)).chain(std::iter::repeat(None));
+        println!("{}", values.iter().zip(kinds).map(|(v, k)| show(k, v)).collect::<Vec<_>>().join(" "));
     }
 }
 
@@ -54,11 +81,18 @@ pub fn run(args: CtlArgs) -> Result<ExitCode> {
         let for_us = matches!(m.args.first(), Some(OscType::String(p)) if *p == path);
         match m.addr.as_str() {
             "/reply" if for_us => {
-                println!("{}", m.args[1..].iter().map(show).collect::<Vec<_>>().join(" "));
+                print(replies::reply_fields(&path).unwrap_or(&[]), &m.args[1..], args.json);
                 return Ok(ExitCode::SUCCESS);
             }
             "/error" if for_us => {
-                eprintln!("capstan ctl: {}", m.args[1..].iter().map(show).collect::<Vec<_>>().join(" "));
+                if args.json {
+                    print(&[("code", Kind::Int), ("message", Kind::Text)], &m.args[1..], true);
+                } else {
+                    eprintln!(
+                        "capstan ctl: {}",
+                        m.args[1..].iter().map(|a| show(None, a)).collect::<Vec<_>>().join(" ")
+                    );
+                }
                 return Ok(ExitCode::FAILURE);
             }
             _ => {} // feedback for subscribers, or someone else's reply

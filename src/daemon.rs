@@ -14,6 +14,7 @@ use rosc::OscType;
 use crate::cli::DaemonArgs;
 use crate::control::osc::{self, Code, Command, Refusal};
 use crate::control::preflight::{self, Limits};
+use crate::control::replies::count;
 use crate::control::state::{State, StateCell};
 use crate::disk::{DiskEvent, SpaceGuard, StopAt, Take, TakeReport, TakeSpec};
 use crate::engine::{self, Engine};
@@ -303,15 +304,15 @@ impl Daemon {
             Some(c) => (c.id.clone(), c.first_frame_time.unwrap_or(0)),
             None => (String::new(), 0),
         };
-        let msg = osc::encode(
+        let msg = osc::push(
             "/recording/state",
-            vec![s(id), s(self.state.get().name()), OscType::Long(first as i64), OscType::Double(now_unix())],
+            vec![s(id), s(self.state.get().name()), count(first), OscType::Double(now_unix())],
         );
         self.broadcast(&msg);
     }
 
     fn push_error(&self, take: &str, code: Code, text: &str) {
-        self.broadcast(&osc::encode("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
+        self.broadcast(&osc::push("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
     }
 
     /// One datagram: every message in it is answered to its sender.
@@ -530,7 +531,7 @@ impl Daemon {
         }
         tracing::info!(take = %id, first_frame_time = ?first, "recording {}", files.join(", "));
         self.push_state();
-        Ok(vec![s(id), OscType::Long(first.unwrap_or(0) as i64), s(files.join(","))])
+        Ok(vec![s(id), count(first.unwrap_or(0)), s(files.join(","))])
     }
 
     /// Waits for the disk thread's `Started`, handling other events.
@@ -585,14 +586,14 @@ impl Daemon {
         engine.stop_take(StopAt::Frame(engine.frame_time()));
         match self.await_finish() {
             Some(r) => {
-                let frames = r.frames as i64;
-                let secs = r.frames as f64 / r.sample_rate.max(1) as f64;
+                let frames = r.frames;
+                let secs = r.seconds();
                 let files =
                     r.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(",");
                 let error = r.error.clone();
                 self.finished(r);
                 match error {
-                    None => Ok(vec![s(current), OscType::Long(frames), OscType::Double(secs), s(files)]),
+                    None => Ok(vec![s(current), count(frames), OscType::Double(secs), s(files)]),
                     Some(e) => Err(Refusal::new(Code::Write, e)),
                 }
             }
@@ -621,7 +622,7 @@ impl Daemon {
             self.fail(Code::Write, "the disk thread did not confirm the rotation".into());
             return Err(Refusal::new(Code::Write, "the disk thread did not confirm the rotation"));
         };
-        let old_frames = old.frames as i64;
+        let old_frames = old.frames;
         if let Some(e) = old.error.clone() {
             self.finished(old);
             return Err(Refusal::new(Code::Write, e));
@@ -632,13 +633,7 @@ impl Daemon {
             c.first_frame_time = first;
         }
         self.push_state();
-        Ok(vec![
-            s(old_id),
-            OscType::Long(old_frames),
-            s(id),
-            OscType::Long(first.unwrap_or(0) as i64),
-            s(files.join(",")),
-        ])
+        Ok(vec![s(old_id), count(old_frames), s(id), count(first.unwrap_or(0)), s(files.join(","))])
     }
 
     fn status(&self) -> Vec<OscType> {
@@ -668,10 +663,10 @@ impl Daemon {
             s(self.state.get().name()),
             s(id),
             OscType::Double(frames as f64 / rate.max(1) as f64),
-            OscType::Long(bytes as i64),
-            OscType::Long(lost as i64),
-            OscType::Long(xruns as i64),
-            OscType::Long(free as i64),
+            count(bytes),
+            count(lost),
+            OscType::Int(xruns.min(i32::MAX as u64) as i32),
+            count(free),
             s(err),
             OscType::Double(cb.p99_us),
             OscType::Double(cb.max_us),
@@ -831,10 +826,10 @@ impl Daemon {
                 let (e, c) =
                     (self.engine.as_ref().expect("checked"), self.current.as_ref().expect("checked"));
                 let secs = e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
-                let bytes = e.disk_stats.bytes.load(Relaxed) as i64;
-                let msg = osc::encode(
+                let bytes = e.disk_stats.bytes.load(Relaxed);
+                let msg = osc::push(
                     "/recording/progress",
-                    vec![s(c.id.clone()), OscType::Double(secs), OscType::Long(bytes)],
+                    vec![s(c.id.clone()), OscType::Double(secs), count(bytes)],
                 );
                 self.broadcast(&msg);
             }

@@ -223,9 +223,10 @@ fn latency(osc: &str, takes: usize, take_seconds: f64) -> Result<()> {
         let t0 = std::time::Instant::now();
         let reply = command(&sock, "/record/start")?;
         start_reply_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        let Some(rosc::OscType::Long(first)) = reply.get(2) else { bail!("bad start reply {reply:?}") };
+        let Some(rosc::OscType::Double(first)) = reply.get(2) else { bail!("bad start reply {reply:?}") };
+        let first = *first as u64;
         // Frame times wrap at 2^32; the difference is small either way.
-        let frames = (*first as u32).wrapping_sub(sent) as i32;
+        let frames = (first as u32).wrapping_sub(sent) as i32;
         start_ms.push(frames as f64 / rate * 1e3);
         std::thread::sleep(Duration::from_secs_f64(take_seconds));
         let t0 = std::time::Instant::now();

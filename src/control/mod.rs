@@ -3,4 +3,5 @@
 
 pub mod osc;
 pub mod preflight;
+pub mod replies;
 pub mod state;

@@ -197,10 +197,24 @@ pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
     rosc::encoder::encode(&OscPacket::Message(OscMessage { addr: addr.into(), args })).unwrap_or_default()
 }
 
-/// `/reply s:path …`
+/// `/reply s:path …`. Debug builds check the values against
+/// [`super::replies::REPLIES`].
 pub fn reply(path: &str, mut args: Vec<OscType>) -> Vec<u8> {
+    if let Some(fields) = super::replies::reply_fields(path) {
+        debug_assert!(super::replies::conforms(fields, &args), "reply to {path} breaks its schema: {args:?}");
+    }
     args.insert(0, OscType::String(path.into()));
     encode("/reply", args)
+}
+
+/// A pushed message (`/recording/…`). Debug builds check the values against
+/// [`super::replies::PUSHES`].
+pub fn push(addr: &str, args: Vec<OscType>) -> Vec<u8> {
+    debug_assert!(
+        super::replies::PUSHES.iter().any(|(p, f)| *p == addr && super::replies::conforms(f, &args)),
+        "push {addr} breaks its schema: {args:?}"
+    );
+    encode(addr, args)
 }
 
 /// `/error s:path i:code s:message`

@@ -167,6 +167,14 @@ impl TakeReport {
         self.segments = earlier;
     }
 
+    /// The take's length in seconds (segments may differ in rate).
+    pub fn seconds(&self) -> f64 {
+        if self.segments.is_empty() {
+            return self.frames as f64 / self.sample_rate.max(1) as f64;
+        }
+        self.segments.iter().map(|s| s.frames as f64 / s.sample_rate.max(1) as f64).sum()
+    }
+
     pub fn lost_frames(&self, cause: GapCause) -> u64 {
         self.gaps.iter().filter(|g| g.cause == cause).map(|g| g.frames).sum()
     }

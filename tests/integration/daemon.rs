@@ -12,10 +12,12 @@ fn s(v: &str) -> OscType {
     OscType::String(v.into())
 }
 
+/// A frame or byte count: `d` (clients like sclang cannot read int64), and
+/// a whole number.
 fn long(a: &OscType) -> u64 {
     match a {
-        OscType::Long(v) => *v as u64,
-        other => panic!("expected int64, got {other:?}"),
+        OscType::Double(v) if v.fract() == 0.0 && *v >= 0.0 => *v as u64,
+        other => panic!("expected a whole float64, got {other:?}"),
     }
 }
 
@@ -45,12 +47,22 @@ fn takes_by_oscsend_and_ctl_are_sample_exact() {
     assert!(text(&out.stdout).contains("kick-mic.wav"), "{}", text(&out.stdout));
     let out = ctl(d.port, &["stop", "take-a"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // ctl start/stop.
+    // ctl start/stop; for people, frame and byte counts print as integers;
+    // --json names every value and gives counts as exact integers.
     let out = ctl(d.port, &["start"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::thread::sleep(Duration::from_millis(500));
-    let out = ctl(d.port, &["stop"]);
+    let out = ctl(d.port, &["status"]);
+    let line = text(&out.stdout);
+    let bytes = line.split_whitespace().nth(3).unwrap();
+    assert!(bytes.parse::<u64>().is_ok_and(|b| b > 0), "bytes as an integer: {line}");
+    let out = ctl(d.port, &["--json", "stop"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let stop: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let frames = stop["frames"].as_u64().unwrap_or_else(|| panic!("frames not an exact integer: {stop}"));
+    let file = std::path::PathBuf::from(stop["files"].as_str().unwrap());
+    assert_eq!(capstan::wav::read_info(&file).unwrap().frames(), frames, "{stop}");
+    assert_eq!(stop["seconds"].as_f64(), Some(frames as f64 / 48_000.0));
     // Stop when idle: a clear error, exit 1.
     let out = ctl(d.port, &["stop"]);
     assert_eq!(out.status.code(), Some(1));

@@ -15,9 +15,7 @@ use crate::harness::*;
 
 fn frame_of(a: &OscType) -> u64 {
     match a {
-        OscType::Long(v) => *v as u64,
-        OscType::Int(v) => *v as u64,
-        OscType::Double(v) => *v as u64,
+        OscType::Double(v) if v.fract() == 0.0 => *v as u64,
         other => panic!("expected a frame number, got {other:?}"),
     }
 }

@@ -1,0 +1,201 @@
+//! OSC clients our users run, decoding what capstan sends: SuperCollider's
+//! sclang (running docs/examples/capstan.scd) and liblo (oscsend encodes the
+//! commands, oscdump decodes the replies and pushes and prints their types).
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// The value of a transcript field `Class=value`.
+fn value(field: &str) -> (&str, &str) {
+    field.split_once('=').unwrap_or_else(|| panic!("bad field {field:?}"))
+}
+
+fn whole(field: &str) -> u64 {
+    let (class, v) = value(field);
+    assert_eq!(class, "Float", "{field}");
+    let f: f64 = v.parse().unwrap();
+    assert_eq!(f.fract(), 0.0, "{field}");
+    f as u64
+}
+
+fn sym(field: &str) -> &str {
+    let (class, v) = value(field);
+    assert_eq!(class, "Symbol", "{field}");
+    v.trim_matches('\'')
+}
+
+fn take_file(dir: &Path, id: &str) -> PathBuf {
+    wavs(dir).into_iter().find(|p| p.to_string_lossy().contains(&format!("_{id}_"))).unwrap()
+}
+
+/// docs/examples/capstan.scd, run headless by sclang against a daemon:
+/// subscribe, start on a TempoClock beat with an integer take id, status,
+/// rotate, stop. Every value decodes (no `Char`, sclang's sign of a type it
+/// cannot read), and the numbers agree with the files.
+#[test]
+fn sclang_runs_the_example_and_decodes_every_value() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    let transcript = dir.path().join("sclang.txt");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/capstan.scd");
+    let mut c = Command::new("sclang");
+    c.arg("-u").arg(free_port().to_string()).arg(&example);
+    c.env("QT_QPA_PLATFORM", "offscreen")
+        .env("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox")
+        .env("CAPSTAN_PORT", d.port.to_string())
+        .env("CAPSTAN_TRANSCRIPT", &transcript)
+        .stdin(Stdio::null());
+    let out = wait_output(
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sclang (apt-get install --no-install-recommends supercollider-language)"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "sclang: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let (_, truth) = src.stop_truth();
+    let lines = std::fs::read_to_string(&transcript).unwrap();
+    eprintln!("sclang transcript:\n{lines}");
+    assert!(!lines.contains("Char="), "sclang could not read a type capstan sent:\n{lines}");
+    let reply = |cmd: &str| -> Vec<String> {
+        let l = lines
+            .lines()
+            .find(|l| l.starts_with(&format!("Symbol='/reply' Symbol='{cmd}'")))
+            .unwrap_or_else(|| panic!("no reply to {cmd}:\n{lines}"));
+        l.split(' ').skip(2).map(str::to_owned).collect()
+    };
+    // start: the integer id 42 comes back as the take id; the first frame
+    // is the take's first frame time.
+    let start = reply("/record/start");
+    assert_eq!(sym(&start[0]), "42");
+    let first = whole(&start[1]);
+    let one = take_file(dir.path(), "42");
+    let v1 = assert_take(&one, Some(&truth));
+    assert_eq!(v1.time_reference, first);
+    // status: 11 values, xruns an Integer, counts whole.
+    let status = reply("/record/status");
+    assert_eq!(status.len(), 11, "{status:?}");
+    assert_eq!(sym(&status[0]), "recording");
+    assert!(whole(&status[3]) > 0);
+    assert_eq!(value(&status[5]).0, "Integer");
+    // rotate: take 42's frames, and 43 starts on the very next frame.
+    let rotate = reply("/record/rotate");
+    assert_eq!(whole(&rotate[1]), v1.frames);
+    let two = take_file(dir.path(), "43");
+    let v2 = assert_take(&two, Some(&truth));
+    assert_eq!(whole(&rotate[3]), v2.time_reference);
+    assert_eq!(v2.time_reference, first + v1.frames);
+    // stop: frames = seconds × rate.
+    let stop = reply("/record/stop");
+    let frames = whole(&stop[1]);
+    assert_eq!(frames, v2.frames);
+    let (class, secs) = value(&stop[2]);
+    assert_eq!(class, "Float");
+    assert_eq!((secs.parse::<f64>().unwrap() * 48_000.0).round() as u64, frames, "{stop:?}");
+    // Pushes decoded too.
+    assert!(lines.contains("Symbol='/recording/state' Symbol='42' Symbol='recording' Float="), "{lines}");
+    assert!(lines.contains("Symbol='/recording/progress'"), "{lines}");
+}
+
+/// liblo: oscsend encodes each command; capstan's reply datagrams are handed
+/// to oscdump byte for byte, and oscdump, subscribed, also gets the pushes.
+/// It prints each message's type tags: only `s`, `i` and `d`, as documented.
+#[test]
+fn oscdump_reads_every_reply_and_push_with_the_documented_types() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    // Subscribe oscdump's port, then let oscdump have it.
+    let dump_port = {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        sock.send_to(&oscsend(&["/record/subscribe"]), ("127.0.0.1", d.port)).unwrap();
+        assert!(reply_on(&sock, Duration::from_secs(3)).is_some());
+        port
+    };
+    let mut dump = Command::new("oscdump")
+        .args(["-L", &dump_port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("oscdump (apt-get install liblo-tools)");
+    std::thread::sleep(Duration::from_millis(300));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 65536];
+    let mut ask = |cmd: &[&str]| {
+        sock.send_to(&oscsend(cmd), ("127.0.0.1", d.port)).unwrap();
+        // Forward the reply datagram, as it came, to oscdump.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no reply to {cmd:?}");
+            let Ok(n) = sock.recv(&mut buf) else { continue };
+            if buf[..n].starts_with(b"/reply") || buf[..n].starts_with(b"/error") {
+                sock.send_to(&buf[..n], ("127.0.0.1", dump_port)).unwrap();
+                return;
+            }
+        }
+    };
+    ask(&["/record/start", "i", "7"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    ask(&["/record/status"]);
+    ask(&["/record/list"]);
+    ask(&["/record/rotate", "s", "eight"]);
+    std::thread::sleep(Duration::from_millis(300));
+    ask(&["/record/stop"]);
+    ask(&["/record/stop"]); // an error: nothing runs
+    ask(&["/config/ports", "i", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dump.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let out = BufReader::new(dump.stdout.take().unwrap());
+    let lines: Vec<String> = out.lines().map_while(Result::ok).collect();
+    let _ = dump.wait();
+    eprintln!("oscdump:\n{}", lines.join("\n"));
+    // oscdump prints `TIMETAG ADDRESS TYPES ARGS…`.
+    let fields = |l: &str| l.split_whitespace().skip(1).map(str::to_owned).collect::<Vec<_>>();
+    let tags_of = |addr: &str, first_arg: Option<&str>| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| fields(l))
+            .filter(|f| f.first().map(String::as_str) == Some(addr))
+            .filter(|f| first_arg.is_none_or(|a| f.get(2) == Some(&format!("\"{a}\""))))
+            .map(|f| f.get(1).cloned().unwrap_or_default())
+            .collect()
+    };
+    let want = [
+        ("/reply", Some("/record/start"), "ssds"),
+        ("/reply", Some("/record/status"), "sssdddidsddd"),
+        ("/reply", Some("/record/list"), "sss"),
+        ("/reply", Some("/record/rotate"), "ssdsds"),
+        ("/reply", Some("/record/stop"), "ssdds"),
+        ("/error", Some("/record/stop"), "sis"),
+        ("/reply", Some("/config/ports"), "si"),
+        ("/recording/state", None, "ssdd"),
+        ("/recording/progress", None, "sdd"),
+    ];
+    for (addr, arg, tags) in want {
+        let seen = tags_of(addr, arg);
+        assert!(!seen.is_empty(), "oscdump saw no {addr} {arg:?}:\n{}", lines.join("\n"));
+        assert!(seen.iter().all(|t| t == tags), "{addr} {arg:?}: tags {seen:?}, documented {tags}");
+    }
+    assert!(lines.iter().all(|l| !fields(l).get(1).is_some_and(|t| t.contains('h'))), "int64 sent");
+}
+
+/// The bytes `oscsend - PATH [TYPES VALUES…]` encodes.
+fn oscsend(args: &[&str]) -> Vec<u8> {
+    let out =
+        Command::new("oscsend").arg("-").args(args).output().expect("oscsend (apt-get install liblo-tools)");
+    assert!(out.status.success(), "oscsend {args:?}");
+    out.stdout
+}
