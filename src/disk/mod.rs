@@ -268,6 +268,21 @@ impl History {
         self.end - self.len as u64
     }
 
+    /// Overwrites the frames at positions `[pos, pos + n)`, if the history
+    /// holds them, with each channel's samples `data[c][..n]`.
+    fn overwrite(&mut self, pos: u64, n: usize, data: &[Vec<f32>]) -> bool {
+        if pos < self.start() || pos + n as u64 > self.end {
+            return false;
+        }
+        let at = (self.head + (pos - self.start()) as usize) % self.cap;
+        let first = n.min(self.cap - at);
+        for (ring, src) in self.chans.iter_mut().zip(data) {
+            ring[at..at + first].copy_from_slice(&src[..first]);
+            ring[..n - first].copy_from_slice(&src[first..n]);
+        }
+        true
+    }
+
     /// Forgets everything; the next frame is at `end`.
     fn clear(&mut self, end: u64) {
         self.len = 0;
@@ -603,10 +618,8 @@ impl DiskWriter {
         if p.rate_change.is_some() || p.clock_reset {
             self.new_clock(&p);
         }
-        if let Some(a) = &mut self.active {
-            if a.first_frame_time.is_some() {
-                a.repeated += p.repeated;
-            }
+        if p.repeated > 0 {
+            self.replace_repeat(&p, rec.queued && !rec.overtaken);
         }
         // Into the history: gap segments as silence, then the cycle's new
         // frames (repeats are already there).
@@ -641,6 +654,38 @@ impl DiskWriter {
         }
         self.advance();
         self.publish();
+    }
+
+    /// JACK delivered frames again (see [`timeline`]): the newer copy, if it
+    /// is clean, replaces the earlier one where no take has written it yet
+    /// (the takes hold the newest cycle back for this), and a gap there
+    /// (an overtaken or dropped first copy) is filled.
+    fn replace_repeat(&mut self, p: &Placement, clean: bool) {
+        let written = self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map(|a| a.cursor);
+        if let Some(a) = &mut self.active {
+            if a.first_frame_time.is_some() {
+                a.repeated += p.repeated;
+            }
+        }
+        if !clean {
+            return;
+        }
+        let from = p.at.max(written.unwrap_or(0));
+        let to = p.at + p.repeated;
+        if from >= to {
+            tracing::warn!(
+                at = p.at,
+                frames = p.repeated,
+                "a repeated cycle came after its first copy was written"
+            );
+            return;
+        }
+        let skip = (from - p.at) as usize;
+        let fresh: Vec<Vec<f32>> =
+            self.scratch.iter().map(|c| c[skip..skip + (to - from) as usize].to_vec()).collect();
+        if self.history.overwrite(from, (to - from) as usize, &fresh) {
+            cut_gaps(&mut self.gaps, from, to);
+        }
     }
 
     /// Before `len` more frames enter the history, the running take writes
@@ -757,9 +802,15 @@ impl DiskWriter {
             Some(StopAt::Drained) => Some(hist_end),
             None => None,
         };
-        let mut limit = match stop_end {
-            Some(e) => e.min(hist_end),
-            None => hist_end.saturating_sub(self.write_delay).max(at_least.unwrap_or(0).min(hist_end)),
+        // The newest cycle is held back until the next one shows whether it
+        // repeats it (see `replace_repeat`); only a drained ending takes all.
+        let held = hist_end.saturating_sub(self.timeline.newest_len());
+        let mut limit = match (a.stop, stop_end) {
+            (Some(StopAt::Drained), _) => hist_end,
+            (_, Some(e)) => e.min(held),
+            (_, None) => {
+                hist_end.saturating_sub(self.write_delay).min(held).max(at_least.unwrap_or(0).min(hist_end))
+            }
         };
         limit = limit.min(a.cursor.saturating_add(a.take.remaining()));
         if let Err(e) = self.flush_history(limit) {
@@ -894,6 +945,25 @@ impl DiskWriter {
             self.advance();
         }
     }
+}
+
+/// Removes `[from, to)` from the gaps (their frames arrived after all).
+fn cut_gaps(gaps: &mut VecDeque<Gap>, from: u64, to: u64) {
+    let mut out = VecDeque::with_capacity(gaps.len() + 1);
+    for g in gaps.drain(..) {
+        let end = g.at + g.frames;
+        if end <= from || g.at >= to {
+            out.push_back(g);
+            continue;
+        }
+        if g.at < from {
+            out.push_back(Gap { frames: from - g.at, ..g });
+        }
+        if end > to {
+            out.push_back(Gap { at: to, frames: end - to, ..g });
+        }
+    }
+    *gaps = out;
 }
 
 /// Copies the gaps between the take's cursor and `to` into the take, at

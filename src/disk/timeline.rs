@@ -10,11 +10,15 @@
 //! - cycles a client misses (stalled, preempted, a PipeWire quantum or rate
 //!   change) make the frame time jump forward by exactly the frames it never
 //!   received: a *skip*, which becomes silence of exactly that length;
-//! - JACK2 in asynchronous mode runs a client that overran one cycle twice
-//!   in the next one: first with the next cycle's frame time (the cycle in
-//!   between is skipped), then again with the same frame time and the same
-//!   audio. The second run *rewinds*; its frames are already placed and are
-//!   dropped as repeats (never written twice, never moved);
+//! - JACK2 in asynchronous mode runs a client that was late (it overran, or
+//!   was stopped) twice on one frame time: the first run comes from a
+//!   wake-up left over from the cycle before and may read the upstream's
+//!   buffers before the upstream has written this cycle (measured: the
+//!   audio of the frame time one period earlier); the second run comes from
+//!   the upstream's own wake-up and reads this cycle's audio. The second run
+//!   *rewinds*: its frames are a *repeat*, and the newer clean copy replaces
+//!   the earlier one (the disk thread holds the newest cycle back until the
+//!   next one shows whether it repeats). Nothing is written twice or moved;
 //! - our own dropped cycles (rings full) are known exactly from the capture
 //!   core, and are part of the jump the next logged cycle shows.
 //!
@@ -84,6 +88,12 @@ impl Timeline {
     /// Position just after the newest frame placed, if any cycle came yet.
     pub fn end(&self) -> Option<u64> {
         self.next
+    }
+
+    /// Length of the newest cycle (0 before the first): how much the takes
+    /// hold back, so that a repeat of it can still replace it.
+    pub fn newest_len(&self) -> u64 {
+        self.last.map_or(0, |l| l.1)
     }
 
     /// The rate of the newest cycle (0 before the first).

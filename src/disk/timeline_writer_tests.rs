@@ -67,8 +67,15 @@ impl Bed {
 
     /// A cycle during whose copy JACK's frame time became `now`.
     fn cycle_read_until(&mut self, t: u32, n: u32, rate: u32, now: u32) {
+        self.cycle_holding(t, n, rate, now, t);
+    }
+
+    /// A cycle at frame time `t` whose buffers hold the audio of frame time
+    /// `audio` (a stale read), and during whose copy the frame time became
+    /// `now`.
+    fn cycle_holding(&mut self, t: u32, n: u32, rate: u32, now: u32, audio: u32) {
         let b: Vec<Vec<f32>> =
-            (0..2).map(|c| (0..n).map(|i| signal(t as u64 + i as u64, c)).collect()).collect();
+            (0..2).map(|c| (0..n).map(|i| signal(audio as u64 + i as u64, c)).collect()).collect();
         self.capture.process_cycle(t, n, rate, |i| &b[i], || now);
         self.w.drain_cycles();
     }
@@ -104,7 +111,7 @@ fn assert_position_exact(path: &std::path::Path, first: u64, frames: u64, gaps: 
 /// following cycle's frame time (one cycle never delivered), the run after
 /// it the same frame time again with the same audio.
 #[test]
-fn an_overrun_is_a_reported_gap_and_the_repeat_is_dropped() {
+fn an_overrun_is_a_reported_gap_and_the_repeat_written_once() {
     let mut b = bed(0);
     b.start();
     for t in [0u32, 1024, 3072, 3072, 4096, 5120] {
@@ -140,6 +147,43 @@ fn a_cycle_overtaken_while_copied_is_a_torn_gap() {
         ]
     );
     assert_position_exact(&r.files[0].path, 0, 4096, &r.gaps);
+}
+
+/// Measured on jackd2 asynchronous at period 128 after a 1-period stall:
+/// the first run after it read frame time t while the upstream's buffers
+/// still held t - 128 (a wake-up left over from before the stall); the run
+/// after it repeated t with t's audio. The later, clean copy wins; nothing
+/// stale is written.
+#[test]
+fn a_stale_first_copy_is_replaced_by_its_repeat() {
+    for history in [0, 48_000] {
+        let mut b = bed(history);
+        b.start();
+        b.cycle(0, 128, 48000);
+        b.cycle(128, 128, 48000);
+        b.cycle_holding(384, 128, 48000, 384, 256); // stale: 256's audio at 384
+        b.cycle(384, 128, 48000); // the repeat, with 384's audio
+        b.cycle(512, 128, 48000);
+        let r = b.stop();
+        assert_eq!(r.gaps, vec![Gap { at: 256, frames: 128, cause: GapCause::JackSkipped }]);
+        assert_eq!(r.repeated_frames, 128);
+        assert_position_exact(&r.files[0].path, 0, 640, &r.gaps);
+    }
+}
+
+/// An overtaken (torn) first copy followed by a clean repeat: the repeat
+/// fills what would have been a gap.
+#[test]
+fn a_clean_repeat_fills_a_torn_gap() {
+    let mut b = bed(0);
+    b.start();
+    b.cycle(0, 1024, 48000);
+    b.cycle_read_until(1024, 1024, 48000, 2048);
+    b.cycle(1024, 1024, 48000);
+    b.cycle(2048, 1024, 48000);
+    let r = b.stop();
+    assert_eq!(r.gaps, vec![]);
+    assert_position_exact(&r.files[0].path, 0, 3072, &r.gaps);
 }
 
 /// A stall of 1, 2, 3, 5 and 50 periods: each a gap of exactly its length,
