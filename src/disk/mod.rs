@@ -126,8 +126,8 @@ pub struct TakeReport {
     pub started: Option<String>,
     /// Every gap, at frame offsets in the take (segments follow each other).
     pub gaps: Vec<Gap>,
-    /// Frames JACK delivered a second time (JACK2 runs a client that overran
-    /// a cycle twice in the next one): already written once, dropped.
+    /// Frames JACK delivered a second time (JACK2 runs a late client twice on
+    /// one frame time): written once, from the newer clean copy.
     pub repeated_frames: u64,
     /// The take's segments, when the rate or JACK's clock changed during it
     /// (empty for a take in one piece).
@@ -1112,7 +1112,9 @@ mod tests {
         }
     }
 
-    fn writer(history: usize) -> (DiskWriter, Capture, Receiver<DiskEvent>, tempfile::TempDir) {
+    /// A disk writer fed by a capture core (2 channels, no JACK) with
+    /// `history` frames of history and half of that as write delay.
+    pub(super) fn writer(history: usize) -> (DiskWriter, Capture, Receiver<DiskEvent>, tempfile::TempDir) {
         let (cap, disk) = rings::allocate(2, 65536);
         let (_ctx, crx) = channel();
         let (etx, erx) = channel();

@@ -2,14 +2,12 @@
 //! through the real capture core (no JACK): every frame of every file must sit
 //! at its own frame time, and every silent run must be a reported gap.
 
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 
 use chrono::Local;
 
 use super::*;
-use crate::rings;
-use crate::rt::{Capture, CaptureCounters};
+use crate::rt::Capture;
 use crate::wav::SampleFormat;
 
 fn signal(t: u64, c: usize) -> f32 {
@@ -25,21 +23,8 @@ struct Bed {
 
 /// A writer with `history` frames of history (and half of it as write delay).
 fn bed(history: usize) -> Bed {
-    let (cap, disk) = rings::allocate(2, 1 << 17);
-    let (_ctx, crx) = channel();
-    let (etx, erx) = channel();
-    let w = DiskWriter::new(
-        disk,
-        crx,
-        etx,
-        Arc::new(DiskStats::default()),
-        history,
-        history / 2,
-        Arc::default(),
-        None,
-    );
-    let capture = Capture::new(cap, Arc::new(CaptureCounters::default()));
-    Bed { w, capture, events: erx, dir: tempfile::tempdir().unwrap() }
+    let (w, capture, events, dir) = super::tests::writer(history);
+    Bed { w, capture, events, dir }
 }
 
 impl Bed {
