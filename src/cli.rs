@@ -192,6 +192,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             if policy.is_empty() {
                 anyhow::bail!("no retention rule given (--keep-last, --max-age, --max-total, --keep-free)");
             }
+            // Never under a running recorder: it prunes its own directory.
+            let _lock = if dry_run { None } else { Some(crate::lock::acquire(&dir)?) };
             let lines = crate::retention::apply(&dir, &policy, dry_run)?;
             if lines.is_empty() {
                 println!("nothing to prune in {}", dir.display());

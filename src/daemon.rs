@@ -132,12 +132,19 @@ impl Daemon {
         let lock = if hosting.lock_held { None } else { Some(lock::acquire(&args.dir)?) };
         // Takes a crash left open are repaired before anything else happens.
         match crate::recover::recover(&args.dir) {
-            Ok(done) => {
-                for r in done {
+            Ok(report) => {
+                for r in report.recovered {
                     tracing::warn!(
                         "recovered an interrupted take: {} ({} frames)",
                         r.manifest.display(),
                         r.frames
+                    );
+                }
+                for f in report.failed {
+                    tracing::error!(
+                        "could not recover {} (left as it was): {}",
+                        f.manifest.display(),
+                        f.error
                     );
                 }
             }

@@ -28,6 +28,7 @@ pub mod rt;
 pub mod session;
 pub mod signals;
 pub mod status;
+pub mod takefiles;
 pub mod testsignal;
 pub mod wav;
 

@@ -94,8 +94,16 @@ impl Manifest {
         dir.join(format!("{name}{SUFFIX}"))
     }
 
+    /// Reads a manifest: a regular file, not through a symbolic link, and
+    /// never blocking (a FIFO named like a manifest is refused).
     pub fn load(path: &Path) -> std::io::Result<Manifest> {
-        let bytes = fs::read(path)?;
+        use std::io::Read;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (_, mut f) = crate::takefiles::open_regular(dir, name, false)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
         serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::manifest::{self, Manifest, TakeState};
-use crate::wav;
+use crate::{takefiles, wav};
 
 /// What recovery did to one take.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,64 +44,109 @@ fn manifests(path: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Recovers every open take under `path`.
-pub fn recover(path: &Path) -> Result<Vec<Recovered>> {
-    let mut done = Vec::new();
-    for mpath in manifests(path)? {
-        let mut m = match Manifest::load(&mpath) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("{}: unreadable manifest, left alone: {e}", mpath.display());
-                continue;
-            }
-        };
-        if m.state != TakeState::Recording {
-            continue;
-        }
-        let dir = mpath.parent().unwrap_or(Path::new("."));
-        let mut files = Vec::new();
-        for f in &m.files {
-            let p = dir.join(f);
-            let r = wav::repair(&p).with_context(|| format!("repairing {}", p.display()))?;
-            files.push((p, r));
-        }
-        let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
-        m.frames = frames;
-        m.state = TakeState::Recovered;
-        m.recovery = Some(format!(
-            "recovered by capstan {} on {}: {}",
-            env!("CARGO_PKG_VERSION"),
-            chrono::Local::now().to_rfc3339(),
-            files
-                .iter()
-                .map(|(p, r)| format!(
-                    "{}: header had {} frames, {} whole frames on disk",
-                    p.file_name().unwrap_or_default().to_string_lossy(),
-                    r.frames_before,
-                    r.frames_after
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
-        m.save(&mpath).with_context(|| format!("updating {}", mpath.display()))?;
-        done.push(Recovered { manifest: mpath, files, frames });
-    }
-    Ok(done)
+/// A take that could not be recovered, and why. Nothing of it was changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failed {
+    pub manifest: PathBuf,
+    pub error: String,
 }
 
-/// The `capstan recover` command.
+/// What a recovery run did: every take on its own.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub recovered: Vec<Recovered>,
+    pub failed: Vec<Failed>,
+}
+
+/// Recovers every open take under `path`, each on its own: a take that
+/// cannot be recovered (a file that is not its own, unreadable, truncated
+/// before its header…) is reported and left exactly as it was, and the
+/// others are recovered. Only the files [`takefiles::open`] accepts are
+/// ever written. The caller holds the directory's lock (see [`run`]).
+pub fn recover(path: &Path) -> Result<Report> {
+    let mut report = Report::default();
+    for mpath in manifests(path)? {
+        match recover_take(&mpath) {
+            Ok(Some(r)) => report.recovered.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("{}: not recovered: {e:#}", mpath.display());
+                report.failed.push(Failed { manifest: mpath, error: format!("{e:#}") });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Recovers one take if it is open; `None` if there is nothing to do.
+fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
+    let mut m = Manifest::load(mpath).context("unreadable manifest")?;
+    if m.state != TakeState::Recording {
+        return Ok(None);
+    }
+    let take = takefiles::take_name(mpath).context("not a manifest name")?;
+    let dir = mpath.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // Every file is checked before any is written: a take is recovered
+    // whole or not at all.
+    let opened =
+        m.files.iter().map(|f| takefiles::open(dir, f, &take, true)).collect::<Result<Vec<_>, _>>()?;
+    let mut files = Vec::new();
+    for f in &opened {
+        let r =
+            wav::repair_open(&f.file, &f.info).with_context(|| format!("repairing {}", f.path.display()))?;
+        files.push((f.path.clone(), r));
+    }
+    let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
+    m.frames = frames;
+    m.state = TakeState::Recovered;
+    m.recovery = Some(format!(
+        "recovered by capstan {} on {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        chrono::Local::now().to_rfc3339(),
+        files
+            .iter()
+            .map(|(p, r)| format!(
+                "{}: header had {} frames, {} whole frames on disk",
+                p.file_name().unwrap_or_default().to_string_lossy(),
+                r.frames_before,
+                r.frames_after
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    m.save(mpath).with_context(|| format!("updating {}", mpath.display()))?;
+    Ok(Some(Recovered { manifest: mpath.to_owned(), files, frames }))
+}
+
+/// The `capstan recover` command: takes the directory's lock first (a
+/// running recorder's takes are its own business), recovers what it can,
+/// reports every take it could not recover and exits 1 if there was one.
 pub fn run(path: &Path) -> Result<std::process::ExitCode> {
-    let done = recover(path)?;
-    if done.is_empty() {
+    let dir = if path.is_dir() {
+        path.to_owned()
+    } else {
+        path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()
+    };
+    // A running recorder recovers its own takes; never touch them under it.
+    let _lock = crate::lock::acquire(&dir)?;
+    let report = recover(path)?;
+    if report.recovered.is_empty() && report.failed.is_empty() {
         println!("nothing to recover in {}", path.display());
     }
-    for r in &done {
+    for r in &report.recovered {
         println!("recovered {} ({} frames)", r.manifest.display(), r.frames);
         for (p, rep) in &r.files {
             println!("  {}: header had {} frames, now {}", p.display(), rep.frames_before, rep.frames_after);
         }
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    for f in &report.failed {
+        eprintln!("not recovered (left as it was): {}: {}", f.manifest.display(), f.error);
+    }
+    Ok(if report.failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]
@@ -109,6 +154,7 @@ mod tests {
     use super::*;
     use crate::disk::{Layout, Take, TakeSpec};
     use crate::wav::SampleFormat;
+    use std::io::Write;
 
     fn open_take(dir: &Path) -> (Take, PathBuf) {
         let spec = TakeSpec {
@@ -146,7 +192,7 @@ mod tests {
         crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, false).unwrap();
         assert_eq!(crate::wav::read_info(&wav).unwrap().frames(), 1000);
 
-        let done = recover(dir.path()).unwrap();
+        let done = recover(dir.path()).unwrap().recovered;
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].frames, 1500);
         assert_eq!(hound::WavReader::open(&wav).unwrap().duration(), 1500);
@@ -154,14 +200,98 @@ mod tests {
         assert_eq!(m.state, TakeState::Recovered);
         assert!(m.recovery.unwrap().contains("header had 1000 frames"));
         // Idempotent.
-        assert!(recover(dir.path()).unwrap().is_empty());
+        assert!(recover(dir.path()).unwrap().recovered.is_empty());
         // A complete take is never touched.
         let (mut t2, wav2) = open_take(dir.path());
         t2.write(10, |_| Some(&data[..10])).unwrap();
         t2.finalize(&[], 0, None, Default::default());
         let before = std::fs::read(&wav2).unwrap();
-        assert!(recover(&wav2).unwrap().is_empty());
+        assert!(recover(&wav2).unwrap().recovered.is_empty());
         assert_eq!(std::fs::read(&wav2).unwrap(), before);
+    }
+
+    /// A hostile or broken directory: manifests that name files outside it,
+    /// links, a directory, FIFOs (also as the manifest), the manifest itself,
+    /// an empty file and a WAV that someone else wrote. Nothing outside the
+    /// take's own files is written, nothing blocks, every bad take is
+    /// reported and left as it was, and the one real crashed take is
+    /// recovered all the same.
+    #[test]
+    fn hostile_manifests_touch_nothing_and_do_not_stop_the_others() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("takes");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let foreign = outside.join("v.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&foreign, spec).unwrap();
+        (0..1000).for_each(|i| w.write_sample(i as i16).unwrap());
+        w.finalize().unwrap();
+        // Someone else's bytes after the data chunk, as sox writes a LIST.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&foreign)
+            .unwrap()
+            .write_all(b"LIST\x04\0\0\0INFO")
+            .unwrap();
+        let foreign_bytes = std::fs::read(&foreign).unwrap();
+        std::fs::copy(&foreign, dir.join("sox.wav")).unwrap();
+        std::os::unix::fs::symlink(&foreign, dir.join("link.wav")).unwrap();
+        std::fs::create_dir(dir.join("adir.wav")).unwrap();
+        let fifo = nix::sys::stat::Mode::from_bits_truncate(0o644);
+        nix::unistd::mkfifo(&dir.join("pipe.wav"), fifo).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo.take.json"), fifo).unwrap();
+        std::fs::write(dir.join("empty.wav"), b"").unwrap();
+        std::fs::write(dir.join("text.wav"), b"not a wav at all").unwrap();
+        // The real crashed take.
+        let (mut take, wav) = open_take(&dir);
+        let data = vec![0.25f32; 1000];
+        take.write(1000, |_| Some(&data[..])).unwrap();
+        take.checkpoint().unwrap();
+        take.write(500, |_| Some(&data[..500])).unwrap();
+        take.checkpoint().unwrap();
+        std::mem::forget(take);
+        let f = std::fs::OpenOptions::new().write(true).open(&wav).unwrap();
+        let info = crate::wav::read_info(&wav).unwrap();
+        crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, false).unwrap();
+        let real = Manifest::load(&Manifest::path(&dir, wav.file_stem().unwrap().to_str().unwrap())).unwrap();
+        // Hostile manifests, each "recording", each naming one bad file.
+        let bad: Vec<String> = vec![
+            "../outside/v.wav".into(),
+            foreign.display().to_string(),
+            "link.wav".into(),
+            "adir.wav".into(),
+            "pipe.wav".into(),
+            "h6.take.json".into(),
+            "empty.wav".into(),
+            "text.wav".into(),
+            "sox.wav".into(),
+            "missing.wav".into(),
+        ];
+        for (i, name) in bad.iter().enumerate() {
+            let mut m = real.clone();
+            m.files = vec![name.clone()];
+            m.save(&Manifest::path(&dir, &format!("h{i}"))).unwrap();
+        }
+        let manifests_before: Vec<Vec<u8>> =
+            (0..bad.len()).map(|i| std::fs::read(Manifest::path(&dir, &format!("h{i}"))).unwrap()).collect();
+        let report = recover(&dir).unwrap();
+        assert_eq!(report.recovered.len(), 1, "{report:?}");
+        assert_eq!(report.recovered[0].frames, 1500);
+        // Every hostile take and the FIFO manifest: reported, unchanged.
+        assert_eq!(report.failed.len(), bad.len() + 1, "{report:?}");
+        for (i, before) in manifests_before.iter().enumerate() {
+            assert_eq!(&std::fs::read(Manifest::path(&dir, &format!("h{i}"))).unwrap(), before, "{}", bad[i]);
+        }
+        assert_eq!(std::fs::read(&foreign).unwrap(), foreign_bytes);
+        assert_eq!(std::fs::read(dir.join("sox.wav")).unwrap(), foreign_bytes);
+        assert_eq!(std::fs::read(dir.join("text.wav")).unwrap(), b"not a wav at all");
     }
 
     /// Power loss: a copy cut at arbitrary byte offsets is repaired to the

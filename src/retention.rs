@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 
 use crate::manifest::{self, Manifest, TakeState};
+use crate::takefiles;
 
 /// The retention policy; every rule is optional.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
@@ -89,14 +90,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Debug, Clone)]
 pub struct TakeOnDisk {
     pub manifest: PathBuf,
+    /// The take's name (its files carry it in their bext).
+    pub take: String,
+    /// Its files, each checked to be its own (see [`takefiles::open`]).
     pub files: Vec<PathBuf>,
     pub bytes: u64,
     pub when: SystemTime,
 }
 
-/// Finished takes in `dir`, oldest first.
-pub fn takes(dir: &Path) -> Result<Vec<TakeOnDisk>> {
+/// Finished takes in `dir`, oldest first, and a line for each take left
+/// alone because its manifest names a file that is not its own.
+pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
     let mut v = Vec::new();
+    let mut left_alone = Vec::new();
     for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
         let p = e.path();
         if !p.to_string_lossy().ends_with(manifest::SUFFIX) {
@@ -106,8 +112,27 @@ pub fn takes(dir: &Path) -> Result<Vec<TakeOnDisk>> {
         if m.state == TakeState::Recording {
             continue;
         }
-        let files: Vec<PathBuf> = m.files.iter().map(|f| dir.join(f)).collect();
-        let bytes = files.iter().filter_map(|f| fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let Some(take) = takefiles::take_name(&p) else { continue };
+        let (mut files, mut bytes, mut foreign) = (Vec::new(), 0, None);
+        for name in &m.files {
+            match takefiles::open(dir, name, &take, false) {
+                Ok(f) => {
+                    bytes += f.file.metadata().map_or(0, |m| m.len());
+                    files.push(f.path);
+                }
+                // Gone already (an interrupted prune): nothing to do for it.
+                Err(takefiles::NotOurs::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    foreign = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = foreign {
+            left_alone.push(format!("left alone: {}: {e}", p.display()));
+            continue;
+        }
         let when = m
             .started
             .as_deref()
@@ -115,15 +140,29 @@ pub fn takes(dir: &Path) -> Result<Vec<TakeOnDisk>> {
             .map(SystemTime::from)
             .or_else(|| e.metadata().and_then(|m| m.modified()).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        v.push(TakeOnDisk { manifest: p, files, bytes, when });
+        v.push(TakeOnDisk { manifest: p, take, files, bytes, when });
     }
     v.sort_by_key(|t| t.when);
-    Ok(v)
+    Ok((v, left_alone))
 }
 
-/// Which takes the policy removes from `dir`, oldest first, with the reason.
-pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Vec<(TakeOnDisk, String)>> {
-    let all = takes(dir)?;
+/// Checks again, right before a file is removed or copied, that it is still
+/// the take's own.
+fn recheck(t: &TakeOnDisk, f: &Path) -> Result<()> {
+    let dir = f.parent().unwrap_or(Path::new("."));
+    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    takefiles::open(dir, name, &t.take, false)?;
+    Ok(())
+}
+
+/// Which takes the policy removes from `dir`, oldest first, with the reason;
+/// and the takes left alone (see [`takes`]).
+pub fn plan(
+    dir: &Path,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<(Vec<(TakeOnDisk, String)>, Vec<String>)> {
+    let (all, left_alone) = takes(dir)?;
     let mut out: Vec<(TakeOnDisk, String)> = Vec::new();
     let n = all.len();
     let mut total: u64 = all.iter().map(|t| t.bytes).sum();
@@ -150,7 +189,7 @@ pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Vec<(TakeOnD
             out.push((t, r));
         }
     }
-    Ok(out)
+    Ok((out, left_alone))
 }
 
 fn same_volume(a: &Path, b: &Path) -> bool {
@@ -169,6 +208,9 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
     let mut copies = t.files.clone();
     copies.push(t.manifest.clone());
     for src in &copies {
+        if src != &t.manifest {
+            recheck(t, src)?;
+        }
         let dst = archive.join(src.file_name().unwrap_or_default());
         let len = fs::metadata(src).with_context(|| format!("reading {}", src.display()))?.len();
         if fs::metadata(&dst).is_ok_and(|m| m.len() == len) && src != &t.manifest {
@@ -188,6 +230,7 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         std::process::abort(); // test hook: a crash between copy and delete
     }
     for f in &t.files {
+        recheck(t, f)?;
         fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
     }
     fs::remove_file(&t.manifest)?;
@@ -196,6 +239,7 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
 
 pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
     for f in &t.files {
+        recheck(t, f)?;
         if let Err(e) = fs::remove_file(f) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(e).with_context(|| format!("removing {}", f.display()));
@@ -207,16 +251,21 @@ pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
 
 /// Applies the policy; returns one line per take moved or deleted.
 pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for (t, why) in plan(dir, policy, SystemTime::now())? {
+    let (plan, mut lines) = plan(dir, policy, SystemTime::now())?;
+    for (t, why) in plan {
         let what = match &policy.archive {
             Some(a) => format!("move {} to {} ({why})", t.manifest.display(), a.display()),
             None => format!("delete {} ({why})", t.manifest.display()),
         };
         if !dry_run {
-            match &policy.archive {
-                Some(a) => archive_take(&t, a)?,
-                None => delete_take(&t)?,
+            let done = match &policy.archive {
+                Some(a) => archive_take(&t, a),
+                None => delete_take(&t),
+            };
+            // One take that cannot be pruned does not stop the others.
+            if let Err(e) = done {
+                lines.push(format!("failed: {what}: {e:#}"));
+                continue;
             }
         }
         lines.push(format!(
@@ -233,8 +282,31 @@ pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> 
 mod tests {
     use super::*;
 
+    /// A take's file as capstan writes it (its bext names the take), with
+    /// `bytes` bytes of audio.
+    fn wav(dir: &Path, file: &str, take: &str, bytes: usize) {
+        let spec =
+            crate::wav::WavSpec { channels: 1, sample_rate: 48000, format: crate::wav::SampleFormat::S16 };
+        let bext = crate::wav::Bext {
+            originator: "capstan".into(),
+            originator_reference: take.into(),
+            coding_history: "A=PCM\r\n".into(),
+            ..Default::default()
+        };
+        let mut w = crate::wav::WavWriter::create_new(&dir.join(file), spec, &bext).unwrap();
+        w.append(&vec![0u8; bytes]).unwrap();
+        w.finalize().unwrap();
+    }
+
+    /// The size of a take file's header.
+    fn header() -> u64 {
+        let d = tempfile::tempdir().unwrap();
+        wav(d.path(), "x.wav", "x", 0);
+        fs::metadata(d.path().join("x.wav")).unwrap().len()
+    }
+
     fn take(dir: &Path, name: &str, age_h: u64, bytes: usize, state: TakeState) {
-        fs::write(dir.join(format!("{name}.wav")), vec![0u8; bytes]).unwrap();
+        wav(dir, &format!("{name}.wav"), name, bytes);
         let when = chrono::Local::now() - chrono::Duration::hours(age_h as i64);
         let m = Manifest {
             capstan_version: "t".into(),
@@ -276,7 +348,8 @@ mod tests {
     fn names(dir: &Path, p: &Policy) -> Vec<String> {
         plan(dir, p, SystemTime::now())
             .unwrap()
-            .into_iter()
+            .0
+            .iter()
             .map(|(t, _)| t.files[0].file_stem().unwrap().to_string_lossy().into_owned())
             .collect()
     }
@@ -287,7 +360,11 @@ mod tests {
         assert_eq!(names(d.path(), &Policy { keep_last: Some(2), ..Default::default() }), ["a", "b"]);
         let age = Policy { max_age: Some(Duration::from_secs(35 * 3600)), ..Default::default() };
         assert_eq!(names(d.path(), &age), ["a", "b"]);
-        assert_eq!(names(d.path(), &Policy { max_total: Some(600), ..Default::default() }), ["a", "b", "c"]);
+        let d_size = header() + 400;
+        assert_eq!(
+            names(d.path(), &Policy { max_total: Some(d_size), ..Default::default() }),
+            ["a", "b", "c"]
+        );
         assert!(names(d.path(), &Policy::default()).is_empty());
         assert!(names(d.path(), &Policy { keep_free: Some(0.0), ..Default::default() }).is_empty());
         assert_eq!(names(d.path(), &Policy { keep_free: Some(1.01), ..Default::default() }).len(), 4);
@@ -305,6 +382,45 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["live.take.json", "live.wav", "notes.txt", "other.wav"]);
+    }
+
+    /// Manifests that name files outside the directory, links, or files
+    /// that someone else wrote: prune leaves the take alone, says so, and
+    /// deletes nothing that is not a take's own file.
+    #[test]
+    fn prune_never_follows_a_manifest_out_of_its_own_files() {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("takes");
+        fs::create_dir(&d).unwrap();
+        let outside = root.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("v.wav"), b"someone else's").unwrap();
+        let names = [
+            "../outside/v.wav".to_string(),
+            outside.join("v.wav").display().to_string(),
+            "link.wav".into(),
+            "own.wav".into(),
+        ];
+        std::os::unix::fs::symlink(outside.join("v.wav"), d.join("link.wav")).unwrap();
+        fs::write(d.join("own.wav"), b"not written by capstan").unwrap();
+        for (i, n) in names.iter().enumerate() {
+            take(&d, &format!("t{i}"), 50, 10, TakeState::Complete);
+            let p = Manifest::path(&d, &format!("t{i}"));
+            let mut m = Manifest::load(&p).unwrap();
+            m.files = vec![n.clone()];
+            m.save(&p).unwrap();
+        }
+        take(&d, "good", 10, 10, TakeState::Complete);
+        let lines = apply(&d, &Policy { keep_last: Some(0), ..Default::default() }, false).unwrap();
+        assert_eq!(lines.iter().filter(|l| l.starts_with("left alone")).count(), 4, "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("delete") && l.contains("good")), "{lines:?}");
+        assert_eq!(fs::read(outside.join("v.wav")).unwrap(), b"someone else's");
+        assert_eq!(fs::read(d.join("own.wav")).unwrap(), b"not written by capstan");
+        assert!(fs::symlink_metadata(d.join("link.wav")).is_ok());
+        for i in 0..4 {
+            assert!(Manifest::path(&d, &format!("t{i}")).exists());
+        }
+        assert!(!Manifest::path(&d, "good").exists() && !d.join("good.wav").exists());
     }
 
     #[test]
@@ -325,7 +441,7 @@ mod tests {
         apply(d.path(), &p, false).unwrap();
         assert!(arch.path().join("a.wav").exists() && arch.path().join("a.take.json").exists());
         assert!(!d.path().join("a.wav").exists() && !d.path().join("a.take.json").exists());
-        assert_eq!(fs::read(arch.path().join("a.wav")).unwrap().len(), 100);
+        assert_eq!(fs::read(arch.path().join("a.wav")).unwrap().len() as u64, header() + 100);
         // Interrupted after copying (simulated: copy exists, original too):
         fs::copy(d.path().join("b.wav"), arch.path().join("b.wav")).unwrap();
         let p = Policy { keep_last: Some(2), ..p };

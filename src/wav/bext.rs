@@ -1,7 +1,7 @@
 //! The Broadcast Wave `bext` chunk (EBU Tech 3285, version 1).
 
 /// What capstan puts in a take's `bext` chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bext {
     /// Free text (max 256 bytes), e.g. the take id and the ports recorded.
     pub description: String,

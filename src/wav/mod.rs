@@ -50,10 +50,15 @@ pub struct Repair {
 /// ahead). Only the header is written; no audio byte is touched or removed.
 /// Idempotent.
 pub fn repair(path: &Path) -> io::Result<Repair> {
-    let info = read_info(path)?;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let info = read_info_from(&mut file)?;
+    repair_open(&file, &info)
+}
+
+/// [`repair`] of a file already open for writing, whose header is `info`.
+pub fn repair_open(file: &File, info: &WavInfo) -> io::Result<Repair> {
     let mut junk = [0u8; 4];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut junk, 12)?;
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut junk, 12)?;
     let len = file.metadata()?.len();
     let fb = info.spec.frame_bytes() as u64;
     let frames_after = len.saturating_sub(info.data_at) / fb;
@@ -65,7 +70,7 @@ pub fn repair(path: &Path) -> io::Result<Repair> {
         return Err(bad("file outgrew 4 GiB but has no reserved ds64 space (not written by capstan)"));
     }
     let rf64 = if frames_after != info.frames() || info.rf64 {
-        writer::write_sizes(&file, info.data_at, data, fb, false)?
+        writer::write_sizes(file, info.data_at, data, fb, false)?
     } else {
         false
     };
@@ -76,7 +81,12 @@ pub fn repair(path: &Path) -> io::Result<Repair> {
 /// Reads the header of a RIFF/WAVE or RF64 file written by capstan (or any
 /// PCM/float WAV with a `fmt ` chunk).
 pub fn read_info(path: &Path) -> io::Result<WavInfo> {
-    let mut f = File::open(path)?;
+    read_info_from(&mut File::open(path)?)
+}
+
+/// [`read_info`] of a file already open (read from its start).
+pub fn read_info_from(f: &mut File) -> io::Result<WavInfo> {
+    f.seek(SeekFrom::Start(0))?;
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
     let rf64 = match &head[..4] {

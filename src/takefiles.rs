@@ -1,0 +1,170 @@
+//! What a take manifest may name, and the proof that a file is ours.
+//!
+//! `recover`, `prune` and the archive follow the file names a manifest
+//! lists, and a manifest is only a JSON file in a directory: anyone who can
+//! write there can make it list `../other/x.wav`, `/etc/passwd`, a symlink,
+//! a FIFO or the manifest itself. capstan never touches a file it did not
+//! create, so every such name goes through [`open`] first:
+//!
+//! - a plain name in the manifest's own directory: no `/`, not `.` or `..`,
+//!   not a manifest;
+//! - opened with `O_NOFOLLOW` (a symlink fails) and `O_NONBLOCK` (a FIFO
+//!   never blocks the open), then `fstat`: a regular file only;
+//! - its `bext` chunk says capstan wrote it, for this take: originator
+//!   `capstan` and originator reference = the take's name, which capstan
+//!   writes into every file it creates.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::manifest;
+use crate::wav;
+
+/// Why a listed file is left alone.
+#[derive(Debug, thiserror::Error)]
+pub enum NotOurs {
+    #[error("{name:?} is not a plain file name in the take's directory; left alone")]
+    BadName { name: String },
+    #[error("{path}: a symbolic link; left alone")]
+    Link { path: PathBuf },
+    #[error("{path}: not a regular file; left alone")]
+    NotRegular { path: PathBuf },
+    #[error("{path}: not written by capstan for take {take:?} ({why}); left alone")]
+    Foreign { path: PathBuf, take: String, why: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// A file a manifest lists, checked, and open (for writing with `write`).
+#[derive(Debug)]
+pub struct TakeFile {
+    pub path: PathBuf,
+    pub file: File,
+    pub info: wav::WavInfo,
+}
+
+/// Whether `name` names an entry of a directory itself (not a path).
+fn entry_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// Whether `name` can name a take's audio file: a plain name, not a
+/// manifest.
+pub fn plain_name(name: &str) -> bool {
+    entry_name(name) && !name.ends_with(manifest::SUFFIX)
+}
+
+/// Opens a regular file in `dir` without following a link and without
+/// blocking on a FIFO or device.
+pub fn open_regular(dir: &Path, name: &str, write: bool) -> Result<(PathBuf, File), NotOurs> {
+    if !entry_name(name) {
+        return Err(NotOurs::BadName { name: name.to_owned() });
+    }
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(&path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Err(NotOurs::Link { path }),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EISDIR) => return Err(NotOurs::NotRegular { path }),
+        Err(source) => return Err(NotOurs::Io { path, source }),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok((path, file)),
+        Ok(_) => Err(NotOurs::NotRegular { path }),
+        Err(source) => Err(NotOurs::Io { path, source }),
+    }
+}
+
+/// Opens `name`, listed by the manifest of take `take` in `dir`, if and only
+/// if it is one of that take's own files (see the module documentation).
+pub fn open(dir: &Path, name: &str, take: &str, write: bool) -> Result<TakeFile, NotOurs> {
+    if !plain_name(name) {
+        return Err(NotOurs::BadName { name: name.to_owned() });
+    }
+    let (path, mut file) = open_regular(dir, name, write)?;
+    let foreign = |why: String| NotOurs::Foreign { path: path.clone(), take: take.to_owned(), why };
+    let info = wav::read_info_from(&mut file).map_err(|e| foreign(e.to_string()))?;
+    match &info.bext {
+        Some(b) if b.originator == "capstan" && b.originator_reference == take => {}
+        Some(b) => {
+            return Err(foreign(format!("bext names {:?} / {:?}", b.originator, b.originator_reference)));
+        }
+        None => return Err(foreign("no bext chunk".into())),
+    }
+    Ok(TakeFile { path, file, info })
+}
+
+/// The take name of a manifest path (`<take>.take.json`).
+pub fn take_name(manifest_path: &Path) -> Option<String> {
+    let name = manifest_path.file_name()?.to_str()?;
+    name.strip_suffix(manifest::SUFFIX).filter(|n| !n.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{Layout, Take, TakeSpec};
+    use crate::wav::SampleFormat;
+
+    fn take(dir: &Path) -> String {
+        let spec = TakeSpec {
+            dir: dir.to_owned(),
+            project: "t".into(),
+            file: None,
+            layout: Layout::Interleaved,
+            format: SampleFormat::S16,
+            sample_rate: 48000,
+            port_names: vec!["in_1".into()],
+            max_frames: None,
+            lead_in_silence: 0,
+            take_id: None,
+            sources: vec![],
+        };
+        let t = Take::create(spec, chrono::Local::now()).unwrap();
+        let name = t.name.clone();
+        t.finalize(&[], 0, None, Default::default());
+        name
+    }
+
+    #[test]
+    fn only_the_takes_own_regular_files_open() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("takes");
+        std::fs::create_dir(&dir).unwrap();
+        let name = take(&dir);
+        let wav = format!("{name}.wav");
+        assert!(open(&dir, &wav, &name, true).is_ok());
+        // Another take's name, paths out of the directory, the manifest.
+        assert!(matches!(open(&dir, &wav, "other", false), Err(NotOurs::Foreign { .. })));
+        for bad in ["../x.wav", "/etc/passwd", "", ".", "..", "a/b.wav", &format!("{name}.take.json")] {
+            assert!(matches!(open(&dir, bad, &name, false), Err(NotOurs::BadName { .. })), "{bad}");
+        }
+        // A symlink to our own file, a directory, a FIFO (never blocks), a
+        // WAV that someone else wrote.
+        std::os::unix::fs::symlink(dir.join(&wav), dir.join("link.wav")).unwrap();
+        assert!(matches!(open(&dir, "link.wav", &name, true), Err(NotOurs::Link { .. })));
+        std::fs::create_dir(dir.join("d.wav")).unwrap();
+        assert!(matches!(open(&dir, "d.wav", &name, false), Err(NotOurs::NotRegular { .. })));
+        assert!(matches!(open(&dir, "d.wav", &name, true), Err(NotOurs::NotRegular { .. })));
+        nix::unistd::mkfifo(&dir.join("f.wav"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(open(&dir, "f.wav", &name, true), Err(NotOurs::NotRegular { .. })));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.join("sox.wav"), spec).unwrap();
+        w.write_sample(1i16).unwrap();
+        w.finalize().unwrap();
+        assert!(matches!(open(&dir, "sox.wav", &name, true), Err(NotOurs::Foreign { .. })));
+        std::fs::write(dir.join("empty.wav"), b"").unwrap();
+        assert!(matches!(open(&dir, "empty.wav", &name, true), Err(NotOurs::Foreign { .. })));
+    }
+}
