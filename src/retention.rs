@@ -155,13 +155,16 @@ fn recheck(t: &TakeOnDisk, f: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Which takes the policy removes from `dir`, oldest first, with the reason;
-/// and the takes left alone (see [`takes`]).
-pub fn plan(
-    dir: &Path,
-    policy: &Policy,
-    now: SystemTime,
-) -> Result<(Vec<(TakeOnDisk, String)>, Vec<String>)> {
+/// What a policy does to a directory.
+pub struct Plan {
+    /// The takes it removes, oldest first, with the reason.
+    pub remove: Vec<(TakeOnDisk, String)>,
+    /// A line for each take left alone (see [`takes`]).
+    pub left_alone: Vec<String>,
+}
+
+/// What the policy does to `dir` now.
+pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Plan> {
     let (all, left_alone) = takes(dir)?;
     let mut out: Vec<(TakeOnDisk, String)> = Vec::new();
     let n = all.len();
@@ -189,7 +192,7 @@ pub fn plan(
             out.push((t, r));
         }
     }
-    Ok((out, left_alone))
+    Ok(Plan { remove: out, left_alone })
 }
 
 fn same_volume(a: &Path, b: &Path) -> bool {
@@ -251,8 +254,8 @@ pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
 
 /// Applies the policy; returns one line per take moved or deleted.
 pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> {
-    let (plan, mut lines) = plan(dir, policy, SystemTime::now())?;
-    for (t, why) in plan {
+    let Plan { remove, left_alone: mut lines } = plan(dir, policy, SystemTime::now())?;
+    for (t, why) in remove {
         let what = match &policy.archive {
             Some(a) => format!("move {} to {} ({why})", t.manifest.display(), a.display()),
             None => format!("delete {} ({why})", t.manifest.display()),
@@ -348,7 +351,7 @@ mod tests {
     fn names(dir: &Path, p: &Policy) -> Vec<String> {
         plan(dir, p, SystemTime::now())
             .unwrap()
-            .0
+            .remove
             .iter()
             .map(|(t, _)| t.files[0].file_stem().unwrap().to_string_lossy().into_owned())
             .collect()
