@@ -104,17 +104,51 @@ impl Take {
         }
     }
 
+    /// Creates the take's files named `names` and its manifest. Every name
+    /// is reserved (O_EXCL) before anything is written into any of them, so
+    /// a take can never replace another take's file or manifest; on any
+    /// failure everything reserved is removed again.
     fn create_files(
         spec: TakeSpec,
         name: String,
         names: &[String],
         now: DateTime<Local>,
     ) -> Result<Take, WavError> {
+        let manifest_path = Manifest::path(&spec.dir, &name);
+        let mut reserved: Vec<PathBuf> = Vec::with_capacity(names.len() + 1);
+        let result = Self::reserve_and_write(spec, name, names, now, &manifest_path, &mut reserved);
+        if result.is_err() {
+            for p in &reserved {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    fn reserve_and_write(
+        spec: TakeSpec,
+        name: String,
+        names: &[String],
+        now: DateTime<Local>,
+        manifest_path: &Path,
+        reserved: &mut Vec<PathBuf>,
+    ) -> Result<Take, WavError> {
+        let mut manifest_file = crate::wav::writer::reserve(manifest_path)?;
+        reserved.push(manifest_path.to_owned());
+        let mut audio = Vec::with_capacity(names.len());
+        for n in names {
+            let path = spec.dir.join(n);
+            audio.push((crate::wav::writer::reserve(&path)?, path.clone()));
+            reserved.push(path);
+        }
+        // New names must survive a crash as well as their content.
+        let sync_dir = |dir: &Path| std::fs::File::open(dir).and_then(|d| d.sync_all());
+        sync_dir(&spec.dir).map_err(|source| WavError::Create { path: spec.dir.clone(), source })?;
         let channels = if spec.layout == Layout::Mono { 1 } else { spec.port_names.len() as u16 };
         let wspec = WavSpec { channels, sample_rate: spec.sample_rate, format: spec.format };
         let mut files: Vec<WavWriter> = Vec::with_capacity(names.len());
         let mut bexts = Vec::with_capacity(names.len());
-        for (i, n) in names.iter().enumerate() {
+        for (i, (file, path)) in audio.into_iter().enumerate() {
             let ports = if spec.layout == Layout::Mono {
                 spec.port_names[i].clone()
             } else {
@@ -135,15 +169,7 @@ impl Take {
                     env!("CARGO_PKG_VERSION")
                 ),
             };
-            match WavWriter::create_new(&spec.dir.join(n), wspec, &bext) {
-                Ok(w) => files.push(w),
-                Err(e) => {
-                    for w in &files {
-                        let _ = std::fs::remove_file(w.path());
-                    }
-                    return Err(e);
-                }
-            }
+            files.push(WavWriter::start(file, &path, wspec, &bext)?);
             bexts.push(bext);
         }
         let manifest = Manifest {
@@ -176,14 +202,17 @@ impl Take {
             continues: None,
             continued_in: None,
         };
-        let manifest_path = Manifest::path(&spec.dir, &name);
-        if let Err(source) = manifest.save(&manifest_path) {
-            for w in &files {
-                let _ = std::fs::remove_file(w.path());
-            }
-            return Err(WavError::Create { path: manifest_path, source });
-        }
-        let mut take = Take { spec, name, manifest, manifest_path, files, bexts, frames: 0 };
+        // The first version goes into the reserved file itself; later
+        // versions replace it atomically (Manifest::save).
+        let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other);
+        json.and_then(|j| {
+            use std::io::Write;
+            manifest_file.write_all(&j)?;
+            manifest_file.sync_all()
+        })
+        .map_err(|source| WavError::Create { path: manifest_path.to_owned(), source })?;
+        let mut take =
+            Take { spec, name, manifest, manifest_path: manifest_path.to_owned(), files, bexts, frames: 0 };
         if take.spec.lead_in_silence > 0 {
             let n = take.spec.lead_in_silence;
             for f in &mut take.files {
@@ -390,6 +419,49 @@ impl Take {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(dir: &Path, file: &str, layout: Layout) -> TakeSpec {
+        TakeSpec {
+            dir: dir.to_owned(),
+            project: "t".into(),
+            file: Some(file.into()),
+            layout,
+            format: SampleFormat::F32,
+            sample_rate: 48000,
+            port_names: vec!["in_1".into(), "in_2".into()],
+            max_frames: None,
+            lead_in_silence: 0,
+            take_id: None,
+            sources: vec![],
+        }
+    }
+
+    /// `--file X` in mono, then `--file X` interleaved: the second take's
+    /// manifest would be the first's. Every name a take uses is reserved
+    /// before any is written, so the second is refused and leaves nothing.
+    #[test]
+    fn a_take_never_replaces_another_takes_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Take::create(spec(dir.path(), "X", Layout::Mono), Local::now()).unwrap();
+        first.finalize(&[], 0, None, Default::default());
+        let manifest = std::fs::read(Manifest::path(dir.path(), "X")).unwrap();
+        let listing = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = listing(dir.path());
+        for layout in [Layout::Interleaved, Layout::Mono] {
+            let again = Take::create(spec(dir.path(), "X", layout), Local::now());
+            assert!(matches!(again, Err(WavError::Exists { .. })), "{layout:?}");
+            assert_eq!(std::fs::read(Manifest::path(dir.path(), "X")).unwrap(), manifest);
+            assert_eq!(listing(dir.path()), before);
+        }
+    }
 
     #[test]
     fn interleave_places_every_sample_and_leaves_gaps_silent() {

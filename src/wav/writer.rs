@@ -93,15 +93,17 @@ pub struct WavWriter {
 
 impl WavWriter {
     /// Creates `path` (O_EXCL: fails if it exists) and writes the header.
+    /// On failure nothing is left behind.
     pub fn create_new(path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
-        let file =
-            OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(|source| {
-                if source.kind() == io::ErrorKind::AlreadyExists {
-                    WavError::Exists { path: path.to_owned() }
-                } else {
-                    WavError::Create { path: path.to_owned(), source }
-                }
-            })?;
+        let file = reserve(path)?;
+        Self::start(file, path, spec, bext).inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+    }
+
+    /// Writes the header into `file`, freshly reserved at `path` (see
+    /// [`reserve`]). The caller removes the file if this fails.
+    pub fn start(file: File, path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
         let bext_body = bext.encode();
         let data_at = BEXT_AT + 8 + bext_body.len() as u64 + 8;
         let mut w = WavWriter {
@@ -326,6 +328,18 @@ impl WavWriter {
         h.extend_from_slice(&0u32.to_le_bytes());
         h
     }
+}
+
+/// Creates `path`, which must not exist (O_EXCL), empty: the name is ours
+/// from now on.
+pub fn reserve(path: &Path) -> Result<File, WavError> {
+    OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            WavError::Exists { path: path.to_owned() }
+        } else {
+            WavError::Create { path: path.to_owned(), source }
+        }
+    })
 }
 
 /// Writes the sizes into a capstan header whose audio starts at `data_at`

@@ -327,3 +327,49 @@ fn recover_and_prune_refuse_a_directory_a_recorder_holds() {
     assert_eq!(manifest_of(&wav).state, capstan::manifest::TakeState::Complete);
     assert!(wav.exists());
 }
+
+/// A start refused because the disk is full leaves nothing behind: no
+/// 0-byte file, no manifest (`record` and the daemon).
+#[test]
+fn a_start_refused_on_a_full_disk_leaves_nothing() {
+    let root = tempdir();
+    let disk = root.path().join("full");
+    if !mount_tmpfs(&disk, "256k") {
+        return;
+    }
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    // The lock file first (it belongs to the directory, not to a take),
+    // then ballast until the volume is full.
+    drop(capstan::lock::acquire(&disk).unwrap());
+    let mut ballast = std::fs::File::create(disk.join("ballast")).unwrap();
+    while std::io::Write::write_all(&mut ballast, &[0u8; 4096]).is_ok() {}
+    drop(ballast);
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(&disk)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    for _ in 0..3 {
+        let out = run({
+            let mut c = server.capstan();
+            c.args(["record", "-q", "--connect", "src:out_*", "--duration", "1", "--dir"]).arg(&disk);
+            c
+        });
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(listing(), before, "record left something: {}", text(&out.stderr));
+    }
+    let d = Daemon::start(&server, &disk, &["--connect", "src:out_*", "--min-minutes", "0"]);
+    for _ in 0..3 {
+        let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
+        assert_eq!(addr, "/error", "{args:?}");
+        assert_eq!(listing(), before, "the daemon left something: {args:?}");
+    }
+    drop(d);
+    umount(&disk);
+}
