@@ -65,18 +65,54 @@ pub struct Welcome {
 }
 
 /// A session-managed client: one UDP socket, used for everything.
+///
+/// Only the server may tell it what to do (`open` chooses a directory to
+/// write into): a datagram counts only if it comes from the server's port
+/// and the server's own address. A server on this machine is reached over
+/// loopback, which no other machine can send to, and it answers from the
+/// loopback address whatever address `NSM_URL` names; once it has answered,
+/// its exact address and port are the only ones accepted.
 #[derive(Debug)]
 pub struct Client {
     socket: UdpSocket,
     server: SocketAddr,
+    /// Addresses the server may answer from (one, once it has answered).
+    server_ips: std::cell::RefCell<Vec<std::net::IpAddr>>,
 }
 
 impl Client {
-    /// Binds a socket for talking to `server`.
+    /// Binds a socket for talking to `server`: on loopback if the server runs
+    /// on this machine.
     pub fn new(server: SocketAddr) -> Result<Client, NsmError> {
-        let bind: SocketAddr =
-            if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
-        Ok(Client { socket: UdpSocket::bind(bind)?, server })
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let loopback =
+            if server.is_ipv4() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V6(Ipv6Addr::LOCALHOST) };
+        // An address of this machine is one a socket can be bound to.
+        let local = server.ip().is_loopback() || UdpSocket::bind((server.ip(), 0)).is_ok();
+        let (bind, server_ips) = if local {
+            (SocketAddr::new(loopback, 0), vec![server.ip(), loopback])
+        } else {
+            let any = if server.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            };
+            (SocketAddr::new(any, 0), vec![server.ip()])
+        };
+        Ok(Client { socket: UdpSocket::bind(bind)?, server, server_ips: std::cell::RefCell::new(server_ips) })
+    }
+
+    /// Whether a datagram from `from` is the server's; the first one pins
+    /// the server's address.
+    fn is_server(&self, from: SocketAddr) -> bool {
+        let mut ips = self.server_ips.borrow_mut();
+        if from.port() != self.server.port() || !ips.contains(&from.ip()) {
+            return false;
+        }
+        if ips.len() > 1 {
+            *ips = vec![from.ip()];
+        }
+        true
     }
 
     /// The client for `NSM_URL`, if it is set.
@@ -143,9 +179,7 @@ impl Client {
         self.socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         let mut buf = [0u8; 65536];
         match self.socket.recv_from(&mut buf) {
-            Ok((n, from)) if from == self.server || from.port() == self.server.port() => {
-                Ok(ServerMessage::decode(&buf[..n]).ok())
-            }
+            Ok((n, from)) if self.is_server(from) => Ok(ServerMessage::decode(&buf[..n]).ok()),
             Ok(_) => Ok(None),
             // A signal (SIGTERM, SIGCHLD) interrupting the wait is not an error.
             Err(e)
@@ -166,6 +200,34 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local process that sends an `open` from another address with the
+    /// server's port number (127.0.0.2), or from the server's address with
+    /// another port, is not heard; the server is, and the client talks from
+    /// loopback only.
+    #[test]
+    fn only_the_server_is_heard() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let client = Client::new(server.local_addr().unwrap()).unwrap();
+        client.send(&ClientMessage::IsDirty).unwrap();
+        let mut buf = [0u8; 1024];
+        let (_, at) = server.recv_from(&mut buf).unwrap();
+        assert!(at.ip().is_loopback(), "{at}");
+        let open = |dir: &str| {
+            ServerMessage::Open { path: dir.into(), display_name: "s".into(), client_id: "nX".into() }
+                .encode()
+        };
+        let spoofer = UdpSocket::bind(("127.0.0.2", port)).unwrap();
+        spoofer.send_to(&open("/tmp/attacker"), at).unwrap();
+        let other_port = UdpSocket::bind("127.0.0.1:0").unwrap();
+        other_port.send_to(&open("/tmp/attacker"), at).unwrap();
+        assert_eq!(client.recv(Duration::from_millis(300)).unwrap(), None);
+        assert_eq!(client.recv(Duration::from_millis(300)).unwrap(), None);
+        server.send_to(&open("/tmp/real"), at).unwrap();
+        let got = client.recv(Duration::from_secs(2)).unwrap();
+        assert!(matches!(got, Some(ServerMessage::Open { path, .. }) if path == "/tmp/real"));
+    }
 
     #[test]
     fn parses_nsm_urls() {
