@@ -75,8 +75,15 @@ pub fn decode(datagram: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
             format!("datagram of {} bytes is too large", datagram.len()),
         ));
     }
-    let (_, packet) = rosc::decoder::decode_udp(datagram)
+    let (rest, packet) = rosc::decoder::decode_udp(datagram)
         .map_err(|e| Refusal::new(Code::Malformed, format!("not an OSC packet: {e}")))?;
+    // rosc is lenient: it drops an unclosed `[` with the arguments inside
+    // it, ignores trailing bytes and non-zero padding. A packet is taken only
+    // if it is exactly what it decodes to (its canonical encoding), so that
+    // garbage can never turn into a command.
+    if !rest.is_empty() || rosc::encoder::encode(&packet).ok().as_deref() != Some(datagram) {
+        return Err(Refusal::new(Code::Malformed, "malformed OSC: type tags and arguments do not match"));
+    }
     let mut out = Vec::new();
     flatten(packet, &mut out);
     Ok(out)
@@ -228,6 +235,77 @@ pub fn error(path: &str, r: &Refusal) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pad(s: &[u8]) -> Vec<u8> {
+        let mut v = s.to_vec();
+        v.push(0);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    /// What rosc alone would have accepted: an unclosed `[` (its arguments
+    /// silently lost), trailing bytes, non-zero padding. None is a command.
+    #[test]
+    fn only_exactly_encoded_packets_are_commands() {
+        let bad = [
+            [pad(b"/record/start"), pad(b",[s"), pad(b"x")].concat(),
+            [pad(b"/config/preroll"), pad(b",[")].concat(),
+            [pad(b"/record/start"), pad(b","), vec![1, 2, 3, 4]].concat(),
+            [b"/record/start\0\x01\x02".to_vec(), pad(b",")].concat(),
+            pad(b"/record/start"),
+        ];
+        for d in bad {
+            assert_eq!(decode(&d).unwrap_err().code, Code::Malformed, "{d:?}");
+        }
+        assert!(decode(&[pad(b"/record/start"), pad(b",")].concat()).is_ok());
+        // A bundle of good messages is fine; with a bad one inside, not.
+        let good = encode("/record/status", vec![]);
+        let bundle = |inner: &[u8]| {
+            let mut b = pad(b"#bundle");
+            b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+            b.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+            b.extend_from_slice(inner);
+            b
+        };
+        assert_eq!(decode(&bundle(&good)).unwrap().len(), 1);
+        let unclosed = [pad(b"/record/start"), pad(b",[s"), pad(b"x")].concat();
+        assert!(decode(&bundle(&unclosed)).is_err());
+    }
+
+    /// Random garbage and random damage to real commands: decoding never
+    /// panics, and whatever is accepted is the exact encoding of a message.
+    #[test]
+    fn random_damage_never_becomes_a_command_silently() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds = [
+            encode("/record/start", vec![OscType::String("take".into())]),
+            encode("/config/preroll", vec![OscType::Float(2.0)]),
+            encode("/record/stop", vec![]),
+        ];
+        for i in 0..100_000 {
+            let mut d = seeds[i % 3].clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % d.len();
+                d[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                d.truncate((next() as usize) % (d.len() + 1));
+            }
+            if let Ok(ms) = decode(&d) {
+                assert_eq!(ms.len(), 1);
+                let again = encode(&ms[0].addr, ms[0].args.clone());
+                assert_eq!(again, d, "accepted a datagram that is not its message's encoding");
+            }
+        }
+    }
 
     fn msg(addr: &str, args: Vec<OscType>) -> Vec<u8> {
         encode(addr, args)
