@@ -532,26 +532,40 @@ impl Daemon {
         engine.start_take(take, Some(at), (self.args.preroll * engine.sample_rate as f64) as u64);
         let _ = self.state.transition(State::Starting, State::Recording);
         self.current = Some(Current { id: id.clone(), files: files.clone(), first_frame_time: None });
-        let first = self.await_start();
+        let first = self.await_start()?;
         if let Some(c) = &mut self.current {
-            c.first_frame_time = first;
+            c.first_frame_time = Some(first);
         }
-        tracing::info!(take = %id, first_frame_time = ?first, "recording {}", files.join(", "));
+        tracing::info!(take = %id, first_frame_time = first, "recording {}", files.join(", "));
         self.push_state();
-        Ok(vec![s(id), count(first.unwrap_or(0)), s(files.join(","))])
+        Ok(vec![s(id), count(first), s(files.join(","))])
     }
 
-    /// Waits for the disk thread's `Started`, handling other events.
-    fn await_start(&mut self) -> Option<u64> {
+    /// Waits for the disk thread's `Started`. The take ending before it
+    /// started (an error at its first frame), or no word from the disk
+    /// thread, is the start's failure: the recorder is in ERROR and the
+    /// command is answered with the reason, never with a success.
+    fn await_start(&mut self) -> Result<u64, Refusal> {
         let deadline = Instant::now() + CONFIRM;
         while Instant::now() < deadline {
-            match self.engine.as_ref()?.next_event(Duration::from_millis(10)) {
-                Some(DiskEvent::Started { first_frame_time, .. }) => return Some(first_frame_time),
-                Some(DiskEvent::Finished(r)) => self.finished(r),
+            let Some(engine) = self.engine.as_ref() else { break };
+            match engine.next_event(Duration::from_millis(10)) {
+                Some(DiskEvent::Started { first_frame_time, .. }) => return Ok(first_frame_time),
+                Some(DiskEvent::Finished(r)) => {
+                    let ended = r.error.is_some();
+                    self.finished(r);
+                    if ended {
+                        let (code, text) =
+                            self.error.clone().unwrap_or((Code::Write, "the take failed".into()));
+                        return Err(Refusal::new(code, text));
+                    }
+                }
                 None => {}
             }
         }
-        None
+        let text = "the disk thread did not confirm the start".to_string();
+        self.fail(Code::Write, text.clone());
+        Err(Refusal::new(Code::Write, text))
     }
 
     /// Waits for the disk thread's `Finished`.
@@ -635,12 +649,12 @@ impl Daemon {
             return Err(Refusal::new(Code::Write, e));
         }
         self.current = Some(Current { id: id.clone(), files: files.clone(), first_frame_time: None });
-        let first = self.await_start();
+        let first = self.await_start()?;
         if let Some(c) = &mut self.current {
-            c.first_frame_time = first;
+            c.first_frame_time = Some(first);
         }
         self.push_state();
-        Ok(vec![s(old_id), count(old_frames), s(id), count(first.unwrap_or(0)), s(files.join(","))])
+        Ok(vec![s(old_id), count(old_frames), s(id), count(first), s(files.join(","))])
     }
 
     fn status(&self) -> Vec<OscType> {

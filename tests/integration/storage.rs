@@ -373,3 +373,48 @@ fn a_start_refused_on_a_full_disk_leaves_nothing() {
     drop(d);
     umount(&disk);
 }
+
+/// A start that fails after the take's files exist (the disk fills before
+/// the first frame: the manifest's update has no room) is answered with an
+/// error at once, never with a success and frame 0 after a 3 s wait.
+#[test]
+fn a_start_that_fails_is_never_answered_with_success() {
+    let root = tempdir();
+    let disk = root.path().join("tight");
+    if !mount_tmpfs(&disk, "1m") {
+        return;
+    }
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let d = Daemon::start(
+        &server,
+        &disk,
+        &[
+            "--connect",
+            "src:out_*",
+            "--min-minutes",
+            "0",
+            "--min-free-fraction",
+            "0",
+            "--disk-margin-seconds",
+            "0",
+        ],
+    );
+    // Leave two pages: one for the .wav header, one for the manifest; none
+    // for the manifest's atomic update at the first frame.
+    let st = nix::sys::statvfs::statvfs(&disk).unwrap();
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    std::fs::write(disk.join("ballast"), vec![0u8; (free - 2 * 4096) as usize]).unwrap();
+    let t = Instant::now();
+    let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
+    let took = t.elapsed();
+    assert_eq!(addr, "/error", "a failed start answered {args:?}");
+    assert!(matches!(args[1], OscType::Int(9) | OscType::Int(11)), "{args:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Not recording: in ERROR, or (a disk-full error) back to idle by itself
+    // once a take fits again.
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert!(st[1] == OscType::String("error".into()) || st[1] == OscType::String("idle".into()), "{st:?}");
+    drop(d);
+    umount(&disk);
+}
