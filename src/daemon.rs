@@ -26,6 +26,9 @@ const WRITE_DELAY_S: f64 = 0.2;
 /// Longest wait for the disk thread to confirm a start or a stop.
 const CONFIRM: Duration = Duration::from_secs(3);
 const MAX_SUBSCRIBERS: usize = 64;
+/// Messages one datagram (a bundle) may carry: each is answered, so more
+/// would let a small datagram draw many replies.
+const MAX_MESSAGES: usize = 16;
 
 /// The take being recorded.
 struct Current {
@@ -66,7 +69,12 @@ pub struct Daemon {
     engine: Option<Engine>,
     state: StateCell,
     current: Option<Current>,
+    /// Clients that sent `/record/subscribe` (and not `/record/unsubscribe`).
     subscribers: HashSet<SocketAddr>,
+    /// The last finished take's id and files (for `/record/files`).
+    last_files: Option<(String, Vec<String>)>,
+    /// Logging of refused and malformed input, at a bounded rate.
+    bad_input: crate::control::log_limit::LogLimit,
     /// Why the recorder is in ERROR; `jack` errors clear themselves.
     error: Option<(Code, String)>,
     last_progress: Instant,
@@ -158,6 +166,8 @@ impl Daemon {
             state: StateCell::new(),
             current: None,
             subscribers: HashSet::new(),
+            bad_input: Default::default(),
+            last_files: None,
             error: None,
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
@@ -325,27 +335,26 @@ impl Daemon {
     /// One datagram: every message in it is answered to its sender.
     fn datagram(&mut self, data: &[u8], from: SocketAddr) {
         let messages = match osc::decode(data) {
+            Ok(m) if m.len() > MAX_MESSAGES => Err(Refusal::new(
+                Code::Malformed,
+                format!("{} messages in one datagram; at most {MAX_MESSAGES}", m.len()),
+            )),
+            other => other,
+        };
+        let messages = match messages {
             Ok(m) => m,
             Err(r) => {
-                tracing::warn!(%from, "{}", r.message);
+                self.bad_input.warn(from, &r.message);
                 self.send(from, &osc::error("", &r));
                 return;
             }
         };
         for m in messages {
-            let reply = match osc::parse(&m) {
-                Ok(cmd) => {
-                    if self.subscribers.len() < MAX_SUBSCRIBERS || self.subscribers.contains(&from) {
-                        self.subscribers.insert(from);
-                    }
-                    self.command(cmd, from)
-                }
-                Err(r) => Err(r),
-            };
+            let reply = osc::parse(&m).and_then(|cmd| self.command(cmd, from));
             match reply {
                 Ok(args) => self.send(from, &osc::reply(&m.addr, args)),
                 Err(r) => {
-                    tracing::warn!(%from, path = %m.addr, "refused: {}", r.message);
+                    self.bad_input.warn(from, &format!("{}: refused: {}", osc::clip(&m.addr, 64), r.message));
                     self.send(from, &osc::error(&m.addr, &r));
                 }
             }
@@ -358,11 +367,39 @@ impl Daemon {
             Command::Stop { take_id } => self.stop(take_id),
             Command::Rotate { take_id, file } => self.rotate(take_id, file),
             Command::Status { .. } => Ok(self.status()),
-            Command::List => {
-                Ok(self.current.iter().flat_map(|c| [s(c.id.clone()), s(c.files.join(","))]).collect())
+            Command::List => Ok(self
+                .current
+                .iter()
+                .flat_map(|c| [s(c.id.clone()), s(osc::files_text(&c.files))])
+                .collect()),
+            Command::Files(offset) => {
+                let (id, files) = match (&self.current, &self.last_files) {
+                    (Some(c), _) => (&c.id, &c.files),
+                    (None, Some((id, files))) => (id, files),
+                    (None, None) => return Err(Refusal::new(Code::NotRecording, "no take to list")),
+                };
+                let total = files.len().min(i32::MAX as usize) as i32;
+                let page = osc::files_page(files, offset);
+                Ok(vec![
+                    s(id.clone()),
+                    OscType::Int(total),
+                    OscType::Int(offset.min(i32::MAX as usize) as i32),
+                    s(page),
+                ])
             }
             Command::Reset => self.reset(),
-            Command::Subscribe => Ok(vec![s(self.state.get().name())]),
+            Command::Subscribe => {
+                if self.subscribers.len() >= MAX_SUBSCRIBERS && !self.subscribers.contains(&from) {
+                    return Err(Refusal::new(
+                        Code::Full,
+                        format!(
+                            "{MAX_SUBSCRIBERS} clients are subscribed already; /record/unsubscribe one first"
+                        ),
+                    ));
+                }
+                self.subscribers.insert(from);
+                Ok(vec![s(self.state.get().name())])
+            }
             Command::Unsubscribe => {
                 self.subscribers.remove(&from);
                 Ok(vec![])
@@ -538,7 +575,7 @@ impl Daemon {
         }
         tracing::info!(take = %id, first_frame_time = first, "recording {}", files.join(", "));
         self.push_state();
-        Ok(vec![s(id), count(first), s(files.join(","))])
+        Ok(vec![s(id), count(first), s(osc::files_text(&files))])
     }
 
     /// Waits for the disk thread's `Started`. The take ending before it
@@ -609,12 +646,13 @@ impl Daemon {
             Some(r) => {
                 let frames = r.frames;
                 let secs = r.seconds();
-                let files =
-                    r.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>().join(",");
+                let files: Vec<String> = r.files.iter().map(|f| f.path.display().to_string()).collect();
+                let text = osc::files_text(&files);
+                self.last_files = Some((current.clone(), files));
                 let error = r.error.clone();
                 self.finished(r);
                 match error {
-                    None => Ok(vec![s(current), count(frames), OscType::Double(secs), s(files)]),
+                    None => Ok(vec![s(current), count(frames), OscType::Double(secs), s(text)]),
                     Some(e) => Err(Refusal::new(Code::Write, e)),
                 }
             }
@@ -654,7 +692,7 @@ impl Daemon {
             c.first_frame_time = Some(first);
         }
         self.push_state();
-        Ok(vec![s(old_id), count(old_frames), s(id), count(first), s(files.join(","))])
+        Ok(vec![s(old_id), count(old_frames), s(id), count(first), s(osc::files_text(&files))])
     }
 
     fn status(&self) -> Vec<OscType> {

@@ -19,6 +19,8 @@ pub enum Code {
     JackGone = 10,
     DiskFull = 11,
     Config = 12,
+    /// The subscriber table is full.
+    Full = 13,
 }
 
 /// A refused command: code and a sentence for humans.
@@ -53,6 +55,8 @@ pub enum Command {
         take_id: Option<String>,
     },
     List,
+    /// A page of the take's file paths, from this index on.
+    Files(usize),
     Reset,
     Subscribe,
     Unsubscribe,
@@ -162,6 +166,16 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         }
         "/record/status" => Command::Status { take_id: strings(m, 1)?.into_iter().next() },
         "/record/list" => none(m).map(|_| Command::List)?,
+        "/record/files" => match m.args.as_slice() {
+            [] => Command::Files(0),
+            _ => {
+                let n = number(m)?;
+                if n.fract() != 0.0 || !(0.0..=1e6).contains(&n) {
+                    return Err(Refusal::new(Code::BadArgs, "/record/files takes an index from 0"));
+                }
+                Command::Files(n as usize)
+            }
+        },
         "/record/reset" => none(m).map(|_| Command::Reset)?,
         "/record/subscribe" => none(m).map(|_| Command::Subscribe)?,
         "/record/unsubscribe" => none(m).map(|_| Command::Unsubscribe)?,
@@ -224,12 +238,65 @@ pub fn push(addr: &str, args: Vec<OscType>) -> Vec<u8> {
     encode(addr, args)
 }
 
-/// `/error s:path i:code s:message`
+/// `/error s:path i:code s:message`, bounded: the echoed path and the
+/// message are cut to [`MAX_ECHO`] bytes, so bad input never draws a reply
+/// larger than itself.
 pub fn error(path: &str, r: &Refusal) -> Vec<u8> {
     encode(
         "/error",
-        vec![OscType::String(path.into()), OscType::Int(r.code as i32), OscType::String(r.message.clone())],
+        vec![
+            OscType::String(clip(path, MAX_ECHO).into()),
+            OscType::Int(r.code as i32),
+            OscType::String(clip(&r.message, 2 * MAX_ECHO).into()),
+        ],
     )
+}
+
+/// The longest list of file paths a reply carries; a longer one is given
+/// as a count and the directory (see [`files_text`]).
+pub const MAX_FILES_TEXT: usize = 1024;
+
+/// The `files` value of a reply: the comma-separated paths while they fit
+/// in [`MAX_FILES_TEXT`] bytes, else `"N files in DIR (/record/files lists
+/// them)"`, so that every reply fits in one datagram.
+pub fn files_text(files: &[String]) -> String {
+    let joined = files.join(",");
+    if joined.len() <= MAX_FILES_TEXT {
+        return joined;
+    }
+    let dir = std::path::Path::new(&files[0]).parent().map(|d| d.display().to_string()).unwrap_or_default();
+    format!("{} files in {} (/record/files lists them)", files.len(), clip(&dir, MAX_FILES_TEXT - 64))
+}
+
+/// One page of `files` from `offset` on: as many whole paths as fit in
+/// [`MAX_FILES_TEXT`] bytes (at least one), comma-separated.
+pub fn files_page(files: &[String], offset: usize) -> String {
+    let mut page = String::new();
+    for f in files.iter().skip(offset) {
+        if !page.is_empty() && page.len() + 1 + f.len() > MAX_FILES_TEXT {
+            break;
+        }
+        if !page.is_empty() {
+            page.push(',');
+        }
+        page.push_str(f);
+    }
+    page
+}
+
+/// How much of a client's text an error reply (or a log line) echoes.
+pub const MAX_ECHO: usize = 96;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -272,6 +339,31 @@ mod tests {
         assert_eq!(decode(&bundle(&good)).unwrap().len(), 1);
         let unclosed = [pad(b"/record/start"), pad(b",[s"), pad(b"x")].concat();
         assert!(decode(&bundle(&unclosed)).is_err());
+    }
+
+    #[test]
+    fn long_file_lists_fit_in_a_datagram_and_page_exactly() {
+        let files: Vec<String> =
+            (1..=1024).map(|i| format!("/srv/rec/takes/gig_20261126_201500_001_v1_in_{i}.wav")).collect();
+        let text = files_text(&files);
+        assert_eq!(text, "1024 files in /srv/rec/takes (/record/files lists them)");
+        assert_eq!(files_text(&files[..3]), files[..3].join(","));
+        let mut all = Vec::new();
+        let mut at = 0;
+        while at < files.len() {
+            let page = files_page(&files, at);
+            assert!(page.len() <= MAX_FILES_TEXT);
+            let got: Vec<String> = page.split(',').map(str::to_owned).collect();
+            at += got.len();
+            all.extend(got);
+        }
+        assert_eq!(all, files);
+        assert_eq!(files_page(&files, 5000), "");
+        // Every reply stays far below one datagram, whatever the client sent.
+        let r = Refusal::new(Code::BadArgs, "x".repeat(60_000));
+        assert!(error(&"/p".repeat(4000), &r).len() < 512);
+        assert_eq!(one(&msg("/record/files", vec![OscType::Int(7)])).unwrap(), Command::Files(7));
+        assert_eq!(one(&msg("/record/files", vec![OscType::Int(-1)])).unwrap_err().code, Code::BadArgs);
     }
 
     /// Random garbage and random damage to real commands: decoding never

@@ -348,3 +348,112 @@ fn settings_over_osc_apply_between_takes_and_keep_the_patching() {
     assert!(args.contains(&s("s24")));
     src.stop();
 }
+
+/// Subscriptions are explicit: 70 one-shot queries leave the table empty, a
+/// real subscriber gets pushes, and the 65th subscriber is refused (code 13),
+/// never silently dropped.
+#[test]
+fn subscriptions_are_explicit_and_a_full_table_refuses() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &[]);
+    for _ in 0..70 {
+        assert!(ctl(d.port, &["status"]).status.success());
+    }
+    let socks: Vec<std::net::UdpSocket> =
+        (0..65).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for (i, sock) in socks.iter().enumerate() {
+        let m = capstan::control::osc::encode("/record/subscribe", vec![]);
+        sock.send_to(&m, ("127.0.0.1", d.port)).unwrap();
+        let (addr, args) = reply_on(sock, Duration::from_secs(3)).unwrap();
+        if i < 64 {
+            assert_eq!(addr, "/reply", "subscriber {i}: {args:?}");
+        } else {
+            assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(13)), "{args:?}");
+        }
+    }
+    // The first subscriber gets the pushes of a take.
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    let sock = &socks[0];
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut pushed = false;
+    while Instant::now() < deadline && !pushed {
+        if let Ok(n) = sock.recv(&mut buf) {
+            pushed = buf[..n].starts_with(b"/recording/state");
+        }
+    }
+    assert!(pushed, "no /recording/state push to a subscriber");
+    assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+}
+
+/// 20,000 garbage datagrams: the daemon keeps answering, every error reply
+/// is short, and the log grows by a few short lines a second.
+#[test]
+fn a_garbage_flood_is_answered_briefly_and_logged_at_a_bounded_rate() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut x = 12345u64;
+    let mut longest_reply = 0;
+    let mut buf = [0u8; 65536];
+    let t = Instant::now();
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let junk: Vec<u8> = if i % 2 == 0 {
+            // A long path that parses: the error echoes a bounded part.
+            capstan::control::osc::encode(&format!("/{}", "z".repeat(4000 + (x % 3000) as usize)), vec![])
+        } else {
+            (0..(x % 6000) as usize).map(|k| (x >> (k % 56)) as u8).collect()
+        };
+        let _ = sock.send_to(&junk, ("127.0.0.1", d.port));
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while let Ok(n) = sock.recv(&mut buf) {
+            longest_reply = longest_reply.max(n);
+        }
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    assert!(longest_reply > 0 && longest_reply <= 512, "replies to garbage up to {longest_reply} bytes");
+    assert_eq!(osc(d.port, "/record/status", vec![]).unwrap().0, "/reply");
+    d.terminate();
+    std::thread::sleep(Duration::from_millis(200));
+    let log = d.log.lock().unwrap().clone();
+    let lines = log.lines().count();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    eprintln!("{lines} log lines in {seconds:.1} s, longest {longest} bytes");
+    assert!((lines as f64) < 6.0 * (seconds + 1.0) + 10.0, "{lines} log lines in {seconds:.1} s");
+    assert!(longest < 400, "a log line of {longest} bytes");
+}
+
+/// A 1,024-input mono take: every reply fits in one datagram, and
+/// /record/files pages through all 1,024 paths.
+#[test]
+fn a_1024_file_take_gets_its_replies_and_pages_its_files() {
+    let server = JackServer::start(1024);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "1024", "--layout", "mono"]);
+    let (addr, a) = osc(d.port, "/record/start", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    let OscType::String(files) = &a[3] else { panic!("{a:?}") };
+    assert!(files.starts_with("1024 files in "), "{files}");
+    let mut all = Vec::new();
+    while all.len() < 1024 {
+        let (addr, p) = osc(d.port, "/record/files", vec![OscType::Int(all.len() as i32)]).unwrap();
+        assert_eq!(addr, "/reply", "{p:?}");
+        assert_eq!(p[2], OscType::Int(1024));
+        let OscType::String(page) = &p[4] else { panic!("{p:?}") };
+        assert!(!page.is_empty());
+        all.extend(page.split(',').map(str::to_owned));
+    }
+    assert_eq!(all.len(), 1024);
+    assert!(all.iter().all(|f| std::path::Path::new(f).exists()));
+    let (addr, r) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{r:?}");
+}

@@ -447,6 +447,9 @@ pub fn free_port() -> u16 {
 pub struct Daemon {
     pub child: Option<Child>,
     pub port: u16,
+    /// Everything the daemon wrote to stderr (drained as it comes, so a
+    /// chatty daemon never blocks on a full pipe).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Daemon {
@@ -454,7 +457,7 @@ impl Daemon {
         let port = free_port();
         // Small test disks: ask for 6 s of free space unless a test says.
         let min = if extra.contains(&"--min-minutes") { &[][..] } else { &["--min-minutes", "0.1"][..] };
-        let child = server
+        let mut child = server
             .capstan()
             .args(["daemon", "-q", "--osc-port", &port.to_string(), "--dir"])
             .arg(dir)
@@ -464,14 +467,22 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut d = Daemon { child: Some(child), port };
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (stderr, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut d = Daemon { child: Some(child), port, log };
         let deadline = Instant::now() + Duration::from_secs(15);
         while osc(d.port, "/record/status", vec![]).is_none() {
             let c = d.child.as_mut().unwrap();
             if let Ok(Some(status)) = c.try_wait() {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err);
-                panic!("daemon exited ({status}): {err}");
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("daemon exited ({status}): {}", d.log.lock().unwrap());
             }
             assert!(Instant::now() < deadline, "daemon did not answer on port {port}");
         }

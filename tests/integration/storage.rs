@@ -170,6 +170,8 @@ fn enospc_in_the_daemon_keeps_the_audio_and_recovers_when_space_returns() {
     let send = |path: &str| {
         sock.send_to(&capstan::control::osc::encode(path, vec![]), ("127.0.0.1", d.port)).unwrap();
     };
+    send("/record/subscribe");
+    assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
     send("/record/start");
     assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
     // Writes hit ENOSPC within a few seconds; the daemon reports code 11.
