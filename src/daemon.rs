@@ -769,15 +769,15 @@ impl Daemon {
     /// A take ended (by stop, rotation, error or JACK's death).
     fn finished(&mut self, r: TakeReport) {
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
-        if let Some(e) = &r.error {
-            let code =
-                if r.error_kind.as_deref() == Some("StorageFull") { Code::DiskFull } else { Code::Write };
-            self.fail(code, format!("take {} ended: {e}; {} frames saved", r.name, r.frames));
-        } else if gone {
+        if gone {
             self.fail(
                 Code::JackGone,
                 format!("JACK server shut down; take {} saved ({} frames)", r.name, r.frames),
             );
+        } else if let Some(e) = &r.error {
+            let code =
+                if r.error_kind.as_deref() == Some("StorageFull") { Code::DiskFull } else { Code::Write };
+            self.fail(code, format!("take {} ended: {e}; {} frames saved", r.name, r.frames));
         } else if self.state.get() == State::Stopping {
             let _ = self.state.transition(State::Stopping, State::Idle);
             self.push_state();
@@ -826,7 +826,8 @@ impl Daemon {
         if let Some(engine) = &self.engine {
             if engine.jack.shutdown.load(Relaxed) {
                 if self.state.get() == State::Recording {
-                    engine.stop_take(StopAt::Drained);
+                    engine
+                        .abort_take("JACK server shut down during the take; it holds everything up to then");
                     if let Some(r) = self.await_finish() {
                         self.finished(r);
                     }

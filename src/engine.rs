@@ -238,6 +238,12 @@ impl Engine {
         let _ = self.commands.send(DiskCommand::Rotate { next: Box::new(next), at });
     }
 
+    /// Ends the running take with everything that arrived, because of
+    /// `reason` (JACK is gone); its manifest says it failed and why.
+    pub fn abort_take(&self, reason: &str) {
+        let _ = self.commands.send(DiskCommand::Abort(reason.to_owned()));
+    }
+
     pub fn stop_take(&self, at: StopAt) {
         let _ = self.commands.send(DiskCommand::Stop(at));
     }

@@ -133,7 +133,7 @@ fn record_take(
             jack_gone = true;
             live.clear();
             tracing::error!("JACK server shut down mid-take; finalizing what was recorded");
-            engine.stop_take(StopAt::Drained);
+            engine.abort_take("JACK server shut down during the take; it holds everything up to then");
         }
         if term.load(Relaxed) && stop_sent.is_none() && !jack_gone {
             live.clear();

@@ -87,6 +87,9 @@ pub enum DiskCommand {
         preroll: u64,
     },
     Stop(StopAt),
+    /// End the take with what has arrived because of `reason` (JACK is
+    /// gone): the manifest says it failed and why.
+    Abort(String),
     /// End the running take with the cycle containing `at`; `next` starts on
     /// the very next frame (no frame lost or repeated between them).
     Rotate {
@@ -354,6 +357,8 @@ struct Active {
     segments: Vec<SegmentReport>,
     /// JACK frame time of the current segment's first frame.
     segment_first: Option<u64>,
+    /// Why the take was cut short from outside (JACK gone), if it was.
+    abort: Option<String>,
     xruns_at_start: u64,
     overflow_at_start: u64,
     callback_window: Option<CallbackWindow>,
@@ -460,6 +465,14 @@ impl DiskWriter {
                     }
                     continue;
                 }
+                Ok(DiskCommand::Abort(reason)) => {
+                    if let Some(a) = &mut self.active {
+                        a.abort = Some(reason);
+                        a.stop = Some(StopAt::Drained);
+                        self.advance();
+                    }
+                    continue;
+                }
                 Ok(DiskCommand::Rotate { next, at }) => {
                     match &mut self.active {
                         Some(a) => {
@@ -531,6 +544,7 @@ impl DiskWriter {
             repeated_before: 0,
             segments: Vec::new(),
             segment_first: None,
+            abort: None,
             xruns_at_start: self.xruns.load(Relaxed),
             overflow_at_start: self.stats.overflow_frames.load(Relaxed),
             callback_window: self.callback.as_ref().map(|c| c.callback.open_window()),
@@ -899,7 +913,7 @@ impl DiskWriter {
         let end = a.cursor;
         let next = if error.is_none() { a.next.take() } else { None };
         let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
-        let msg = error.as_ref().map(|e| e.to_string());
+        let msg = error.as_ref().map(|e| e.to_string()).or(a.abort.clone());
         let disk = self.stats.summary();
         let rt = RtStats {
             callback: match (&self.callback, &a.callback_window) {
@@ -916,7 +930,7 @@ impl DiskWriter {
         let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
         let error = error.or(fin_err);
         let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
-        let error = error.map(|e| e.to_string());
+        let error = error.map(|e| e.to_string()).or(a.abort.take());
         if let Some(e) = &error {
             tracing::error!(take = %name, "take ended by an error: {e}");
         }

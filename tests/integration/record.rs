@@ -288,6 +288,10 @@ fn server_dying_mid_take_finalizes_the_file_and_reports() {
     assert!(frames >= 48_000);
     // Finalized: the header holds every frame written.
     assert_eq!(frames, s["take"]["frames"].as_u64().unwrap());
+    // The manifest says why the take ended.
+    let m = manifest_of(&files(&s)[0]);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(m["error"].as_str().is_some_and(|e| e.contains("JACK server shut down")), "{m}");
 }
 
 #[test]

@@ -224,6 +224,9 @@ fn a_restarted_jack_server_gets_exactly_stamped_takes() {
     }
     let one = take_files(dir.path(), "one");
     assert_take(&one[0], Some(&truth));
+    let m = manifest_of(&one[0]);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(m["error"].as_str().is_some_and(|e| e.contains("JACK server shut down")), "{m}");
     let server = JackServer::start_named(name, 256);
     let deadline = Instant::now() + Duration::from_secs(15);
     while osc(d.port, "/record/status", vec![]).unwrap().1[1] != OscType::String("idle".into()) {
