@@ -41,6 +41,74 @@ fn flock(kind: libc::c_short) -> libc::flock {
 }
 
 /// Takes the lock in `dir` (which must exist) or says who holds it.
+/// The lock of a directory that may not exist yet: [`Claim::acquire`]
+/// creates it (and the lock file) if needed and takes the lock; dropped, it
+/// removes again what it created if nothing else was put there, so a run that
+/// failed before recording (no JACK) leaves nothing behind.
+#[derive(Debug)]
+pub struct Claim {
+    lock: Option<DirLock>,
+    created_dirs: Vec<PathBuf>,
+    created_lock_file: bool,
+}
+
+impl Claim {
+    pub fn acquire(dir: &Path) -> Result<Claim, LockError> {
+        let mut created_dirs = Vec::new();
+        let mut d = dir.to_path_buf();
+        while !d.as_os_str().is_empty() && !d.exists() {
+            created_dirs.push(d.clone());
+            if !d.pop() {
+                break;
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Io { path: dir.to_owned(), source })?;
+        let created_lock_file = !dir.join(LOCK_FILE).exists();
+        let mut claim = Claim { lock: None, created_dirs, created_lock_file };
+        claim.lock = Some(acquire(dir)?); // on Err, `claim` drops and undoes
+        Ok(claim)
+    }
+}
+
+/// What a [`Claim`] created, to remove if nothing else was put there
+/// (also from a thread that is about to end the process).
+#[derive(Debug, Clone)]
+pub struct Created {
+    lock_file: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    pub fn remove_if_unused(&self) {
+        if let Some(f) = &self.lock_file {
+            let parent = f.parent().unwrap_or(Path::new("."));
+            if std::fs::read_dir(parent).map(|r| r.flatten().count() == 1).unwrap_or(false) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        // Deepest first; remove_dir refuses a directory that is not empty.
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+impl Claim {
+    /// What this claim created.
+    pub fn created(&self) -> Created {
+        let lock_file = self.lock.as_ref().filter(|_| self.created_lock_file).map(|l| l.path.clone());
+        Created { lock_file, dirs: self.created_dirs.clone() }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let created = self.created();
+        drop(self.lock.take());
+        created.remove_if_unused();
+    }
+}
+
 pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
     let path = dir.join(LOCK_FILE);
     let io = |source: std::io::Error| LockError::Io { path: path.clone(), source };

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::RecordArgs;
 use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
@@ -47,8 +47,18 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     }
     let file = args.file.as_deref().map(naming::validate_user_name).transpose()?;
 
-    // JACK first: if there is no server, nothing is created.
-    let client = engine::open_client(&args.name, false)?;
+    // The directory's lock first: a second capstan on the same directory
+    // stops here, before it touches JACK. If JACK then turns out to be
+    // missing, the claim removes what it created: nothing is left behind.
+    let claim = crate::lock::Claim::acquire(&args.dir)?;
+    let term = crate::signals::stop_flag()?;
+    let created = claim.created();
+    let client = crate::signals::exit_if_stopped_during(
+        &term,
+        "connecting to JACK",
+        move || created.remove_if_unused(),
+        || engine::open_client(&args.name, false),
+    )?;
     let sources = if args.connect.is_empty() {
         Vec::new()
     } else {
@@ -70,8 +80,9 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
         0.0,
         Some(RECORD_SPACE_GUARD),
     )?;
-    let result = record_take(&engine, &args, file, &sources, quiet);
+    let result = record_take(&engine, &args, file, &sources, quiet, term);
     engine.close();
+    drop(claim);
     result
 }
 
@@ -81,6 +92,7 @@ fn record_take(
     file: Option<String>,
     sources: &[String],
     quiet: bool,
+    term: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<ExitCode> {
     engine.connect_sources(sources)?;
     if !sources.is_empty() && sources.len() < engine.port_names.len() {
@@ -90,8 +102,6 @@ fn record_take(
             engine.port_names.len()
         );
     }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let _lock = crate::lock::acquire(&args.dir)?;
     let spec = TakeSpec {
         dir: args.dir.clone(),
         project: args.format.project.clone(),
@@ -109,8 +119,6 @@ fn record_take(
     };
     let take = Take::create(spec, chrono::Local::now())?;
     let paths: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
-
-    let term = crate::signals::stop_flag()?;
 
     // Start with the first cycle that is sure to see the new connections.
     let start_at = engine.frame_time().wrapping_add(2 * engine.buffer_size);

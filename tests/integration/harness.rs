@@ -170,6 +170,13 @@ impl JackServer {
         Source { child, out, truth }
     }
 
+    /// Sends `signal` to the server (e.g. SIGSTOP/SIGCONT to freeze it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+        }
+    }
+
     /// Kills the server with `signal` and waits for it to exit.
     pub fn kill(&mut self, signal: nix::sys::signal::Signal) {
         if let Some(mut c) = self.child.take() {

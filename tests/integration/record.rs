@@ -315,3 +315,97 @@ fn an_existing_file_is_never_overwritten() {
     assert!(!out.status.success());
     assert!(!dir.path().parent().unwrap().join("escape.wav").exists());
 }
+
+/// Twenty `record`s launched at once on one directory: the lock comes before
+/// JACK, so the losers exit at once, naming the winner, without opening a
+/// JACK client; the winner records and stops within 2 s of SIGTERM.
+#[test]
+fn simultaneous_launches_lose_at_the_lock_before_touching_jack() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let t = Instant::now();
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            server
+                .capstan()
+                .args(["record", "-q", "--connect", "src:out_*", "--dir"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut winner = None;
+    let mut losers = 0;
+    for mut c in children {
+        // A loser is done long before the winner.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        match status {
+            Some(st) => {
+                let mut err = String::new();
+                std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+                assert_eq!(st.code(), Some(1), "{err}");
+                assert!(err.contains("another capstan (pid"), "{err}");
+                losers += 1;
+            }
+            None => {
+                assert!(winner.is_none(), "two recorders run on one directory");
+                winner = Some(c);
+            }
+        }
+    }
+    assert_eq!(losers, 19);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    let clients = text(&run(server.cmd("jack_lsp")).stdout);
+    assert_eq!(clients.lines().filter(|l| l.ends_with(":in_1")).count(), 1, "{clients}");
+    let mut w = winner.expect("one recorder runs");
+    let t = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(w.wait().unwrap().success());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// libjack can block for many seconds against a server that does not
+/// answer, ignoring signals: SIGTERM while connecting still ends `record`
+/// within 2 s, with nothing created.
+#[test]
+fn sigterm_while_jack_does_not_answer_exits_within_2_s() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let target = dir.path().join("takes");
+    server.signal(Signal::SIGSTOP);
+    let mut c = server
+        .capstan()
+        .args(["record", "-q", "--dir"])
+        .arg(&target)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let t = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "record ignored SIGTERM while connecting to JACK");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    server.signal(Signal::SIGCONT);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(status.code(), Some(1));
+    assert!(!target.exists() || std::fs::read_dir(&target).unwrap().count() == 0);
+}
