@@ -89,6 +89,14 @@ pub struct WavWriter {
     buf: Vec<u8>,
     rf64: bool,
     bext_len: usize,
+    /// A sync failed. Linux reports a writeback error once: a later sync
+    /// can succeed although the data is lost, so from now on the header
+    /// never claims more than it did before the failure.
+    sync_failed: bool,
+    /// Test builds: records every write, sync and header update, and
+    /// injects failures (see [`probe`]).
+    #[cfg(test)]
+    pub(crate) probe: Option<std::sync::Arc<std::sync::Mutex<probe::Probe>>>,
 }
 
 impl WavWriter {
@@ -116,6 +124,9 @@ impl WavWriter {
             buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
             rf64: false,
             bext_len: bext_body.len(),
+            sync_failed: false,
+            #[cfg(test)]
+            probe: None,
         };
         let header = w.header(&bext_body);
         debug_assert_eq!(header.len() as u64, data_at);
@@ -211,16 +222,85 @@ impl WavWriter {
     }
 
     fn flush(&mut self) -> Result<(), WavError> {
-        if !self.buf.is_empty() {
-            if let Err(e) = self.file.write_all(&self.buf) {
-                // A short write may have left part of the buffer in the file;
-                // the header still only claims committed data, and the file
-                // position is re-synced so a later finalize stays consistent.
-                let _ = self.file.seek(SeekFrom::Start(self.data_at + self.data_written));
-                return Err(self.io_err("write", e));
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.write_some(done) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes");
+                    return Err(self.short_write(done, e));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.short_write(done, e)),
             }
-            self.data_written += self.buf.len() as u64;
-            self.buf.clear();
+        }
+        self.data_written += self.buf.len() as u64;
+        self.buf.clear();
+        self.note_data();
+        Ok(())
+    }
+
+    /// A write failed after `done` bytes of the buffer reached the file:
+    /// the whole frames among them count as written (a later successful
+    /// sync may claim them); the rest of the buffer is dropped and the file
+    /// position goes back to the end of those frames.
+    fn short_write(&mut self, done: usize, e: io::Error) -> WavError {
+        let fb = self.spec.frame_bytes();
+        let whole = done / fb * fb;
+        self.data_written += whole as u64;
+        self.buf.clear();
+        let _ = self.file.seek(SeekFrom::Start(self.data_at + self.data_written));
+        self.note_data();
+        self.io_err("write", e)
+    }
+
+    /// One `write(2)` of the buffer from `from` on.
+    fn write_some(&mut self, from: usize) -> io::Result<usize> {
+        #[cfg(test)]
+        if let Some(p) = &self.probe {
+            let mut p = p.lock().unwrap();
+            if let Some(left) = p.space.as_mut() {
+                if *left == 0 {
+                    return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+                }
+                let n = (self.buf.len() - from).min(*left as usize);
+                *left -= n as u64;
+                return self.file.write(&self.buf[from..from + n]);
+            }
+        }
+        self.file.write(&self.buf[from..])
+    }
+
+    /// Test builds: the audio bytes in the file now.
+    fn note_data(&self) {
+        #[cfg(test)]
+        if let Some(p) = &self.probe {
+            p.lock().unwrap().ops.push(probe::Op::Data { end: self.data_written });
+        }
+    }
+
+    /// fdatasync, made sticky: see `sync_failed`. Once one failed, every
+    /// later one fails too.
+    fn sync(&mut self, op: &'static str) -> Result<(), WavError> {
+        if self.sync_failed {
+            let e = io::Error::from_raw_os_error(nix::libc::EIO);
+            return Err(self.io_err("an earlier fdatasync failed; sync", e));
+        }
+        #[cfg(test)]
+        if let Some(p) = &self.probe {
+            let mut p = p.lock().unwrap();
+            p.syncs += 1;
+            let fail = p.fail_sync == Some(p.syncs);
+            p.ops.push(probe::Op::Sync { covered: self.data_written, ok: !fail });
+            if fail {
+                drop(p);
+                self.sync_failed = true;
+                return Err(self.io_err(op, io::Error::from_raw_os_error(nix::libc::EIO)));
+            }
+        }
+        if let Err(e) = self.file.sync_data() {
+            self.sync_failed = true;
+            return Err(self.io_err(op, e));
         }
         Ok(())
     }
@@ -229,24 +309,26 @@ impl WavWriter {
     /// then update the header sizes (promoting to RF64 if needed).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         self.flush()?;
-        self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))?;
+        self.sync("fdatasync")?;
         self.commit_synced()
     }
 
     /// A checkpoint of many files at once ([`crate::disk::Take`] in the mono
-    /// layout): each is flushed, then one `syncfs` makes the whole
-    /// filesystem's data durable (one journal commit instead of one per
-    /// file), then each header is updated with [`WavWriter::commit_synced`].
+    /// layout): each is written out, each is synced (its own fdatasync,
+    /// whose error is its own: `syncfs` would flush other processes' data
+    /// too and, before Linux 5.8, miss errors), then each header is updated.
     pub fn checkpoint_many(files: &mut [WavWriter]) -> Result<(), WavError> {
         files.iter_mut().try_for_each(|f| f.flush())?;
-        if let Some(f) = files.first() {
-            nix::unistd::syncfs(&f.file).map_err(|e| f.io_err("syncfs", e.into()))?;
-        }
+        files.iter_mut().try_for_each(|f| f.sync("fdatasync"))?;
         files.iter_mut().try_for_each(|f| f.commit_synced())
     }
 
     /// Records that everything written is durable: header sizes follow.
+    /// After a failed sync nothing more is ever claimed.
     fn commit_synced(&mut self) -> Result<(), WavError> {
+        if self.sync_failed {
+            return Ok(());
+        }
         self.write_sizes(self.data_written, false)?;
         self.data_committed = self.data_written;
         Ok(())
@@ -255,12 +337,19 @@ impl WavWriter {
     /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
     /// Returns the number of frames in the file and whether it is RF64.
     pub fn finalize(mut self) -> Result<(u64, bool), WavError> {
-        if let Err(e) = self.flush() {
-            // Disk full or I/O error: the buffer is lost, but the header
-            // still gets the size of everything that did reach the file.
+        if self.sync_failed {
+            // The audio since the last good checkpoint may be lost: the
+            // header keeps claiming only what that checkpoint covered.
             self.buf.clear();
-            if self.file.sync_data().is_ok() && self.write_sizes(self.data_written, false).is_ok() {
-                self.data_committed = self.data_written;
+            let e = io::Error::from_raw_os_error(nix::libc::EIO);
+            return Err(self.io_err("an earlier fdatasync failed; finalize", e));
+        }
+        if let Err(e) = self.flush() {
+            // Disk full or I/O error: the rest of the buffer is lost, but the
+            // header gets every whole frame that did reach the file, once a
+            // sync has covered it.
+            if self.sync("fdatasync").is_ok() {
+                let _ = self.commit_synced();
             }
             return Err(match e {
                 WavError::Io { path, op, source, .. } => {
@@ -273,7 +362,7 @@ impl WavWriter {
         if pad {
             self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
         }
-        self.file.sync_data().map_err(|e| self.io_err("fdatasync", e))?;
+        self.sync("fdatasync")?;
         self.write_sizes(self.data_written, pad)?;
         self.data_committed = self.data_written;
         self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
@@ -282,6 +371,10 @@ impl WavWriter {
 
     /// Writes the RIFF/RF64 sizes for `data` bytes of audio.
     fn write_sizes(&mut self, data: u64, padded: bool) -> Result<(), WavError> {
+        #[cfg(test)]
+        if let Some(p) = &self.probe {
+            p.lock().unwrap().ops.push(probe::Op::Sizes { data });
+        }
         let fb = self.spec.frame_bytes() as u64;
         match write_sizes(&self.file, self.data_at, data, fb, padded) {
             Ok(rf64) => {
@@ -388,6 +481,72 @@ fn channel_mask(channels: u16) -> u32 {
     }
 }
 
+/// Test builds: what a writer did to its file, in order, and the failures
+/// to inject. The durability tests check the order against what a crash at
+/// any moment would leave.
+#[cfg(test)]
+pub(crate) mod probe {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Op {
+        /// Audio bytes in the file now (after a write).
+        Data { end: u64 },
+        /// An fdatasync covering the audio written so far; `ok: false` if it
+        /// failed.
+        Sync { covered: u64, ok: bool },
+        /// The header now claims `data` bytes of audio.
+        Sizes { data: u64 },
+    }
+
+    #[derive(Debug, Default)]
+    pub struct Probe {
+        pub ops: Vec<Op>,
+        pub syncs: u32,
+        /// Fail the n-th sync (1-based) with EIO.
+        pub fail_sync: Option<u32>,
+        /// Bytes the disk still takes; then ENOSPC (a short write first).
+        pub space: Option<u64>,
+    }
+
+    impl Probe {
+        /// The durability invariant, over every prefix of the log (a crash
+        /// after any operation): a header claims only audio that a
+        /// successful sync covered, and, once a sync has failed, never more
+        /// than it claimed before (a later sync may succeed although the
+        /// data was lost: Linux reports a writeback error once).
+        pub fn check(&self) -> Result<(), String> {
+            let (mut durable, mut failed_at) = (0u64, None::<u64>);
+            let mut claimed = 0u64;
+            for (i, op) in self.ops.iter().enumerate() {
+                match *op {
+                    Op::Data { .. } => {}
+                    Op::Sync { covered, ok: true } if failed_at.is_none() => durable = covered,
+                    Op::Sync { ok: true, .. } => {}
+                    Op::Sync { ok: false, .. } => {
+                        failed_at.get_or_insert(claimed);
+                    }
+                    Op::Sizes { data } => {
+                        if data > durable {
+                            return Err(format!(
+                                "op {i}: header claims {data} bytes, {durable} are synced: {:?}",
+                                self.ops
+                            ));
+                        }
+                        if let Some(before) = failed_at {
+                            if data > before {
+                                return Err(format!(
+                                    "op {i}: header claims {data} bytes after a failed sync (had {before})"
+                                ));
+                            }
+                        }
+                        claimed = data;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +604,86 @@ mod tests {
                 assert_eq!(got, want, "{format} x{channels}");
             }
         }
+    }
+
+    fn probed(dir: &Path, name: &str) -> (WavWriter, std::sync::Arc<std::sync::Mutex<probe::Probe>>) {
+        let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
+        let mut w = WavWriter::create_new(&dir.join(name), spec, &bext()).unwrap();
+        let p = std::sync::Arc::new(std::sync::Mutex::new(probe::Probe::default()));
+        w.probe = Some(p.clone());
+        (w, p)
+    }
+
+    /// Checkpoints and the final header follow their syncs: the invariant
+    /// holds over every prefix of a normal take's operations. It fails if a
+    /// sync is removed or moved after the header update.
+    #[test]
+    fn headers_only_claim_synced_audio() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = probed(dir.path(), "a.wav");
+        for _ in 0..5 {
+            w.append(&frames(w.spec, 30_000, 0)).unwrap();
+            w.checkpoint().unwrap();
+        }
+        w.append(&frames(w.spec, 777, 0)).unwrap();
+        let (n, _) = w.finalize().unwrap();
+        assert_eq!(n, 5 * 30_000 + 777);
+        let p = p.lock().unwrap();
+        p.check().unwrap();
+        assert!(p.ops.iter().filter(|o| matches!(o, probe::Op::Sizes { .. })).count() >= 6);
+        // The check itself catches a header written before its sync.
+        let bad = probe::Probe {
+            ops: vec![
+                probe::Op::Data { end: 8 },
+                probe::Op::Sizes { data: 8 },
+                probe::Op::Sync { covered: 8, ok: true },
+            ],
+            ..Default::default()
+        };
+        assert!(bad.check().is_err());
+    }
+
+    /// A failed fdatasync is sticky: the next sync (which Linux lets succeed
+    /// although the data is gone) does not make the header claim the audio
+    /// since the last good checkpoint.
+    #[test]
+    fn after_a_failed_sync_the_header_never_claims_more() {
+        for fail in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut w, p) = probed(dir.path(), "a.wav");
+            p.lock().unwrap().fail_sync = Some(fail);
+            let mut committed = 0;
+            for k in 1..=3u64 {
+                w.append(&frames(w.spec, 10_000, 0)).unwrap();
+                if w.checkpoint().is_ok() {
+                    committed = k * 10_000;
+                }
+            }
+            assert!(w.finalize().is_err(), "fail at sync {fail}");
+            let p = p.lock().unwrap();
+            p.check().unwrap_or_else(|e| panic!("fail at sync {fail}: {e}"));
+            let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
+            assert_eq!(info.frames(), committed, "fail at sync {fail}");
+        }
+    }
+
+    /// Disk full in the middle of a write: the whole frames that reached the
+    /// file are claimed once synced; the header never claims a partial frame
+    /// or the lost rest.
+    #[test]
+    fn a_partial_write_keeps_its_whole_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = probed(dir.path(), "a.wav");
+        w.append(&frames(w.spec, 1000, 0)).unwrap();
+        w.checkpoint().unwrap();
+        // Room for 3,316 frames and half of one more.
+        p.lock().unwrap().space = Some(3316 * 4 + 2);
+        let _ = w.append(&frames(w.spec, 20_000, 0));
+        let e = w.finalize().unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+        p.lock().unwrap().check().unwrap();
+        let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
+        assert_eq!(info.frames(), 1000 + 3316);
     }
 
     #[test]
