@@ -309,8 +309,26 @@ impl WavWriter {
     /// then update the header sizes (promoting to RF64 if needed).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         self.flush()?;
+        self.still_linked()?;
         self.sync("fdatasync")?;
         self.commit_synced()
+    }
+
+    /// The file is still in a directory: deleted (or its directory
+    /// removed), it would take audio that nobody can ever read, so that is
+    /// an error that saves nothing.
+    fn still_linked(&self) -> Result<(), WavError> {
+        use std::os::unix::fs::MetadataExt;
+        match self.file.metadata() {
+            Ok(m) if m.nlink() == 0 => Err(WavError::Io {
+                path: self.path.clone(),
+                op: "checkpoint",
+                frames_safe: 0,
+                source: io::Error::new(io::ErrorKind::NotFound, "the file was deleted while recording"),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.io_err("fstat", e)),
+        }
     }
 
     /// A checkpoint of many files at once ([`crate::disk::Take`] in the mono
@@ -319,6 +337,7 @@ impl WavWriter {
     /// too and, before Linux 5.8, miss errors), then each header is updated.
     pub fn checkpoint_many(files: &mut [WavWriter]) -> Result<(), WavError> {
         files.iter_mut().try_for_each(|f| f.flush())?;
+        files.iter().try_for_each(|f| f.still_linked())?;
         files.iter_mut().try_for_each(|f| f.sync("fdatasync"))?;
         files.iter_mut().try_for_each(|f| f.commit_synced())
     }
@@ -337,6 +356,7 @@ impl WavWriter {
     /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
     /// Returns the number of frames in the file and whether it is RF64.
     pub fn finalize(mut self) -> Result<(u64, bool), WavError> {
+        self.still_linked()?;
         if self.sync_failed {
             // The audio since the last good checkpoint may be lost: the
             // header keeps claiming only what that checkpoint covered.

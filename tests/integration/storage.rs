@@ -420,3 +420,41 @@ fn a_start_that_fails_is_never_answered_with_success() {
     drop(d);
     umount(&disk);
 }
+
+/// The take directory is deleted mid-take: within a checkpoint or two the
+/// daemon is in ERROR with a reason that says so, and never reports frames
+/// saved that are not on disk.
+#[test]
+fn a_deleted_take_directory_is_an_error_not_a_recording() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let root = tempdir();
+    let dir = root.path().join("takes");
+    std::fs::create_dir(&dir).unwrap();
+    let d = Daemon::start(&server, &dir, &["--connect", "src:out_*"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&capstan::control::osc::encode("/record/subscribe", vec![]), ("127.0.0.1", d.port)).unwrap();
+    assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().0, "/reply");
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut error = None;
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    while Instant::now() < deadline && error.is_none() {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+                if m.addr == "/recording/error" {
+                    error = Some(m.args);
+                }
+            }
+        }
+    }
+    let error = error.expect("an error within 3 s of the directory's deletion");
+    let OscType::String(text) = &error[2] else { panic!("{error:?}") };
+    assert!(text.contains("deleted"), "{text}");
+    assert!(text.contains("; 0 frames saved"), "{text}");
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], OscType::String("error".into()), "{st:?}");
+}
