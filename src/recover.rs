@@ -157,19 +157,7 @@ mod tests {
     use std::io::Write;
 
     fn open_take(dir: &Path) -> (Take, PathBuf) {
-        let spec = TakeSpec {
-            dir: dir.to_owned(),
-            project: "t".into(),
-            file: None,
-            layout: Layout::Interleaved,
-            format: SampleFormat::S24,
-            sample_rate: 48000,
-            port_names: vec!["in_1".into(), "in_2".into()],
-            max_frames: None,
-            lead_in_silence: 0,
-            take_id: None,
-            sources: vec![],
-        };
+        let spec = TakeSpec::for_test(dir, 2, Layout::Interleaved, SampleFormat::S24);
         let take = Take::create(spec, chrono::Local::now()).unwrap();
         let path = take.paths()[0].to_owned();
         (take, path)

@@ -113,19 +113,7 @@ mod tests {
     use crate::wav::SampleFormat;
 
     fn take(dir: &Path) -> String {
-        let spec = TakeSpec {
-            dir: dir.to_owned(),
-            project: "t".into(),
-            file: None,
-            layout: Layout::Interleaved,
-            format: SampleFormat::S16,
-            sample_rate: 48000,
-            port_names: vec!["in_1".into()],
-            max_frames: None,
-            lead_in_silence: 0,
-            take_id: None,
-            sources: vec![],
-        };
+        let spec = TakeSpec::for_test(dir, 1, Layout::Interleaved, SampleFormat::S16);
         let t = Take::create(spec, chrono::Local::now()).unwrap();
         let name = t.name.clone();
         t.finalize(&[], 0, None, Default::default());

@@ -43,6 +43,26 @@ pub struct TakeSpec {
     pub sources: Vec<Vec<String>>,
 }
 
+#[cfg(test)]
+impl TakeSpec {
+    /// A take of `channels` inputs (`in_1`…) in `dir`, named by default.
+    pub(crate) fn for_test(dir: &Path, channels: usize, layout: Layout, format: SampleFormat) -> TakeSpec {
+        TakeSpec {
+            dir: dir.to_owned(),
+            project: "t".into(),
+            file: None,
+            layout,
+            format,
+            sample_rate: 48000,
+            port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
+            max_frames: None,
+            lead_in_silence: 0,
+            take_id: None,
+            sources: vec![],
+        }
+    }
+}
+
 /// A take whose files exist on disk.
 pub struct Take {
     pub spec: TakeSpec,
@@ -421,19 +441,7 @@ mod tests {
     use super::*;
 
     fn spec(dir: &Path, file: &str, layout: Layout) -> TakeSpec {
-        TakeSpec {
-            dir: dir.to_owned(),
-            project: "t".into(),
-            file: Some(file.into()),
-            layout,
-            format: SampleFormat::F32,
-            sample_rate: 48000,
-            port_names: vec!["in_1".into(), "in_2".into()],
-            max_frames: None,
-            lead_in_silence: 0,
-            take_id: None,
-            sources: vec![],
-        }
+        TakeSpec { file: Some(file.into()), ..TakeSpec::for_test(dir, 2, layout, SampleFormat::F32) }
     }
 
     /// `--file X` in mono, then `--file X` interleaved: the second take's

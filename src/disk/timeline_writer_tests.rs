@@ -29,19 +29,7 @@ fn bed(history: usize) -> Bed {
 
 impl Bed {
     fn start(&mut self) {
-        let spec = TakeSpec {
-            dir: self.dir.path().to_owned(),
-            project: "t".into(),
-            file: None,
-            layout: Layout::Interleaved,
-            format: SampleFormat::F32,
-            sample_rate: 48000,
-            port_names: vec!["in_1".into(), "in_2".into()],
-            max_frames: None,
-            lead_in_silence: 0,
-            take_id: None,
-            sources: vec![],
-        };
+        let spec = TakeSpec::for_test(self.dir.path(), 2, Layout::Interleaved, SampleFormat::F32);
         self.w.begin(Take::create(spec, Local::now()).unwrap(), None, 0);
     }
 

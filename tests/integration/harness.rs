@@ -527,6 +527,23 @@ pub fn osc(port: u16, path: &str, args: Vec<rosc::OscType>) -> Option<(String, V
     reply_on(&sock, Duration::from_secs(3))
 }
 
+/// The arguments of the next push to `addr` arriving on `sock` within
+/// `timeout` (other messages are skipped).
+pub fn push_on(sock: &std::net::UdpSocket, addr: &str, timeout: Duration) -> Option<Vec<rosc::OscType>> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 65536];
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    while Instant::now() < deadline {
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
+            if m.addr == addr {
+                return Some(m.args);
+            }
+        }
+    }
+    None
+}
+
 /// The next `/reply` or `/error` arriving on `sock`.
 pub fn reply_on(sock: &std::net::UdpSocket, timeout: Duration) -> Option<(String, Vec<rosc::OscType>)> {
     let deadline = Instant::now() + timeout;

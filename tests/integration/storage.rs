@@ -175,20 +175,7 @@ fn enospc_in_the_daemon_keeps_the_audio_and_recovers_when_space_returns() {
     send("/record/start");
     assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
     // Writes hit ENOSPC within a few seconds; the daemon reports code 11.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut error = None;
-    let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    while Instant::now() < deadline && error.is_none() {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
-                if m.addr == "/recording/error" {
-                    error = Some(m.args);
-                }
-            }
-        }
-    }
-    let error = error.expect("a /recording/error push");
+    let error = push_on(&sock, "/recording/error", Duration::from_secs(20)).expect("a /recording/error push");
     assert_eq!(error[1], OscType::Int(11), "{error:?}");
     let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
     let df = run({
@@ -438,20 +425,8 @@ fn a_deleted_take_directory_is_an_error_not_a_recording() {
     assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
     std::thread::sleep(Duration::from_millis(700));
     std::fs::remove_dir_all(&dir).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut error = None;
-    let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    while Instant::now() < deadline && error.is_none() {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if let Ok((_, rosc::OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) {
-                if m.addr == "/recording/error" {
-                    error = Some(m.args);
-                }
-            }
-        }
-    }
-    let error = error.expect("an error within 3 s of the directory's deletion");
+    let error = push_on(&sock, "/recording/error", Duration::from_secs(3))
+        .expect("an error within 3 s of the directory's deletion");
     let OscType::String(text) = &error[2] else { panic!("{error:?}") };
     assert!(text.contains("deleted"), "{text}");
     assert!(text.contains("; 0 frames saved"), "{text}");
