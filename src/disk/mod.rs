@@ -272,18 +272,33 @@ impl History {
     }
 
     /// Overwrites the frames at positions `[pos, pos + n)`, if the history
-    /// holds them, with each channel's samples `data[c][..n]`.
-    fn overwrite(&mut self, pos: u64, n: usize, data: &[Vec<f32>]) -> bool {
+    /// holds them, with each channel's samples `data[c][offset..offset + n]`.
+    fn overwrite(&mut self, pos: u64, n: usize, data: &[Vec<f32>], offset: usize) -> bool {
         if pos < self.start() || pos + n as u64 > self.end {
             return false;
         }
         let at = (self.head + (pos - self.start()) as usize) % self.cap;
-        let first = n.min(self.cap - at);
-        for (ring, src) in self.chans.iter_mut().zip(data) {
-            ring[at..at + first].copy_from_slice(&src[..first]);
-            ring[..n - first].copy_from_slice(&src[first..n]);
-        }
+        self.fill_ring(at, n, Some((data, offset)));
         true
+    }
+
+    /// Writes `n` frames into every channel's ring from ring index `at`
+    /// (wrapping): each channel's samples from `offset` on, or silence.
+    fn fill_ring(&mut self, at: usize, n: usize, data: Option<(&[Vec<f32>], usize)>) {
+        let first = n.min(self.cap - at);
+        for (c, ring) in self.chans.iter_mut().enumerate() {
+            match data {
+                Some((d, offset)) => {
+                    let src = &d[c][offset..offset + n];
+                    ring[at..at + first].copy_from_slice(&src[..first]);
+                    ring[..n - first].copy_from_slice(&src[first..]);
+                }
+                None => {
+                    ring[at..at + first].fill(0.0);
+                    ring[..n - first].fill(0.0);
+                }
+            }
+        }
     }
 
     /// Forgets everything; the next frame is at `end`.
@@ -302,20 +317,7 @@ impl History {
         let skip = n.saturating_sub(self.cap);
         let m = n - skip;
         let tail = (self.head + self.len) % self.cap;
-        let first = m.min(self.cap - tail);
-        for (c, ring) in self.chans.iter_mut().enumerate() {
-            match data {
-                Some((d, offset)) => {
-                    let src = &d[c][offset + skip..offset + n];
-                    ring[tail..tail + first].copy_from_slice(&src[..first]);
-                    ring[..m - first].copy_from_slice(&src[first..]);
-                }
-                None => {
-                    ring[tail..tail + first].fill(0.0);
-                    ring[..m - first].fill(0.0);
-                }
-            }
-        }
+        self.fill_ring(tail, m, data.map(|(d, offset)| (d, offset + skip)));
         let overflow = (self.len + m).saturating_sub(self.cap);
         self.head = (self.head + overflow) % self.cap;
         self.len = self.len + m - overflow;
@@ -695,9 +697,7 @@ impl DiskWriter {
             return;
         }
         let skip = (from - p.at) as usize;
-        let fresh: Vec<Vec<f32>> =
-            self.scratch.iter().map(|c| c[skip..skip + (to - from) as usize].to_vec()).collect();
-        if self.history.overwrite(from, (to - from) as usize, &fresh) {
+        if self.history.overwrite(from, (to - from) as usize, &self.scratch, skip) {
             cut_gaps(&mut self.gaps, from, to);
         }
     }

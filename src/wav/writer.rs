@@ -352,11 +352,9 @@ impl WavWriter {
     }
 
     /// Records that everything written is durable: header sizes follow.
-    /// After a failed sync nothing more is ever claimed.
+    /// Called only after a successful [`Self::sync`] (which, once one has
+    /// failed, always fails), so nothing more is claimed after a failure.
     fn commit_synced(&mut self) -> Result<(), WavError> {
-        if self.sync_failed {
-            return Ok(());
-        }
         self.write_sizes(self.data_written, false)?;
         self.data_committed = self.data_written;
         Ok(())
