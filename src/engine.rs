@@ -254,7 +254,8 @@ impl Engine {
     }
 
     /// Stops the disk thread (finalizing any take) and closes the client.
-    pub fn close(mut self) {
+    /// Returns the disk thread's events nobody had read (a take's end).
+    pub fn close(mut self) -> Vec<DiskEvent> {
         let _ = self.commands.send(DiskCommand::Quit);
         if let Some(h) = self.disk.take() {
             let _ = h.join();
@@ -264,5 +265,6 @@ impl Engine {
                 tracing::warn!("JACK deactivate: {e:?}");
             }
         }
+        self.events.try_iter().collect()
     }
 }

@@ -5,7 +5,7 @@
 //! | from \ to  | IDLE | STARTING | RECORDING | STOPPING | ERROR |
 //! |------------|------|----------|-----------|----------|-------|
 //! | IDLE       |      | start    |           |          | jack gone |
-//! | STARTING   | pre-flight failed |  | files created |  | jack gone |
+//! | STARTING   | pre-flight failed |  | first frame written |  | jack gone, no first frame |
 //! | RECORDING  |      |          |           | stop     | write error, disk full, jack gone |
 //! | STOPPING   | take final |    |           |          | error while finalizing |
 //! | ERROR      | reset / JACK back | |        |          |       |

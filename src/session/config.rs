@@ -19,6 +19,8 @@ pub const FILE: &str = "capstan.json";
 pub const VERSION: u32 = 1;
 /// The first OSC port a new session tries (then the next free one).
 pub const DEFAULT_OSC_PORT: u16 = 7770;
+/// The largest settings file read.
+const MAX_BYTES: u64 = 1 << 20;
 
 /// Everything a session remembers about its capstan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,11 +126,28 @@ impl SessionConfig {
     /// Reads `<dir>/capstan.json`; `Ok(None)` if there is none yet.
     pub fn load(dir: &Path) -> Result<Option<SessionConfig>, ConfigError> {
         let path = dir.join(FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ConfigError::Read { path, source }),
+        // Never follows a link or blocks on a FIFO; never reads more than
+        // any settings file can need.
+        let file = match crate::takefiles::open_regular(dir, FILE, false) {
+            Ok((_, f)) => f,
+            Err(crate::takefiles::NotOurs::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
+            Err(crate::takefiles::NotOurs::Io { path, source }) => {
+                return Err(ConfigError::Read { path, source })
+            }
+            Err(e) => return Err(ConfigError::Invalid { path, reason: e.to_string() }),
         };
+        let mut text = String::new();
+        use std::io::Read;
+        if let Err(source) = file.take(MAX_BYTES + 1).read_to_string(&mut text) {
+            return Err(ConfigError::Read { path, source });
+        }
+        if text.len() as u64 > MAX_BYTES {
+            return Err(ConfigError::Invalid { path, reason: format!("larger than {MAX_BYTES} bytes") });
+        }
         let config: SessionConfig = serde_json::from_str(&text)
             .map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
         config.validate().map_err(|reason| ConfigError::Invalid { path, reason })?;
@@ -183,6 +202,22 @@ impl SessionConfig {
         self.layout = args.format.layout;
         self.preroll = args.preroll;
     }
+}
+
+/// The OSC ports that the other capstans of the session (sibling client
+/// directories with a `capstan.json`) have saved: a capstan whose own port
+/// is taken must not take one of theirs. Unreadable files are skipped.
+pub fn sibling_ports(client_dir: &Path) -> Vec<u16> {
+    let Some(session) = client_dir.parent() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(session) else { return Vec::new() };
+    let own = client_dir.file_name();
+    entries
+        .filter_map(Result::ok)
+        .take(1024)
+        .filter(|e| Some(e.file_name().as_os_str()) != own && e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| SessionConfig::load(&e.path()).ok().flatten())
+        .map(|c| c.osc_port)
+        .collect()
 }
 
 /// Renames a bad settings file to `capstan.json.bad-<time>` so that it is

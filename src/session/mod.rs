@@ -213,7 +213,9 @@ fn open(
     };
     progress(client, 0.3);
     let args = config.to_args(client_id, path, display_name);
-    let hosting = Hosting { lock_held: true, wait_for_jack: true, exact_name: true, osc_fallback: true };
+    let avoid_ports = config::sibling_ports(path);
+    let hosting =
+        Hosting { lock_held: true, wait_for_jack: true, exact_name: true, osc_fallback: true, avoid_ports };
     let daemon =
         Daemon::open(args, hosting).map_err(|e| OpenFailure::new(ErrorCode::General, format!("{e:#}")))?;
     progress(client, 0.8);
@@ -236,8 +238,9 @@ fn open(
             client,
             3,
             format!(
-                "OSC port {} is taken; listening on {port} until it is free (capstan.json keeps {})",
-                session.config.osc_port, session.config.osc_port
+                "OSC port {saved} is taken by another program; capstan listens on {port} while it runs and \
+                 tries {saved} again the next time the session opens (capstan.json keeps {saved})",
+                saved = session.config.osc_port
             ),
         );
     }

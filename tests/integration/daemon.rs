@@ -101,8 +101,12 @@ fn a_hundred_concurrent_starts_make_exactly_one_take() {
     assert_eq!(ok, 1, "{replies:?}");
     let busy = replies.iter().filter(|r| r.0 == "/error" && r.1[1] == OscType::Int(3)).count();
     assert_eq!(busy, 99);
-    let OscType::String(msg) = &replies.iter().find(|r| r.0 == "/error").unwrap().1[2] else { panic!() };
-    assert!(msg.contains("already recording"), "{msg}");
+    // Refused as busy: at once while 16 commands wait for the start, and
+    // the waiting ones once it is recording.
+    for r in replies.iter().filter(|r| r.0 == "/error") {
+        let OscType::String(msg) = &r.1[2] else { panic!() };
+        assert!(msg.contains("already recording") || msg.contains("wait already"), "{msg}");
+    }
     assert!(osc(port, "/record/stop", vec![]).unwrap().0 == "/reply");
     assert_eq!(wavs(dir.path()).len(), 1);
 }
@@ -456,4 +460,52 @@ fn a_1024_file_take_gets_its_replies_and_pages_its_files() {
     assert!(all.iter().all(|f| std::path::Path::new(f).exists()));
     let (addr, r) = osc(d.port, "/record/stop", vec![]).unwrap();
     assert_eq!(addr, "/reply", "{r:?}");
+}
+
+/// Sends one OSC message from `sock` (its reply comes back to it).
+fn send_on(sock: &std::net::UdpSocket, port: u16, path: &str, args: Vec<OscType>) {
+    let msg = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage { addr: path.into(), args }))
+        .unwrap();
+    sock.send_to(&msg, ("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn the_control_loop_answers_while_a_stop_waits_for_a_stalled_jack() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    assert_eq!(osc(d.port, "/record/start", vec![s("one")]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(500));
+    // JACK freezes: the stop's frame cannot arrive (the daemon takes what is
+    // there after 1.5 s). Meanwhile the loop must answer queries at once,
+    // and a start sent after the stop must run after it, not be refused.
+    server.signal(nix::sys::signal::Signal::SIGSTOP);
+    let (stopper, asker, starter) = (free_socket(), free_socket(), free_socket());
+    send_on(&stopper, d.port, "/record/stop", vec![]);
+    send_on(&asker, d.port, "/record/status", vec![]);
+    send_on(&starter, d.port, "/record/start", vec![s("two")]);
+    let status = reply_on(&asker, Duration::from_secs(5));
+    let early_stop = reply_on(&stopper, Duration::from_millis(1));
+    server.signal(nix::sys::signal::Signal::SIGCONT);
+    let (addr, st) = status.expect("status answered");
+    assert_eq!((addr.as_str(), &st[1], &st[2]), ("/reply", &s("stopping"), &s("one")), "{st:?}");
+    assert!(early_stop.is_none(), "the stop was answered before the status: {early_stop:?}");
+    let (addr, stop) = reply_on(&stopper, Duration::from_secs(5)).expect("stop answered");
+    assert_eq!((addr.as_str(), &stop[1]), ("/reply", &s("one")), "{stop:?}");
+    let (addr, start) = reply_on(&starter, Duration::from_secs(5)).expect("queued start answered");
+    assert_eq!((addr.as_str(), &start[1]), ("/reply", &s("two")), "{start:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+    let (_, truth) = src.stop_truth();
+    let files = wavs(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        let v = assert_take(f, Some(&truth));
+        assert!(v.frames > 0, "{f:?}: {v:?}");
+    }
+}
+
+fn free_socket() -> std::net::UdpSocket {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
 }

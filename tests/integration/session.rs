@@ -363,3 +363,40 @@ fn open_before_jack_runs_then_connects_when_it_starts() {
     assert_eq!(wavs(&path.join("takes")).len(), 1);
     assert_eq!(m.terminate().0.code(), Some(0));
 }
+
+#[test]
+fn a_taken_port_falls_back_to_one_no_sibling_capstan_saved() {
+    let server = JackServer::start(256);
+    let session = tempdir();
+    let (a, b) = (session.path().join("capstan.nAAAA"), session.path().join("capstan.nBBBB"));
+    // Two capstans saved neighbouring ports; another program holds A's.
+    let port = loop {
+        let p = free_port();
+        if p < 65000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    for (dir, p) in [(&a, port), (&b, port + 1)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("capstan.json"), format!("{{\"osc_port\": {p}}}")).unwrap();
+    }
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let mut first = Managed::launch(&server);
+    assert!(first.open(&a, "s", "nAAAA").is_ok());
+    let got = first.osc_port();
+    assert!(got != port && got != port + 1, "A took {got}: its own is taken, {} is B's", port + 1);
+    let said =
+        first.nsm.logged(|m| matches!(m, ClientMessage::Message { text, .. } if text.contains("is taken")));
+    let ClientMessage::Message { text, .. } = &said[0] else { panic!("{said:?}") };
+    assert!(text.contains(&format!("listens on {got}")) && text.contains("next time"), "{text}");
+    // B gets the port it saved.
+    let mut second = Managed::launch(&server);
+    assert!(second.open(&b, "s", "nBBBB").is_ok());
+    assert_eq!(second.osc_port(), port + 1);
+    assert_eq!(osc(got, "/record/status", vec![]).unwrap().0, "/reply");
+    // A's saved port is unchanged: it is A's again when the session reopens.
+    assert_eq!(config(&a)["osc_port"].as_u64(), Some(port as u64));
+    drop(squatter);
+    assert_eq!(first.terminate().0.code(), Some(0));
+    assert_eq!(second.terminate().0.code(), Some(0));
+}

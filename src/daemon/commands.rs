@@ -1,0 +1,272 @@
+//! What each OSC command does and what it answers (docs/osc-api.md).
+//! Commands that change the recorder wait their turn while the disk thread
+//! owes an answer; queries are answered at once. Control thread only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use rosc::{OscMessage, OscType};
+
+use super::endpoint::Requester;
+use super::{s, Daemon};
+use crate::cli::DaemonArgs;
+use crate::control::osc::{self, Code, Command, Refusal};
+use crate::control::preflight;
+use crate::control::replies::count;
+use crate::control::state::State;
+use crate::disk::Layout;
+
+/// Commands that may wait for the disk thread at once; more are refused.
+const MAX_QUEUED: usize = 16;
+
+fn layout_name(l: Layout) -> &'static str {
+    match l {
+        Layout::Interleaved => "interleaved",
+        Layout::Mono => "mono",
+    }
+}
+
+/// Does this command change the recorder (and so wait for a pending
+/// operation, to keep the order it was sent in)?
+fn changes_recorder(cmd: &Command) -> bool {
+    !matches!(
+        cmd,
+        Command::Status { .. }
+            | Command::List
+            | Command::Files(_)
+            | Command::Subscribe
+            | Command::Unsubscribe
+            | Command::ConfigGet
+    )
+}
+
+impl Daemon {
+    /// One message of a datagram: answered to its sender, now or when the
+    /// disk thread has done what it asks.
+    pub(super) fn message(&mut self, m: OscMessage, from: SocketAddr) {
+        let to = Requester { from, path: m.addr.clone() };
+        let cmd = match osc::parse(&m) {
+            Ok(c) => c,
+            Err(r) => return self.osc.answer(&to, Err(r)),
+        };
+        if self.op.is_some() && changes_recorder(&cmd) {
+            if self.queued.len() >= MAX_QUEUED {
+                let r = Refusal::new(
+                    Code::Busy,
+                    format!("the recorder is busy; {MAX_QUEUED} commands wait already"),
+                );
+                return self.osc.answer(&to, Err(r));
+            }
+            return self.queued.push_back((to, cmd));
+        }
+        self.run_command(to, cmd);
+    }
+
+    pub(super) fn run_command(&mut self, to: Requester, cmd: Command) {
+        match self.command(cmd, &to) {
+            Ok(Some(args)) => self.osc.answer(&to, Ok(args)),
+            Ok(None) => {} // answered when the disk thread has done it
+            Err(r) => self.osc.answer(&to, Err(r)),
+        }
+    }
+
+    fn command(&mut self, cmd: Command, to: &Requester) -> Result<Option<Vec<OscType>>, Refusal> {
+        let now = |v| Ok(Some(v));
+        match cmd {
+            Command::Start { take_id, file } => self.start(Some(to.clone()), take_id, file),
+            Command::Stop { take_id } => self.stop(Some(to.clone()), take_id),
+            Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file),
+            Command::Status { .. } => now(self.status()),
+            Command::List => now(self
+                .current
+                .iter()
+                .flat_map(|c| [s(c.id.clone()), s(osc::files_text(&c.files))])
+                .collect()),
+            Command::Files(offset) => now(self.files(offset)?),
+            Command::Reset => now(self.reset()?),
+            Command::Subscribe => {
+                self.osc.subscribe(to.from)?;
+                now(vec![s(self.state.get().name())])
+            }
+            Command::Unsubscribe => {
+                self.osc.unsubscribe(to.from);
+                now(vec![])
+            }
+            Command::ConfigGet => now(self.config_values()),
+            Command::ConfigSampleFormat(f) => {
+                self.args.format.sample_format = f;
+                self.config_changed = true;
+                now(vec![s(f.to_string())])
+            }
+            Command::ConfigLayout(l) => {
+                self.args.format.layout = l;
+                self.config_changed = true;
+                now(vec![s(layout_name(l))])
+            }
+            Command::ConfigPorts(n) => {
+                // Named inputs beyond the new count are dropped with them.
+                let kept = &self.args.port_names[..self.args.port_names.len().min(n as usize)];
+                let names =
+                    crate::ports::input_names(n as usize, kept).map_err(|e| Refusal::new(Code::Config, e))?;
+                self.reconfigure(|a| {
+                    a.ports = n;
+                    a.port_names.truncate(n as usize);
+                })?;
+                now(vec![OscType::Int(names.len() as i32)])
+            }
+            Command::ConfigPreroll(p) => {
+                self.reconfigure(|a| a.preroll = p)?;
+                now(vec![OscType::Double(p)])
+            }
+        }
+    }
+
+    /// A page of the running (or else the last) take's files.
+    fn files(&self, offset: usize) -> Result<Vec<OscType>, Refusal> {
+        let (id, files) = match (&self.current, &self.last_files) {
+            (Some(c), _) => (&c.id, &c.files),
+            (None, Some((id, files))) => (id, files),
+            (None, None) => return Err(Refusal::new(Code::NotRecording, "no take to list")),
+        };
+        let total = files.len().min(i32::MAX as usize) as i32;
+        let page = osc::files_page(files, offset);
+        Ok(vec![
+            s(id.clone()),
+            OscType::Int(total),
+            OscType::Int(offset.min(i32::MAX as usize) as i32),
+            s(page),
+        ])
+    }
+
+    /// Every setting, as name/value pairs (`/config/get`).
+    fn config_values(&self) -> Vec<OscType> {
+        let a = &self.args;
+        let names = crate::ports::input_names(a.ports as usize, &a.port_names).unwrap_or_default();
+        let port = self.osc_addr().map_or(0, |x| x.port() as i32);
+        vec![
+            s("ports"),
+            OscType::Int(a.ports as i32),
+            s("port_names"),
+            s(names.join(",")),
+            s("sample_format"),
+            s(a.format.sample_format.to_string()),
+            s("layout"),
+            s(layout_name(a.format.layout)),
+            s("preroll"),
+            OscType::Double(a.preroll),
+            s("project"),
+            s(a.format.project.clone()),
+            s("osc_port"),
+            OscType::Int(port),
+            s("client"),
+            s(self.engine.as_ref().map(|e| e.client().name().to_string()).unwrap_or_default()),
+        ]
+    }
+
+    /// Changes a setting that shapes the JACK client (ports, pre-roll): only
+    /// between takes. The client is re-created with the same name and every
+    /// connection of the ports that remain is restored.
+    fn reconfigure(&mut self, change: impl FnOnce(&mut DaemonArgs)) -> Result<(), Refusal> {
+        if matches!(self.state.get(), State::Starting | State::Recording | State::Stopping) {
+            return Err(Refusal::new(Code::Busy, "stop the take first; this setting re-creates the inputs"));
+        }
+        change(&mut self.args);
+        self.config_changed = true;
+        let Some(old) = self.engine.take() else {
+            return Ok(()); // JACK is away: the setting applies when it is back
+        };
+        let connections = old.connections();
+        for ev in old.close() {
+            self.disk_event(ev);
+        }
+        if let Err(e) = self.open_engine() {
+            self.last_jack_try = Instant::now();
+            self.fail(Code::JackGone, format!("re-creating the JACK client failed: {e}"));
+            return Err(Refusal::new(Code::JackGone, format!("setting saved, but JACK refused: {e}")));
+        }
+        let engine = self.engine.as_ref().expect("just opened");
+        for (i, sources) in connections.iter().enumerate().take(engine.port_names.len()) {
+            let to = engine.input_port_name(i);
+            for from in sources {
+                if let Err(e) = engine.client().connect_ports_by_name(from, &to) {
+                    tracing::debug!("restoring {from} -> {to}: {e:?}");
+                }
+            }
+        }
+        tracing::info!("inputs re-created: {} ports, pre-roll {} s", self.args.ports, self.args.preroll);
+        Ok(())
+    }
+
+    pub(super) fn busy(&self) -> Refusal {
+        match (self.state.get(), &self.current) {
+            (State::Error, _) if self.engine.is_none() => Refusal::new(
+                Code::ErrorState,
+                "recorder is in ERROR: JACK is not running; capstan returns to idle by itself once it is",
+            ),
+            (State::Error, _) => Refusal::new(
+                Code::ErrorState,
+                format!(
+                    "recorder is in ERROR ({}); send /record/reset",
+                    self.error.as_ref().map_or("unknown", |e| e.1.as_str())
+                ),
+            ),
+            (st, Some(c)) => Refusal::new(Code::Busy, format!("take {} is already {st}", c.id)),
+            (st, None) => Refusal::new(Code::Busy, format!("recorder is {st}")),
+        }
+    }
+
+    fn status(&self) -> Vec<OscType> {
+        let (frames, bytes, lost, xruns, rate) = match &self.engine {
+            Some(e) => {
+                let d = &e.disk_stats;
+                (
+                    d.frames.load(Relaxed),
+                    d.bytes.load(Relaxed),
+                    d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed),
+                    e.jack.xruns.load(Relaxed),
+                    e.sample_rate,
+                )
+            }
+            None => (0, 0, 0, 0, 48000),
+        };
+        let recording = matches!(self.state.get(), State::Recording | State::Stopping);
+        let (frames, bytes, lost) = if recording { (frames, bytes, lost) } else { (0, 0, 0) };
+        let free = preflight::space(&self.args.dir).map_or(0, |s| s.0);
+        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        let err = self.error.as_ref().map(|e| e.1.clone()).unwrap_or_default();
+        let (cb, disk) = match &self.engine {
+            Some(e) => (e.capture.callback.summary(), e.disk_stats.summary()),
+            None => Default::default(),
+        };
+        vec![
+            s(self.state.get().name()),
+            s(id),
+            OscType::Double(frames as f64 / rate.max(1) as f64),
+            count(bytes),
+            count(lost),
+            OscType::Int(xruns.min(i32::MAX as u64) as i32),
+            count(free),
+            s(err),
+            OscType::Double(cb.p99_us),
+            OscType::Double(cb.max_us),
+            OscType::Double(disk.ring_high_water_percent),
+        ]
+    }
+
+    fn reset(&mut self) -> Result<Vec<OscType>, Refusal> {
+        match self.state.get() {
+            State::Error => {
+                if self.engine.is_none() {
+                    return Err(Refusal::new(
+                        Code::JackGone,
+                        "JACK is not running; capstan returns to idle once it is",
+                    ));
+                }
+                self.recovered();
+                Ok(vec![s("idle")])
+            }
+            st => Ok(vec![s(st.name())]),
+        }
+    }
+}

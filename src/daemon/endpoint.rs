@@ -1,0 +1,151 @@
+//! The daemon's OSC endpoint: one UDP socket, the clients that subscribed to
+//! pushes, and bounded logging of bad input. Control thread only.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rosc::{OscMessage, OscType};
+
+use crate::control::log_limit::LogLimit;
+use crate::control::osc::{self, Code, Refusal};
+
+pub const MAX_SUBSCRIBERS: usize = 64;
+/// Messages one datagram (a bundle) may carry: each is answered, so more
+/// would let a small datagram draw many replies.
+pub const MAX_MESSAGES: usize = 16;
+
+/// Who asked for something, and on which path the answer goes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub from: SocketAddr,
+    pub path: String,
+}
+
+pub struct Endpoint {
+    socket: UdpSocket,
+    /// Clients that sent `/record/subscribe` (and not `/record/unsubscribe`).
+    subscribers: HashSet<SocketAddr>,
+    /// Logging of refused and malformed input, at a bounded rate.
+    bad_input: LogLimit,
+    buf: Vec<u8>,
+    wait: Duration,
+}
+
+/// Binds the OSC socket. With `fallback`, a taken port moves on to the next
+/// free port among the following 20 that is not in `avoid` (ports other
+/// capstans of the session have saved), then to any free port.
+pub fn bind_osc(bind: &str, port: u16, fallback: bool, avoid: &[u16]) -> Result<UdpSocket> {
+    match UdpSocket::bind((bind, port)) {
+        Ok(s) => Ok(s),
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse && port != 0 => (1..=20u16)
+            .filter_map(|k| port.checked_add(k))
+            .filter(|p| !avoid.contains(p))
+            .find_map(|p| UdpSocket::bind((bind, p)).ok())
+            .map_or_else(|| UdpSocket::bind((bind, 0)), Ok)
+            .with_context(|| format!("cannot listen for OSC on {bind}")),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot listen for OSC on {bind}:{port}"))),
+    }
+}
+
+impl Endpoint {
+    pub fn new(socket: UdpSocket) -> Endpoint {
+        Endpoint {
+            socket,
+            subscribers: HashSet::new(),
+            bad_input: LogLimit::default(),
+            buf: vec![0u8; osc::MAX_DATAGRAM + 1],
+            wait: Duration::ZERO,
+        }
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    /// The next datagram, waiting at most `wait`: its messages, or why it
+    /// was refused (already answered and logged).
+    pub fn receive(&mut self, wait: Duration) -> Option<(SocketAddr, Vec<OscMessage>)> {
+        if wait != self.wait {
+            // A zero timeout would mean "block forever".
+            if let Err(e) = self.socket.set_read_timeout(Some(wait.max(Duration::from_micros(100)))) {
+                tracing::warn!("OSC socket: {e}");
+            }
+            self.wait = wait;
+        }
+        let (n, from) = match self.socket.recv_from(&mut self.buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return None
+            }
+            Err(e) => {
+                tracing::warn!("OSC receive: {e}");
+                return None;
+            }
+        };
+        let decoded = match osc::decode(&self.buf[..n]) {
+            Ok(m) if m.len() > MAX_MESSAGES => Err(Refusal::new(
+                Code::Malformed,
+                format!("{} messages in one datagram; at most {MAX_MESSAGES}", m.len()),
+            )),
+            other => other,
+        };
+        match decoded {
+            Ok(m) => Some((from, m)),
+            Err(r) => {
+                self.bad_input.warn(from, &r.message);
+                self.send(from, &osc::error("", &r));
+                None
+            }
+        }
+    }
+
+    /// Answers a request: `/reply` with the values, or `/error` (logged at a
+    /// bounded rate: anyone who can reach the port can draw refusals).
+    pub fn answer(&mut self, to: &Requester, result: Result<Vec<OscType>, Refusal>) {
+        match result {
+            Ok(args) => self.send(to.from, &osc::reply(&to.path, args)),
+            Err(r) => {
+                let text = format!("{}: refused: {}", osc::clip(&to.path, 64), r.message);
+                self.bad_input.warn(to.from, &text);
+                self.send(to.from, &osc::error(&to.path, &r));
+            }
+        }
+    }
+
+    pub fn send(&self, to: SocketAddr, datagram: &[u8]) {
+        if let Err(e) = self.socket.send_to(datagram, to) {
+            tracing::debug!("OSC send to {to}: {e}");
+        }
+    }
+
+    pub fn broadcast(&self, datagram: &[u8]) {
+        for &to in &self.subscribers {
+            self.send(to, datagram);
+        }
+    }
+
+    /// Adds a subscriber; a full table refuses (never drops it silently).
+    pub fn subscribe(&mut self, from: SocketAddr) -> Result<(), Refusal> {
+        if self.subscribers.len() >= MAX_SUBSCRIBERS && !self.subscribers.contains(&from) {
+            return Err(Refusal::new(
+                Code::Full,
+                format!("{MAX_SUBSCRIBERS} clients are subscribed already; /record/unsubscribe one first"),
+            ));
+        }
+        self.subscribers.insert(from);
+        Ok(())
+    }
+
+    pub fn unsubscribe(&mut self, from: SocketAddr) {
+        self.subscribers.remove(&from);
+    }
+}

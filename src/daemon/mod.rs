@@ -1,0 +1,431 @@
+//! `capstan daemon`: one JACK client that stays up across any number of
+//! takes, driven over OSC (docs/osc-api.md).
+//!
+//! The control loop never waits on disk work. A command that needs the disk
+//! thread (start, stop, rotate) sends it a request and becomes a pending
+//! [`takes::Operation`]; the loop goes on reading OSC and the session
+//! manager, and the state machine moves when the disk thread's events
+//! arrive. Commands that change the recorder wait in a queue meanwhile, so
+//! they still run in the order sent. Retention runs on its own thread.
+//!
+//! - `endpoint`: the OSC socket and subscribers;
+//! - `commands`: what each command does and what it answers;
+//! - `takes`: the take factory and the take operations;
+//! - `housekeeping`: retention;
+//! - this file: the loop, the engine's lifetime and the way back from ERROR.
+
+mod commands;
+mod endpoint;
+mod housekeeping;
+mod takes;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rosc::OscType;
+
+use crate::cli::DaemonArgs;
+use crate::control::osc::{self, Code, Command};
+use crate::control::replies::count;
+use crate::control::state::{State, StateCell};
+use crate::disk::SpaceGuard;
+use crate::engine::{self, Engine};
+use crate::{lock, ports};
+
+pub use endpoint::bind_osc;
+use endpoint::{Endpoint, Requester};
+
+/// How far takes trail the newest audio: a stop or rotate that reaches the
+/// disk thread within this window still cuts at the exact cycle.
+const WRITE_DELAY_S: f64 = 0.2;
+/// Longest wait for the disk thread to confirm a start or a stop.
+const CONFIRM: Duration = Duration::from_secs(3);
+/// How long the loop waits for a datagram: short while the disk thread
+/// owes an answer (it is polled between datagrams).
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+const BUSY_WAIT: Duration = Duration::from_millis(2);
+
+/// The take being recorded.
+struct Current {
+    /// The id clients know it by (theirs, or the take's name).
+    id: String,
+    /// The take's name (its files' stem), as the disk thread reports it.
+    name: String,
+    files: Vec<String>,
+    first_frame_time: Option<u64>,
+}
+
+/// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
+#[derive(Debug, Clone, Default)]
+pub struct Hosting {
+    /// The caller already holds the instance lock (NSM: in the client path).
+    pub lock_held: bool,
+    /// Start without JACK and connect when it appears (NSM sessions often
+    /// start clients before JACK is up).
+    pub wait_for_jack: bool,
+    /// The JACK client must have exactly `args.name` (NSM's client_id).
+    pub exact_name: bool,
+    /// If the OSC port is taken, listen on another free one instead of
+    /// failing (NSM: a second capstan in a session must still come up)…
+    pub osc_fallback: bool,
+    /// …but never on one of these (other capstans of the session saved
+    /// them, and will want them).
+    pub avoid_ports: Vec<u16>,
+}
+
+/// Something the session manager's window should show (NSM
+/// `/nsm/client/message`): priority 0-3, 3 most important.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub priority: i32,
+    pub text: String,
+}
+
+/// The long-running recorder: OSC endpoint, engine and state machine.
+/// Control thread only (never real-time).
+pub struct Daemon {
+    args: DaemonArgs,
+    hosting: Hosting,
+    osc: Endpoint,
+    engine: Option<Engine>,
+    state: StateCell,
+    current: Option<Current>,
+    /// What the disk thread has been asked and not yet answered.
+    op: Option<takes::Pending>,
+    /// Commands that arrived while `op` was pending, in order.
+    queued: VecDeque<(Requester, Command)>,
+    /// The last finished take's id and files (for `/record/files`).
+    last_files: Option<(String, Vec<String>)>,
+    /// Why the recorder is in ERROR; `jack` errors clear themselves.
+    error: Option<(Code, String)>,
+    retention: housekeeping::Retention,
+    last_progress: Instant,
+    last_jack_try: Instant,
+    /// Frames lost so far in the running take, as last reported.
+    lost_reported: u64,
+    notices: Vec<Notice>,
+    /// A setting changed over OSC since the last [`Daemon::take_config_change`].
+    config_changed: bool,
+    _lock: Option<lock::DirLock>,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn s(v: impl Into<String>) -> OscType {
+    OscType::String(v.into())
+}
+
+/// `capstan daemon`: runs until SIGINT/SIGTERM.
+pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
+    let d = Daemon::open(args, Hosting::default())?;
+    let term = crate::signals::stop_flag()?;
+    d.serve(&term, |_| {});
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Daemon {
+    /// Creates the take directory, locks it (unless the host did), repairs
+    /// interrupted takes, listens for OSC and opens the JACK client.
+    pub fn open(args: DaemonArgs, hosting: Hosting) -> Result<Daemon> {
+        crate::ports::input_names(args.ports as usize, &args.port_names).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+        let lock = if hosting.lock_held { None } else { Some(lock::acquire(&args.dir)?) };
+        // Takes a crash left open are repaired before anything else happens.
+        match crate::recover::recover(&args.dir) {
+            Ok(report) => {
+                for r in report.recovered {
+                    tracing::warn!(
+                        "recovered an interrupted take: {} ({} frames)",
+                        r.manifest.display(),
+                        r.frames
+                    );
+                }
+                for f in report.failed {
+                    tracing::error!(
+                        "could not recover {} (left as it was): {}",
+                        f.manifest.display(),
+                        f.error
+                    );
+                }
+            }
+            Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
+        }
+        let socket = bind_osc(&args.osc_bind, args.osc_port, hosting.osc_fallback, &hosting.avoid_ports)?;
+        let mut d = Daemon {
+            osc: Endpoint::new(socket),
+            hosting,
+            engine: None,
+            state: StateCell::new(),
+            current: None,
+            op: None,
+            queued: VecDeque::new(),
+            last_files: None,
+            error: None,
+            retention: Default::default(),
+            last_progress: Instant::now(),
+            last_jack_try: Instant::now(),
+            lost_reported: 0,
+            notices: Vec::new(),
+            config_changed: false,
+            _lock: lock,
+            args,
+        };
+        match d.open_engine() {
+            Ok(()) => {}
+            Err(e) if d.hosting.wait_for_jack && matches!(e, engine::EngineError::NoServer { .. }) => {
+                d.fail(Code::JackGone, format!("{e}; capstan connects as soon as JACK runs"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            "capstan daemon: {} inputs, takes in {}, OSC on {}",
+            d.args.ports,
+            d.args.dir.display(),
+            d.osc_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
+        Ok(d)
+    }
+
+    /// One turn of the control loop: at most one datagram (waiting up to
+    /// 20 ms for it, 2 ms while the disk thread owes an answer), the disk
+    /// thread's events, then background work. Never waits on the disk.
+    pub fn step(&mut self) {
+        let wait = if self.op.is_some() { BUSY_WAIT } else { IDLE_WAIT };
+        if let Some((from, messages)) = self.osc.receive(wait) {
+            for m in messages {
+                self.message(m, from);
+            }
+        }
+        self.disk_events();
+        self.check_pending();
+        self.poll();
+    }
+
+    /// The control loop until `term` (SIGINT/SIGTERM): a [`Daemon::step`],
+    /// then the host's own work, each turn; then [`Daemon::close`].
+    pub fn serve(mut self, term: &std::sync::atomic::AtomicBool, mut each_turn: impl FnMut(&mut Daemon)) {
+        while !term.load(Relaxed) {
+            self.step();
+            each_turn(&mut self);
+        }
+        tracing::info!("signal: finishing");
+        self.close();
+    }
+
+    /// Finishes any take (files final, waiting at most a few seconds for
+    /// the disk thread) and closes the JACK client. A retention run in
+    /// progress is left to the process's end: it is safe to interrupt.
+    pub fn close(mut self) {
+        if self.op.is_none() && self.state.get() == State::Recording {
+            let _ = self.stop(None, None);
+        }
+        let deadline = Instant::now() + CONFIRM + Duration::from_secs(1);
+        while self.op.is_some() && Instant::now() < deadline {
+            if let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(Duration::from_millis(10))) {
+                self.disk_event(ev);
+            }
+            self.check_pending();
+        }
+        if let Some(e) = self.engine.take() {
+            for ev in e.close() {
+                self.disk_event(ev);
+            }
+        }
+    }
+
+    pub fn args(&self) -> &DaemonArgs {
+        &self.args
+    }
+
+    pub fn osc_addr(&self) -> Option<SocketAddr> {
+        self.osc.local_addr()
+    }
+
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    /// Seconds recorded in the running take.
+    pub fn take_seconds(&self) -> Option<f64> {
+        let e = self.engine.as_ref()?;
+        matches!(self.state.get(), State::Recording | State::Stopping)
+            .then(|| e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64)
+    }
+
+    /// What happened since the last call, for the session manager's window.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// True once after a setting was changed over OSC.
+    pub fn take_config_change(&mut self) -> bool {
+        std::mem::take(&mut self.config_changed)
+    }
+
+    fn notice(&mut self, priority: i32, text: String) {
+        if self.notices.len() < 64 {
+            self.notices.push(Notice { priority, text });
+        }
+    }
+
+    fn open_engine(&mut self) -> Result<(), engine::EngineError> {
+        let client = engine::open_client(&self.args.name, self.hosting.exact_name)?;
+        let sources = if self.args.connect.is_empty() {
+            Vec::new()
+        } else {
+            match ports::select_sources(&self.args.connect, &engine::audio_outputs(&client)) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("{e}; inputs left unconnected");
+                    Vec::new()
+                }
+            }
+        };
+        let history = self.args.preroll + 1.0;
+        let names = crate::ports::input_names(self.args.ports as usize, &self.args.port_names)
+            .map_err(|detail| engine::EngineError::Port { port: "input".into(), detail })?;
+        let e = Engine::start(
+            client,
+            &names,
+            self.args.format.buffer_seconds,
+            history,
+            WRITE_DELAY_S,
+            Some(SpaceGuard {
+                margin_seconds: self.args.disk_margin_seconds,
+                min_free_fraction: self.args.min_free_fraction,
+            }),
+        )?;
+        if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.ports as usize)]) {
+            tracing::warn!("{err}");
+        }
+        self.engine = Some(e);
+        Ok(())
+    }
+
+    fn push_state(&self) {
+        let (id, first) = match &self.current {
+            Some(c) => (c.id.clone(), c.first_frame_time.unwrap_or(0)),
+            None => (String::new(), 0),
+        };
+        let msg = osc::push(
+            "/recording/state",
+            vec![s(id), s(self.state.get().name()), count(first), OscType::Double(now_unix())],
+        );
+        self.osc.broadcast(&msg);
+    }
+
+    fn push_error(&self, take: &str, code: Code, text: &str) {
+        self.osc.broadcast(&osc::push("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
+    }
+
+    /// Enters ERROR from wherever we are (all such edges are legal).
+    fn fail(&mut self, code: Code, text: String) {
+        let st = self.state.get();
+        if st != State::Error {
+            let _ = self.state.transition(st, State::Error);
+        }
+        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        tracing::error!(take = %id, "{text}");
+        self.push_error(&id, code, &text);
+        self.notice(3, text.clone());
+        self.error = Some((code, text));
+        self.push_state();
+    }
+
+    /// Leaves ERROR for IDLE (reset, JACK back, disk space back).
+    fn recovered(&mut self) {
+        let _ = self.state.transition(State::Error, State::Idle);
+        self.error = None;
+        self.current = None;
+        self.push_state();
+    }
+
+    /// Background work between datagrams: JACK's death and return, the way
+    /// back from a full disk, progress pushes and retention.
+    fn poll(&mut self) {
+        self.retention.tick(&self.args.dir, &self.args.retention);
+        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
+        if gone {
+            self.jack_gone();
+        } else if self.engine.is_none() && self.last_jack_try.elapsed() > Duration::from_secs(2) {
+            // Automatic way back from "JACK gone".
+            self.last_jack_try = Instant::now();
+            if self.open_engine().is_ok() {
+                tracing::info!("JACK is back");
+                self.notice(1, "JACK is running; capstan is connected".into());
+                if self.state.get() == State::Error
+                    && self.error.as_ref().is_some_and(|e| e.0 == Code::JackGone)
+                {
+                    self.recovered();
+                }
+            }
+        }
+        // Automatic way back from "disk full", once a take would fit again.
+        if self.state.get() == State::Error
+            && self.op.is_none()
+            && self.error.as_ref().is_some_and(|e| e.0 == Code::DiskFull)
+            && self.last_jack_try.elapsed() > Duration::from_secs(1)
+        {
+            self.last_jack_try = Instant::now();
+            if let Some(rate) = self.engine.as_ref().map(|e| e.sample_rate) {
+                if self.preflight(rate).is_ok() {
+                    tracing::info!("disk space is available again");
+                    self.recovered();
+                }
+            }
+        }
+        if self.state.get() == State::Recording && self.last_progress.elapsed() >= Duration::from_secs(1) {
+            self.last_progress = Instant::now();
+            self.progress();
+        }
+    }
+
+    fn progress(&mut self) {
+        let (Some(e), Some(c)) = (&self.engine, &self.current) else { return };
+        let d = &e.disk_stats;
+        let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+        let secs = d.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
+        let msg = osc::push(
+            "/recording/progress",
+            vec![s(c.id.clone()), OscType::Double(secs), count(d.bytes.load(Relaxed))],
+        );
+        let text = format!("take {}: {lost} frames lost so far (filled with silence)", c.id);
+        self.osc.broadcast(&msg);
+        if lost > self.lost_reported {
+            self.lost_reported = lost;
+            self.notice(2, text);
+        }
+    }
+
+    /// JACK shut down: the running take ends with what arrived (its
+    /// manifest says why); the engine closes once the take is final.
+    fn jack_gone(&mut self) {
+        let taking = matches!(self.state.get(), State::Starting | State::Recording | State::Stopping);
+        match &self.op {
+            Some(p) if p.is_abort() => return, // waiting for the take to end
+            _ if taking => {
+                self.abandon_pending(Code::JackGone, "JACK server shut down");
+                let engine = self.engine.as_ref().expect("gone, not closed");
+                engine.abort_take("JACK server shut down during the take; it holds everything up to then");
+                self.begin(takes::Operation::Abort);
+                return;
+            }
+            _ => {}
+        }
+        if self.state.get() != State::Error {
+            self.fail(Code::JackGone, "JACK server shut down".into());
+        }
+        if let Some(e) = self.engine.take() {
+            for ev in e.close() {
+                self.disk_event(ev);
+            }
+        }
+        self.last_jack_try = Instant::now();
+    }
+}

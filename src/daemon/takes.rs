@@ -1,0 +1,437 @@
+//! Takes: the factory that checks and creates a take's files, and the take
+//! operations (start, stop, rotate, abort). An operation sends its request
+//! to the disk thread and waits, without blocking the control loop, for the
+//! disk thread's events: `Started` when a take's first frame is written,
+//! `Finished` when its files are final. Control thread only.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use rosc::OscType;
+
+use super::endpoint::Requester;
+use super::{s, Current, Daemon, CONFIRM};
+use crate::control::osc::{self, Code, Refusal};
+use crate::control::preflight::{self, Limits};
+use crate::control::replies::count;
+use crate::control::state::State;
+use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
+use crate::naming;
+
+/// A request the disk thread has not answered yet.
+pub enum Operation {
+    /// A take was started; done at its `Started` (first frame written).
+    Start { to: Option<Requester> },
+    /// The running take was asked to stop; done at its `Finished`.
+    Stop { to: Option<Requester>, drained: bool },
+    /// The running take ends where the next begins; done when the old take
+    /// is `Finished` and the new one `Started` (in either order).
+    Rotate {
+        to: Option<Requester>,
+        old: Current,
+        old_report: Option<Box<TakeReport>>,
+        new_first: Option<u64>,
+    },
+    /// JACK is gone: the take ends with what arrived.
+    Abort,
+    /// After a failure, a take the disk thread may still run is ended.
+    Drain,
+}
+
+pub struct Pending {
+    op: Operation,
+    since: Instant,
+}
+
+impl Pending {
+    pub fn is_abort(&self) -> bool {
+        matches!(self.op, Operation::Abort)
+    }
+}
+
+/// What an operation's requester is told when it cannot finish.
+fn what(op: &Operation) -> &'static str {
+    match op {
+        Operation::Start { .. } => "start",
+        Operation::Stop { .. } => "stop",
+        Operation::Rotate { .. } => "rotation",
+        Operation::Abort | Operation::Drain => "end of the take",
+    }
+}
+
+impl Daemon {
+    pub(super) fn begin(&mut self, op: Operation) {
+        self.op = Some(Pending { op, since: Instant::now() });
+    }
+
+    /// The operation is over: commands that waited for it run now, in order.
+    fn end_op(&mut self) {
+        self.op = None;
+        while self.op.is_none() {
+            let Some((to, cmd)) = self.queued.pop_front() else { break };
+            self.run_command(to, cmd);
+        }
+    }
+
+    /// Answers the pending operation's requester with `refusal` and drops it.
+    pub(super) fn abandon_pending(&mut self, code: Code, text: &str) {
+        if let Some(p) = self.op.take() {
+            let to = match p.op {
+                Operation::Start { to } | Operation::Stop { to, .. } | Operation::Rotate { to, .. } => to,
+                Operation::Abort | Operation::Drain => None,
+            };
+            if let Some(to) = to {
+                self.osc.answer(&to, Err(Refusal::new(code, text)));
+            }
+        }
+    }
+
+    /// Every event the disk thread has sent so far.
+    pub(super) fn disk_events(&mut self) {
+        while let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(std::time::Duration::ZERO)) {
+            self.disk_event(ev);
+        }
+    }
+
+    /// Deadlines of the pending operation: a stop that JACK's stall keeps
+    /// from its frame takes what is there; no answer at all is a failure.
+    pub(super) fn check_pending(&mut self) {
+        let Some(p) = &mut self.op else { return };
+        let age = p.since.elapsed();
+        if let Operation::Stop { drained: drained @ false, .. } = &mut p.op {
+            if age >= CONFIRM / 2 {
+                *drained = true; // JACK stalled: take what is there
+                if let Some(e) = &self.engine {
+                    e.stop_take(StopAt::Drained);
+                }
+            }
+        }
+        if age < CONFIRM {
+            return;
+        }
+        let p = self.op.take().expect("checked");
+        let text = format!("the disk thread did not confirm the {}", what(&p.op));
+        match p.op {
+            Operation::Abort | Operation::Drain => tracing::error!("{text}"),
+            op => {
+                self.op = Some(Pending { op, since: p.since });
+                self.abandon_pending(Code::Write, &text);
+                self.fail(Code::Write, text);
+                self.drain_after_failure();
+                return;
+            }
+        }
+        self.end_op();
+    }
+
+    /// After a failure while a take may still run in the disk thread: end
+    /// it with what arrived.
+    fn drain_after_failure(&mut self) {
+        if let Some(e) = &self.engine {
+            e.stop_take(StopAt::Drained);
+            self.begin(Operation::Drain);
+        } else {
+            self.end_op();
+        }
+    }
+
+    pub(super) fn disk_event(&mut self, ev: DiskEvent) {
+        match ev {
+            DiskEvent::Started { name, first_frame_time } => self.started(&name, first_frame_time),
+            DiskEvent::Finished(r) => self.take_finished(r),
+        }
+    }
+
+    fn started(&mut self, name: &str, first: u64) {
+        let Some(c) = self.current.as_mut().filter(|c| c.name == name) else {
+            return tracing::debug!("disk thread started {name}, which is not the current take");
+        };
+        c.first_frame_time = Some(first);
+        tracing::info!(take = %c.id, first_frame_time = first, "recording {}", c.files.join(", "));
+        let Some(p) = self.op.as_mut() else { return };
+        match &mut p.op {
+            Operation::Start { .. } => {
+                let Some(Pending { op: Operation::Start { to }, .. }) = self.op.take() else {
+                    unreachable!()
+                };
+                let _ = self.state.transition(State::Starting, State::Recording);
+                self.push_state();
+                let c = self.current.as_ref().expect("current");
+                let reply = vec![s(c.id.clone()), count(first), s(osc::files_text(&c.files))];
+                if let Some(to) = to {
+                    self.osc.answer(&to, Ok(reply));
+                }
+                self.end_op();
+            }
+            Operation::Rotate { new_first, .. } => {
+                *new_first = Some(first);
+                self.rotation_done();
+            }
+            _ => {}
+        }
+    }
+
+    fn take_finished(&mut self, r: TakeReport) {
+        let is_current = self.current.as_ref().is_some_and(|c| c.name == r.name);
+        if let Some(Pending { op: Operation::Rotate { old, old_report, .. }, .. }) = &mut self.op {
+            if old.name == r.name {
+                *old_report = Some(Box::new(r));
+                return self.rotation_done();
+            }
+        }
+        let files: Vec<String> = r.files.iter().map(|f| f.path.display().to_string()).collect();
+        let id = match &self.current {
+            Some(c) if is_current => c.id.clone(),
+            _ => r.name.clone(),
+        };
+        let (frames, secs, error) = (r.frames, r.seconds(), r.error.clone());
+        let text = osc::files_text(&files);
+        self.last_files = Some((id.clone(), files));
+        self.finished(r, is_current);
+        let reply = match &error {
+            None => Ok(vec![s(id), count(frames), OscType::Double(secs), s(text)]),
+            Some(e) => Err(Refusal::new(self.error.as_ref().map_or(Code::Write, |e| e.0), e.clone())),
+        };
+        let Some(p) = self.op.take() else { return };
+        match p.op {
+            Operation::Stop { to, .. } => {
+                if let Some(to) = to {
+                    self.osc.answer(&to, reply);
+                }
+            }
+            // Ended before it started (an error at its first frame), or a
+            // rotated-in take that failed: the operation failed.
+            Operation::Start { to } | Operation::Rotate { to, .. } => {
+                if let Some(to) = to {
+                    let r = reply.and(Err(Refusal::new(Code::Write, "the take ended before it started")));
+                    self.osc.answer(&to, r);
+                }
+            }
+            Operation::Abort | Operation::Drain => {}
+        }
+        self.end_op();
+    }
+
+    /// Answers a rotation once the old take is final and the new one runs,
+    /// or at once if the old one failed.
+    fn rotation_done(&mut self) {
+        let Some(Pending { op: Operation::Rotate { old_report: Some(old), new_first, .. }, .. }) = &self.op
+        else {
+            return;
+        };
+        if old.error.is_none() && new_first.is_none() {
+            return;
+        }
+        let Some(Pending { op: Operation::Rotate { to, old, old_report, new_first }, .. }) = self.op.take()
+        else {
+            unreachable!()
+        };
+        let report = *old_report.expect("checked");
+        let files: Vec<String> = report.files.iter().map(|f| f.path.display().to_string()).collect();
+        self.last_files = Some((old.id.clone(), files));
+        let (old_frames, error) = (report.frames, report.error.clone());
+        let new_running = new_first.is_some();
+        self.finished(report, !new_running);
+        let reply = match (error, new_first) {
+            (None, Some(first)) => {
+                self.push_state();
+                let c = self.current.as_ref().expect("rotated in");
+                Ok(vec![
+                    s(old.id),
+                    count(old_frames),
+                    s(c.id.clone()),
+                    count(first),
+                    s(osc::files_text(&c.files)),
+                ])
+            }
+            (Some(e), _) => Err(Refusal::new(Code::Write, e)),
+            (None, None) => unreachable!("checked above"),
+        };
+        if let Some(to) = to {
+            self.osc.answer(&to, reply);
+        }
+        if self.state.get() == State::Error && !new_running {
+            // The new take may still begin in the disk thread: end it.
+            return self.drain_after_failure();
+        }
+        self.end_op();
+    }
+
+    /// A take ended (by stop, rotation, error or JACK's death). `current`:
+    /// it was the running take (its end moves the state machine); else it
+    /// is one rotated out, whose failure is reported but ends nothing.
+    fn finished(&mut self, r: TakeReport, current: bool) {
+        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
+        if !current {
+            if let Some(e) = &r.error {
+                let text = format!("take {} ended: {e}; {} frames saved", r.name, r.frames);
+                tracing::error!("{text}");
+                self.push_error(&r.name, Code::Write, &text);
+                self.notice(3, text);
+            }
+        } else if gone {
+            self.fail(
+                Code::JackGone,
+                format!("JACK server shut down; take {} saved ({} frames)", r.name, r.frames),
+            );
+        } else if let Some(e) = &r.error {
+            let code =
+                if r.error_kind.as_deref() == Some("StorageFull") { Code::DiskFull } else { Code::Write };
+            self.fail(code, format!("take {} ended: {e}; {} frames saved", r.name, r.frames));
+        } else if self.state.get() == State::Stopping {
+            let _ = self.state.transition(State::Stopping, State::Idle);
+            self.current = None;
+            self.push_state();
+        }
+        if r.segments.len() > 1 {
+            let rates: Vec<String> = r.segments.iter().map(|s| s.sample_rate.to_string()).collect();
+            self.notice(
+                2,
+                format!(
+                    "take {}: JACK's rate changed during the take; it is in {} segments ({} Hz)",
+                    r.name,
+                    r.segments.len(),
+                    rates.join(" → ")
+                ),
+            );
+        }
+        let lost: u64 = r.gaps.iter().map(|g| g.frames).sum();
+        if lost > 0 {
+            self.notice(
+                2,
+                format!("take {}: {lost} frames lost in {} gaps (filled with silence)", r.name, r.gaps.len()),
+            );
+        }
+        tracing::info!(take = %r.name, frames = r.frames, "take finished");
+    }
+
+    /// Would a take fit on the disk now (directory, space, free fraction)?
+    pub(super) fn preflight(&self, sample_rate: u32) -> Result<(), String> {
+        let a = &self.args;
+        let bps = sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
+        let limits =
+            Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
+        preflight::check(&a.dir, bps, &limits)
+    }
+
+    /// Checks and creates a take's files; nothing is created on refusal.
+    fn prepare(&self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
+        let engine =
+            self.engine.as_ref().ok_or_else(|| Refusal::new(Code::JackGone, "JACK is not running"))?;
+        if engine.jack.shutdown.load(Relaxed) {
+            return Err(Refusal::new(Code::JackGone, "JACK server shut down"));
+        }
+        let file = match file {
+            Some(f) => {
+                Some(naming::validate_user_name(&f).map_err(|e| Refusal::new(Code::File, e.to_string()))?)
+            }
+            None => None,
+        };
+        self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
+        let a = &self.args;
+        let project = match &take_id {
+            Some(id) => format!("{}_{}", a.format.project, naming::sanitize(id)),
+            None => a.format.project.clone(),
+        };
+        let spec = TakeSpec {
+            dir: a.dir.clone(),
+            project,
+            file,
+            layout: a.format.layout,
+            format: a.format.sample_format,
+            sample_rate: engine.sample_rate,
+            port_names: engine.port_names.clone(),
+            max_frames: None,
+            lead_in_silence: 0,
+            take_id,
+            sources: engine.connections(),
+        };
+        Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
+    }
+
+    /// A new current take from a freshly created one.
+    fn current_for(take: &Take, take_id: Option<String>) -> Current {
+        Current {
+            id: take_id.unwrap_or_else(|| take.name.clone()),
+            name: take.name.clone(),
+            files: take.paths().iter().map(|p| p.display().to_string()).collect(),
+            first_frame_time: None,
+        }
+    }
+
+    /// `/record/start`: answered when the take's first frame is written.
+    pub(super) fn start(
+        &mut self,
+        to: Option<Requester>,
+        take_id: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<Vec<OscType>>, Refusal> {
+        self.state.transition(State::Idle, State::Starting).map_err(|_| self.busy())?;
+        let take = match self.prepare(take_id.clone(), file) {
+            Ok(t) => t,
+            Err(r) => {
+                let _ = self.state.transition(State::Starting, State::Idle);
+                return Err(r);
+            }
+        };
+        self.current = Some(Self::current_for(&take, take_id));
+        self.lost_reported = 0;
+        let engine = self.engine.as_ref().expect("prepared");
+        let preroll = (self.args.preroll * engine.sample_rate as f64) as u64;
+        engine.start_take(take, Some(engine.frame_time()), preroll);
+        self.push_state();
+        self.begin(Operation::Start { to });
+        Ok(None)
+    }
+
+    /// `/record/stop`: answered when the take's files are final.
+    pub(super) fn stop(
+        &mut self,
+        to: Option<Requester>,
+        take_id: Option<String>,
+    ) -> Result<Option<Vec<OscType>>, Refusal> {
+        let state = self.state.get();
+        if state != State::Recording {
+            return Err(match state {
+                State::Idle => Refusal::new(Code::NotRecording, "no take is running"),
+                _ => self.busy(),
+            });
+        }
+        let current = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        if let Some(id) = take_id.filter(|id| *id != current) {
+            return Err(Refusal::new(
+                Code::NotRecording,
+                format!("no take {id}; the running take is {current}"),
+            ));
+        }
+        self.state.transition(State::Recording, State::Stopping).map_err(|_| self.busy())?;
+        self.push_state();
+        let engine = self.engine.as_ref().expect("recording");
+        engine.stop_take(StopAt::Frame(engine.frame_time()));
+        self.begin(Operation::Stop { to, drained: false });
+        Ok(None)
+    }
+
+    /// `/record/rotate`: the running take ends with the current cycle and
+    /// the next begins at the very next frame; answered when both are so.
+    pub(super) fn rotate(
+        &mut self,
+        to: Option<Requester>,
+        take_id: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<Vec<OscType>>, Refusal> {
+        if self.state.get() == State::Idle {
+            return self.start(to, take_id, file);
+        }
+        if self.state.get() != State::Recording {
+            return Err(self.busy());
+        }
+        let next = self.prepare(take_id.clone(), file)?;
+        let new = Self::current_for(&next, take_id);
+        let old = self.current.replace(new).expect("recording has a take");
+        let engine = self.engine.as_ref().expect("recording");
+        engine.rotate_take(next, engine.frame_time());
+        self.begin(Operation::Rotate { to, old, old_report: None, new_first: None });
+        Ok(None)
+    }
+}
