@@ -219,7 +219,8 @@ impl Daemon {
         else {
             return;
         };
-        if old.error.is_none() && new_first.is_none() {
+        // A failed old take still continues in the new one if that began.
+        if new_first.is_none() && (old.error.is_none() || old.rotated_into.is_some()) {
             return;
         }
         let Some(Pending { op: Operation::Rotate { to, old, old_report, new_first }, .. }) = self.op.take()

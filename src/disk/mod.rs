@@ -5,6 +5,7 @@
 //! silence on every channel and records the gap. Everything here may block
 //! on I/O; nothing here runs on the real-time thread.
 
+mod finalizer;
 pub mod take;
 pub mod timeline;
 #[cfg(test)]
@@ -136,6 +137,10 @@ pub struct TakeReport {
     /// (empty for a take in one piece).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentReport>,
+    /// The take that continues this one (a rotation), if one began: it runs
+    /// even if finalizing this one failed.
+    #[serde(skip)]
+    pub rotated_into: Option<String>,
     /// Set when the take ended because of an error; the files are finalized
     /// up to the last frame written.
     pub error: Option<String>,
@@ -392,6 +397,8 @@ pub struct DiskWriter {
     space: Option<SpaceGuard>,
     /// The callback's duration histogram, for each take's manifest.
     callback: Option<Arc<CaptureCounters>>,
+    /// Finalizes ended takes, so that draining never waits for their syncs.
+    finalizer: finalizer::Finalizer,
 }
 
 /// Stop a take before the disk fills up (checked with every checkpoint).
@@ -435,6 +442,7 @@ impl DiskWriter {
             xruns,
             space,
             callback: None,
+            finalizer: finalizer::Finalizer::spawn().expect("cannot start the finalizer thread"),
         }
     }
 
@@ -488,6 +496,7 @@ impl DiskWriter {
                 Ok(DiskCommand::Quit) | Err(TryRecvError::Disconnected) => {
                     self.drain_cycles();
                     self.end_drained();
+                    self.finalizer.finish(); // every take final before we return
                     return;
                 }
                 Err(TryRecvError::Empty) => {}
@@ -912,6 +921,7 @@ impl DiskWriter {
         let frames = a.take.frames();
         let end = a.cursor;
         let next = if error.is_none() { a.next.take() } else { None };
+        let rotated_into = next.as_ref().map(|n| n.name.clone());
         let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
         let msg = error.as_ref().map(|e| e.to_string()).or(a.abort.clone());
         let disk = self.stats.summary();
@@ -925,32 +935,40 @@ impl DiskWriter {
             overflow_frames: self.stats.overflow_frames.load(Relaxed).saturating_sub(a.overflow_at_start),
         };
         a.take.note_repeated(a.repeated - a.repeated_before);
-        let (files, fin_err) = a.take.finalize(&a.gaps, xruns, msg.as_deref(), rt);
-        // What the files really hold (a failed last write loses its buffer).
-        let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
-        let error = error.or(fin_err);
-        let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
-        let error = error.map(|e| e.to_string()).or(a.abort.take());
-        if let Some(e) = &error {
-            tracing::error!(take = %name, "take ended by an error: {e}");
-        }
-        let mut report = TakeReport {
-            name,
-            files,
-            frames,
-            sample_rate,
-            first_frame_time: a.first_frame_time,
-            started: a.started.map(|t| t.to_rfc3339()),
-            gaps: a.gaps,
-            repeated_frames: a.repeated,
-            segments: Vec::new(),
-            error,
-            error_kind,
-        };
-        if !a.segments.is_empty() {
-            report.absorb_segments(a.segments, a.segment_first);
-        }
-        let _ = self.events.send(DiskEvent::Finished(report));
+        let events = self.events.clone();
+        let take_started = a.started.map(|t| t.to_rfc3339());
+        let (first_frame_time, repeated_frames) = (a.first_frame_time, a.repeated);
+        let (segments, segment_first, abort) = (a.segments, a.segment_first, a.abort);
+        let gaps = a.gaps;
+        self.finalizer.submit(Box::new(move || {
+            let (files, fin_err) = a.take.finalize(&gaps, xruns, msg.as_deref(), rt);
+            // What the files really hold (a failed last write loses its buffer).
+            let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
+            let error = error.or(fin_err);
+            let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
+            let error = error.map(|e| e.to_string()).or(abort);
+            if let Some(e) = &error {
+                tracing::error!(take = %name, "take ended by an error: {e}");
+            }
+            let mut report = TakeReport {
+                name,
+                files,
+                frames,
+                sample_rate,
+                first_frame_time,
+                started: take_started,
+                gaps,
+                repeated_frames,
+                segments: Vec::new(),
+                rotated_into,
+                error,
+                error_kind,
+            };
+            if !segments.is_empty() {
+                report.absorb_segments(segments, segment_first);
+            }
+            let _ = events.send(DiskEvent::Finished(report));
+        }));
         if let Some(next) = next {
             self.begin(*next, None, 0);
             if let Some(a) = &mut self.active {
@@ -1150,9 +1168,11 @@ mod tests {
         w.advance();
     }
 
-    fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
+    /// The next finished take (finalized on the finalizer thread).
+    pub(super) fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
         loop {
-            if let DiskEvent::Finished(r) = erx.try_recv().expect("a finished take") {
+            let ev = erx.recv_timeout(Duration::from_secs(10)).expect("a finished take");
+            if let DiskEvent::Finished(r) = ev {
                 return r;
             }
         }
@@ -1214,6 +1234,44 @@ mod tests {
             assert_signal(&samples(&r1.files[0].path), 1000);
             assert_signal(&samples(&r2.files[0].path), end1);
         }
+    }
+
+    /// A rotated-out take's finalize (its syncs) waits on a slow disk: the
+    /// disk thread goes on draining into the next take meanwhile, and the
+    /// old take is reported once its files are final.
+    #[test]
+    fn finalizing_never_holds_up_draining() {
+        use crate::wav::writer::probe::{Gate, Probe};
+        let (mut w, mut capture, erx, dir) = writer(48_000);
+        let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+        let gate = Arc::new(Gate::default());
+        let probe = Probe { sync_gate: Some(gate.clone()), ..Default::default() };
+        take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
+        w.begin(take, None, 0);
+        feed(&mut capture, 1000, 10);
+        w.drain_cycles();
+        let mut s2 = spec(dir.path(), 2, None);
+        s2.file = Some("second.wav".into());
+        let a = w.active.as_mut().unwrap();
+        a.stop = Some(StopAt::Frame(1000 + 5 * 64));
+        a.next = Some(Box::new(Take::create(s2, Local::now()).unwrap()));
+        // The rotation happens here; the old take's syncs wait at the gate.
+        for k in 0..40 {
+            feed(&mut capture, 1000 + (10 + k * 100) * 64, 100);
+            w.drain_cycles();
+        }
+        let second = w.active.as_ref().expect("the next take runs").take.frames();
+        assert!(second >= 200_000, "the next take got {second} frames while the old one finalized");
+        assert!(
+            !erx.try_iter().any(|e| matches!(e, DiskEvent::Finished(_))),
+            "the old take cannot be final before its syncs"
+        );
+        gate.open();
+        let r1 = finished(&erx);
+        assert!(!gate.timed_out.load(Relaxed), "draining waited for the old take's syncs");
+        assert_eq!((r1.frames, r1.error), (6 * 64, None));
+        stop_drained(&mut w);
+        assert_eq!(finished(&erx).frames, 4010 * 64 - 6 * 64);
     }
 
     #[test]

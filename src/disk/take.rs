@@ -388,6 +388,17 @@ impl Take {
     /// Finalizes every file, even if one fails, and the manifest (complete,
     /// or failed with `error`); returns what each file holds and the first
     /// error.
+    /// Test builds: every file of the take reports to (and obeys) `p`.
+    #[cfg(test)]
+    pub(crate) fn set_probe(
+        &mut self,
+        p: std::sync::Arc<std::sync::Mutex<crate::wav::writer::probe::Probe>>,
+    ) {
+        for f in &mut self.files {
+            f.probe = Some(p.clone());
+        }
+    }
+
     pub fn finalize(
         self,
         gaps: &[Gap],

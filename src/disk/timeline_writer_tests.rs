@@ -56,11 +56,7 @@ impl Bed {
     fn stop(&mut self) -> TakeReport {
         self.w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
         self.w.advance();
-        loop {
-            if let DiskEvent::Finished(r) = self.events.try_recv().expect("a finished take") {
-                return r;
-            }
-        }
+        super::tests::finished(&self.events)
     }
 }
 

@@ -301,6 +301,11 @@ impl WavWriter {
             p.syncs += 1;
             let fail = p.fail_sync == Some(p.syncs);
             p.ops.push(probe::Op::Sync { covered: self.data_written, ok: !fail });
+            if let Some(gate) = p.sync_gate.clone() {
+                drop(p);
+                gate.wait();
+                p = self.probe.as_ref().expect("probed").lock().unwrap();
+            }
             if fail {
                 drop(p);
                 self.sync_failed = true;
@@ -532,6 +537,31 @@ pub(crate) mod probe {
         pub fail_sync: Option<u32>,
         /// Bytes the disk still takes; then ENOSPC (a short write first).
         pub space: Option<u64>,
+        /// Every sync waits until this gate opens (a slow disk).
+        pub sync_gate: Option<std::sync::Arc<Gate>>,
+    }
+
+    /// A gate that syncs wait at (at most 5 s; `timed_out` says so).
+    #[derive(Debug, Default)]
+    pub struct Gate {
+        open: std::sync::Mutex<bool>,
+        cv: std::sync::Condvar,
+        pub timed_out: std::sync::atomic::AtomicBool,
+    }
+
+    impl Gate {
+        pub fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+
+        pub fn wait(&self) {
+            let g = self.open.lock().unwrap();
+            let (_g, t) = self.cv.wait_timeout_while(g, std::time::Duration::from_secs(5), |o| !*o).unwrap();
+            if t.timed_out() {
+                self.timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     impl Probe {
