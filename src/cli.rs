@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::disk::Layout;
-use crate::wav::SampleFormat;
+pub use crate::settings::{Settings, TakeFormat};
 
 #[derive(Parser, Debug)]
 #[command(name = "capstan", version, about = "Lossless multitrack recorder for JACK")]
@@ -55,55 +54,12 @@ pub struct DaemonArgs {
     /// JACK client name.
     #[arg(long, default_value = "capstan")]
     pub name: String,
-    /// Number of input ports (in_1 … in_N).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub ports: u16,
-    /// Names for the inputs, in order (e.g. kick,snare); the rest are in_K.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    pub port_names: Vec<String>,
-    /// Connect output ports matching PATTERN to the inputs at start-up.
-    #[arg(long, short = 'c', value_name = "PATTERN")]
-    pub connect: Vec<String>,
     /// Directory for the takes (created if missing; locked against a second
     /// capstan).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// UDP port for OSC commands.
-    #[arg(long, default_value_t = 7770)]
-    pub osc_port: u16,
-    /// Address to listen on. The default accepts commands from this machine
-    /// only; 0.0.0.0 lets anyone on the network start and stop takes.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub osc_bind: String,
-    /// Keep this many seconds of every input in memory while idle; a take
-    /// then starts that far in the past (timemachine mode).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_preroll)]
-    pub preroll: f64,
     #[command(flatten)]
-    pub format: TakeFormat,
-    /// Refuse a take unless the disk holds this many minutes of it (+20%).
-    #[arg(long, default_value_t = 10.0)]
-    pub min_minutes: f64,
-    /// …and keeps this fraction of the volume free (also checked while
-    /// recording).
-    #[arg(long, default_value_t = 0.15)]
-    pub min_free_fraction: f64,
-    /// While recording, stop the take cleanly when the free space would
-    /// last less than this many seconds.
-    #[arg(long, default_value_t = 60.0)]
-    pub disk_margin_seconds: f64,
-    /// Retention, applied at start-up and every hour (see `capstan prune`).
-    #[command(flatten)]
-    pub retention: crate::retention::Policy,
-}
-
-fn parse_preroll(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if (0.0..=600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("pre-roll must be between 0 and 600 seconds".into())
-    }
+    pub settings: Settings,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -122,22 +78,6 @@ pub struct CtlArgs {
     /// status | list | reset
     pub command: String,
     pub args: Vec<String>,
-}
-
-/// How takes are written (shared by `record` and `daemon`).
-#[derive(Args, Debug, Clone)]
-pub struct TakeFormat {
-    /// Project name used in default file names.
-    #[arg(long, default_value = "capstan")]
-    pub project: String,
-    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
-    pub layout: Layout,
-    /// float32 (default, lossless), s16, s24 or s32.
-    #[arg(long, default_value_t = SampleFormat::F32)]
-    pub sample_format: SampleFormat,
-    /// Seconds of audio the ring buffers hold per port.
-    #[arg(long, default_value_t = 4.0)]
-    pub buffer_seconds: f64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -26,6 +26,7 @@ pub mod retention;
 pub mod rings;
 pub mod rt;
 pub mod session;
+pub mod settings;
 pub mod signals;
 pub mod status;
 pub mod takefiles;

@@ -42,9 +42,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
             bail!("--duration must be a positive number of seconds, got {d}");
         }
     }
-    if !(args.format.buffer_seconds >= 0.1 && args.format.buffer_seconds <= 600.0) {
-        bail!("--buffer-seconds must be between 0.1 and 600, got {}", args.format.buffer_seconds);
-    }
+    args.format.validate().map_err(anyhow::Error::msg)?;
     let file = args.file.as_deref().map(naming::validate_user_name).transpose()?;
 
     // The directory's lock first: a second capstan on the same directory
@@ -104,7 +102,7 @@ fn record_take(
     }
     let spec = TakeSpec {
         dir: args.dir.clone(),
-        project: args.format.project.clone(),
+        project: args.format.project_name().to_string(),
         file,
         layout: args.format.layout,
         format: args.format.sample_format,

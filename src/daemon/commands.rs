@@ -95,28 +95,25 @@ impl Daemon {
             }
             Command::ConfigGet => now(self.config_values()),
             Command::ConfigSampleFormat(f) => {
-                self.args.format.sample_format = f;
+                self.args.settings.format.sample_format = f;
                 self.config_changed = true;
                 now(vec![s(f.to_string())])
             }
             Command::ConfigLayout(l) => {
-                self.args.format.layout = l;
+                self.args.settings.format.layout = l;
                 self.config_changed = true;
                 now(vec![s(layout_name(l))])
             }
             Command::ConfigPorts(n) => {
                 // Named inputs beyond the new count are dropped with them.
-                let kept = &self.args.port_names[..self.args.port_names.len().min(n as usize)];
-                let names =
-                    crate::ports::input_names(n as usize, kept).map_err(|e| Refusal::new(Code::Config, e))?;
                 self.reconfigure(|a| {
-                    a.ports = n;
-                    a.port_names.truncate(n as usize);
+                    a.settings.ports = n;
+                    a.settings.port_names.truncate(n as usize);
                 })?;
-                now(vec![OscType::Int(names.len() as i32)])
+                now(vec![OscType::Int(n as i32)])
             }
             Command::ConfigPreroll(p) => {
-                self.reconfigure(|a| a.preroll = p)?;
+                self.reconfigure(|a| a.settings.preroll = p)?;
                 now(vec![OscType::Double(p)])
             }
         }
@@ -142,21 +139,22 @@ impl Daemon {
     /// Every setting, as name/value pairs (`/config/get`).
     fn config_values(&self) -> Vec<OscType> {
         let a = &self.args;
-        let names = crate::ports::input_names(a.ports as usize, &a.port_names).unwrap_or_default();
+        let names =
+            crate::ports::input_names(a.settings.ports as usize, &a.settings.port_names).unwrap_or_default();
         let port = self.osc_addr().map_or(0, |x| x.port() as i32);
         vec![
             s("ports"),
-            OscType::Int(a.ports as i32),
+            OscType::Int(a.settings.ports as i32),
             s("port_names"),
             s(names.join(",")),
             s("sample_format"),
-            s(a.format.sample_format.to_string()),
+            s(a.settings.format.sample_format.to_string()),
             s("layout"),
-            s(layout_name(a.format.layout)),
+            s(layout_name(a.settings.format.layout)),
             s("preroll"),
-            OscType::Double(a.preroll),
+            OscType::Double(a.settings.preroll),
             s("project"),
-            s(a.format.project.clone()),
+            s(a.settings.format.project_name().to_string()),
             s("osc_port"),
             OscType::Int(port),
             s("client"),
@@ -171,7 +169,10 @@ impl Daemon {
         if matches!(self.state.get(), State::Starting | State::Recording | State::Stopping) {
             return Err(Refusal::new(Code::Busy, "stop the take first; this setting re-creates the inputs"));
         }
-        change(&mut self.args);
+        let mut changed = self.args.clone();
+        change(&mut changed);
+        changed.settings.validate().map_err(|e| Refusal::new(Code::Config, e))?;
+        self.args = changed;
         self.config_changed = true;
         let Some(old) = self.engine.take() else {
             return Ok(()); // JACK is away: the setting applies when it is back
@@ -194,7 +195,11 @@ impl Daemon {
                 }
             }
         }
-        tracing::info!("inputs re-created: {} ports, pre-roll {} s", self.args.ports, self.args.preroll);
+        tracing::info!(
+            "inputs re-created: {} ports, pre-roll {} s",
+            self.args.settings.ports,
+            self.args.settings.preroll
+        );
         Ok(())
     }
 

@@ -133,7 +133,7 @@ impl Daemon {
     /// Creates the take directory, locks it (unless the host did), repairs
     /// interrupted takes, listens for OSC and opens the JACK client.
     pub fn open(args: DaemonArgs, hosting: Hosting) -> Result<Daemon> {
-        crate::ports::input_names(args.ports as usize, &args.port_names).map_err(anyhow::Error::msg)?;
+        args.settings.validate().map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
         let lock = if hosting.lock_held { None } else { Some(lock::acquire(&args.dir)?) };
         // Takes a crash left open are repaired before anything else happens.
@@ -156,7 +156,12 @@ impl Daemon {
             }
             Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
         }
-        let socket = bind_osc(&args.osc_bind, args.osc_port, hosting.osc_fallback, &hosting.avoid_ports)?;
+        let socket = bind_osc(
+            &args.settings.osc_bind,
+            args.settings.osc_port,
+            hosting.osc_fallback,
+            &hosting.avoid_ports,
+        )?;
         let mut d = Daemon {
             osc: Endpoint::new(socket),
             hosting,
@@ -185,7 +190,7 @@ impl Daemon {
         }
         tracing::info!(
             "capstan daemon: {} inputs, takes in {}, OSC on {}",
-            d.args.ports,
+            d.args.settings.ports,
             d.args.dir.display(),
             d.osc_addr().map(|a| a.to_string()).unwrap_or_default()
         );
@@ -276,10 +281,10 @@ impl Daemon {
 
     fn open_engine(&mut self) -> Result<(), engine::EngineError> {
         let client = engine::open_client(&self.args.name, self.hosting.exact_name)?;
-        let sources = if self.args.connect.is_empty() {
+        let sources = if self.args.settings.connect.is_empty() {
             Vec::new()
         } else {
-            match ports::select_sources(&self.args.connect, &engine::audio_outputs(&client)) {
+            match ports::select_sources(&self.args.settings.connect, &engine::audio_outputs(&client)) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("{e}; inputs left unconnected");
@@ -287,21 +292,23 @@ impl Daemon {
                 }
             }
         };
-        let history = self.args.preroll + 1.0;
-        let names = crate::ports::input_names(self.args.ports as usize, &self.args.port_names)
-            .map_err(|detail| engine::EngineError::Port { port: "input".into(), detail })?;
+        let history = self.args.settings.preroll + 1.0;
+        let names =
+            crate::ports::input_names(self.args.settings.ports as usize, &self.args.settings.port_names)
+                .map_err(|detail| engine::EngineError::Port { port: "input".into(), detail })?;
         let e = Engine::start(
             client,
             &names,
-            self.args.format.buffer_seconds,
+            self.args.settings.format.buffer_seconds,
             history,
             WRITE_DELAY_S,
             Some(SpaceGuard {
-                margin_seconds: self.args.disk_margin_seconds,
-                min_free_fraction: self.args.min_free_fraction,
+                margin_seconds: self.args.settings.disk_margin_seconds,
+                min_free_fraction: self.args.settings.min_free_fraction,
             }),
         )?;
-        if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.ports as usize)]) {
+        if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.settings.ports as usize)])
+        {
             tracing::warn!("{err}");
         }
         self.engine = Some(e);
@@ -349,7 +356,7 @@ impl Daemon {
     /// Background work between datagrams: JACK's death and return, the way
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
-        self.retention.tick(&self.args.dir, &self.args.retention);
+        self.retention.tick(&self.args.dir, &self.args.settings.retention);
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
         if gone {
             self.jack_gone();

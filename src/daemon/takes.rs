@@ -309,9 +309,13 @@ impl Daemon {
     /// Would a take fit on the disk now (directory, space, free fraction)?
     pub(super) fn preflight(&self, sample_rate: u32) -> Result<(), String> {
         let a = &self.args;
-        let bps = sample_rate as u64 * a.ports as u64 * a.format.sample_format.bytes() as u64;
-        let limits =
-            Limits { min_minutes: a.min_minutes, reserve: 0.2, min_free_fraction: a.min_free_fraction };
+        let bps =
+            sample_rate as u64 * a.settings.ports as u64 * a.settings.format.sample_format.bytes() as u64;
+        let limits = Limits {
+            min_minutes: a.settings.min_minutes,
+            reserve: 0.2,
+            min_free_fraction: a.settings.min_free_fraction,
+        };
         preflight::check(&a.dir, bps, &limits)
     }
 
@@ -331,15 +335,15 @@ impl Daemon {
         self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let a = &self.args;
         let project = match &take_id {
-            Some(id) => format!("{}_{}", a.format.project, naming::sanitize(id)),
-            None => a.format.project.clone(),
+            Some(id) => format!("{}_{}", a.settings.format.project_name(), naming::sanitize(id)),
+            None => a.settings.format.project_name().to_string(),
         };
         let spec = TakeSpec {
             dir: a.dir.clone(),
             project,
             file,
-            layout: a.format.layout,
-            format: a.format.sample_format,
+            layout: a.settings.format.layout,
+            format: a.settings.format.sample_format,
             sample_rate: engine.sample_rate,
             port_names: engine.port_names.clone(),
             max_frames: None,
@@ -378,7 +382,7 @@ impl Daemon {
         self.current = Some(Self::current_for(&take, take_id));
         self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
-        let preroll = (self.args.preroll * engine.sample_rate as f64) as u64;
+        let preroll = (self.args.settings.preroll * engine.sample_rate as f64) as u64;
         engine.start_take(take, Some(engine.frame_time()), preroll);
         self.push_state();
         self.begin(Operation::Start { to });

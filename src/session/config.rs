@@ -7,72 +7,19 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::cli::{DaemonArgs, TakeFormat};
-use crate::disk::Layout;
-use crate::retention::Policy;
-use crate::wav::SampleFormat;
+use crate::cli::DaemonArgs;
+pub use crate::settings::VERSION;
+use crate::settings::{defaults, Settings};
 
 pub const FILE: &str = "capstan.json";
-/// The format version this capstan writes and reads.
-pub const VERSION: u32 = 1;
 /// The first OSC port a new session tries (then the next free one).
-pub const DEFAULT_OSC_PORT: u16 = 7770;
+pub const DEFAULT_OSC_PORT: u16 = defaults::OSC_PORT;
 /// The largest settings file read.
 const MAX_BYTES: u64 = 1 << 20;
 
-/// Everything a session remembers about its capstan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionConfig {
-    pub version: u32,
-    /// Number of JACK inputs.
-    pub ports: u16,
-    /// Names for the first inputs; the rest are `in_K`.
-    pub port_names: Vec<String>,
-    pub sample_format: SampleFormat,
-    pub layout: Layout,
-    /// Seconds of audio each input's ring buffer holds.
-    pub buffer_seconds: f64,
-    /// UDP port for OSC commands (chosen when the session is created).
-    pub osc_port: u16,
-    /// Address the OSC socket listens on (127.0.0.1: this machine only).
-    pub osc_bind: String,
-    /// Seconds of audio kept in memory so a take starts in the past.
-    pub preroll: f64,
-    /// File-name prefix for takes; `null` means the session's display name.
-    pub project: Option<String>,
-    /// Output ports to connect at start-up (globs). Usually empty: the
-    /// session's patchbay restores connections.
-    pub connect: Vec<String>,
-    pub min_minutes: f64,
-    pub min_free_fraction: f64,
-    pub disk_margin_seconds: f64,
-    pub retention: Policy,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            version: VERSION,
-            ports: 2,
-            port_names: Vec::new(),
-            sample_format: SampleFormat::F32,
-            layout: Layout::Interleaved,
-            buffer_seconds: 4.0,
-            osc_port: DEFAULT_OSC_PORT,
-            osc_bind: "127.0.0.1".into(),
-            preroll: 0.0,
-            project: None,
-            connect: Vec::new(),
-            min_minutes: 10.0,
-            min_free_fraction: 0.15,
-            disk_margin_seconds: 60.0,
-            retention: Policy::default(),
-        }
-    }
-}
+/// Everything a session remembers about its capstan: the recorder's
+/// [`Settings`], where `format.project` `null` means the session's name.
+pub type SessionConfig = Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -84,45 +31,7 @@ pub enum ConfigError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-fn range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
-    if v.is_finite() && (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{name} must be between {lo} and {hi}, got {v}"))
-    }
-}
-
-impl SessionConfig {
-    /// Checks every value; the message names the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.version != VERSION {
-            return Err(if self.version > VERSION {
-                format!("version {} was written by a newer capstan (this one reads {VERSION})", self.version)
-            } else {
-                format!("unknown version {}", self.version)
-            });
-        }
-        if !(1..=1024).contains(&self.ports) {
-            return Err(format!("ports must be between 1 and 1024, got {}", self.ports));
-        }
-        crate::ports::input_names(self.ports as usize, &self.port_names)?;
-        range("buffer_seconds", self.buffer_seconds, 0.5, 600.0)?;
-        range("preroll", self.preroll, 0.0, 600.0)?;
-        range("min_minutes", self.min_minutes, 0.0, 1e6)?;
-        range("min_free_fraction", self.min_free_fraction, 0.0, 1.0)?;
-        range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
-        if let Some(f) = self.retention.keep_free {
-            range("retention.keep_free", f, 0.0, 1.0)?;
-        }
-        if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
-        }
-        if self.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            return Err("project must not be empty (use null for the session's name)".into());
-        }
-        Ok(())
-    }
-
+impl Settings {
     /// Reads `<dir>/capstan.json`; `Ok(None)` if there is none yet.
     pub fn load(dir: &Path) -> Result<Option<SessionConfig>, ConfigError> {
         let path = dir.join(FILE);
@@ -148,59 +57,37 @@ impl SessionConfig {
         if text.len() as u64 > MAX_BYTES {
             return Err(ConfigError::Invalid { path, reason: format!("larger than {MAX_BYTES} bytes") });
         }
-        let config: SessionConfig = serde_json::from_str(&text)
-            .map_err(|e| ConfigError::Invalid { path: path.clone(), reason: e.to_string() })?;
-        config.validate().map_err(|reason| ConfigError::Invalid { path, reason })?;
-        Ok(Some(config))
+        Settings::from_json(&text).map(Some).map_err(|reason| ConfigError::Invalid { path, reason })
     }
 
     /// Writes `<dir>/capstan.json` atomically (temp file, fsync, rename,
     /// directory fsync): a crash leaves the old file or the new one.
     pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
         let path = dir.join(FILE);
-        let mut text = serde_json::to_string_pretty(self).expect("plain data serializes");
-        text.push('\n');
-        crate::manifest::write_atomic(&path, text.as_bytes())
+        crate::manifest::write_atomic(&path, self.to_json().as_bytes())
             .map_err(|source| ConfigError::Write { path, source })
     }
 
     /// The daemon settings for this session: JACK client `client_id`, takes
     /// in `<path>/takes`, file names from the project or `display_name`.
     pub fn to_args(&self, client_id: &str, path: &Path, display_name: &str) -> DaemonArgs {
-        let project = self.project.clone().unwrap_or_else(|| display_name.to_string());
+        let project = self.format.project.clone().unwrap_or_else(|| display_name.to_string());
         let project = match crate::naming::sanitize(project.trim()) {
-            p if p.is_empty() => "capstan".to_string(),
+            p if p.is_empty() => defaults::PROJECT.to_string(),
             p => p,
         };
-        DaemonArgs {
-            name: client_id.to_string(),
-            ports: self.ports,
-            port_names: self.port_names.clone(),
-            connect: self.connect.clone(),
-            dir: path.join("takes"),
-            osc_port: self.osc_port,
-            osc_bind: self.osc_bind.clone(),
-            preroll: self.preroll,
-            format: TakeFormat {
-                project,
-                layout: self.layout,
-                sample_format: self.sample_format,
-                buffer_seconds: self.buffer_seconds,
-            },
-            min_minutes: self.min_minutes,
-            min_free_fraction: self.min_free_fraction,
-            disk_margin_seconds: self.disk_margin_seconds,
-            retention: self.retention.clone(),
-        }
+        let mut settings = self.clone();
+        settings.format.project = Some(project);
+        DaemonArgs { name: client_id.to_string(), dir: path.join("takes"), settings }
     }
 
-    /// Takes over the settings that can change while running (over OSC).
+    /// Takes over what changed while running (over OSC); what only the
+    /// session decides (the project's `null`, the saved OSC port) stays.
     pub fn update_from(&mut self, args: &DaemonArgs) {
-        self.ports = args.ports;
-        self.port_names = args.port_names.clone();
-        self.sample_format = args.format.sample_format;
-        self.layout = args.format.layout;
-        self.preroll = args.preroll;
+        let (project, osc_port) = (self.format.project.take(), self.osc_port);
+        *self = args.settings.clone();
+        self.format.project = project;
+        self.osc_port = osc_port;
     }
 }
 
@@ -246,6 +133,7 @@ pub fn set_aside(dir: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wav::SampleFormat;
 
     #[test]
     fn defaults_round_trip_and_missing_fields_default() {
@@ -257,7 +145,7 @@ mod tests {
         assert_eq!(SessionConfig::load(dir.path()).unwrap(), Some(c));
         std::fs::write(dir.path().join(FILE), r#"{"ports": 3}"#).unwrap();
         let c = SessionConfig::load(dir.path()).unwrap().unwrap();
-        assert_eq!((c.ports, c.osc_port, c.sample_format), (3, DEFAULT_OSC_PORT, SampleFormat::F32));
+        assert_eq!((c.ports, c.osc_port, c.format.sample_format), (3, DEFAULT_OSC_PORT, SampleFormat::F32));
     }
 
     #[test]
@@ -300,8 +188,9 @@ mod tests {
         let a = c.to_args("nABCD", Path::new("/s/capstan.nABCD"), "My Session");
         assert_eq!(a.name, "nABCD");
         assert_eq!(a.dir, Path::new("/s/capstan.nABCD/takes"));
-        assert_eq!(a.format.project, crate::naming::sanitize("My Session"));
-        let named = SessionConfig { project: Some("gig".into()), ..c };
-        assert_eq!(named.to_args("x", Path::new("/p"), "My Session").format.project, "gig");
+        assert_eq!(a.settings.format.project_name(), crate::naming::sanitize("My Session"));
+        let mut named = c;
+        named.format.project = Some("gig".into());
+        assert_eq!(named.to_args("x", Path::new("/p"), "My Session").settings.format.project_name(), "gig");
     }
 }

@@ -246,7 +246,7 @@ fn open(
     }
     let a = daemon.args();
     let osc = daemon.osc_addr().map(|x| x.to_string()).unwrap_or_default();
-    let summary = format!("{} inputs, takes in {}, OSC on {osc}", a.ports, a.dir.display());
+    let summary = format!("{} inputs, takes in {}, OSC on {osc}", a.settings.ports, a.dir.display());
     tracing::info!("NSM: opened {}: {summary}", path.display());
     progress(client, 1.0);
     message(client, 1, format!("OSC on {osc}"));
@@ -331,8 +331,8 @@ fn unmanaged(why: &str, client: Option<nsm::Client>, term: &AtomicBool) -> Resul
     tracing::warn!(
         "no session manager ({why}); running unmanaged: takes in {}, OSC on {}:{}",
         dir.display(),
-        args.osc_bind,
-        args.osc_port
+        args.settings.osc_bind,
+        args.settings.osc_port
     );
     let daemon = Daemon::open(args, Hosting::default())?;
     daemon.serve(term, |_| {

@@ -509,3 +509,29 @@ fn the_control_loop_answers_while_a_stop_waits_for_a_stalled_jack() {
 fn free_socket() -> std::net::UdpSocket {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
 }
+
+#[test]
+fn a_bad_setting_is_refused_alike_from_the_command_line_and_over_osc() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    // The daemon never checked --buffer-seconds (record did, with other bounds).
+    let daemon = |args: &[&str]| {
+        let mut c = server.capstan();
+        c.arg("daemon").args(args).arg("--dir").arg(dir.path());
+        run(c)
+    };
+    let out = daemon(&["--buffer-seconds", "0.1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("buffer_seconds must be between 0.5 and 600, got 0.1"));
+    let out = daemon(&["--preroll", "601"]);
+    let flag = text(&out.stderr);
+    assert!(flag.contains("preroll must be between 0 and 600, got 601"), "{flag}");
+    let d = Daemon::start(&server, dir.path(), &[]);
+    let (addr, args) = osc(d.port, "/config/preroll", vec![OscType::Int(601)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(12)), "{args:?}");
+    assert_eq!(args[2], s("preroll must be between 0 and 600, got 601"));
+    let (addr, args) = osc(d.port, "/config/ports", vec![OscType::Int(1025)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(12)), "{args:?}");
+    let (_, cfg) = osc(d.port, "/config/get", vec![]).unwrap();
+    assert!(cfg.windows(2).any(|w| w[0] == s("preroll") && w[1] == OscType::Double(0.0)), "{cfg:?}");
+}

@@ -1,0 +1,256 @@
+//! The recorder's settings, described once: the command line (clap),
+//! `capstan.json` in an NSM session (serde) and OSC `/config/…` all read and
+//! change this one type, and every value passes the one [`Settings::validate`]
+//! whichever way it came in. Defaults live in [`defaults`] only.
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::disk::Layout;
+use crate::retention::Policy;
+use crate::wav::SampleFormat;
+
+/// The format version of `capstan.json` this capstan writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Every default, for clap and serde alike.
+pub mod defaults {
+    pub const PORTS: u16 = 2;
+    pub const PROJECT: &str = "capstan";
+    pub const BUFFER_SECONDS: f64 = 4.0;
+    pub const OSC_PORT: u16 = 7770;
+    pub const OSC_BIND: &str = "127.0.0.1";
+    pub const PREROLL: f64 = 0.0;
+    pub const MIN_MINUTES: f64 = 10.0;
+    pub const MIN_FREE_FRACTION: f64 = 0.15;
+    pub const DISK_MARGIN_SECONDS: f64 = 60.0;
+}
+
+/// How takes are written (shared by `record` and `daemon`).
+#[derive(Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TakeFormat {
+    /// Project name used in default file names [default: capstan; under NSM
+    /// the session's name].
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
+    pub layout: Layout,
+    /// float32 (default, lossless), s16, s24 or s32.
+    #[arg(long, default_value_t = SampleFormat::F32)]
+    pub sample_format: SampleFormat,
+    /// Seconds of audio the ring buffers hold per port (0.5-600).
+    #[arg(long, default_value_t = defaults::BUFFER_SECONDS)]
+    pub buffer_seconds: f64,
+}
+
+impl Default for TakeFormat {
+    fn default() -> Self {
+        TakeFormat {
+            project: None,
+            layout: Layout::Interleaved,
+            sample_format: SampleFormat::F32,
+            buffer_seconds: defaults::BUFFER_SECONDS,
+        }
+    }
+}
+
+fn range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be between {lo} and {hi}, got {v}"))
+    }
+}
+
+impl TakeFormat {
+    /// The project name takes are named after.
+    pub fn project_name(&self) -> &str {
+        self.project.as_deref().unwrap_or(defaults::PROJECT)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        range("buffer_seconds", self.buffer_seconds, 0.5, 600.0)?;
+        if self.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err("project must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Everything the daemon (and a session's `capstan.json`) is set up with.
+#[derive(Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `capstan.json`'s format version.
+    #[arg(skip = VERSION)]
+    pub version: u32,
+    /// Number of input ports (in_1 … in_N), 1-1024.
+    #[arg(long, default_value_t = defaults::PORTS)]
+    pub ports: u16,
+    /// Names for the inputs, in order (e.g. kick,snare); the rest are in_K.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub port_names: Vec<String>,
+    /// Connect output ports matching PATTERN to the inputs at start-up.
+    #[arg(long, short = 'c', value_name = "PATTERN")]
+    pub connect: Vec<String>,
+    /// UDP port for OSC commands.
+    #[arg(long, default_value_t = defaults::OSC_PORT)]
+    pub osc_port: u16,
+    /// Address to listen on. The default accepts commands from this machine
+    /// only; 0.0.0.0 lets anyone on the network start and stop takes.
+    #[arg(long, default_value = defaults::OSC_BIND)]
+    pub osc_bind: String,
+    /// Keep this many seconds (0-600) of every input in memory while idle; a
+    /// take then starts that far in the past (timemachine mode).
+    #[arg(long, default_value_t = defaults::PREROLL)]
+    pub preroll: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub format: TakeFormat,
+    /// Refuse a take unless the disk holds this many minutes of it (+20%).
+    #[arg(long, default_value_t = defaults::MIN_MINUTES)]
+    pub min_minutes: f64,
+    /// …and keeps this fraction of the volume free (also checked while
+    /// recording).
+    #[arg(long, default_value_t = defaults::MIN_FREE_FRACTION)]
+    pub min_free_fraction: f64,
+    /// While recording, stop the take cleanly when the free space would
+    /// last less than this many seconds.
+    #[arg(long, default_value_t = defaults::DISK_MARGIN_SECONDS)]
+    pub disk_margin_seconds: f64,
+    /// Retention, applied at start-up and every hour (see `capstan prune`).
+    #[command(flatten)]
+    pub retention: Policy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            version: VERSION,
+            ports: defaults::PORTS,
+            port_names: Vec::new(),
+            connect: Vec::new(),
+            osc_port: defaults::OSC_PORT,
+            osc_bind: defaults::OSC_BIND.into(),
+            preroll: defaults::PREROLL,
+            format: TakeFormat::default(),
+            min_minutes: defaults::MIN_MINUTES,
+            min_free_fraction: defaults::MIN_FREE_FRACTION,
+            disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
+            retention: Policy::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every value; the message names the first bad one. The same
+    /// for a flag, a `capstan.json` field and an OSC `/config/…` change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != VERSION {
+            return Err(if self.version > VERSION {
+                format!("version {} was written by a newer capstan (this one reads {VERSION})", self.version)
+            } else {
+                format!("unknown version {}", self.version)
+            });
+        }
+        if !(1..=1024).contains(&self.ports) {
+            return Err(format!("ports must be between 1 and 1024, got {}", self.ports));
+        }
+        crate::ports::input_names(self.ports as usize, &self.port_names)?;
+        range("preroll", self.preroll, 0.0, 600.0)?;
+        self.format.validate()?;
+        range("min_minutes", self.min_minutes, 0.0, 1e6)?;
+        range("min_free_fraction", self.min_free_fraction, 0.0, 1.0)?;
+        range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
+        if let Some(f) = self.retention.keep_free {
+            range("retention.keep_free", f, 0.0, 1.0)?;
+        }
+        if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
+        }
+        Ok(())
+    }
+
+    /// Reads settings from JSON text: missing fields take their defaults
+    /// (older files keep loading); unknown fields and bad values are
+    /// refused, so a typo such as `"prots": 24` is reported, not ignored.
+    pub fn from_json(text: &str) -> Result<Settings, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let serde_json::Value::Object(fields) = &value else {
+            return Err("expected a JSON object".into());
+        };
+        let known = serde_json::to_value(Settings::default()).expect("plain data serializes");
+        if let Some(k) = fields.keys().find(|k| known.get(k.as_str()).is_none()) {
+            return Err(format!("unknown field `{k}`"));
+        }
+        if let Some(serde_json::Value::Object(r)) = fields.get("retention") {
+            if let Some(k) = r.keys().find(|k| known["retention"].get(k.as_str()).is_none()) {
+                return Err(format!("unknown field `retention.{k}`"));
+            }
+        }
+        let settings: Settings = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("plain data serializes");
+        text.push('\n');
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn daemon_settings(args: &[&str]) -> Result<Settings, String> {
+        let argv = ["capstan", "daemon"].iter().chain(args).copied();
+        match crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
+            crate::cli::Command::Daemon(a) => Ok(a.settings),
+            _ => unreachable!(),
+        }
+    }
+
+    /// One set of defaults: the command line's are the file's.
+    #[test]
+    fn the_command_line_and_the_file_have_the_same_defaults() {
+        assert_eq!(daemon_settings(&[]).unwrap(), Settings::default());
+        assert_eq!(Settings::from_json("{}").unwrap(), Settings::default());
+        Settings::default().validate().unwrap();
+    }
+
+    /// A value is refused with the same words however it comes in.
+    #[test]
+    fn one_validation_for_flags_and_files() {
+        for (flag, value, field, reason) in [
+            ("--buffer-seconds", "0.1", "buffer_seconds", "buffer_seconds must be between 0.5 and 600"),
+            ("--preroll", "601", "preroll", "preroll must be between 0 and 600"),
+            ("--min-free-fraction", "2", "min_free_fraction", "min_free_fraction must be between 0 and 1"),
+            ("--ports", "0", "ports", "ports must be between 1 and 1024"),
+            ("--osc-bind", "everywhere", "osc_bind", "osc_bind must be an IP address"),
+        ] {
+            let from_flag = daemon_settings(&[flag, value]).unwrap().validate().unwrap_err();
+            let json = match value.parse::<f64>() {
+                Ok(_) => format!("{{\"{field}\": {value}}}"),
+                Err(_) => format!("{{\"{field}\": \"{value}\"}}"),
+            };
+            let from_file = Settings::from_json(&json).unwrap_err();
+            assert!(from_flag.contains(reason), "{flag}: {from_flag}");
+            assert_eq!(from_flag, from_file, "{flag} and {json}");
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_unknown_fields() {
+        let mut s = Settings { ports: 8, port_names: vec!["kick".into()], ..Default::default() };
+        s.format.project = Some("gig".into());
+        s.retention.keep_last = Some(5);
+        assert_eq!(Settings::from_json(&s.to_json()).unwrap(), s);
+        assert!(Settings::from_json(r#"{"prots": 3}"#).unwrap_err().contains("unknown field `prots`"));
+        assert!(Settings::from_json(r#"{"retention": {"keep_lst": 3}}"#).unwrap_err().contains("keep_lst"));
+        assert!(Settings::from_json("[]").is_err());
+    }
+}
