@@ -17,11 +17,13 @@ build: setup
 # them from contending in JACK2's shared server registry.
 test: setup
 	@bash scripts/jack-clean-stale.sh
-	$(CARGO) test --workspace --all-targets -- --test-threads=1
+	$(CARGO) test --workspace --all-targets --features capstan/test-hooks -- --test-threads=1
+	$(CARGO) test -p capstan --lib -- test_hooks_exist_only_with_their_feature
 
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features capstan/test-hooks -- -D warnings
 
 check: lint test
 

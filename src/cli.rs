@@ -109,8 +109,10 @@ pub struct RecordArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Test hook: start the file with this many frames of sparse silence
-    /// (reaches the 4 GiB RF64 promotion quickly).
+    /// Test hook (builds with the `test-hooks` feature only): start the file
+    /// with this many frames of sparse silence (reaches the 4 GiB RF64
+    /// promotion quickly).
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true, default_value_t = 0)]
     pub test_lead_in_frames: u64,
 }
@@ -160,4 +162,17 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test hooks are not in the builds users run (`make test` also runs
+    /// this without the `test-hooks` feature).
+    #[test]
+    fn test_hooks_exist_only_with_their_feature() {
+        let parsed = Cli::try_parse_from(["capstan", "record", "--test-lead-in-frames", "5"]);
+        assert_eq!(parsed.is_ok(), cfg!(feature = "test-hooks"));
+    }
 }

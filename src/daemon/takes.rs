@@ -347,7 +347,6 @@ impl Daemon {
             sample_rate: engine.sample_rate,
             port_names: engine.port_names.clone(),
             max_frames: None,
-            lead_in_silence: 0,
             take_id,
             sources: engine.connections(),
         };

@@ -758,7 +758,6 @@ impl DiskWriter {
         let base = a.segments.first().map_or(&a.take.name, |s| &s.name);
         spec.file = Some(format!("{base}_seg{index}.wav"));
         spec.take_id = Some(a.take.take_id().to_owned());
-        spec.lead_in_silence = 0;
         // `--duration` covers the whole take: what is left of it, in time.
         spec.max_frames = a.take.spec.max_frames.map(|_| {
             let left = a.take.remaining() as f64 / a.take.spec.sample_rate.max(1) as f64;
@@ -1059,7 +1058,6 @@ mod tests {
             sample_rate: 48000,
             port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
             max_frames: max,
-            lead_in_silence: 0,
             take_id: None,
             sources: vec![],
         }

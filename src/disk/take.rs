@@ -34,9 +34,6 @@ pub struct TakeSpec {
     pub port_names: Vec<String>,
     /// Stop by itself after this many frames.
     pub max_frames: Option<u64>,
-    /// Test hook: start the file with this many frames of sparse silence, to
-    /// reach the 4 GiB RF64 promotion without writing 4 GiB.
-    pub lead_in_silence: u64,
     /// The take id the user gave (defaults to the take name).
     pub take_id: Option<String>,
     /// What fed each port when the take started (for the manifest).
@@ -56,7 +53,6 @@ impl TakeSpec {
             sample_rate: 48000,
             port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
             max_frames: None,
-            lead_in_silence: 0,
             take_id: None,
             sources: vec![],
         }
@@ -231,16 +227,7 @@ impl Take {
             manifest_file.sync_all()
         })
         .map_err(|source| WavError::Create { path: manifest_path.to_owned(), source })?;
-        let mut take =
-            Take { spec, name, manifest, manifest_path: manifest_path.to_owned(), files, bexts, frames: 0 };
-        if take.spec.lead_in_silence > 0 {
-            let n = take.spec.lead_in_silence;
-            for f in &mut take.files {
-                f.append_silence_sparse(n)?;
-            }
-            take.frames = n;
-        }
-        Ok(take)
+        Ok(Take { spec, name, manifest, manifest_path: manifest_path.to_owned(), files, bexts, frames: 0 })
     }
 
     pub fn paths(&self) -> Vec<&Path> {
@@ -397,6 +384,18 @@ impl Take {
         for f in &mut self.files {
             f.probe = Some(p.clone());
         }
+    }
+
+    /// Test hook: starts the files with `n` frames of sparse silence (to
+    /// reach the 4 GiB RF64 promotion quickly). Only before the first frame.
+    #[cfg(feature = "test-hooks")]
+    pub fn lead_in_silence(&mut self, n: u64) -> Result<(), WavError> {
+        assert_eq!(self.frames, 0, "a lead-in comes before any audio");
+        for f in &mut self.files {
+            f.append_silence_sparse(n)?;
+        }
+        self.frames = n;
+        Ok(())
     }
 
     pub fn finalize(

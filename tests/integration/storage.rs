@@ -274,11 +274,14 @@ fn prune_archives_crash_safely_and_leaves_foreign_files_alone() {
     let out = prune(&["--dry-run"], false);
     assert_eq!(text(&out.stdout).matches("would move").count(), 2, "{}", text(&out.stdout));
     assert_eq!(wavs(dir.path()).len(), 3);
-    // Killed between copy and delete: both copies exist, never none.
-    let out = prune(&[], true);
-    assert!(!out.status.success());
-    assert!(takes[0].exists(), "original gone after a crash before delete");
-    assert!(arch.path().join(takes[0].file_name().unwrap()).exists());
+    // Killed between copy and delete (the `test-hooks` feature's crash, in
+    // `make test`): both copies exist, never none.
+    if cfg!(feature = "test-hooks") {
+        let out = prune(&[], true);
+        assert!(!out.status.success());
+        assert!(takes[0].exists(), "original gone after a crash before delete");
+        assert!(arch.path().join(takes[0].file_name().unwrap()).exists());
+    }
     // Run again: finishes the move.
     let out = prune(&[], false);
     assert!(out.status.success(), "{}", text(&out.stderr));
