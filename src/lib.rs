@@ -15,6 +15,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod disk;
+pub mod durable;
 pub mod engine;
 pub mod lock;
 pub mod manifest;

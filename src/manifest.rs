@@ -3,11 +3,12 @@
 //! end, always atomically (temp file, fsync, rename, fsync of the directory),
 //! so after any crash it is either the old or the new version, never half.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::disk::Gap;
+use crate::durable;
 
 /// Suffix of manifest files: `<take name>.take.json`.
 pub const SUFFIX: &str = ".take.json";
@@ -121,11 +122,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| {
-        let mut f = File::create(&tmp)?;
+        // Exclusive: a link planted at the temp name is never followed.
+        let mut f = match durable::create_new(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?; // our own, from a crashed run
+                durable::create_new(&tmp)?
+            }
+            other => other?,
+        };
         f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        durable::sync_file(&f, &tmp)?;
+        durable::rename(&tmp, path)?;
+        durable::sync_dir(dir)
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -136,6 +144,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest is replaced so that a crash leaves the old or the new one:
+    /// content synced before the rename, the directory synced after it.
+    /// Fails if any sync is dropped or moved (see `durable::check`).
+    #[test]
+    fn atomic_writes_sync_in_the_order_crash_safety_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.take.json");
+        durable::take_log();
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        let log = durable::take_log();
+        durable::check(&log).unwrap();
+        let syncs = log.iter().filter(|s| matches!(s, durable::Step::SyncFile(_))).count();
+        assert_eq!(syncs, 2, "{log:?}");
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+    }
+
+    /// A link planted at the temporary name is replaced, never followed.
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"not ours").unwrap();
+        let path = dir.path().join("t.take.json");
+        let tmp = dir.path().join(format!(".t.take.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_atomic(&path, b"ours").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"not ours");
+        assert_eq!(fs::read(&path).unwrap(), b"ours");
+    }
 
     pub fn sample() -> Manifest {
         Manifest {

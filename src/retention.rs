@@ -221,14 +221,14 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         }
         let tmp = archive.join(format!(".{}.part", dst.file_name().unwrap_or_default().to_string_lossy()));
         fs::copy(src, &tmp).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-        File::open(&tmp)?.sync_all()?;
+        crate::durable::sync_file(&File::open(&tmp)?, &tmp)?;
         if fs::metadata(&tmp)?.len() != len {
             let _ = fs::remove_file(&tmp);
             bail!("copy of {} has the wrong size; original kept", src.display());
         }
-        fs::rename(&tmp, &dst)?;
+        crate::durable::rename(&tmp, &dst)?;
     }
-    File::open(archive)?.sync_all()?;
+    crate::durable::sync_dir(archive)?;
     #[cfg(feature = "test-hooks")]
     if std::env::var_os("CAPSTAN_TEST_CRASH_AFTER_COPY").is_some() {
         std::process::abort(); // test hook: a crash between copy and delete
@@ -442,7 +442,13 @@ mod tests {
         let d = setup();
         let arch = tempfile::tempdir().unwrap();
         let p = Policy { keep_last: Some(3), archive: Some(arch.path().to_owned()), ..Default::default() };
+        crate::durable::take_log();
         apply(d.path(), &p, false).unwrap();
+        // Each copy is synced before its final name, the names before any
+        // original is removed.
+        let log = crate::durable::take_log();
+        crate::durable::check(&log).unwrap();
+        assert!(log.contains(&crate::durable::Step::SyncDir(arch.path().to_owned())), "{log:?}");
         assert!(arch.path().join("a.wav").exists() && arch.path().join("a.take.json").exists());
         assert!(!d.path().join("a.wav").exists() && !d.path().join("a.take.json").exists());
         assert_eq!(fs::read(arch.path().join("a.wav")).unwrap().len() as u64, header() + 100);

@@ -19,9 +19,9 @@
 //!
 //! Disk thread only: every method here does I/O.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::bext::Bext;
@@ -458,7 +458,7 @@ impl WavWriter {
 /// Creates `path`, which must not exist (O_EXCL), empty: the name is ours
 /// from now on.
 pub fn reserve(path: &Path) -> Result<File, WavError> {
-    OpenOptions::new().write(true).create_new(true).mode(0o644).open(path).map_err(|source| {
+    crate::durable::create_new(path).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
             WavError::Exists { path: path.to_owned() }
         } else {
