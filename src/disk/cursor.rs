@@ -1,0 +1,128 @@
+//! A take's write cursor: how far it may be written now (its start, its
+//! stop point, the write delay, the cycle held back) and the writing of the
+//! history's frames up to there, with the gaps they cross. Disk thread only.
+
+use super::*;
+
+impl DiskWriter {
+    /// Moves the active take forward: starts it once its first frame is in
+    /// the history, writes what is due, and ends it at its stop point.
+    pub(super) fn advance(&mut self) {
+        self.advance_to(None)
+    }
+
+    /// [`Self::advance`], writing at least up to `at_least` (within the stop
+    /// point) even if that is closer to the newest frame than `write_delay`.
+    pub(super) fn advance_to(&mut self, at_least: Option<u64>) {
+        let Some(a) = &self.active else { return };
+        let (hist_start, hist_end) = (self.history.start(), self.history.end);
+        if a.first_frame_time.is_none() {
+            // No explicit start: the first frame the history holds.
+            let want = a.want_first.unwrap_or(hist_start);
+            if hist_end <= want || self.history.len() == 0 {
+                return;
+            }
+            if let Err(e) = self.open_take(want.max(hist_start)) {
+                return self.finish(Some(e));
+            }
+        }
+        let a = self.active.as_ref().expect("active");
+        let stop_end = match a.stop {
+            Some(StopAt::Frame(f)) => self.timeline.unwrap(f).map(|s| self.timeline.boundary(s, true)),
+            Some(StopAt::Drained) => Some(hist_end),
+            None => None,
+        };
+        // The newest cycle is held back until the next one shows whether it
+        // repeats it (see `replace_repeat`); only a drained ending takes all.
+        let held = hist_end.saturating_sub(self.timeline.newest_len());
+        let mut limit = match (a.stop, stop_end) {
+            (Some(StopAt::Drained), _) => hist_end,
+            (_, Some(e)) => e.min(held),
+            (_, None) => {
+                hist_end.saturating_sub(self.write_delay).min(held).max(at_least.unwrap_or(0).min(hist_end))
+            }
+        };
+        limit = limit.min(a.cursor.saturating_add(a.take.remaining()));
+        if let Err(e) = self.flush_history(limit) {
+            return self.finish(Some(e));
+        }
+        let a = self.active.as_ref().expect("active");
+        if stop_end.is_some_and(|e| a.cursor >= e) || a.take.remaining() == 0 {
+            self.finish(None);
+        }
+    }
+
+    /// Writes the history's frames from the take's cursor up to `limit`.
+    pub(super) fn flush_history(&mut self, limit: u64) -> Result<(), WavError> {
+        let Some(a) = &mut self.active else { return Ok(()) };
+        let hist_start = self.history.start();
+        if a.cursor < hist_start && a.cursor < limit {
+            // Silence of a gap longer than the history (`make_room` wrote all
+            // the audio before it): written here, exactly as long as it is.
+            let to = hist_start.min(limit);
+            record_gaps(&self.gaps, a, to);
+            a.take.write_silence(to - a.cursor, SPARSE_SILENCE_FRAMES)?;
+            a.cursor = to;
+        }
+        let from = a.cursor;
+        if limit <= from {
+            return Ok(());
+        }
+        record_gaps(&self.gaps, a, limit);
+        let skip = (from - self.history.start()) as usize;
+        let n = (limit - from) as usize;
+        a.cursor = limit;
+        let t = Instant::now();
+        let mut res = Ok(());
+        for run in self.history.runs(skip, n) {
+            let peak = run.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
+            self.stats.peak.fetch_max(peak.to_bits(), Relaxed);
+            let len = run[0].len();
+            res = a.take.write(len, |c| Some(run[c]));
+            if res.is_err() {
+                break;
+            }
+        }
+        let ns = t.elapsed().as_nanos() as u64;
+        self.stats.write_batches.fetch_add(1, Relaxed);
+        self.stats.write_total_ns.fetch_add(ns, Relaxed);
+        self.stats.write_max_ns.fetch_max(ns, Relaxed);
+        res
+    }
+}
+
+/// Removes `[from, to)` from the gaps (their frames arrived after all).
+pub(super) fn cut_gaps(gaps: &mut VecDeque<Gap>, from: u64, to: u64) {
+    let mut out = VecDeque::with_capacity(gaps.len() + 1);
+    for g in gaps.drain(..) {
+        let end = g.at + g.frames;
+        if end <= from || g.at >= to {
+            out.push_back(g);
+            continue;
+        }
+        if g.at < from {
+            out.push_back(Gap { frames: from - g.at, ..g });
+        }
+        if end > to {
+            out.push_back(Gap { at: to, frames: end - to, ..g });
+        }
+    }
+    *gaps = out;
+}
+
+/// Copies the gaps between the take's cursor and `to` into the take, at
+/// offsets in its current segment (a gap cut by a write boundary stays one).
+pub(super) fn record_gaps(gaps: &VecDeque<Gap>, a: &mut Active, to: u64) {
+    let from = a.cursor;
+    for g in gaps {
+        let (s, e) = (g.at.max(from), (g.at + g.frames).min(to));
+        if s >= e {
+            continue;
+        }
+        let at = a.take.frames() + (s - from);
+        match a.gaps.last_mut() {
+            Some(last) if last.cause == g.cause && last.at + last.frames == at => last.frames += e - s,
+            _ => a.gaps.push(Gap { at, frames: e - s, cause: g.cause }),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! What the disk thread is told and what it tells: stop points, commands,
+//! gaps, take and segment reports, events. Plain data; never real-time.
+
+use super::*;
+
+/// Why frames in a take are silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapCause {
+    /// The rings were full: the disk did not keep up (our loss).
+    Overflow,
+    /// JACK's frame time jumped: the server skipped cycles (an xrun).
+    JackSkipped,
+    /// JACK began the next cycle while the callback was still copying this
+    /// one (an xrun in JACK2's asynchronous mode): the buffers may mix two
+    /// cycles, so the cycle is not used.
+    Torn,
+}
+
+impl std::fmt::Display for GapCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Overflow => "ring buffer overflow (disk too slow)",
+            Self::JackSkipped => "JACK skipped cycles (xrun)",
+            Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
+        })
+    }
+}
+
+/// A run of silence written in place of frames that never arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gap {
+    /// Frame offset in the take.
+    pub at: u64,
+    pub frames: u64,
+    pub cause: GapCause,
+}
+
+/// When a take ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAt {
+    /// With the last frame of the cycle that contains this JACK frame time.
+    Frame(u32),
+    /// Once the rings hold nothing more (JACK is gone).
+    Drained,
+}
+
+pub enum DiskCommand {
+    /// Record into `take`, from the first cycle boundary at or after
+    /// `start_at` (the next cycle if `None`), reaching `preroll` frames into
+    /// the past if the history holds them.
+    Start {
+        take: Box<Take>,
+        start_at: Option<u32>,
+        preroll: u64,
+    },
+    Stop(StopAt),
+    /// End the take with what has arrived because of `reason` (JACK is
+    /// gone): the manifest says it failed and why.
+    Abort(String),
+    /// End the running take with the cycle containing `at`; `next` starts on
+    /// the very next frame (no frame lost or repeated between them).
+    Rotate {
+        next: Box<Take>,
+        at: u32,
+    },
+    /// Finish any take and end the thread.
+    Quit,
+}
+
+/// One file set of a take at one sample rate. A take has several when the
+/// server's rate (or clock) changed while it ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentReport {
+    pub name: String,
+    pub files: Vec<FileReport>,
+    pub frames: u64,
+    pub sample_rate: u32,
+    /// JACK frame time of the segment's first frame.
+    pub first_frame_time: Option<u64>,
+    /// Gaps, at frame offsets in this segment.
+    pub gaps: Vec<Gap>,
+}
+
+/// What happened to a take.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TakeReport {
+    pub name: String,
+    /// Every file of every segment.
+    pub files: Vec<FileReport>,
+    /// Frames per channel in the take (all segments).
+    pub frames: u64,
+    /// The first segment's rate.
+    pub sample_rate: u32,
+    /// JACK frame time of the first frame (the bext time_reference).
+    pub first_frame_time: Option<u64>,
+    pub started: Option<String>,
+    /// Every gap, at frame offsets in the take (segments follow each other).
+    pub gaps: Vec<Gap>,
+    /// Frames JACK delivered a second time (JACK2 runs a late client twice on
+    /// one frame time): written once, from the newer clean copy.
+    pub repeated_frames: u64,
+    /// The take's segments, when the rate or JACK's clock changed during it
+    /// (empty for a take in one piece).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentReport>,
+    /// The take that continues this one (a rotation), if one began: it runs
+    /// even if finalizing this one failed.
+    #[serde(skip)]
+    pub rotated_into: Option<String>,
+    /// Set when the take ended because of an error; the files are finalized
+    /// up to the last frame written.
+    pub error: Option<String>,
+    /// The OS error kind behind `error` (e.g. "StorageFull"), if any.
+    pub error_kind: Option<String>,
+}
+
+impl TakeReport {
+    /// Makes the report (which describes the last segment) the whole take's:
+    /// files, frames and gaps of every segment, in order.
+    pub(super) fn absorb_segments(&mut self, mut earlier: Vec<SegmentReport>, last_first: Option<u64>) {
+        earlier.push(SegmentReport {
+            name: self.name.clone(),
+            files: self.files.clone(),
+            frames: self.frames,
+            sample_rate: self.sample_rate,
+            first_frame_time: last_first,
+            gaps: self.gaps.clone(),
+        });
+        let first = &earlier[0];
+        self.name = first.name.clone();
+        self.sample_rate = first.sample_rate;
+        let mut offset = 0;
+        self.files.clear();
+        self.gaps.clear();
+        for seg in &earlier {
+            self.files.extend(seg.files.iter().cloned());
+            self.gaps.extend(seg.gaps.iter().map(|g| Gap { at: g.at + offset, ..*g }));
+            offset += seg.frames;
+        }
+        self.frames = offset;
+        self.segments = earlier;
+    }
+
+    /// The take's length in seconds (segments may differ in rate).
+    pub fn seconds(&self) -> f64 {
+        if self.segments.is_empty() {
+            return self.frames as f64 / self.sample_rate.max(1) as f64;
+        }
+        self.segments.iter().map(|s| s.frames as f64 / s.sample_rate.max(1) as f64).sum()
+    }
+
+    pub fn lost_frames(&self, cause: GapCause) -> u64 {
+        self.gaps.iter().filter(|g| g.cause == cause).map(|g| g.frames).sum()
+    }
+}
+
+pub enum DiskEvent {
+    Started { name: String, first_frame_time: u64 },
+    Finished(TakeReport),
+}

@@ -1,0 +1,60 @@
+//! Checkpoints and the space policy: every `CHECKPOINT_INTERVAL` the take's
+//! headers are brought up to what is synced, and the free space is checked
+//! against the guard, which ends the take cleanly before the disk is full.
+//! Disk thread only.
+
+use super::*;
+
+/// How often the headers are refreshed (the crash-loss bound).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Stop a take before the disk fills up (checked with every checkpoint).
+#[derive(Debug, Clone, Copy)]
+pub struct SpaceGuard {
+    /// Stop when the free space would last less than this many seconds.
+    pub margin_seconds: f64,
+    /// …or when the volume's free fraction falls below this.
+    pub min_free_fraction: f64,
+}
+
+impl DiskWriter {
+    pub(super) fn maybe_checkpoint(&mut self) {
+        let Some(a) = &mut self.active else { return };
+        if a.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL {
+            return;
+        }
+        a.last_checkpoint = Instant::now();
+        if let Err(e) = a.take.checkpoint() {
+            return self.finish(Some(e));
+        }
+        if let Some(g) = self.space {
+            if let Some(why) = space_low(&a.take, g) {
+                let source = std::io::Error::new(std::io::ErrorKind::StorageFull, why);
+                let path = a.take.manifest_path().to_owned();
+                let frames_safe = a.take.frames();
+                self.finish(Some(WavError::Io { path, op: "disk space guard", frames_safe, source }));
+            }
+        }
+    }
+}
+
+/// Why the take's disk is too full to go on, if it is.
+pub(super) fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
+    let (free, total) = crate::control::preflight::space(&take.spec.dir).ok()?;
+    let channels = take.spec.port_names.len() as f64;
+    let bps = channels * take.spec.sample_rate as f64 * take.spec.format.bytes() as f64;
+    if (free as f64) < bps * g.margin_seconds {
+        return Some(format!(
+            "disk almost full: {} MiB free is less than {} s of recording; take stopped",
+            free >> 20,
+            g.margin_seconds
+        ));
+    }
+    if total > 0 && (free as f64 / total as f64) < g.min_free_fraction {
+        return Some(format!(
+            "disk almost full: less than {:.0}% of the volume free; take stopped",
+            g.min_free_fraction * 100.0
+        ));
+    }
+    None
+}

@@ -1,0 +1,60 @@
+//! Live numbers the disk thread publishes for status lines and manifests
+//! (atomics, written by the disk thread only).
+
+use super::*;
+
+/// Live numbers for the status line; written by the disk thread only.
+#[derive(Debug, Default)]
+pub struct DiskStats {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Largest |sample| since the reader last swapped it out (f32 bits).
+    pub peak: AtomicU32,
+    pub overflow_frames: AtomicU64,
+    pub skipped_frames: AtomicU64,
+    /// Most frames a port ring has held when the disk thread came to drain it.
+    pub ring_high_water: AtomicU64,
+    pub ring_capacity: AtomicU64,
+    /// Write batches (history → take files) and their durations.
+    pub write_batches: AtomicU64,
+    pub write_total_ns: AtomicU64,
+    pub write_max_ns: AtomicU64,
+}
+
+/// The disk side's numbers, for summaries and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DiskSummary {
+    pub ring_high_water_frames: u64,
+    pub ring_high_water_percent: f64,
+    pub write_batches: u64,
+    pub write_mean_us: f64,
+    pub write_max_us: f64,
+}
+
+impl DiskStats {
+    /// Ring and write numbers start afresh with each take.
+    pub(super) fn reset_take(&self) {
+        self.ring_high_water.store(0, Relaxed);
+        self.write_batches.store(0, Relaxed);
+        self.write_total_ns.store(0, Relaxed);
+        self.write_max_ns.store(0, Relaxed);
+    }
+
+    pub fn summary(&self) -> DiskSummary {
+        let hw = self.ring_high_water.load(Relaxed);
+        let cap = self.ring_capacity.load(Relaxed).max(1);
+        let n = self.write_batches.load(Relaxed);
+        DiskSummary {
+            ring_high_water_frames: hw,
+            ring_high_water_percent: 100.0 * hw as f64 / cap as f64,
+            write_batches: n,
+            write_mean_us: self.write_total_ns.load(Relaxed) as f64 / n.max(1) as f64 / 1000.0,
+            write_max_us: self.write_max_ns.load(Relaxed) as f64 / 1000.0,
+        }
+    }
+
+    /// Peak since the last call, linear full scale = 1.0.
+    pub fn take_peak(&self) -> f32 {
+        f32::from_bits(self.peak.swap(0, Relaxed))
+    }
+}

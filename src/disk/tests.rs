@@ -1,0 +1,257 @@
+//! The disk writer driven through the real capture core (no JACK).
+
+use super::*;
+use crate::rings;
+use crate::rt::{Capture, CaptureCounters};
+use crate::wav::SampleFormat;
+use std::sync::mpsc::channel;
+
+fn spec(dir: &std::path::Path, channels: usize, max: Option<u64>) -> TakeSpec {
+    TakeSpec {
+        dir: dir.to_owned(),
+        project: "t".into(),
+        file: None,
+        layout: Layout::Interleaved,
+        format: SampleFormat::F32,
+        sample_rate: 48000,
+        port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
+        max_frames: max,
+        take_id: None,
+        sources: vec![],
+    }
+}
+
+/// Feeds cycles through the real capture core and disk writer (no JACK):
+/// a skipped cycle and an overflowed cycle both become silence of exactly
+/// the right length, and the audio around them stays aligned.
+#[test]
+fn gaps_become_aligned_silence_and_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cap, disk) = rings::allocate(2, 8192);
+    let counters = Arc::new(CaptureCounters::default());
+    let mut capture = Capture::new(cap, counters.clone());
+    let (ctx, crx) = channel();
+    let (etx, erx) = channel();
+    let w = DiskWriter::new(disk, crx, etx, Arc::new(DiskStats::default()), 0, 0, Arc::default(), None);
+    let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    ctx.send(DiskCommand::Start { take: Box::new(take), start_at: None, preroll: 0 }).unwrap();
+    drop(ctx);
+    let signal = |t: u32, c: usize| (t % 100_000) as f32 + c as f32 * 0.5;
+    let cycle = |t: u32, n: u32| -> Vec<Vec<f32>> {
+        (0..2).map(|c| (0..n).map(|i| signal(t + i, c)).collect()).collect()
+    };
+    // 1000, 1064, [5 cycles skipped by JACK], 1448, then 8100 frames that
+    // do not fit in the rings, then one more cycle skipped and 64 frames.
+    for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 8100), (9612 + 64, 64)] {
+        let b = cycle(t, n);
+        capture.process_cycle(t, n, 48000, |i| &b[i], || t);
+    }
+    assert_eq!(counters.overflow_frames.load(Relaxed), 8100);
+    w.run();
+    let DiskEvent::Started { first_frame_time, .. } = erx.recv().unwrap() else { panic!() };
+    assert_eq!(first_frame_time, 1000);
+    let DiskEvent::Finished(rep) = erx.recv().unwrap() else { panic!() };
+    assert_eq!(rep.frames, 64 * 4 + 320 + 8100 + 64);
+    assert_eq!(
+        rep.gaps,
+        vec![
+            Gap { at: 128, frames: 320, cause: GapCause::JackSkipped },
+            Gap { at: 512, frames: 8100, cause: GapCause::Overflow },
+            Gap { at: 8612, frames: 64, cause: GapCause::JackSkipped }
+        ]
+    );
+    assert_eq!(rep.repeated_frames, 0);
+    let mut r = hound::WavReader::open(&rep.files[0].path).unwrap();
+    let s: Vec<f32> = r.samples::<f32>().map(|x| x.unwrap()).collect();
+    for i in 0..rep.frames as usize {
+        let in_gap = (128..448).contains(&i) || (512..512 + 8100 + 64).contains(&i);
+        for c in 0..2 {
+            // Every frame at its own frame time.
+            let t = 1000 + i as u32;
+            let want = if in_gap { 0.0 } else { signal(t, c) };
+            assert_eq!(s[i * 2 + c], want, "frame {i} ch {c}");
+        }
+    }
+}
+
+fn signal(t: u64, c: usize) -> f32 {
+    (t % 100_000) as f32 + c as f32 * 0.5
+}
+
+/// Feeds `cycles` 64-frame cycles starting at frame time `t0`.
+fn feed(capture: &mut Capture, t0: u32, cycles: u32) {
+    for k in 0..cycles {
+        let t = t0 + k * 64;
+        let b: Vec<Vec<f32>> = (0..2).map(|c| (0..64).map(|i| signal((t + i) as u64, c)).collect()).collect();
+        capture.process_cycle(t, 64, 48000, |i| &b[i], || t);
+    }
+}
+
+fn samples(path: &std::path::Path) -> Vec<f32> {
+    hound::WavReader::open(path).unwrap().samples::<f32>().map(|x| x.unwrap()).collect()
+}
+
+fn assert_signal(s: &[f32], first: u64) {
+    for (i, f) in s.chunks(2).enumerate() {
+        for (c, x) in f.iter().enumerate() {
+            assert_eq!(*x, signal(first + i as u64, c), "frame {i} ch {c}");
+        }
+    }
+}
+
+/// A disk writer fed by a capture core (2 channels, no JACK) with
+/// `history` frames of history and half of that as write delay.
+pub(super) fn writer(history: usize) -> (DiskWriter, Capture, Receiver<DiskEvent>, tempfile::TempDir) {
+    let (cap, disk) = rings::allocate(2, 65536);
+    let (_ctx, crx) = channel();
+    let (etx, erx) = channel();
+    let w = DiskWriter::new(
+        disk,
+        crx,
+        etx,
+        Arc::new(DiskStats::default()),
+        history,
+        history / 2,
+        Arc::default(),
+        None,
+    );
+    (w, Capture::new(cap, Arc::new(CaptureCounters::default())), erx, tempfile::tempdir().unwrap())
+}
+
+fn stop_drained(w: &mut DiskWriter) {
+    w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
+    w.advance();
+}
+
+/// The next finished take (finalized on the finalizer thread).
+pub(super) fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
+    loop {
+        let ev = erx.recv_timeout(Duration::from_secs(10)).expect("a finished take");
+        if let DiskEvent::Finished(r) = ev {
+            return r;
+        }
+    }
+}
+
+/// A take started late reaches back into the history: pre-roll from
+/// exactly `preroll` frames before the start boundary, gap-free.
+#[test]
+fn preroll_reaches_back_exactly_and_gap_free() {
+    let (mut w, mut capture, erx, dir) = writer(48_000);
+    feed(&mut capture, 1000, 20);
+    w.drain_cycles();
+    let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    // Start "now" = 1000 + 20*64 (next cycle), 5 cycles of pre-roll.
+    w.begin(take, Some(1000 + 20 * 64 + 10), 5 * 64);
+    feed(&mut capture, 1000 + 20 * 64, 10);
+    w.drain_cycles();
+    stop_drained(&mut w);
+    let r = finished(&erx);
+    // Start rounds up to the boundary 1000+21*64, minus 5 cycles.
+    let first = 1000 + 16 * 64;
+    assert_eq!(r.first_frame_time, Some(first));
+    assert_eq!(r.frames, 14 * 64);
+    assert!(r.gaps.is_empty());
+    assert_signal(&samples(&r.files[0].path), first);
+}
+
+/// Rotation: take 2 begins on the frame after take 1's last, nothing
+/// lost or repeated, even when the disk thread is behind.
+#[test]
+fn rotate_continues_on_the_next_frame() {
+    for history in [0, 48_000] {
+        let (mut w, mut capture, erx, dir) = writer(history);
+        let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+        w.begin(take, None, 0);
+        feed(&mut capture, 1000, 20);
+        w.drain_cycles();
+        // Rotate at a frame inside cycle 10, which was already written.
+        let mut s2 = spec(dir.path(), 2, None);
+        s2.file = Some(format!("second-{history}.wav"));
+        let next = Take::create(s2, Local::now()).unwrap();
+        let a = w.active.as_mut().unwrap();
+        a.stop = Some(StopAt::Frame(1000 + 10 * 64 + 5));
+        a.next = Some(Box::new(next));
+        feed(&mut capture, 1000 + 20 * 64, 5);
+        w.drain_cycles();
+        let r1 = finished(&erx);
+        stop_drained(&mut w);
+        let r2 = finished(&erx);
+        if history > 0 {
+            // The takes trail by a delay, so the late stop is still exact:
+            // take 1 ends with the cycle that contains the stop frame.
+            assert_eq!(r1.frames, 11 * 64);
+        }
+        let end1 = r1.first_frame_time.unwrap() + r1.frames;
+        assert_eq!(r1.first_frame_time, Some(1000));
+        assert_eq!(r2.first_frame_time, Some(end1), "history {history}");
+        assert_eq!(r1.frames + r2.frames, 25 * 64, "history {history}");
+        assert_signal(&samples(&r1.files[0].path), 1000);
+        assert_signal(&samples(&r2.files[0].path), end1);
+    }
+}
+
+/// A rotated-out take's finalize (its syncs) waits on a slow disk: the
+/// disk thread goes on draining into the next take meanwhile, and the
+/// old take is reported once its files are final.
+#[test]
+fn finalizing_never_holds_up_draining() {
+    use crate::wav::writer::probe::{Gate, Probe};
+    let (mut w, mut capture, erx, dir) = writer(48_000);
+    let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    let gate = Arc::new(Gate::default());
+    let probe = Probe { sync_gate: Some(gate.clone()), ..Default::default() };
+    take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
+    w.begin(take, None, 0);
+    feed(&mut capture, 1000, 10);
+    w.drain_cycles();
+    let mut s2 = spec(dir.path(), 2, None);
+    s2.file = Some("second.wav".into());
+    let a = w.active.as_mut().unwrap();
+    a.stop = Some(StopAt::Frame(1000 + 5 * 64));
+    a.next = Some(Box::new(Take::create(s2, Local::now()).unwrap()));
+    // The rotation happens here; the old take's syncs wait at the gate.
+    for k in 0..40 {
+        feed(&mut capture, 1000 + (10 + k * 100) * 64, 100);
+        w.drain_cycles();
+    }
+    let second = w.active.as_ref().expect("the next take runs").take.frames();
+    assert!(second >= 200_000, "the next take got {second} frames while the old one finalized");
+    assert!(
+        !erx.try_iter().any(|e| matches!(e, DiskEvent::Finished(_))),
+        "the old take cannot be final before its syncs"
+    );
+    gate.open();
+    let r1 = finished(&erx);
+    assert!(!gate.timed_out.load(Relaxed), "draining waited for the old take's syncs");
+    assert_eq!((r1.frames, r1.error), (6 * 64, None));
+    stop_drained(&mut w);
+    assert_eq!(finished(&erx).frames, 4010 * 64 - 6 * 64);
+}
+
+#[test]
+fn history_ring_keeps_the_newest_frames_across_wraps() {
+    let mut h = History::new(2, 10);
+    let cycle = |t: u64, n: usize| -> Vec<Vec<f32>> {
+        (0..2).map(|c| (0..n).map(|i| (t + i as u64) as f32 + c as f32 * 1000.0).collect()).collect()
+    };
+    let mut t = 0;
+    for n in [3, 4, 5, 6, 25, 1] {
+        h.push(t, n, Some((&cycle(t, n), 0)));
+        t += n as u64;
+    }
+    h.push(t, 2, None); // silence
+    t += 2;
+    assert_eq!(h.len(), 10);
+    assert_eq!(h.start(), t - 10);
+    let runs = h.runs(0, 10);
+    for c in 0..2 {
+        let all: Vec<f32> = runs.iter().flat_map(|r| r[c].iter().copied()).collect();
+        let want: Vec<f32> =
+            (t - 10..t).map(|x| if x >= t - 2 { 0.0 } else { x as f32 + c as f32 * 1000.0 }).collect();
+        assert_eq!(all, want, "channel {c}");
+    }
+    // A discontinuity starts over.
+    h.push(t + 100, 3, Some((&cycle(t + 100, 3), 0)));
+    assert_eq!((h.len(), h.start()), (3, t + 100));
+}
