@@ -148,7 +148,10 @@ impl Engine {
         let (cap_rings, disk_rings) = rings::allocate(ports, frames);
         // Keep the rings resident: a page fault in the callback is an xrun.
         if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
-            tracing::debug!("mlockall not permitted ({e}); rings may be paged");
+            tracing::warn!(
+                "cannot lock memory ({e}): the rings may be paged out, and a page fault in the \
+                 process callback is an xrun; raise the memlock limit (e.g. the audio group's)"
+            );
         }
         let capture = Arc::new(CaptureCounters::default());
         let disk_stats = Arc::new(DiskStats::default());

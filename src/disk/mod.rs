@@ -337,7 +337,8 @@ impl DiskWriter {
     fn handle_cycle(&mut self, rec: CycleRecord) {
         let n = rec.nframes as usize;
         // Take this cycle's audio out of every ring, so the rings stay in step
-        // whatever happens to it next.
+        // whatever happens to it next. In port order: the callback checks the
+        // room of the last port's ring only, which this keeps the smallest.
         if rec.queued {
             for (ring, buf) in self.rings.ports.iter_mut().zip(&mut self.scratch) {
                 buf.resize(n, 0.0);

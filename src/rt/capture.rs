@@ -144,12 +144,25 @@ impl Capture {
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
-        let fits = self.rings.cycles.vacant_len() > 0 && self.rings.ports.iter().all(|p| p.vacant_len() >= n);
+        // One space check for every port: all rings got the same pushes, and
+        // the disk thread frees them in port order (`DiskWriter::handle_cycle`),
+        // so the last port's ring has the least room of all. One read of the
+        // consumer's index per cycle instead of one per port.
+        let room = self.rings.ports.last().map_or(usize::MAX, |r| r.vacant_len());
+        let fits = room >= n && self.rings.cycles.vacant_len() > 0;
+        let mut short = false;
         if fits {
             for (i, ring) in self.rings.ports.iter_mut().enumerate() {
                 let buf = buffer(i);
-                let pushed = ring.push_slice(&buf[..n.min(buf.len())]);
-                debug_assert_eq!(pushed, n);
+                let got = &buf[..n.min(buf.len())];
+                ring.push_slice(got);
+                if got.len() < n {
+                    // A port buffer shorter than the cycle (never seen from
+                    // JACK): silence keeps the rings in step, and the cycle is
+                    // reported as a torn gap, never passed off as audio.
+                    ring.push_iter(std::iter::repeat_n(0.0, n - got.len()));
+                    short = true;
+                }
             }
         } else {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);
@@ -160,7 +173,7 @@ impl Capture {
         // before it wakes the clients of the next cycle, so any write of the
         // next cycle that the copy could have seen shows here.
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-        let overtaken = frame_time_now() != frame_time;
+        let overtaken = short || frame_time_now() != frame_time;
         let record = CycleRecord {
             frame_time,
             nframes,
@@ -236,6 +249,43 @@ mod tests {
         for (p, ring) in disk.ports.iter().enumerate() {
             assert_eq!(ring.occupied_len(), 8192, "port {p}");
         }
+    }
+
+    /// The disk thread frees the rings one port after another; a cycle
+    /// arriving in the middle of that must still go into every ring or none
+    /// (the one space check reads the ring freed last).
+    #[test]
+    fn a_cycle_during_a_partial_drain_is_queued_whole_or_not_at_all() {
+        let (cap, mut disk) = rings::allocate(3, 8192);
+        let counters = Arc::new(CaptureCounters::default());
+        let mut c = Capture::new(cap, counters.clone());
+        let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
+        for k in 0..2u32 {
+            c.process_cycle(k * 4096, 4096, 48000, |i| &bufs[i], || k * 4096);
+        }
+        // The disk thread has freed the first two ports' oldest cycle, not
+        // yet the third's.
+        let mut scratch = vec![0f32; 4096];
+        for ring in &mut disk.ports[..2] {
+            assert_eq!(ring.pop_slice(&mut scratch), 4096);
+        }
+        crate::rt::guard(|| c.process_cycle(8192, 4096, 48000, |i| &bufs[i], || 8192));
+        assert_eq!(counters.overflow_frames.load(Relaxed), 4096, "no room in the third ring yet");
+        let occupied: Vec<usize> = disk.ports.iter().map(|r| r.occupied_len()).collect();
+        assert_eq!(occupied, vec![4096, 4096, 8192], "nothing pushed into any ring");
+    }
+
+    /// A port buffer shorter than the cycle keeps the rings in step (the
+    /// rest is silence) and the cycle is flagged, so it is a reported gap.
+    #[test]
+    fn a_short_port_buffer_keeps_the_rings_in_step_and_is_flagged() {
+        let (cap, mut disk) = rings::allocate(2, 8192);
+        let mut c = Capture::new(cap, Arc::new(CaptureCounters::default()));
+        let (full, short) = (vec![1.0f32; 256], vec![1.0f32; 100]);
+        crate::rt::guard(|| c.process_cycle(0, 256, 48000, |i| if i == 0 { &full } else { &short }, || 0));
+        let rec = disk.cycles.try_pop().unwrap();
+        assert!(rec.queued && rec.overtaken, "{rec:?}");
+        assert!(disk.ports.iter().all(|r| r.occupied_len() == 256));
     }
 
     #[test]
