@@ -49,13 +49,23 @@ impl Pending {
     }
 }
 
-/// What an operation's requester is told when it cannot finish.
-fn what(op: &Operation) -> &'static str {
-    match op {
-        Operation::Start { .. } => "start",
-        Operation::Stop { .. } => "stop",
-        Operation::Rotate { .. } => "rotation",
-        Operation::Abort | Operation::Drain => "end of the take",
+impl Operation {
+    /// What the disk thread was to confirm (for the failure's sentence).
+    fn what(&self) -> &'static str {
+        match self {
+            Operation::Start { .. } => "start",
+            Operation::Stop { .. } => "stop",
+            Operation::Rotate { .. } => "rotation",
+            Operation::Abort | Operation::Drain => "end of the take",
+        }
+    }
+
+    /// Who waits for the answer, if anyone.
+    fn requester(self) -> Option<Requester> {
+        match self {
+            Operation::Start { to } | Operation::Stop { to, .. } | Operation::Rotate { to, .. } => to,
+            Operation::Abort | Operation::Drain => None,
+        }
     }
 }
 
@@ -75,14 +85,8 @@ impl Daemon {
 
     /// Answers the pending operation's requester with `refusal` and drops it.
     pub(super) fn abandon_pending(&mut self, code: Code, text: &str) {
-        if let Some(p) = self.op.take() {
-            let to = match p.op {
-                Operation::Start { to } | Operation::Stop { to, .. } | Operation::Rotate { to, .. } => to,
-                Operation::Abort | Operation::Drain => None,
-            };
-            if let Some(to) = to {
-                self.osc.answer(&to, Err(Refusal::new(code, text)));
-            }
+        if let Some(to) = self.op.take().and_then(|p| p.op.requester()) {
+            self.osc.answer(&to, Err(Refusal::new(code, text)));
         }
     }
 
@@ -109,19 +113,17 @@ impl Daemon {
         if age < CONFIRM {
             return;
         }
-        let p = self.op.take().expect("checked");
-        let text = format!("the disk thread did not confirm the {}", what(&p.op));
-        match p.op {
-            Operation::Abort | Operation::Drain => tracing::error!("{text}"),
-            op => {
-                self.op = Some(Pending { op, since: p.since });
-                self.abandon_pending(Code::Write, &text);
-                self.fail(Code::Write, text);
-                self.drain_after_failure();
-                return;
-            }
+        let op = self.op.take().expect("checked").op;
+        let text = format!("the disk thread did not confirm the {}", op.what());
+        if matches!(op, Operation::Abort | Operation::Drain) {
+            tracing::error!("{text}");
+            return self.end_op();
         }
-        self.end_op();
+        if let Some(to) = op.requester() {
+            self.osc.answer(&to, Err(Refusal::new(Code::Write, text.clone())));
+        }
+        self.fail(Code::Write, text);
+        self.drain_after_failure();
     }
 
     /// After a failure while a take may still run in the disk thread: end
