@@ -9,7 +9,7 @@ use chrono::{DateTime, Local};
 use super::Gap;
 use crate::manifest::{Continuation, Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
-use crate::wav::{quantize, Bext, SampleFormat, WavError, WavSpec, WavWriter};
+use crate::wav::{Bext, SampleFormat, WavError, WavSpec, WavWriter};
 
 /// One interleaved file, or one mono file per port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -68,23 +68,6 @@ pub struct Take {
     files: Vec<WavWriter>,
     bexts: Vec<Bext>,
     frames: u64,
-}
-
-/// Writes `n` interleaved frames into `out` (pre-sized, zeroed), encoding each
-/// sample with `enc`; `None` channels stay zero (silence in every format).
-fn interleave<const B: usize>(
-    out: &mut [u8],
-    chans: &[Option<&[f32]>],
-    n: usize,
-    enc: impl Fn(f32) -> [u8; B],
-) {
-    let frame = chans.len() * B;
-    for (c, ch) in chans.iter().enumerate() {
-        let Some(samples) = ch else { continue };
-        for (i, &x) in samples[..n].iter().enumerate() {
-            out[i * frame + c * B..][..B].copy_from_slice(&enc(x));
-        }
-    }
 }
 
 /// A file as it was left.
@@ -315,32 +298,22 @@ impl Take {
     ) -> Result<(), WavError> {
         let format = self.spec.format;
         let channels = self.spec.port_names.len();
-        if self.spec.layout == Layout::Mono {
-            for (c, f) in self.files.iter_mut().enumerate() {
-                let buf = f.buffer();
-                match channel(c) {
-                    Some(s) => s[..n].iter().for_each(|&x| format.encode(x, buf)),
-                    None => buf.resize(buf.len() + n * format.bytes(), 0),
-                }
-                f.commit_buffer()?;
-            }
-        } else {
-            let f = &mut self.files[0];
-            let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
+        // One encoder for both layouts: a mono file is a one-channel
+        // interleave. Each file's buffer grows once per call, not per sample.
+        let put = |f: &mut WavWriter, chans: &[Option<&[f32]>]| {
             let buf = f.buffer();
             let start = buf.len();
-            buf.resize(start + n * channels * format.bytes(), 0);
-            let out = &mut buf[start..];
-            match format {
-                SampleFormat::F32 => interleave(out, &chans, n, |x| x.to_le_bytes()),
-                SampleFormat::S16 => interleave(out, &chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
-                SampleFormat::S24 => interleave(out, &chans, n, |x| {
-                    let b = (quantize(x, 23) as i32).to_le_bytes();
-                    [b[0], b[1], b[2]]
-                }),
-                SampleFormat::S32 => interleave(out, &chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
+            buf.resize(start + n * chans.len() * format.bytes(), 0);
+            format.encode_frames(&mut buf[start..], chans, n);
+            f.commit_buffer()
+        };
+        if self.spec.layout == Layout::Mono {
+            for (c, f) in self.files.iter_mut().enumerate() {
+                put(f, &[channel(c)])?;
             }
-            f.commit_buffer()?;
+        } else {
+            let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
+            put(&mut self.files[0], &chans)?;
         }
         self.frames += n as u64;
         Ok(())
@@ -496,25 +469,6 @@ mod tests {
             assert!(matches!(again, Err(WavError::Exists { .. })), "{layout:?}");
             assert_eq!(std::fs::read(Manifest::path(dir.path(), "X")).unwrap(), manifest);
             assert_eq!(listing(dir.path()), before);
-        }
-    }
-
-    #[test]
-    fn interleave_places_every_sample_and_leaves_gaps_silent() {
-        for (channels, n) in [(1, 5), (3, 1000), (256, 4099), (7, 0)] {
-            let data: Vec<Vec<f32>> =
-                (0..channels).map(|c| (0..n).map(|i| (c * 100_000 + i) as f32).collect()).collect();
-            let chans: Vec<Option<&[f32]>> =
-                data.iter().enumerate().map(|(c, d)| (c % 5 != 2).then_some(&d[..])).collect();
-            let mut out = vec![0u8; n * channels * 4];
-            interleave(&mut out, &chans, n, |x| x.to_le_bytes());
-            for i in 0..n {
-                for c in 0..channels {
-                    let got = f32::from_le_bytes(out[(i * channels + c) * 4..][..4].try_into().unwrap());
-                    let want = if c % 5 == 2 { 0.0 } else { data[c][i] };
-                    assert_eq!(got, want, "{channels} ch, frame {i}, channel {c}");
-                }
-            }
         }
     }
 }

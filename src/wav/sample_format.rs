@@ -39,20 +39,32 @@ impl SampleFormat {
         self == Self::F32
     }
 
-    /// Appends `sample` encoded as little-endian bytes.
+    /// Writes `n` frames of `chans` into `out` (pre-sized and zeroed),
+    /// interleaved (one channel: plain), as little-endian bytes. `None`
+    /// channels stay zero, which is silence in every format. The one
+    /// encoder of the disk path.
     ///
     /// Integer formats scale by 2^(bits-1) and clip to the format's range, so
     /// any value that came from an integer of that width converts back to the
     /// same integer (no dither: a recorder must not add noise of its own).
     /// NaN is written as 0.
-    #[inline]
-    pub fn encode(self, sample: f32, out: &mut Vec<u8>) {
+    pub fn encode_frames(self, out: &mut [u8], chans: &[Option<&[f32]>], n: usize) {
         match self {
-            Self::F32 => out.extend_from_slice(&sample.to_le_bytes()),
-            Self::S16 => out.extend_from_slice(&(quantize(sample, 15) as i16).to_le_bytes()),
-            Self::S24 => out.extend_from_slice(&(quantize(sample, 23) as i32).to_le_bytes()[..3]),
-            Self::S32 => out.extend_from_slice(&(quantize(sample, 31) as i32).to_le_bytes()),
+            Self::F32 => interleave(out, chans, n, |x| x.to_le_bytes()),
+            Self::S16 => interleave(out, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
+            Self::S24 => interleave(out, chans, n, |x| {
+                let b = (quantize(x, 23) as i32).to_le_bytes();
+                [b[0], b[1], b[2]]
+            }),
+            Self::S32 => interleave(out, chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
         }
+    }
+
+    /// Appends one encoded sample (through [`Self::encode_frames`]).
+    pub fn encode(self, sample: f32, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.bytes(), 0);
+        self.encode_frames(&mut out[start..], &[Some(&[sample])], 1);
     }
 
     /// Decodes one little-endian sample back to float (used by the verifier
@@ -66,6 +78,23 @@ impl SampleFormat {
                 v as f32 / 8_388_608.0
             }
             Self::S32 => (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 / 2_147_483_648.0) as f32,
+        }
+    }
+}
+
+/// Writes `n` interleaved frames into `out`, encoding each sample with
+/// `enc`; `None` channels are left as they are.
+fn interleave<const B: usize>(
+    out: &mut [u8],
+    chans: &[Option<&[f32]>],
+    n: usize,
+    enc: impl Fn(f32) -> [u8; B],
+) {
+    let frame = chans.len() * B;
+    for (c, ch) in chans.iter().enumerate() {
+        let Some(samples) = ch else { continue };
+        for (i, &x) in samples[..n].iter().enumerate() {
+            out[i * frame + c * B..][..B].copy_from_slice(&enc(x));
         }
     }
 }
@@ -154,5 +183,24 @@ mod tests {
         assert_eq!("float32".parse::<SampleFormat>().unwrap(), SampleFormat::F32);
         assert_eq!("S24".parse::<SampleFormat>().unwrap(), SampleFormat::S24);
         assert!("u8".parse::<SampleFormat>().is_err());
+    }
+
+    #[test]
+    fn interleave_places_every_sample_and_leaves_gaps_silent() {
+        for (channels, n) in [(1, 5), (3, 1000), (256, 4099), (7, 0)] {
+            let data: Vec<Vec<f32>> =
+                (0..channels).map(|c| (0..n).map(|i| (c * 100_000 + i) as f32).collect()).collect();
+            let chans: Vec<Option<&[f32]>> =
+                data.iter().enumerate().map(|(c, d)| (c % 5 != 2).then_some(&d[..])).collect();
+            let mut out = vec![0u8; n * channels * 4];
+            SampleFormat::F32.encode_frames(&mut out, &chans, n);
+            for i in 0..n {
+                for c in 0..channels {
+                    let got = f32::from_le_bytes(out[(i * channels + c) * 4..][..4].try_into().unwrap());
+                    let want = if c % 5 == 2 { 0.0 } else { data[c][i] };
+                    assert_eq!(got, want, "{channels} ch, frame {i}, channel {c}");
+                }
+            }
+        }
     }
 }
