@@ -90,11 +90,18 @@ fn interleave<const B: usize>(
     n: usize,
     enc: impl Fn(f32) -> [u8; B],
 ) {
+    // In blocks of frames: a block's rows of output stay in cache while
+    // every channel is stored into them (at 256 channels a whole channel's
+    // pass would sweep 1 MiB of output per channel).
+    const BLOCK: usize = 64;
     let frame = chans.len() * B;
-    for (c, ch) in chans.iter().enumerate() {
-        let Some(samples) = ch else { continue };
-        for (i, &x) in samples[..n].iter().enumerate() {
-            out[i * frame + c * B..][..B].copy_from_slice(&enc(x));
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        for (c, ch) in chans.iter().enumerate() {
+            let Some(samples) = ch else { continue };
+            for (i, &x) in samples[start..end].iter().enumerate() {
+                out[(start + i) * frame + c * B..][..B].copy_from_slice(&enc(x));
+            }
         }
     }
 }
