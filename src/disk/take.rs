@@ -299,12 +299,10 @@ impl Take {
         let format = self.spec.format;
         let channels = self.spec.port_names.len();
         // One encoder for both layouts: a mono file is a one-channel
-        // interleave. Each file's buffer grows once per call, not per sample.
+        // interleave. Each file's buffer grows once per call, not per sample,
+        // and its bytes are written once (no zero-fill first).
         let put = |f: &mut WavWriter, chans: &[Option<&[f32]>]| {
-            let buf = f.buffer();
-            let start = buf.len();
-            buf.resize(start + n * chans.len() * format.bytes(), 0);
-            format.encode_frames(&mut buf[start..], chans, n);
+            format.append_frames(f.buffer(), chans, n);
             f.commit_buffer()
         };
         if self.spec.layout == Layout::Mono {

@@ -2,6 +2,7 @@
 //! 32-bit float. Runs on the disk thread only.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::str::FromStr;
 
 /// How each sample is stored in the file.
@@ -39,32 +40,39 @@ impl SampleFormat {
         self == Self::F32
     }
 
-    /// Writes `n` frames of `chans` into `out` (pre-sized and zeroed),
-    /// interleaved (one channel: plain), as little-endian bytes. `None`
-    /// channels stay zero, which is silence in every format. The one
-    /// encoder of the disk path.
+    /// Appends `n` frames of `chans` to `out`, interleaved (one channel:
+    /// plain), as little-endian bytes; `None` channels are silence (zeros in
+    /// every format). The one encoder of the disk path: the bytes are
+    /// written once, straight into `out`'s spare capacity (no zero-fill
+    /// first).
     ///
     /// Integer formats scale by 2^(bits-1) and clip to the format's range, so
     /// any value that came from an integer of that width converts back to the
     /// same integer (no dither: a recorder must not add noise of its own).
     /// NaN is written as 0.
-    pub fn encode_frames(self, out: &mut [u8], chans: &[Option<&[f32]>], n: usize) {
+    pub fn append_frames(self, out: &mut Vec<u8>, chans: &[Option<&[f32]>], n: usize) {
+        let len = n * chans.len() * self.bytes();
+        out.reserve(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
         match self {
-            Self::F32 => interleave(out, chans, n, |x| x.to_le_bytes()),
-            Self::S16 => interleave(out, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
-            Self::S24 => interleave(out, chans, n, |x| {
+            Self::F32 => interleave(spare, chans, n, |x| x.to_le_bytes()),
+            Self::S16 => interleave(spare, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
+            Self::S24 => interleave(spare, chans, n, |x| {
                 let b = (quantize(x, 23) as i32).to_le_bytes();
                 [b[0], b[1], b[2]]
             }),
-            Self::S32 => interleave(out, chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
+            Self::S32 => interleave(spare, chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
         }
+        // SAFETY: `interleave` wrote every byte of `spare` (for each of the
+        // `n` frames, each channel's sample or zeros), the `len` bytes just
+        // past `out`'s length, inside the capacity reserved above. A channel
+        // shorter than `n` panics in `interleave`, before this line.
+        unsafe { out.set_len(out.len() + len) };
     }
 
-    /// Appends one encoded sample (through [`Self::encode_frames`]).
+    /// Appends one encoded sample (through [`Self::append_frames`]).
     pub fn encode(self, sample: f32, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.resize(start + self.bytes(), 0);
-        self.encode_frames(&mut out[start..], &[Some(&[sample])], 1);
+        self.append_frames(out, &[Some(&[sample])], 1);
     }
 
     /// Decodes one little-endian sample back to float (used by the verifier
@@ -82,10 +90,11 @@ impl SampleFormat {
     }
 }
 
-/// Writes `n` interleaved frames into `out`, encoding each sample with
-/// `enc`; `None` channels are left as they are.
+/// Writes `n` interleaved frames into `out` (exactly `n` frames long), each
+/// sample encoded with `enc`, `None` channels as zeros: every byte of `out`
+/// is written (`append_frames` relies on it).
 fn interleave<const B: usize>(
-    out: &mut [u8],
+    out: &mut [MaybeUninit<u8>],
     chans: &[Option<&[f32]>],
     n: usize,
     enc: impl Fn(f32) -> [u8; B],
@@ -95,14 +104,26 @@ fn interleave<const B: usize>(
     // pass would sweep 1 MiB of output per channel).
     const BLOCK: usize = 64;
     let frame = chans.len() * B;
+    assert_eq!(out.len(), n * frame);
     for start in (0..n).step_by(BLOCK) {
         let end = (start + BLOCK).min(n);
         for (c, ch) in chans.iter().enumerate() {
-            let Some(samples) = ch else { continue };
-            for (i, &x) in samples[start..end].iter().enumerate() {
-                out[(start + i) * frame + c * B..][..B].copy_from_slice(&enc(x));
+            match ch {
+                Some(samples) => {
+                    for (i, &x) in samples[start..end].iter().enumerate() {
+                        put(out, (start + i) * frame + c * B, enc(x));
+                    }
+                }
+                None => (start..end).for_each(|i| put(out, i * frame + c * B, [0; B])),
             }
         }
+    }
+}
+
+#[inline(always)]
+fn put<const B: usize>(out: &mut [MaybeUninit<u8>], at: usize, bytes: [u8; B]) {
+    for (d, b) in out[at..at + B].iter_mut().zip(bytes) {
+        d.write(b);
     }
 }
 
@@ -201,8 +222,10 @@ mod tests {
                 (0..channels).map(|c| (0..n).map(|i| (c * 100_000 + i) as f32).collect()).collect();
             let chans: Vec<Option<&[f32]>> =
                 data.iter().enumerate().map(|(c, d)| (c % 5 != 2).then_some(&d[..])).collect();
-            let mut out = vec![0u8; n * channels * 4];
-            SampleFormat::F32.encode_frames(&mut out, &chans, n);
+            let mut out = vec![7u8; 3];
+            SampleFormat::F32.append_frames(&mut out, &chans, n);
+            assert_eq!((out.len(), &out[..3]), (3 + n * channels * 4, &[7u8, 7, 7][..]), "appended");
+            let out = &out[3..];
             for i in 0..n {
                 for c in 0..channels {
                     let got = f32::from_le_bytes(out[(i * channels + c) * 4..][..4].try_into().unwrap());
