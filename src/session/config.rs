@@ -8,12 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::DaemonArgs;
-pub use crate::settings::VERSION;
 use crate::settings::{defaults, Settings};
 
 pub const FILE: &str = "capstan.json";
-/// The first OSC port a new session tries (then the next free one).
-pub const DEFAULT_OSC_PORT: u16 = defaults::OSC_PORT;
 /// The largest settings file read.
 const MAX_BYTES: u64 = 1 << 20;
 
@@ -145,7 +142,7 @@ mod tests {
         assert_eq!(SessionConfig::load(dir.path()).unwrap(), Some(c));
         std::fs::write(dir.path().join(FILE), r#"{"ports": 3}"#).unwrap();
         let c = SessionConfig::load(dir.path()).unwrap().unwrap();
-        assert_eq!((c.ports, c.osc_port, c.format.sample_format), (3, DEFAULT_OSC_PORT, SampleFormat::F32));
+        assert_eq!((c.ports, c.osc_port, c.format.sample_format), (3, defaults::OSC_PORT, SampleFormat::F32));
     }
 
     #[test]

@@ -70,13 +70,15 @@ impl SampleFormat {
         unsafe { out.set_len(out.len() + len) };
     }
 
-    /// Appends one encoded sample (through [`Self::append_frames`]).
+    /// Appends one encoded sample (through [`Self::append_frames`]); the
+    /// tests' way to make reference bytes.
+    #[cfg(test)]
     pub fn encode(self, sample: f32, out: &mut Vec<u8>) {
         self.append_frames(out, &[Some(&[sample])], 1);
     }
 
     /// Decodes one little-endian sample back to float (used by the verifier
-    /// and the tests, the inverse of [`SampleFormat::encode`]).
+    /// and the tests, the inverse of [`SampleFormat::append_frames`]).
     pub fn decode(self, b: &[u8]) -> f32 {
         match self {
             Self::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
