@@ -176,6 +176,14 @@ impl Engine {
         let client = client
             .activate_async(Notifications(jack.clone()), handler)
             .map_err(|e| EngineError::Activate(format!("{e:?}")))?;
+        // Named inputs show their names in patchbays that read metadata.
+        let defaults = crate::ports::default_names(port_names.len());
+        for (name, default) in port_names.iter().zip(&defaults) {
+            if name != default {
+                let full = format!("{}:{name}", client.as_client().name());
+                crate::jack_meta::set_pretty_name(client.as_client(), &full, name);
+            }
+        }
         Ok(Engine {
             client,
             commands: ctx,
@@ -202,6 +210,26 @@ impl Engine {
                     .port_by_name(&self.input_port_name(i))
                     .map(|p| p.get_connections())
                     .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// What each channel is called in the files: the configured port name;
+    /// for an input left at its default name (`in_3`), the pretty name of
+    /// the first port feeding it (`system:capture_3` "Kick In") if it has
+    /// one; else the input's own name.
+    pub fn track_names(&self, sources: &[Vec<String>]) -> Vec<String> {
+        let defaults = crate::ports::default_names(self.port_names.len());
+        self.port_names
+            .iter()
+            .zip(&defaults)
+            .enumerate()
+            .map(|(i, (name, default))| {
+                let pretty = (name == default)
+                    .then(|| sources.get(i).and_then(|s| s.first()))
+                    .flatten()
+                    .and_then(|src| crate::jack_meta::pretty_name(self.client(), src));
+                pretty.unwrap_or_else(|| name.clone())
             })
             .collect()
     }

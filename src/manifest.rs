@@ -30,6 +30,10 @@ pub enum TakeState {
 pub struct PortInfo {
     pub name: String,
     pub sources: Vec<String>,
+    /// What the files' iXML calls this channel, when it is not the port's
+    /// name (a configured name or the source's pretty name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,6 +43,9 @@ pub struct Manifest {
     pub project: String,
     /// Audio files, by name, in the manifest's directory.
     pub files: Vec<String>,
+    /// Each file's iXML FILE_UID, in the order of `files`.
+    #[serde(default)]
+    pub file_uids: Vec<String>,
     pub ports: Vec<PortInfo>,
     pub sample_rate: u32,
     pub sample_format: String,
@@ -182,7 +189,12 @@ mod tests {
             take_id: "a".into(),
             project: "p".into(),
             files: vec!["a.wav".into()],
-            ports: vec![PortInfo { name: "in_1".into(), sources: vec!["src:out_1".into()] }],
+            file_uids: vec![],
+            ports: vec![PortInfo {
+                name: "in_1".into(),
+                sources: vec!["src:out_1".into()],
+                track_name: None,
+            }],
             sample_rate: 48000,
             sample_format: "float32".into(),
             layout: "interleaved".into(),

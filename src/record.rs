@@ -100,6 +100,7 @@ fn record_take(
             engine.port_names.len()
         );
     }
+    let connections = engine.connections();
     let spec = TakeSpec {
         dir: args.dir.clone(),
         project: args.format.project_name().to_string(),
@@ -110,7 +111,9 @@ fn record_take(
         port_names: engine.port_names.clone(),
         max_frames: args.duration.map(|d| (d * engine.sample_rate as f64).round() as u64 + lead_in(args)),
         take_id: None,
-        sources: engine.connections(),
+        track_names: engine.track_names(&connections),
+        sources: connections,
+        tape: String::new(),
     };
     #[allow(unused_mut)]
     let mut take = Take::create(spec, chrono::Local::now())?;

@@ -297,7 +297,7 @@ mod tests {
             coding_history: "A=PCM\r\n".into(),
             ..Default::default()
         };
-        let mut w = crate::wav::WavWriter::create_new(&dir.join(file), spec, &bext).unwrap();
+        let mut w = crate::wav::WavWriter::create_new(&dir.join(file), spec, &bext, "").unwrap();
         w.append(&vec![0u8; bytes]).unwrap();
         w.finalize().unwrap();
     }
@@ -317,6 +317,7 @@ mod tests {
             take_id: name.into(),
             project: "p".into(),
             files: vec![format!("{name}.wav")],
+            file_uids: vec![],
             ports: vec![],
             sample_rate: 48000,
             sample_format: "float32".into(),

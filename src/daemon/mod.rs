@@ -75,6 +75,8 @@ pub struct Hosting {
     /// …but never on one of these (other capstans of the session saved
     /// them, and will want them).
     pub avoid_ports: Vec<u16>,
+    /// The NSM session's name (the files' iXML TAPE).
+    pub session: Option<String>,
 }
 
 /// Something the session manager's window should show (NSM

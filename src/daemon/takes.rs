@@ -340,6 +340,7 @@ impl Daemon {
             Some(id) => format!("{}_{}", a.settings.format.project_name(), naming::sanitize(id)),
             None => a.settings.format.project_name().to_string(),
         };
+        let sources = engine.connections();
         let spec = TakeSpec {
             dir: a.dir.clone(),
             project,
@@ -350,7 +351,9 @@ impl Daemon {
             port_names: engine.port_names.clone(),
             max_frames: None,
             take_id,
-            sources: engine.connections(),
+            track_names: engine.track_names(&sources),
+            sources,
+            tape: self.hosting.session.clone().unwrap_or_default(),
         };
         Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
     }

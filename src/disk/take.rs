@@ -9,7 +9,7 @@ use chrono::{DateTime, Local};
 use super::Gap;
 use crate::manifest::{Continuation, Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
-use crate::wav::{Bext, SampleFormat, WavError, WavSpec, WavWriter};
+use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavSpec, WavWriter};
 
 /// One interleaved file, or one mono file per port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -38,6 +38,11 @@ pub struct TakeSpec {
     pub take_id: Option<String>,
     /// What fed each port when the take started (for the manifest).
     pub sources: Vec<Vec<String>>,
+    /// What each channel is called in the files' iXML (see
+    /// `Engine::track_names`); empty: the port names.
+    pub track_names: Vec<String>,
+    /// The NSM session's name (iXML TAPE); empty outside a session.
+    pub tape: String,
 }
 
 #[cfg(test)]
@@ -55,6 +60,8 @@ impl TakeSpec {
             max_frames: None,
             take_id: None,
             sources: vec![],
+            track_names: vec![],
+            tape: String::new(),
         }
     }
 }
@@ -67,7 +74,22 @@ pub struct Take {
     manifest_path: PathBuf,
     files: Vec<WavWriter>,
     bexts: Vec<Bext>,
+    ixmls: Vec<Ixml>,
     frames: u64,
+}
+
+/// The bext coding history (EBU R 98): how the audio was made, e.g.
+/// `A=PCM,F=48000,W=24,M=multitrack,T=capstan 0.1.0`. R 98 has no code for
+/// floating point, so float files say `A=PCM` with `W=32` and name the
+/// format in the text field.
+fn coding_history(rate: u32, format: SampleFormat, channels: u16) -> String {
+    let mode = match channels {
+        1 => "mono",
+        2 => "stereo",
+        _ => "multitrack",
+    };
+    let float = if format.is_float() { " float" } else { "" };
+    format!("A=PCM,F={rate},W={},M={mode},T=capstan {}{float}\r\n", format.bits(), env!("CARGO_PKG_VERSION"))
 }
 
 /// A file as it was left.
@@ -143,39 +165,56 @@ impl Take {
         // New names must survive a crash as well as their content.
         crate::durable::sync_dir(&spec.dir)
             .map_err(|source| WavError::Create { path: spec.dir.clone(), source })?;
-        let channels = if spec.layout == Layout::Mono { 1 } else { spec.port_names.len() as u16 };
+        let mono = spec.layout == Layout::Mono;
+        let channels = if mono { 1 } else { spec.port_names.len() as u16 };
         let wspec = WavSpec { channels, sample_rate: spec.sample_rate, format: spec.format };
+        let take_id = spec.take_id.clone().unwrap_or_else(|| name.clone());
+        let family = mono.then(crate::wav::new_uid);
         let mut files: Vec<WavWriter> = Vec::with_capacity(names.len());
         let mut bexts = Vec::with_capacity(names.len());
+        let mut ixmls = Vec::with_capacity(names.len());
         for (i, (file, path)) in audio.into_iter().enumerate() {
-            let ports = if spec.layout == Layout::Mono {
-                spec.port_names[i].clone()
-            } else {
-                spec.port_names.join(",")
-            };
+            let ports = if mono { spec.port_names[i].clone() } else { spec.port_names.join(",") };
             let bext = Bext {
-                description: format!("capstan take {name}; ports {ports}"),
+                description: format!("capstan take {take_id}; project {}; ports {ports}", spec.project),
                 originator: "capstan".into(),
                 originator_reference: name.clone(),
                 origination_date: now.format("%Y-%m-%d").to_string(),
                 origination_time: now.format("%H:%M:%S").to_string(),
                 time_reference: 0,
-                coding_history: format!(
-                    "A=PCM,F={},W={},M={},T=capstan {}\r\n",
-                    spec.sample_rate,
-                    spec.format.bits(),
-                    if channels == 1 { "mono".to_string() } else { format!("{channels}ch") },
-                    env!("CARGO_PKG_VERSION")
-                ),
+                coding_history: coding_history(spec.sample_rate, spec.format, channels),
             };
-            files.push(WavWriter::start(file, &path, wspec, &bext)?);
+            let track = |c: usize, interleave: usize| crate::wav::Track {
+                channel_index: c + 1,
+                interleave_index: interleave,
+                name: spec.track_names.get(c).unwrap_or(&spec.port_names[c]).clone(),
+            };
+            let ixml = Ixml {
+                project: spec.project.clone(),
+                take: take_id.clone(),
+                tape: spec.tape.clone(),
+                file_uid: crate::wav::new_uid(),
+                file_set: family.clone().map(|f| (f, i + 1, names.len())),
+                sample_rate: spec.sample_rate,
+                bit_depth: spec.format.bits(),
+                samples_since_midnight: 0,
+                jack_frame_time: None,
+                tracks: if mono {
+                    vec![track(i, 1)]
+                } else {
+                    (0..spec.port_names.len()).map(|c| track(c, c + 1)).collect()
+                },
+            };
+            files.push(WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?);
             bexts.push(bext);
+            ixmls.push(ixml);
         }
         let manifest = Manifest {
             capstan_version: env!("CARGO_PKG_VERSION").into(),
-            take_id: spec.take_id.clone().unwrap_or_else(|| name.clone()),
+            take_id,
             project: spec.project.clone(),
             files: names.to_vec(),
+            file_uids: ixmls.iter().map(|x| x.file_uid.clone()).collect(),
             ports: spec
                 .port_names
                 .iter()
@@ -183,6 +222,7 @@ impl Take {
                 .map(|(i, p)| PortInfo {
                     name: p.clone(),
                     sources: spec.sources.get(i).cloned().unwrap_or_default(),
+                    track_name: spec.track_names.get(i).filter(|t| *t != p).cloned(),
                 })
                 .collect(),
             sample_rate: spec.sample_rate,
@@ -210,7 +250,16 @@ impl Take {
             crate::durable::sync_file(&manifest_file, manifest_path)
         })
         .map_err(|source| WavError::Create { path: manifest_path.to_owned(), source })?;
-        Ok(Take { spec, name, manifest, manifest_path: manifest_path.to_owned(), files, bexts, frames: 0 })
+        Ok(Take {
+            spec,
+            name,
+            manifest,
+            manifest_path: manifest_path.to_owned(),
+            files,
+            bexts,
+            ixmls,
+            frames: 0,
+        })
     }
 
     pub fn paths(&self) -> Vec<&Path> {
@@ -235,11 +284,14 @@ impl Take {
     /// Records where and when the first frame was: the bext time_reference
     /// and origination date/time.
     pub fn set_origin(&mut self, frame_time: u64, when: DateTime<Local>) -> Result<(), WavError> {
-        for (f, b) in self.files.iter_mut().zip(&mut self.bexts) {
+        for ((f, b), x) in self.files.iter_mut().zip(&mut self.bexts).zip(&mut self.ixmls) {
             b.time_reference = frame_time;
             b.origination_date = when.format("%Y-%m-%d").to_string();
             b.origination_time = when.format("%H:%M:%S").to_string();
             f.update_bext(b)?;
+            x.samples_since_midnight = frame_time;
+            x.jack_frame_time = Some(frame_time);
+            f.update_ixml(&x.encode())?;
         }
         self.manifest.first_frame_time = Some(frame_time);
         self.manifest.started = Some(when.to_rfc3339());
@@ -255,9 +307,10 @@ impl Take {
     pub fn set_sample_rate(&mut self, rate: u32) -> Result<(), WavError> {
         let old = format!("F={},", self.spec.sample_rate);
         self.spec.sample_rate = rate;
-        for (f, b) in self.files.iter_mut().zip(&mut self.bexts) {
+        for ((f, b), x) in self.files.iter_mut().zip(&mut self.bexts).zip(&mut self.ixmls) {
             b.coding_history = b.coding_history.replace(&old, &format!("F={rate},"));
-            f.set_sample_rate(rate, b)?;
+            x.sample_rate = rate;
+            f.set_sample_rate(rate, b, &x.encode())?;
         }
         self.manifest.sample_rate = rate;
         self.save_manifest()

@@ -7,18 +7,7 @@ use crate::wav::SampleFormat;
 use std::sync::mpsc::channel;
 
 fn spec(dir: &std::path::Path, channels: usize, max: Option<u64>) -> TakeSpec {
-    TakeSpec {
-        dir: dir.to_owned(),
-        project: "t".into(),
-        file: None,
-        layout: Layout::Interleaved,
-        format: SampleFormat::F32,
-        sample_rate: 48000,
-        port_names: (1..=channels).map(|i| format!("in_{i}")).collect(),
-        max_frames: max,
-        take_id: None,
-        sources: vec![],
-    }
+    TakeSpec { max_frames: max, ..TakeSpec::for_test(dir, channels, Layout::Interleaved, SampleFormat::F32) }
 }
 
 /// Feeds cycles through the real capture core and disk writer (no JACK):

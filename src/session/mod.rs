@@ -214,8 +214,16 @@ fn open(
     progress(client, 0.3);
     let args = config.to_args(client_id, path, display_name);
     let avoid_ports = config::sibling_ports(path);
-    let hosting =
-        Hosting { lock_held: true, wait_for_jack: true, exact_name: true, osc_fallback: true, avoid_ports };
+    // NSM keeps each client's files in `<session>/<client_id>`.
+    let session = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let hosting = Hosting {
+        lock_held: true,
+        wait_for_jack: true,
+        exact_name: true,
+        osc_fallback: true,
+        avoid_ports,
+        session,
+    };
     let daemon =
         Daemon::open(args, hosting).map_err(|e| OpenFailure::new(ErrorCode::General, format!("{e:#}")))?;
     progress(client, 0.8);

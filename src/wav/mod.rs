@@ -2,10 +2,12 @@
 //! header reader for verification and recovery.
 
 mod bext;
+mod ixml;
 mod sample_format;
 pub(crate) mod writer;
 
 pub use bext::Bext;
+pub use ixml::{new_uid, Ixml, Track};
 pub use sample_format::{quantize, SampleFormat};
 pub use writer::{WavError, WavSpec, WavWriter};
 
@@ -23,6 +25,8 @@ pub struct WavInfo {
     /// Audio bytes the header claims.
     pub data_bytes: u64,
     pub bext: Option<Bext>,
+    /// The iXML chunk's text, without its padding.
+    pub ixml: Option<String>,
 }
 
 impl WavInfo {
@@ -100,6 +104,7 @@ pub fn read_info_from(f: &mut File) -> io::Result<WavInfo> {
     let mut ds64_data = None;
     let mut spec = None;
     let mut bext = None;
+    let mut ixml = None;
     loop {
         let mut ch = [0u8; 8];
         f.read_exact(&mut ch)?;
@@ -144,6 +149,11 @@ pub fn read_info_from(f: &mut File) -> io::Result<WavInfo> {
                 f.read_exact(&mut b)?;
                 bext = Bext::decode(&b);
             }
+            b"iXML" => {
+                let mut b = vec![0u8; size.min(1 << 20) as usize];
+                f.read_exact(&mut b)?;
+                ixml = Some(String::from_utf8_lossy(&b).trim_end_matches([' ', '\0']).to_owned());
+            }
             b"data" => {
                 let spec = spec.ok_or_else(|| bad("data before fmt"))?;
                 let data_bytes = if rf64 && size == u32::MAX as u64 {
@@ -151,7 +161,7 @@ pub fn read_info_from(f: &mut File) -> io::Result<WavInfo> {
                 } else {
                     size
                 };
-                return Ok(WavInfo { spec, rf64, data_at: body_at, data_bytes, bext });
+                return Ok(WavInfo { spec, rf64, data_at: body_at, data_bytes, bext, ixml });
             }
             _ => {}
         }

@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use super::bext::Bext;
 use super::sample_format::SampleFormat;
 
+/// Room the iXML chunk keeps beyond its first version, for the values that
+/// are only known at the first frame (time stamps, a new rate).
+const IXML_SLACK: usize = 128;
+
 /// Format of the audio in one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WavSpec {
@@ -94,6 +98,8 @@ pub struct WavWriter {
     buf: Vec<u8>,
     rf64: bool,
     bext_len: usize,
+    /// Size of the iXML chunk's body (its text padded with spaces).
+    ixml_len: usize,
     /// A sync failed. Linux reports a writeback error once: a later sync
     /// can succeed although the data is lost, so from now on the header
     /// never claims more than it did before the failure.
@@ -109,18 +115,27 @@ pub struct WavWriter {
 impl WavWriter {
     /// Creates `path` (O_EXCL: fails if it exists) and writes the header.
     /// On failure nothing is left behind.
-    pub fn create_new(path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
+    pub fn create_new(path: &Path, spec: WavSpec, bext: &Bext, ixml: &str) -> Result<WavWriter, WavError> {
         let file = reserve(path)?;
-        Self::start(file, path, spec, bext).inspect_err(|_| {
+        Self::start(file, path, spec, bext, ixml).inspect_err(|_| {
             let _ = std::fs::remove_file(path);
         })
     }
 
     /// Writes the header into `file`, freshly reserved at `path` (see
-    /// [`reserve`]). The caller removes the file if this fails.
-    pub fn start(file: File, path: &Path, spec: WavSpec, bext: &Bext) -> Result<WavWriter, WavError> {
+    /// [`reserve`]). `ixml` is the iXML chunk's text (see
+    /// [`super::Ixml`]); it may later grow by a little
+    /// ([`Self::update_ixml`]). The caller removes the file if this fails.
+    pub fn start(
+        file: File,
+        path: &Path,
+        spec: WavSpec,
+        bext: &Bext,
+        ixml: &str,
+    ) -> Result<WavWriter, WavError> {
         let bext_body = bext.encode();
-        let data_at = BEXT_AT + 8 + bext_body.len() as u64 + 8;
+        let ixml_len = (ixml.len() + IXML_SLACK + 1) & !1;
+        let data_at = BEXT_AT + 8 + bext_body.len() as u64 + 8 + ixml_len as u64 + 8;
         let mut w = WavWriter {
             file,
             path: path.to_owned(),
@@ -131,12 +146,14 @@ impl WavWriter {
             buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
             rf64: false,
             bext_len: bext_body.len(),
+            ixml_len,
             sync_failed: false,
             last_flush: std::time::Instant::now(),
             #[cfg(test)]
             probe: None,
         };
-        let header = w.header(&bext_body);
+        let ixml_body = w.ixml_body(ixml)?;
+        let header = w.header(&bext_body, &ixml_body);
         debug_assert_eq!(header.len() as u64, data_at);
         w.file.write_all(&header).map_err(|e| w.io_err("write header", e))?;
         Ok(w)
@@ -157,10 +174,33 @@ impl WavWriter {
         self.pwrite(&body, BEXT_AT + 8)
     }
 
+    /// Rewrites the iXML chunk in place; `ixml` may be longer than the
+    /// first version by the slack the chunk keeps.
+    pub fn update_ixml(&mut self, ixml: &str) -> Result<(), WavError> {
+        let body = self.ixml_body(ixml)?;
+        self.pwrite(&body, self.ixml_at() + 8)
+    }
+
+    fn ixml_at(&self) -> u64 {
+        BEXT_AT + 8 + self.bext_len as u64
+    }
+
+    /// `ixml` padded with spaces to the chunk's size.
+    fn ixml_body(&self, ixml: &str) -> Result<Vec<u8>, WavError> {
+        if ixml.len() > self.ixml_len {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "iXML outgrew its chunk");
+            return Err(self.io_err("iXML update", e));
+        }
+        let mut body = Vec::with_capacity(self.ixml_len);
+        body.extend_from_slice(ixml.as_bytes());
+        body.resize(self.ixml_len, b' ');
+        Ok(body)
+    }
+
     /// Changes the sample rate before any audio is written (JACK's rate
     /// changed between preparing a take and its first frame): the header is
     /// written anew with `bext` (whose coding history names the rate).
-    pub fn set_sample_rate(&mut self, rate: u32, bext: &Bext) -> Result<(), WavError> {
+    pub fn set_sample_rate(&mut self, rate: u32, bext: &Bext, ixml: &str) -> Result<(), WavError> {
         if self.data_written + self.buf.len() as u64 != 0 {
             let e = io::Error::new(io::ErrorKind::InvalidInput, "audio already written at the old rate");
             return Err(self.io_err("rate change", e));
@@ -168,8 +208,10 @@ impl WavWriter {
         self.spec.sample_rate = rate;
         let body = bext.encode();
         self.bext_len = body.len();
-        self.data_at = BEXT_AT + 8 + body.len() as u64 + 8;
-        let header = self.header(&body);
+        self.ixml_len = (ixml.len() + IXML_SLACK + 1) & !1;
+        self.data_at = self.ixml_at() + 8 + self.ixml_len as u64 + 8;
+        let ixml_body = self.ixml_body(ixml)?;
+        let header = self.header(&body, &ixml_body);
         self.pwrite(&header, 0)?;
         self.file.set_len(self.data_at).map_err(|e| self.io_err("rate change", e))?;
         self.file.seek(SeekFrom::Start(self.data_at)).map_err(|e| self.io_err("seek", e))?;
@@ -425,7 +467,7 @@ impl WavWriter {
         WavError::Io { path: self.path.clone(), op, frames_safe: self.frames_committed(), source }
     }
 
-    fn header(&self, bext_body: &[u8]) -> Vec<u8> {
+    fn header(&self, bext_body: &[u8], ixml_body: &[u8]) -> Vec<u8> {
         let s = self.spec;
         let mut h = Vec::with_capacity(self.data_at as usize);
         h.extend_from_slice(b"RIFF");
@@ -449,6 +491,9 @@ impl WavWriter {
         h.extend_from_slice(b"bext");
         h.extend_from_slice(&(bext_body.len() as u32).to_le_bytes());
         h.extend_from_slice(bext_body);
+        h.extend_from_slice(b"iXML");
+        h.extend_from_slice(&(ixml_body.len() as u32).to_le_bytes());
+        h.extend_from_slice(ixml_body);
         h.extend_from_slice(b"data");
         h.extend_from_slice(&0u32.to_le_bytes());
         h
@@ -608,6 +653,8 @@ pub(crate) mod probe {
 mod tests {
     use super::*;
 
+    const IXML: &str = "<?xml version=\"1.0\"?>\n<BWFXML><TAKE>t</TAKE></BWFXML>\n";
+
     fn bext() -> Bext {
         Bext {
             description: "test".into(),
@@ -638,7 +685,7 @@ mod tests {
             for channels in [1u16, 2, 3, 64] {
                 let spec = WavSpec { channels, sample_rate: 48000, format };
                 let path = dir.path().join(format!("{format}-{channels}.wav"));
-                let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+                let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
                 let data = frames(spec, 1001, 7);
                 w.append(&data[..spec.frame_bytes() * 500]).unwrap();
                 w.checkpoint().unwrap();
@@ -665,7 +712,7 @@ mod tests {
 
     fn probed(dir: &Path, name: &str) -> (WavWriter, std::sync::Arc<std::sync::Mutex<probe::Probe>>) {
         let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
-        let mut w = WavWriter::create_new(&dir.join(name), spec, &bext()).unwrap();
+        let mut w = WavWriter::create_new(&dir.join(name), spec, &bext(), IXML).unwrap();
         let p = std::sync::Arc::new(std::sync::Mutex::new(probe::Probe::default()));
         w.probe = Some(p.clone());
         (w, p)
@@ -749,7 +796,7 @@ mod tests {
         let path = dir.path().join("x.wav");
         std::fs::write(&path, b"precious").unwrap();
         let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::F32 };
-        let err = WavWriter::create_new(&path, spec, &bext()).err().unwrap();
+        let err = WavWriter::create_new(&path, spec, &bext(), IXML).err().unwrap();
         assert!(matches!(err, WavError::Exists { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     }
@@ -759,7 +806,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.wav");
         let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
-        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
         w.append(&frames(spec, 300, 0)).unwrap();
         w.checkpoint().unwrap();
         w.append(&frames(spec, 200, 300)).unwrap();
@@ -776,7 +823,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
         let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}.wav"))).collect();
-        let mut ws: Vec<_> = paths.iter().map(|p| WavWriter::create_new(p, spec, &bext()).unwrap()).collect();
+        let mut ws: Vec<_> =
+            paths.iter().map(|p| WavWriter::create_new(p, spec, &bext(), IXML).unwrap()).collect();
         for (i, w) in ws.iter_mut().enumerate() {
             w.append(&frames(spec, 100 + i, 0)).unwrap();
         }
@@ -796,7 +844,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("odd.wav");
         let spec = WavSpec { channels: 1, sample_rate: 44100, format: SampleFormat::S24 };
-        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
         w.append(&frames(spec, 3, 0)).unwrap();
         w.finalize().unwrap();
         let bytes = std::fs::read(&path).unwrap();
@@ -811,11 +859,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.wav");
         let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
-        WavWriter::create_new(&path, spec, &bext()).unwrap().finalize().unwrap();
+        WavWriter::create_new(&path, spec, &bext(), IXML).unwrap().finalize().unwrap();
         let info = crate::wav::read_info(&path).unwrap();
         assert_eq!(info.bext.unwrap().time_reference, 4242);
         assert_eq!(info.data_bytes, 0);
         assert!(!info.rf64);
+    }
+
+    /// The iXML chunk keeps its size: later versions (up to the slack) are
+    /// written in place and the audio does not move.
+    #[test]
+    fn ixml_is_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
+        let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+        let data_at = w.data_at;
+        let longer = IXML.replace("<TAKE>t</TAKE>", &format!("<TAKE>{}</TAKE>", "t".repeat(IXML_SLACK)));
+        w.update_ixml(&longer).unwrap();
+        assert!(w.update_ixml(&format!("{longer}  ")).is_err(), "beyond the slack");
+        w.append(&frames(spec, 10, 0)).unwrap();
+        w.finalize().unwrap();
+        let info = crate::wav::read_info(&path).unwrap();
+        assert_eq!(info.ixml.as_deref(), Some(longer.as_str()));
+        assert_eq!(info.data_at, data_at);
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 10);
     }
 
     #[test]
@@ -823,7 +891,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.wav");
         let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
-        let mut w = WavWriter::create_new(&path, spec, &bext()).unwrap();
+        let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
         let hole = (u32::MAX as u64 / spec.frame_bytes() as u64) + 10;
         w.append_silence_sparse(hole).unwrap();
         w.append(&frames(spec, 100, 0)).unwrap();

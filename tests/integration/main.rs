@@ -4,6 +4,7 @@
 mod clients;
 mod daemon;
 mod harness;
+mod metadata;
 mod record;
 mod session;
 mod storage;

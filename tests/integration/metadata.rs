@@ -1,0 +1,195 @@
+//! What a DAW reads besides the audio: iXML track names, the bext
+//! description and coding history, the time stamp and markers. The chunks
+//! are parsed here from the raw bytes, independently of capstan's writer
+//! and reader code.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// The RIFF chunks of a WAV file: (id, body).
+pub fn chunks(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let b = std::fs::read(path).unwrap();
+    assert!(&b[..4] == b"RIFF" || &b[..4] == b"RF64", "{}", path.display());
+    assert_eq!(&b[8..12], b"WAVE");
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at + 8 <= b.len() {
+        let id = String::from_utf8_lossy(&b[at..at + 4]).into_owned();
+        let size = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
+        let end = (at + 8 + size).min(b.len());
+        out.push((id, b[at + 8..end].to_vec()));
+        at = at + 8 + size + size % 2;
+    }
+    out
+}
+
+pub fn chunk(path: &Path, id: &str) -> Vec<u8> {
+    chunks(path)
+        .into_iter()
+        .find(|(i, _)| i == id)
+        .unwrap_or_else(|| panic!("{}: no {id} chunk", path.display()))
+        .1
+}
+
+/// Every `<tag>…</tag>` text in `xml`, unescaped, in document order.
+pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let j = after.find(&close).unwrap_or_else(|| panic!("unclosed <{tag}>"));
+        out.push(
+            after[..j]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+/// The bext fields at their EBU Tech 3285 offsets.
+pub struct RawBext {
+    pub description: String,
+    pub date: String,
+    pub time: String,
+    pub time_reference: u64,
+    pub coding_history: String,
+}
+
+pub fn raw_bext(path: &Path) -> RawBext {
+    let b = chunk(path, "bext");
+    let s = |from: usize, len: usize| {
+        let raw = &b[from..from + len];
+        String::from_utf8_lossy(&raw[..raw.iter().position(|&c| c == 0).unwrap_or(len)]).into_owned()
+    };
+    let lo = u32::from_le_bytes(b[338..342].try_into().unwrap()) as u64;
+    let hi = u32::from_le_bytes(b[342..346].try_into().unwrap()) as u64;
+    RawBext {
+        description: s(0, 256),
+        date: s(320, 10),
+        time: s(330, 8),
+        time_reference: lo | hi << 32,
+        coding_history: String::from_utf8_lossy(&b[602..]).trim_end_matches('\0').to_owned(),
+    }
+}
+
+fn set_pretty_name(server: &JackServer, port: &str, name: &str) {
+    let out = run({
+        let mut c = server.cmd("jack_property");
+        c.args(["-s", "--port", port, "http://jack.org/metadata/pretty-name", name]);
+        c
+    });
+    assert!(out.status.success(), "jack_property: {}", text(&out.stderr));
+}
+
+fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(CAPSTAN);
+    c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
+    let out = run(c);
+    assert!(out.status.success(), "ctl {args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Three named inputs keep their names; of two inputs left at their
+/// default names, one is fed by a port with a pretty name and is called
+/// that, the other keeps its own name. Interleaved and mono alike; our own
+/// named inputs carry the pretty name for patchbays.
+#[test]
+fn ixml_names_every_track() {
+    let server = JackServer::start(256);
+    let src = server.source(5);
+    set_pretty_name(&server, "src:out_4", "Bass DI & <Amp>");
+    let dir = tempdir();
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--ports", "5", "--port-names", "kick,snare,hat", "--connect", "src:out_*", "--project", "gig"],
+    );
+    let want = ["kick", "snare", "hat", "Bass DI & <Amp>", "in_5"];
+    let mut files = Vec::new();
+    for layout in ["interleaved", "mono"] {
+        assert!(osc(d.port, "/config/layout", vec![rosc::OscType::String(layout.into())]).is_some());
+        ctl(d.port, &["start", &format!("take-{layout}")]);
+        std::thread::sleep(Duration::from_millis(400));
+        let stop = ctl(d.port, &["stop"]);
+        let listed: Vec<std::path::PathBuf> =
+            stop["files"].as_str().unwrap().split(',').map(std::path::PathBuf::from).collect();
+        files.push((layout, listed));
+    }
+    let (_, truth) = src.stop_truth();
+    for (layout, listed) in &files {
+        let manifest = if *layout == "mono" {
+            let m = std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.to_string_lossy().contains("take-mono") && p.to_string_lossy().ends_with(".take.json")
+                })
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(m).unwrap()).unwrap()
+        } else {
+            manifest_of(&listed[0])
+        };
+        let mut names = Vec::new();
+        for (i, f) in listed.iter().enumerate() {
+            let first_channel = if *layout == "mono" { i } else { 0 };
+            let gaps = gap_runs(manifest["gaps"].as_array().unwrap());
+            let v = assert_position_exact(f, first_channel, &gaps, Some(&truth));
+            assert!(v.frames > 4800, "{v:?}");
+            let xml = String::from_utf8(chunk(f, "iXML")).unwrap();
+            assert!(xml.trim_end().ends_with("</BWFXML>"), "{xml}");
+            assert_eq!(xml_values(&xml, "PROJECT"), ["gig_take-".to_string() + layout], "{xml}");
+            assert_eq!(xml_values(&xml, "TAKE"), [format!("take-{layout}")]);
+            assert_eq!(xml_values(&xml, "FILE_SAMPLE_RATE"), ["48000"]);
+            assert_eq!(xml_values(&xml, "TIMESTAMP_SAMPLE_RATE"), ["48000"]);
+            let uid = xml_values(&xml, "FILE_UID");
+            assert_eq!(uid.len(), 1);
+            assert_eq!(manifest["file_uids"][i].as_str(), Some(uid[0].as_str()), "{manifest}");
+            let channels = xml_values(&xml, "CHANNEL_INDEX");
+            let interleave = xml_values(&xml, "INTERLEAVE_INDEX");
+            if *layout == "mono" {
+                assert_eq!(channels, [(i + 1).to_string()]);
+                assert_eq!(interleave, ["1"]);
+                assert_eq!(xml_values(&xml, "FILE_SET_INDEX"), [(i + 1).to_string()]);
+                assert_eq!(xml_values(&xml, "TOTAL_FILES"), ["5"]);
+            } else {
+                let k: Vec<String> = (1..=5).map(|c| c.to_string()).collect();
+                assert_eq!(channels, k);
+                assert_eq!(interleave, k);
+            }
+            names.extend(xml_values(&xml, "NAME"));
+            let b = raw_bext(f);
+            assert!(b.description.contains(&format!("take-{layout}")), "{}", b.description);
+            assert!(b.description.contains(&format!("gig_take-{layout}")), "{}", b.description);
+            let mode = if *layout == "mono" { "mono" } else { "multitrack" };
+            let history = format!("A=PCM,F=48000,W=32,M={mode},T=capstan ");
+            assert!(b.coding_history.starts_with(&history), "{:?}", b.coding_history);
+            assert!(b.coding_history.ends_with("\r\n"), "{:?}", b.coding_history);
+            assert_eq!((b.date.len(), b.time.len()), (10, 8), "{} {}", b.date, b.time);
+            assert!(b.time_reference > 0);
+        }
+        assert_eq!(names, want, "{layout}");
+        // sox reads the files with the extra chunk.
+        let soxi = run({
+            let mut c = Command::new("soxi");
+            c.arg("-s").arg(&listed[0]);
+            c
+        });
+        assert!(soxi.status.success(), "{}", text(&soxi.stderr));
+    }
+    let out = run({
+        let mut c = server.cmd("jack_property");
+        c.args(["-l", "--port", "capstan:snare"]);
+        c
+    });
+    assert!(text(&out.stdout).contains("snare"), "{}{}", text(&out.stdout), text(&out.stderr));
+}
