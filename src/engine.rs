@@ -103,6 +103,13 @@ pub fn audio_outputs(client: &jack::Client) -> Vec<String> {
     client.ports(None, Some(AUDIO_TYPE), jack::PortFlags::IS_OUTPUT)
 }
 
+/// JACK's clock (µs), client-independent.
+fn jack_now() -> u64 {
+    // SAFETY: jack_get_time takes no arguments and only reads JACK's clock;
+    // libjack is loaded (this process has a client open).
+    unsafe { jack::jack_sys::jack_get_time() }
+}
+
 /// A running engine.
 pub struct Engine {
     client: jack::AsyncClient<Notifications, JackCapture>,
@@ -170,7 +177,8 @@ impl Engine {
             jack.xruns.clone(),
             space,
         )
-        .with_callback_times(capture.clone());
+        .with_callback_times(capture.clone())
+        .with_jack_clock(jack_now);
         let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
         let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
         let client = client

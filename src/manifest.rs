@@ -52,7 +52,11 @@ pub struct Manifest {
     pub layout: String,
     /// JACK frame time of the first frame (the bext time_reference).
     pub first_frame_time: Option<u64>,
-    /// Wall-clock time of the first frame (RFC 3339).
+    /// The bext time_reference: samples since midnight of `started` (or
+    /// `first_frame_time` with `--time-reference jack`).
+    #[serde(default)]
+    pub time_reference: Option<u64>,
+    /// Wall-clock time of the first frame (RFC 3339, µs).
     pub started: Option<String>,
     /// Frames per channel written (at the last update).
     pub frames: u64,
@@ -199,6 +203,7 @@ mod tests {
             sample_format: "float32".into(),
             layout: "interleaved".into(),
             first_frame_time: Some(5),
+            time_reference: None,
             started: None,
             frames: 10,
             gaps: vec![],

@@ -114,6 +114,8 @@ fn record_take(
         track_names: engine.track_names(&connections),
         sources: connections,
         tape: String::new(),
+        time_reference: args.format.time_reference,
+        utc: args.format.utc,
     };
     #[allow(unused_mut)]
     let mut take = Take::create(spec, chrono::Local::now())?;

@@ -323,6 +323,7 @@ mod tests {
             sample_format: "float32".into(),
             layout: "interleaved".into(),
             first_frame_time: Some(0),
+            time_reference: None,
             started: Some(when.to_rfc3339()),
             frames: 0,
             gaps: vec![],

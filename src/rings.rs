@@ -32,6 +32,9 @@ pub struct CycleRecord {
     /// The sample rate JACK reported in this cycle (PipeWire can change it
     /// at any time; the disk thread then starts a new file segment).
     pub rate: u32,
+    /// JACK's clock (µs) at the cycle's first frame, from JACK's own
+    /// frame↔time mapping (0: unknown). Places takes on the wall clock.
+    pub usecs: u64,
 }
 
 /// The callback's ends.

@@ -42,6 +42,24 @@ pub struct TakeFormat {
     /// Seconds of audio the ring buffers hold per port (0.5-600).
     #[arg(long, default_value_t = defaults::BUFFER_SECONDS)]
     pub buffer_seconds: f64,
+    /// What the bext time_reference holds: samples since midnight (the
+    /// Broadcast Wave convention DAWs place regions by) or JACK's frame time.
+    #[arg(long, value_enum, default_value_t = TimeReference::Midnight)]
+    pub time_reference: TimeReference,
+    /// Time stamps in UTC instead of local time.
+    #[arg(long)]
+    pub utc: bool,
+}
+
+/// What the bext time_reference of a take holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeReference {
+    /// Samples since (local, or UTC) midnight of the first frame.
+    #[default]
+    Midnight,
+    /// JACK's frame time of the first frame (capstan 0.1's stamp).
+    Jack,
 }
 
 impl Default for TakeFormat {
@@ -51,6 +69,8 @@ impl Default for TakeFormat {
             layout: Layout::Interleaved,
             sample_format: SampleFormat::F32,
             buffer_seconds: defaults::BUFFER_SECONDS,
+            time_reference: TimeReference::Midnight,
+            utc: false,
         }
     }
 }

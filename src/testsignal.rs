@@ -5,8 +5,8 @@
 //! exact in float32 and in s16/s24/s32, so a recording in any format can be
 //! checked bit for bit; the ramp advances one step per frame, so a lost,
 //! repeated or shifted frame is visible, and the per-channel offset catches
-//! swapped channels. The first frame must equal the signal at the file's bext
-//! `time_reference`.
+//! swapped channels. The first frame must equal the signal at the file's JACK
+//! frame time (iXML `CAPSTAN_JACK_FRAME_TIME`, else the bext time_reference).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -44,14 +44,15 @@ pub struct SilentRun {
 }
 
 /// What the verifier found in one file. Strict: every frame equals the
-/// signal at `time_reference + index` or is silence. Continuity (for runs
+/// signal at `first_frame_time + index` or is silence. Continuity (for runs
 /// where JACK reported xruns, which can corrupt audio inside JACK itself):
 /// no torn frames, and discontinuities are counted.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verdict {
     pub frames: u64,
     pub channels: u16,
-    pub time_reference: u64,
+    /// JACK frame time of the first frame.
+    pub first_frame_time: u64,
     /// Frames equal to the signal on every channel.
     pub matching: u64,
     /// All-zero runs (silence written for gaps).
@@ -86,10 +87,16 @@ impl Verdict {
 /// Checks a file against the signal. `first_channel` is the signal channel of
 /// the file's first channel (for mono files, the port index). `skip` frames
 /// at the start are not checked (the sparse lead-in of the RF64 test); the
-/// signal is expected from frame `skip` on, starting at `time_reference`.
+/// signal is expected from frame `skip` on, starting at `first_frame_time`.
 pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdict> {
     let info = wav::read_info(path)?;
-    let t0 = info.bext.as_ref().map_or(0, |b| b.time_reference);
+    // JACK's frame time: iXML keeps it when the bext holds the time of day.
+    let t0 = info
+        .ixml
+        .as_deref()
+        .and_then(wav::jack_frame_time)
+        .or_else(|| info.bext.as_ref().map(|b| b.time_reference))
+        .unwrap_or(0);
     let fmt = info.spec.format;
     let fb = info.spec.frame_bytes();
     let frames = info.frames();
@@ -98,7 +105,7 @@ pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdic
     let mut v = Verdict {
         frames: frames.saturating_sub(skip),
         channels: info.spec.channels,
-        time_reference: t0,
+        first_frame_time: t0,
         matching: 0,
         silent: Vec::new(),
         mismatched: 0,

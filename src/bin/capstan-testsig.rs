@@ -90,8 +90,9 @@ struct Source {
     ports: Vec<jack::Port<jack::AudioOut>>,
     cycles: Arc<AtomicU64>,
     /// Frame time and length of every cycle written, packed `t << 32 | n`,
-    /// and its sample rate; `cycles` says how many slots are filled.
-    truth: Arc<Vec<[AtomicU64; 2]>>,
+    /// its sample rate and the system clock (µs since 1970) when the cycle
+    /// was written; `cycles` says how many slots are filled.
+    truth: Arc<Vec<[AtomicU64; 3]>>,
 }
 
 impl jack::ProcessHandler for Source {
@@ -105,6 +106,10 @@ impl jack::ProcessHandler for Source {
             if let Some(slot) = self.truth.get(i) {
                 slot[0].store((t as u64) << 32 | ps.n_frames() as u64, Relaxed);
                 slot[1].store(client.sample_rate() as u64, Relaxed);
+                // vDSO clock read, no syscall: the ground truth for the
+                // files' time-of-day stamps.
+                let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                slot[2].store(wall.map_or(0, |d| d.as_micros() as u64), Relaxed);
             }
             self.cycles.store(i as u64 + 1, std::sync::atomic::Ordering::Release);
         });
@@ -143,7 +148,7 @@ fn source(
     let xruns = Arc::new(AtomicU64::new(0));
     let gone = Arc::new(AtomicBool::new(false));
     let slots = if truth_file.is_some() { TRUTH_CYCLES } else { 0 };
-    let truth: Arc<Vec<[AtomicU64; 2]>> = Arc::new((0..slots).map(|_| Default::default()).collect());
+    let truth: Arc<Vec<[AtomicU64; 3]>> = Arc::new((0..slots).map(|_| Default::default()).collect());
     let active = client
         .activate_async(
             Notes { xruns: xruns.clone(), gone: gone.clone() },
@@ -176,7 +181,8 @@ fn source(
         let mut out = std::io::BufWriter::new(std::fs::File::create(f)?);
         for slot in &truth[..n.min(truth.len())] {
             let v = slot[0].load(Relaxed);
-            writeln!(out, "{} {} {}", v >> 32, v & 0xffff_ffff, slot[1].load(Relaxed))?;
+            let (rate, wall) = (slot[1].load(Relaxed), slot[2].load(Relaxed));
+            writeln!(out, "{} {} {rate} {wall}", v >> 32, v & 0xffff_ffff)?;
         }
         out.flush()?;
     }
@@ -305,6 +311,7 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
             (i * frames) as u32,
             frames as u32,
             48000,
+            0,
             |p| &inputs[p][..],
             || (i * frames) as u32,
         );

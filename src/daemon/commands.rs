@@ -159,6 +159,13 @@ impl Daemon {
             OscType::Int(port),
             s("client"),
             s(self.engine.as_ref().map(|e| e.client().name().to_string()).unwrap_or_default()),
+            s("time_reference"),
+            s(match a.settings.format.time_reference {
+                crate::settings::TimeReference::Midnight => "midnight",
+                crate::settings::TimeReference::Jack => "jack",
+            }),
+            s("utc"),
+            OscType::Int(a.settings.format.utc as i32),
         ]
     }
 

@@ -354,6 +354,8 @@ impl Daemon {
             track_names: engine.track_names(&sources),
             sources,
             tape: self.hosting.session.clone().unwrap_or_default(),
+            time_reference: a.settings.format.time_reference,
+            utc: a.settings.format.utc,
         };
         Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
     }

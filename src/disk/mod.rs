@@ -29,6 +29,7 @@ mod tests;
 pub mod timeline;
 #[cfg(test)]
 mod timeline_writer_tests;
+mod wallclock;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -114,6 +115,8 @@ pub struct DiskWriter {
     callback: Option<Arc<CaptureCounters>>,
     /// Finalizes ended takes, so that draining never waits for their syncs.
     finalizer: finalizer::Finalizer,
+    /// Maps frames to the system clock (the files' time stamps).
+    wallclock: wallclock::WallClock,
 }
 
 impl DiskWriter {
@@ -149,7 +152,15 @@ impl DiskWriter {
             space,
             callback: None,
             finalizer: finalizer::Finalizer::spawn().expect("cannot start the finalizer thread"),
+            wallclock: wallclock::WallClock::default(),
         }
+    }
+
+    /// Reads JACK's clock with `jack_now` (µs), so that takes are stamped
+    /// through JACK's own frame↔time mapping.
+    pub fn with_jack_clock(mut self, jack_now: fn() -> u64) -> Self {
+        self.wallclock = wallclock::WallClock::new(Some(jack_now));
+        self
     }
 
     /// Lets each take's manifest carry the callback's numbers over the take.
@@ -309,11 +320,13 @@ impl DiskWriter {
         let back = Duration::from_secs_f64(
             self.history.end.saturating_sub(first) as f64 / a.take.spec.sample_rate.max(1) as f64,
         );
-        let wall: DateTime<Local> = (SystemTime::now() - back).into();
+        // Without JACK's clock (tests), the system clock when the frame is
+        // taken, minus how far it trails the newest audio.
+        let wall = self.wallclock.wall_time(first).unwrap_or_else(|| SystemTime::now() - back);
         a.first_frame_time = Some(jack_first);
         a.segment_first = Some(jack_first);
         a.cursor = first;
-        a.started = Some(wall);
+        a.started = Some(wall.into());
         a.take.set_origin(jack_first, wall)?;
         let _ =
             self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: jack_first });
@@ -347,6 +360,7 @@ impl DiskWriter {
             }
         }
         let p = self.timeline.place(&rec);
+        self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
         if p.rate_change.is_some() || p.clock_reset {
             self.new_clock(&p);
         }

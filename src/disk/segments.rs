@@ -44,7 +44,8 @@ impl DiskWriter {
             (left * rate as f64).round() as u64
         });
         let mut next = Take::create(spec, Local::now())?;
-        next.set_origin(jack_first, Local::now())?;
+        let wall = self.wallclock.wall_time(at).unwrap_or_else(std::time::SystemTime::now);
+        next.set_origin(jack_first, wall)?;
         let why = match p.rate_change {
             Some((from, to)) => format!("JACK's sample rate changed from {from} to {to} Hz"),
             None => "JACK's clock was reset".to_string(),

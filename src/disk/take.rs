@@ -9,6 +9,7 @@ use chrono::{DateTime, Local};
 use super::Gap;
 use crate::manifest::{Continuation, Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
+use crate::settings::TimeReference;
 use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavSpec, WavWriter};
 
 /// One interleaved file, or one mono file per port.
@@ -43,6 +44,9 @@ pub struct TakeSpec {
     pub track_names: Vec<String>,
     /// The NSM session's name (iXML TAPE); empty outside a session.
     pub tape: String,
+    /// What the bext time_reference holds, and in which time zone.
+    pub time_reference: TimeReference,
+    pub utc: bool,
 }
 
 #[cfg(test)]
@@ -62,6 +66,8 @@ impl TakeSpec {
             sources: vec![],
             track_names: vec![],
             tape: String::new(),
+            time_reference: TimeReference::Midnight,
+            utc: false,
         }
     }
 }
@@ -229,6 +235,7 @@ impl Take {
             sample_format: spec.format.to_string(),
             layout: format!("{:?}", spec.layout).to_lowercase(),
             first_frame_time: None,
+            time_reference: None,
             started: None,
             frames: 0,
             gaps: Vec::new(),
@@ -281,20 +288,32 @@ impl Take {
         self.spec.max_frames.map_or(u64::MAX, |m| m.saturating_sub(self.frames))
     }
 
-    /// Records where and when the first frame was: the bext time_reference
-    /// and origination date/time.
-    pub fn set_origin(&mut self, frame_time: u64, when: DateTime<Local>) -> Result<(), WavError> {
+    /// Records where and when the first frame was: JACK's `frame_time` and
+    /// the system clock's `when`. The bext time_reference gets samples since
+    /// midnight (or the frame time, see [`TimeReference`]), the bext and
+    /// iXML the date and time, the manifest both.
+    pub fn set_origin(&mut self, frame_time: u64, when: std::time::SystemTime) -> Result<(), WavError> {
+        let stamp = super::wallclock::Stamp::of(when, self.spec.sample_rate, self.spec.utc);
+        let time_reference = match self.spec.time_reference {
+            TimeReference::Midnight => stamp.samples_since_midnight,
+            TimeReference::Jack => frame_time,
+        };
         for ((f, b), x) in self.files.iter_mut().zip(&mut self.bexts).zip(&mut self.ixmls) {
-            b.time_reference = frame_time;
-            b.origination_date = when.format("%Y-%m-%d").to_string();
-            b.origination_time = when.format("%H:%M:%S").to_string();
+            b.time_reference = time_reference;
+            b.origination_date = stamp.date.clone();
+            b.origination_time = stamp.time.clone();
             f.update_bext(b)?;
-            x.samples_since_midnight = frame_time;
+            x.samples_since_midnight = stamp.samples_since_midnight;
             x.jack_frame_time = Some(frame_time);
             f.update_ixml(&x.encode())?;
         }
         self.manifest.first_frame_time = Some(frame_time);
-        self.manifest.started = Some(when.to_rfc3339());
+        self.manifest.time_reference = Some(time_reference);
+        self.manifest.started = Some(if self.spec.utc {
+            DateTime::<chrono::Utc>::from(when).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        } else {
+            DateTime::<Local>::from(when).to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+        });
         self.save_manifest()
     }
 

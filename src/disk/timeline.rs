@@ -171,7 +171,15 @@ mod tests {
     use super::*;
 
     fn rec(frame_time: u32, nframes: u32) -> CycleRecord {
-        CycleRecord { frame_time, nframes, queued: true, unlogged_before: 0, overtaken: false, rate: 48000 }
+        CycleRecord {
+            frame_time,
+            nframes,
+            queued: true,
+            unlogged_before: 0,
+            overtaken: false,
+            rate: 48000,
+            usecs: 0,
+        }
     }
 
     #[test]
@@ -326,6 +334,7 @@ mod tests {
                     unlogged_before: unlogged as u32,
                     overtaken: false,
                     rate: 48000,
+                    usecs: 0,
                 };
                 let p = tl.place(&r);
                 assert!(!p.clock_reset, "case {case}");

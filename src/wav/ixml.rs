@@ -86,6 +86,15 @@ impl Ixml {
     }
 }
 
+/// JACK's frame time of a file's first frame, from the iXML text capstan
+/// wrote (`None` in files of other recorders).
+pub fn jack_frame_time(xml: &str) -> Option<u64> {
+    let tag = "<CAPSTAN_JACK_FRAME_TIME>";
+    let at = xml.find(tag)? + tag.len();
+    let end = xml[at..].find('<')?;
+    xml[at..at + end].trim().parse().ok()
+}
+
 /// `<TAG>text</TAG>` on its own line, the text escaped.
 fn field(x: &mut String, depth: usize, tag: &str, text: &str) {
     for _ in 0..depth {

@@ -7,7 +7,7 @@ mod sample_format;
 pub(crate) mod writer;
 
 pub use bext::Bext;
-pub use ixml::{new_uid, Ixml, Track};
+pub use ixml::{jack_frame_time, new_uid, Ixml, Track};
 pub use sample_format::{quantize, SampleFormat};
 pub use writer::{WavError, WavSpec, WavWriter};
 

@@ -78,7 +78,7 @@ fn sclang_runs_the_example_and_decodes_every_value() {
     let first = whole(&start[1]);
     let one = take_file(dir.path(), "42");
     let v1 = assert_take(&one, Some(&truth));
-    assert_eq!(v1.time_reference, first);
+    assert_eq!(v1.first_frame_time, first);
     // status: 11 values, xruns an Integer, counts whole.
     let status = reply("/record/status");
     assert_eq!(status.len(), 11, "{status:?}");
@@ -90,8 +90,8 @@ fn sclang_runs_the_example_and_decodes_every_value() {
     assert_eq!(whole(&rotate[1]), v1.frames);
     let two = take_file(dir.path(), "43");
     let v2 = assert_take(&two, Some(&truth));
-    assert_eq!(whole(&rotate[3]), v2.time_reference);
-    assert_eq!(v2.time_reference, first + v1.frames);
+    assert_eq!(whole(&rotate[3]), v2.first_frame_time);
+    assert_eq!(v2.first_frame_time, first + v1.frames);
     // stop: frames = seconds × rate.
     let stop = reply("/record/stop");
     let frames = whole(&stop[1]);

@@ -249,8 +249,8 @@ fn preroll_and_rotation_are_gap_free_and_sample_exact() {
     let v2 = assert_take(two, Some(&truth));
     // Pre-roll: 1.5 s before the start command, plus the 0.7 s recorded.
     assert!(v1.frames >= 72_000 + 30_000, "{v1:?}");
-    assert_eq!(v1.time_reference, first);
-    assert_eq!(v2.time_reference, first + v1.frames);
+    assert_eq!(v1.first_frame_time, first);
+    assert_eq!(v2.first_frame_time, first + v1.frames);
 }
 
 #[test]

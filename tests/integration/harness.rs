@@ -252,6 +252,8 @@ impl Source {
 pub struct Truth {
     pub cycles: Vec<(u64, u64)>,
     pub rates: Vec<u32>,
+    /// The system clock (µs since 1970) when the source wrote each cycle.
+    pub walls: Vec<u64>,
 }
 
 impl Truth {
@@ -259,10 +261,12 @@ impl Truth {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let mut cycles: Vec<(u64, u64)> = Vec::new();
         let mut rates = Vec::new();
+        let mut walls = Vec::new();
         for line in text.lines() {
             let mut it = line.split_whitespace().map(|x| x.parse::<u64>().unwrap());
             let (t, n) = (it.next().unwrap(), it.next().unwrap());
             rates.push(it.next().unwrap() as u32);
+            walls.push(it.next().unwrap());
             let t = match cycles.last() {
                 Some(&(prev, _)) => {
                     prev.wrapping_add((t as u32).wrapping_sub(prev as u32) as i32 as i64 as u64)
@@ -271,7 +275,16 @@ impl Truth {
             };
             cycles.push((t, n));
         }
-        Truth { cycles, rates }
+        Truth { cycles, rates, walls }
+    }
+
+    /// The system clock when the source wrote frame time `t` (µs since
+    /// 1970): its cycle's time plus `t`'s place in the cycle.
+    pub fn wall_at(&self, t: u64) -> Option<u64> {
+        let i = self.cycle_of(t)?;
+        let first = self.cycles[0].0;
+        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        Some(self.walls[i] + (t - self.cycles[i].0) * 1_000_000 / self.rates[i] as u64)
     }
 
     /// The cycle that wrote frame time `t` (compared modulo 2^32).
@@ -354,7 +367,7 @@ pub fn summary(out: &Output) -> serde_json::Value {
 }
 
 /// Checks a `capstan record` file against the test signal, exactly: every
-/// frame is the signal at time_reference + index, or silence exactly where
+/// frame is the signal at its JACK frame time + index, or silence exactly where
 /// the report lists a gap (an xrun may add a reported gap, never move or
 /// hide a frame). Our own rings must not have overflowed. Returns the frames.
 pub fn assert_recording(path: &Path, first_channel: usize, report: &serde_json::Value) -> u64 {
@@ -363,7 +376,7 @@ pub fn assert_recording(path: &Path, first_channel: usize, report: &serde_json::
         gaps.iter().filter(|g| g["cause"] == "overflow").map(|g| g["frames"].as_u64().unwrap()).sum();
     assert_eq!(overflow, 0, "capstan's own rings overflowed: {report}");
     let v = assert_position_exact(path, first_channel, &gap_runs(gaps), None);
-    assert_eq!(v.time_reference, report["take"]["first_frame_time"].as_u64().unwrap());
+    assert_eq!(v.first_frame_time, report["take"]["first_frame_time"].as_u64().unwrap());
     v.frames
 }
 
@@ -373,7 +386,7 @@ pub fn gap_runs(gaps: &[serde_json::Value]) -> Vec<(u64, u64)> {
 }
 
 /// The exact check behind every capture test: frame `i` of `path` is the
-/// signal at `time_reference + i`, or silence, and the silent runs are
+/// signal at `first_frame_time + i`, or silence, and the silent runs are
 /// exactly `gaps`; channels are never torn. With the source's ground truth,
 /// every frame that holds audio is one the source really wrote.
 pub fn assert_position_exact(
@@ -393,7 +406,7 @@ pub fn assert_position_exact(
         for &(at, n) in merge(gaps).iter().chain([(v.frames, 0)].iter()) {
             // Audio in [t, at): the source wrote every one of those frames,
             // at the rate the header says.
-            let (from, to) = (v.time_reference + t, v.time_reference + at);
+            let (from, to) = (v.first_frame_time + t, v.first_frame_time + at);
             let holes = truth.holes(from, to);
             assert!(
                 holes.is_empty(),
@@ -576,6 +589,6 @@ pub fn assert_take(path: &Path, truth: Option<&Truth>) -> capstan::testsignal::V
     let m = manifest_of(path);
     let gaps = gap_runs(m["gaps"].as_array().unwrap());
     let v = assert_position_exact(path, 0, &gaps, truth);
-    assert_eq!(Some(v.time_reference), m["first_frame_time"].as_u64(), "{}", path.display());
+    assert_eq!(Some(v.first_frame_time), m["first_frame_time"].as_u64(), "{}", path.display());
     v
 }

@@ -106,6 +106,17 @@ fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
 fn ixml_names_every_track() {
     let server = JackServer::start(256);
     let src = server.source(5);
+    // JACK2 keeps metadata in one database per user (/dev/shm/jack_db-UID),
+    // shared by every server, keyed by UUIDs that each server numbers from
+    // the start: clear what earlier servers left, or it lands on our ports.
+    // (So a test server running beside this one, removing its ports, can
+    // remove our properties too: `make test` runs one test at a time.)
+    let out = run({
+        let mut c = server.cmd("jack_property");
+        c.arg("-D");
+        c
+    });
+    assert!(out.status.success(), "jack_property -D: {}", text(&out.stderr));
     set_pretty_name(&server, "src:out_4", "Bass DI & <Amp>");
     let dir = tempdir();
     let d = Daemon::start(
@@ -192,4 +203,74 @@ fn ixml_names_every_track() {
         c
     });
     assert!(text(&out.stdout).contains("snare"), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+/// Samples since midnight (local, or UTC) of `micros` since 1970, at `rate`.
+fn since_midnight(micros: u64, rate: u64, utc: bool) -> (u64, String, String) {
+    use chrono::{DateTime, Local, Timelike, Utc};
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(micros);
+    let naive =
+        if utc { DateTime::<Utc>::from(t).naive_utc() } else { DateTime::<Local>::from(t).naive_local() };
+    let us =
+        naive.time().num_seconds_from_midnight() as u64 * 1_000_000 + naive.time().nanosecond() as u64 / 1000;
+    (us * rate / 1_000_000, naive.format("%Y-%m-%d").to_string(), naive.format("%H:%M:%S").to_string())
+}
+
+/// The bext time_reference is the first frame's samples since midnight:
+/// within 10 ms of the system clock the source read when it wrote that
+/// frame (its ground truth). Date and time say the same second; iXML
+/// agrees; local time by default, UTC with `--utc`, JACK's frame time with
+/// `--time-reference jack`.
+#[test]
+fn time_reference_is_samples_since_midnight_by_the_system_clock() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let mut takes = Vec::new();
+    for (name, extra) in
+        [("local", &[][..]), ("utc", &["--utc"][..]), ("jack", &["--time-reference", "jack"][..])]
+    {
+        let mut cmd = server.capstan();
+        cmd.args(["record", "--json", "-q", "--connect", "src:out_*", "--duration", "0.5", "--file"])
+            .arg(format!("{name}.wav"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra);
+        let out = run(cmd);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        takes.push((name, summary(&out)));
+    }
+    let (_, truth) = src.stop_truth();
+    let day = 86_400 * 48_000u64;
+    for (name, s) in &takes {
+        let f = &files(s)[0];
+        assert_recording(f, 0, s);
+        let first = s["take"]["first_frame_time"].as_u64().unwrap();
+        let wall = truth.wall_at(first).expect("the source wrote the first frame");
+        let b = raw_bext(f);
+        let xml = String::from_utf8(chunk(f, "iXML")).unwrap();
+        let hi: u64 = xml_values(&xml, "TIMESTAMP_SAMPLES_SINCE_MIDNIGHT_HI")[0].parse().unwrap();
+        let lo: u64 = xml_values(&xml, "TIMESTAMP_SAMPLES_SINCE_MIDNIGHT_LO")[0].parse().unwrap();
+        let ssm = hi << 32 | lo;
+        let (want, date, _) = since_midnight(wall, 48_000, *name == "utc");
+        // Within 10 ms (480 frames), modulo a day (a run across midnight).
+        let off = (ssm + day - want) % day;
+        let off = off.min(day - off);
+        assert!(off <= 480, "{name}: stamp {ssm} vs system clock {want}: {off} frames apart");
+        // The date and time are those of the stamp itself.
+        let secs = ssm / 48_000;
+        let hms = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        assert_eq!(b.time, hms, "{name}");
+        if want > 480 && want < day - 480 {
+            assert_eq!(b.date, date, "{name}");
+        }
+        let manifest = manifest_of(f);
+        assert_eq!(manifest["first_frame_time"].as_u64(), Some(first));
+        if *name == "jack" {
+            assert_eq!(b.time_reference, first, "{name}");
+        } else {
+            assert_eq!(b.time_reference, ssm, "{name}");
+        }
+        assert_eq!(manifest["time_reference"].as_u64(), Some(b.time_reference), "{name}");
+    }
 }

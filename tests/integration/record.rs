@@ -139,7 +139,7 @@ fn grows_past_4_gib_as_rf64_and_sox_reads_it() {
     let tail: Vec<f32> =
         out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(tail.len(), 96_000);
-    let t0 = v.time_reference;
+    let t0 = v.first_frame_time;
     assert_eq!(tail[0], capstan::testsignal::sample(t0, 0));
     assert_eq!(tail[95_999], capstan::testsignal::sample(t0 + 47_999, 1));
 }
@@ -220,7 +220,7 @@ fn sigkill_mid_take_leaves_a_readable_file() {
     // frames never.
     let v = capstan::testsignal::verify(&path, 0, 0).unwrap();
     assert_eq!((v.torn, v.mismatched), (0, 0), "{v:?}");
-    let holes: u64 = truth.holes(v.time_reference, v.time_reference + v.frames).iter().map(|h| h.1).sum();
+    let holes: u64 = truth.holes(v.first_frame_time, v.first_frame_time + v.frames).iter().map(|h| h.1).sum();
     assert!(v.silent_frames() >= holes, "frames the source never wrote must be silence: {v:?}");
     assert!(v.frames >= 2 * 48_000, "{v:?}");
     let out = run({

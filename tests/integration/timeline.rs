@@ -70,7 +70,7 @@ fn around(server: &JackServer, fault: impl FnOnce(&Daemon, &Source)) -> Vec<Valu
     let two = take_files(dir.path(), "two");
     assert_eq!(two.len(), 1, "{two:?}");
     let v = assert_take(&two[0], Some(&truth));
-    assert_eq!(v.time_reference, first_two);
+    assert_eq!(v.first_frame_time, first_two);
     assert!(v.frames >= 12_000, "{v:?}");
     eprintln!("take two: first frame {first_two} = reply = manifest = bext, {} frames exact", v.frames);
     manifests
@@ -252,7 +252,7 @@ fn a_restarted_jack_server_gets_exactly_stamped_takes() {
     let (_, truth) = src.stop_truth();
     let two = take_files(dir.path(), "two");
     let v = assert_take(&two[0], Some(&truth));
-    assert_eq!(v.time_reference, first);
+    assert_eq!(v.first_frame_time, first);
 }
 
 /// `capstan record` does the same as the daemon when the rate changes
@@ -285,7 +285,7 @@ fn record_continues_in_segments_when_pipewire_changes_the_rate() {
     for seg in segs {
         let path = PathBuf::from(seg["files"][0]["path"].as_str().unwrap());
         let v = assert_position_exact(&path, 0, &gap_runs(seg["gaps"].as_array().unwrap()), Some(&truth));
-        assert_eq!(Some(v.time_reference), seg["first_frame_time"].as_u64());
+        assert_eq!(Some(v.first_frame_time), seg["first_frame_time"].as_u64());
         seconds += v.frames as f64 / seg["sample_rate"].as_f64().unwrap();
     }
     assert!((seconds - 3.0).abs() < 0.05, "the take lasts {seconds} s, not 3: {s}");
