@@ -75,7 +75,7 @@ pub struct CtlArgs {
     #[arg(long)]
     pub json: bool,
     /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
-    /// status | list | reset
+    /// status | mark [label] | list | reset
     pub command: String,
     pub args: Vec<String>,
 }

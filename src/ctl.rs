@@ -51,7 +51,7 @@ fn print(fields: &[(&str, Kind)], values: &[OscType], as_json: bool) {
 }
 
 pub fn run(args: CtlArgs) -> Result<ExitCode> {
-    let known = ["start", "stop", "rotate", "status", "list", "reset", "subscribe"];
+    let known = ["start", "stop", "rotate", "status", "mark", "list", "reset", "subscribe"];
     if !known.contains(&args.command.as_str()) {
         bail!("unknown command {:?} (use one of: {})", args.command, known.join(", "));
     }

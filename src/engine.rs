@@ -265,6 +265,24 @@ impl Engine {
         self.client().frame_time()
     }
 
+    /// JACK's frame time at system-clock time `t` (past or future): JACK's
+    /// own time-to-frames mapping, from JACK's clock read beside the system
+    /// clock.
+    pub fn frame_at(&self, t: std::time::SystemTime) -> u32 {
+        let (sys, jack) = (std::time::SystemTime::now(), jack_now());
+        let usecs = match t.duration_since(sys) {
+            Ok(ahead) => jack.saturating_add(ahead.as_micros() as u64),
+            Err(e) => jack.saturating_sub(e.duration().as_micros() as u64),
+        };
+        self.client().time_to_frames(usecs)
+    }
+
+    /// Puts a marker labelled `label` at JACK frame time `frame_time` into
+    /// the running take (see [`DiskCommand::Mark`]).
+    pub fn mark(&self, frame_time: u64, label: String) {
+        let _ = self.commands.send(DiskCommand::Mark { frame_time, label });
+    }
+
     /// Starts `take` at the first cycle boundary at or after `start_at`,
     /// reaching back `preroll` frames (as far as the history holds).
     pub fn start_take(&self, take: Take, start_at: Option<u32>, preroll: u64) {

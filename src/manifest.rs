@@ -67,6 +67,9 @@ pub struct Manifest {
     pub xruns: u64,
     pub state: TakeState,
     pub error: Option<String>,
+    /// Markers (`/record/mark`), in the files as cue points once final.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<crate::wav::Marker>,
     /// What `capstan recover` did, if it ran.
     pub recovery: Option<String>,
     /// Real-time and disk numbers over the take (set when it ends).
@@ -211,6 +214,7 @@ mod tests {
             xruns: 0,
             state: TakeState::Recording,
             error: None,
+            markers: Vec::new(),
             recovery: None,
             rt: None,
             continues: None,

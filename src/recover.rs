@@ -88,8 +88,12 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
     let dir = mpath.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // Every file is checked before any is written: a take is recovered
     // whole or not at all.
-    let opened =
-        m.files.iter().map(|f| takefiles::open(dir, f, &take, true)).collect::<Result<Vec<_>, _>>()?;
+    let opened = m
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| takefiles::open(dir, f, &take, m.file_uids.get(i).map(String::as_str), true))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut files = Vec::new();
     for f in &opened {
         let r =
@@ -97,6 +101,15 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
         files.push((f.path.clone(), r));
     }
     let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
+    // Markers the manifest saved, as far as the audio reached, go into the
+    // files as cue points (as a normal stop would have written them).
+    m.markers.sort_by_key(|k| k.frame);
+    m.markers.retain(|k| k.frame < frames);
+    let trailer = wav::cue::trailer(&m.markers);
+    for (f, (_, r)) in opened.iter().zip(&files) {
+        wav::append_trailer(&f.file, &f.info, r.frames_after, &trailer)
+            .with_context(|| format!("writing markers into {}", f.path.display()))?;
+    }
     m.frames = frames;
     m.state = TakeState::Recovered;
     m.recovery = Some(format!(
@@ -177,7 +190,7 @@ mod tests {
         // was updated: put the header back to 1000 frames.
         let f = std::fs::OpenOptions::new().write(true).open(&wav).unwrap();
         let info = crate::wav::read_info(&wav).unwrap();
-        crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, false).unwrap();
+        crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, 0).unwrap();
         assert_eq!(crate::wav::read_info(&wav).unwrap().frames(), 1000);
 
         let done = recover(dir.path()).unwrap().recovered;
@@ -247,7 +260,7 @@ mod tests {
         std::mem::forget(take);
         let f = std::fs::OpenOptions::new().write(true).open(&wav).unwrap();
         let info = crate::wav::read_info(&wav).unwrap();
-        crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, false).unwrap();
+        crate::wav::writer::write_sizes(&f, info.data_at, 1000 * 6, 6, 0).unwrap();
         let real = Manifest::load(&Manifest::path(&dir, wav.file_stem().unwrap().to_str().unwrap())).unwrap();
         // Hostile manifests, each "recording", each naming one bad file.
         let bad: Vec<String> = vec![

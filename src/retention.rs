@@ -94,6 +94,8 @@ pub struct TakeOnDisk {
     pub take: String,
     /// Its files, each checked to be its own (see [`takefiles::open`]).
     pub files: Vec<PathBuf>,
+    /// Each file's FILE_UID as the manifest lists it.
+    pub uids: Vec<Option<String>>,
     pub bytes: u64,
     pub when: SystemTime,
 }
@@ -113,12 +115,14 @@ pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
             continue;
         }
         let Some(take) = takefiles::take_name(&p) else { continue };
-        let (mut files, mut bytes, mut foreign) = (Vec::new(), 0, None);
-        for name in &m.files {
-            match takefiles::open(dir, name, &take, false) {
+        let (mut files, mut uids, mut bytes, mut foreign) = (Vec::new(), Vec::new(), 0, None);
+        for (i, name) in m.files.iter().enumerate() {
+            let uid = m.file_uids.get(i).cloned();
+            match takefiles::open(dir, name, &take, uid.as_deref(), false) {
                 Ok(f) => {
                     bytes += f.file.metadata().map_or(0, |m| m.len());
                     files.push(f.path);
+                    uids.push(uid);
                 }
                 // Gone already (an interrupted prune): nothing to do for it.
                 Err(takefiles::NotOurs::Io { source, .. })
@@ -140,7 +144,7 @@ pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
             .map(SystemTime::from)
             .or_else(|| e.metadata().and_then(|m| m.modified()).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        v.push(TakeOnDisk { manifest: p, take, files, bytes, when });
+        v.push(TakeOnDisk { manifest: p, take, files, uids, bytes, when });
     }
     v.sort_by_key(|t| t.when);
     Ok((v, left_alone))
@@ -151,7 +155,8 @@ pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
 fn recheck(t: &TakeOnDisk, f: &Path) -> Result<()> {
     let dir = f.parent().unwrap_or(Path::new("."));
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    takefiles::open(dir, name, &t.take, false)?;
+    let uid = t.files.iter().position(|x| x == f).and_then(|i| t.uids[i].as_deref());
+    takefiles::open(dir, name, &t.take, uid, false)?;
     Ok(())
 }
 
@@ -331,6 +336,7 @@ mod tests {
             xruns: 0,
             state,
             error: None,
+            markers: Vec::new(),
             recovery: None,
             rt: None,
             continues: None,

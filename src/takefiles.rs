@@ -11,8 +11,12 @@
 //! - opened with `O_NOFOLLOW` (a symlink fails) and `O_NONBLOCK` (a FIFO
 //!   never blocks the open), then `fstat`: a regular file only;
 //! - its `bext` chunk says capstan wrote it, for this take: originator
-//!   `capstan` and originator reference = the take's name, which capstan
-//!   writes into every file it creates.
+//!   `capstan` and originator reference = the take's name (as much of it as
+//!   the 32-byte field holds), which capstan writes into every file it
+//!   creates;
+//! - if it has an iXML chunk (capstan 0.2 on), its FILE_UID is the one the
+//!   manifest lists for it: 128 random bits, so a manifest cannot claim
+//!   another take's file even when their names agree in the first 32 bytes.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -83,7 +87,7 @@ pub fn open_regular(dir: &Path, name: &str, write: bool) -> Result<(PathBuf, Fil
 
 /// Opens `name`, listed by the manifest of take `take` in `dir`, if and only
 /// if it is one of that take's own files (see the module documentation).
-pub fn open(dir: &Path, name: &str, take: &str, write: bool) -> Result<TakeFile, NotOurs> {
+pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) -> Result<TakeFile, NotOurs> {
     if !plain_name(name) {
         return Err(NotOurs::BadName { name: name.to_owned() });
     }
@@ -91,11 +95,16 @@ pub fn open(dir: &Path, name: &str, take: &str, write: bool) -> Result<TakeFile,
     let foreign = |why: String| NotOurs::Foreign { path: path.clone(), take: take.to_owned(), why };
     let info = wav::read_info_from(&mut file).map_err(|e| foreign(e.to_string()))?;
     match &info.bext {
-        Some(b) if b.originator == "capstan" && b.originator_reference == take => {}
+        Some(b) if b.originator == "capstan" && b.originator_reference == wav::bext::clip(take, 32) => {}
         Some(b) => {
             return Err(foreign(format!("bext names {:?} / {:?}", b.originator, b.originator_reference)));
         }
         None => return Err(foreign("no bext chunk".into())),
+    }
+    if let Some(found) = info.ixml.as_deref().and_then(wav::file_uid) {
+        if uid != Some(found.as_str()) {
+            return Err(foreign(format!("its FILE_UID {found} is not the one the manifest lists ({uid:?})")));
+        }
     }
     Ok(TakeFile { path, file, info })
 }
@@ -112,12 +121,17 @@ mod tests {
     use crate::disk::{Layout, Take, TakeSpec};
     use crate::wav::SampleFormat;
 
-    fn take(dir: &Path) -> String {
-        let spec = TakeSpec::for_test(dir, 1, Layout::Interleaved, SampleFormat::S16);
+    /// A finished take in `dir`: its name and its file's FILE_UID.
+    fn take(dir: &Path, project: &str) -> (String, String) {
+        let spec = TakeSpec {
+            project: project.into(),
+            ..TakeSpec::for_test(dir, 1, Layout::Interleaved, SampleFormat::S16)
+        };
         let t = Take::create(spec, chrono::Local::now()).unwrap();
         let name = t.name.clone();
         t.finalize(&[], 0, None, Default::default());
-        name
+        let m = crate::manifest::Manifest::load(&crate::manifest::Manifest::path(dir, &name)).unwrap();
+        (name, m.file_uids[0].clone())
     }
 
     #[test]
@@ -125,23 +139,33 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("takes");
         std::fs::create_dir(&dir).unwrap();
-        let name = take(&dir);
+        let (name, uid) = take(&dir, "t");
         let wav = format!("{name}.wav");
-        assert!(open(&dir, &wav, &name, true).is_ok());
+        assert!(open(&dir, &wav, &name, Some(&uid), true).is_ok());
+        // The FILE_UID must be the manifest's.
+        assert!(matches!(open(&dir, &wav, &name, Some("0123"), false), Err(NotOurs::Foreign { .. })));
+        assert!(matches!(open(&dir, &wav, &name, None, false), Err(NotOurs::Foreign { .. })));
+        // A take name longer than the bext field (32 bytes) still opens.
+        let (long, long_uid) = take(&dir, "a_rather_long_project_name");
+        assert!(long.len() > 32);
+        assert!(open(&dir, &format!("{long}.wav"), &long, Some(&long_uid), true).is_ok());
         // Another take's name, paths out of the directory, the manifest.
-        assert!(matches!(open(&dir, &wav, "other", false), Err(NotOurs::Foreign { .. })));
+        assert!(matches!(open(&dir, &wav, "other", Some(&uid), false), Err(NotOurs::Foreign { .. })));
         for bad in ["../x.wav", "/etc/passwd", "", ".", "..", "a/b.wav", &format!("{name}.take.json")] {
-            assert!(matches!(open(&dir, bad, &name, false), Err(NotOurs::BadName { .. })), "{bad}");
+            assert!(
+                matches!(open(&dir, bad, &name, Some(&uid), false), Err(NotOurs::BadName { .. })),
+                "{bad}"
+            );
         }
         // A symlink to our own file, a directory, a FIFO (never blocks), a
         // WAV that someone else wrote.
         std::os::unix::fs::symlink(dir.join(&wav), dir.join("link.wav")).unwrap();
-        assert!(matches!(open(&dir, "link.wav", &name, true), Err(NotOurs::Link { .. })));
+        assert!(matches!(open(&dir, "link.wav", &name, Some(&uid), true), Err(NotOurs::Link { .. })));
         std::fs::create_dir(dir.join("d.wav")).unwrap();
-        assert!(matches!(open(&dir, "d.wav", &name, false), Err(NotOurs::NotRegular { .. })));
-        assert!(matches!(open(&dir, "d.wav", &name, true), Err(NotOurs::NotRegular { .. })));
+        assert!(matches!(open(&dir, "d.wav", &name, Some(&uid), false), Err(NotOurs::NotRegular { .. })));
+        assert!(matches!(open(&dir, "d.wav", &name, Some(&uid), true), Err(NotOurs::NotRegular { .. })));
         nix::unistd::mkfifo(&dir.join("f.wav"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        assert!(matches!(open(&dir, "f.wav", &name, true), Err(NotOurs::NotRegular { .. })));
+        assert!(matches!(open(&dir, "f.wav", &name, Some(&uid), true), Err(NotOurs::NotRegular { .. })));
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: 48000,
@@ -151,8 +175,8 @@ mod tests {
         let mut w = hound::WavWriter::create(dir.join("sox.wav"), spec).unwrap();
         w.write_sample(1i16).unwrap();
         w.finalize().unwrap();
-        assert!(matches!(open(&dir, "sox.wav", &name, true), Err(NotOurs::Foreign { .. })));
+        assert!(matches!(open(&dir, "sox.wav", &name, Some(&uid), true), Err(NotOurs::Foreign { .. })));
         std::fs::write(dir.join("empty.wav"), b"").unwrap();
-        assert!(matches!(open(&dir, "empty.wav", &name, true), Err(NotOurs::Foreign { .. })));
+        assert!(matches!(open(&dir, "empty.wav", &name, Some(&uid), true), Err(NotOurs::Foreign { .. })));
     }
 }

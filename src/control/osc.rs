@@ -54,6 +54,11 @@ pub enum Command {
     Status {
         take_id: Option<String>,
     },
+    /// A marker in the running take, at the frame the command was taken
+    /// (or its bundle's timetag).
+    Mark {
+        label: Option<String>,
+    },
     List,
     /// A page of the take's file paths, from this index on.
     Files(usize),
@@ -71,8 +76,18 @@ pub enum Command {
 /// Largest datagram we accept; anything bigger is refused unread.
 pub const MAX_DATAGRAM: usize = 8192;
 
+/// A message and its bundle's timetag (`None`: immediately).
+pub type Timed = (OscMessage, Option<std::time::SystemTime>);
+
 /// Decodes a datagram into messages (bundles are flattened).
 pub fn decode(datagram: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
+    Ok(decode_timed(datagram)?.into_iter().map(|(m, _)| m).collect())
+}
+
+/// [`decode`], with each message's time: the timetag of the innermost
+/// bundle around it, as system-clock time; `None` for a bare message or
+/// the timetag "immediately".
+pub fn decode_timed(datagram: &[u8]) -> Result<Vec<Timed>, Refusal> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(Refusal::new(
             Code::Malformed,
@@ -89,14 +104,19 @@ pub fn decode(datagram: &[u8]) -> Result<Vec<OscMessage>, Refusal> {
         return Err(Refusal::new(Code::Malformed, "malformed OSC: type tags and arguments do not match"));
     }
     let mut out = Vec::new();
-    flatten(packet, &mut out);
+    flatten(packet, None, &mut out);
     Ok(out)
 }
 
-fn flatten(p: OscPacket, out: &mut Vec<OscMessage>) {
+fn flatten(p: OscPacket, when: Option<std::time::SystemTime>, out: &mut Vec<Timed>) {
     match p {
-        OscPacket::Message(m) => out.push(m),
-        OscPacket::Bundle(b) => b.content.into_iter().for_each(|p| flatten(p, out)),
+        OscPacket::Message(m) => out.push((m, when)),
+        OscPacket::Bundle(b) => {
+            let t = b.timetag;
+            // (0, 1) means "immediately" (OSC 1.0).
+            let when = if (t.seconds, t.fractional) == (0, 1) { None } else { Some(t.into()) };
+            b.content.into_iter().for_each(|p| flatten(p, when, out))
+        }
     }
 }
 
@@ -166,6 +186,7 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         }
         "/record/status" => Command::Status { take_id: strings(m, 1)?.into_iter().next() },
         "/record/list" => none(m).map(|_| Command::List)?,
+        "/record/mark" => Command::Mark { label: strings(m, 1)?.into_iter().next() },
         "/record/files" => match m.args.as_slice() {
             [] => Command::Files(0),
             _ => {
@@ -499,6 +520,29 @@ mod tests {
         });
         let d = rosc::encoder::encode(&b).unwrap();
         assert_eq!(decode(&d).unwrap().len(), 2);
+        assert!(decode_timed(&d).unwrap().iter().all(|(_, t)| t.is_none()), "immediately");
+    }
+
+    /// A bundle's timetag reaches every message in it (the innermost
+    /// bundle's), as system-clock time; a bare message has none.
+    #[test]
+    fn timetags_come_with_their_messages() {
+        let mark = OscPacket::Message(OscMessage { addr: "/record/mark".into(), args: vec![] });
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_700_000_250);
+        let b = OscPacket::Bundle(rosc::OscBundle {
+            timetag: when.try_into().unwrap(),
+            content: vec![mark.clone()],
+        });
+        let got = decode_timed(&rosc::encoder::encode(&b).unwrap()).unwrap();
+        let t = got[0].1.expect("timetag");
+        let diff = t.duration_since(when).unwrap_or_else(|e| e.duration());
+        assert!(diff < std::time::Duration::from_micros(1), "{diff:?}");
+        assert_eq!(parse(&got[0].0).unwrap(), Command::Mark { label: None });
+        let bare = decode_timed(&rosc::encoder::encode(&mark).unwrap()).unwrap();
+        assert_eq!(bare[0].1, None);
+        let labelled = msg("/record/mark", vec![OscType::String("chorus".into())]);
+        assert_eq!(one(&labelled).unwrap(), Command::Mark { label: Some("chorus".into()) });
+        assert_eq!(one(&msg("/record/mark", vec![OscType::Float(1.0)])).unwrap_err().code, Code::BadArgs);
     }
 
     #[test]

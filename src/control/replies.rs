@@ -81,6 +81,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),
+    ("/record/mark", &[("take_id", Text), ("frame_time", Count), ("frame", Count), ("label", Text)]),
     ("/record/files", &[("take_id", Text), ("total", Int), ("offset", Int), ("files", Text)]),
     ("/record/reset", &[("state", Text)]),
     ("/record/subscribe", &[("state", Text)]),

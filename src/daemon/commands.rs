@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use rosc::{OscMessage, OscType};
 
@@ -38,18 +38,25 @@ fn changes_recorder(cmd: &Command) -> bool {
             | Command::Subscribe
             | Command::Unsubscribe
             | Command::ConfigGet
+            | Command::Mark { .. }
     )
 }
 
 impl Daemon {
     /// One message of a datagram: answered to its sender, now or when the
     /// disk thread has done what it asks.
-    pub(super) fn message(&mut self, m: OscMessage, from: SocketAddr) {
+    pub(super) fn message(&mut self, m: OscMessage, from: SocketAddr, when: Option<SystemTime>) {
         let to = Requester { from, path: m.addr.clone() };
         let cmd = match osc::parse(&m) {
             Ok(c) => c,
             Err(r) => return self.osc.answer(&to, Err(r)),
         };
+        if let Command::Mark { label } = cmd {
+            // Now, not when a queued command's turn comes: a marker is
+            // where the command was taken.
+            let r = self.mark(label, when);
+            return self.osc.answer(&to, r);
+        }
         if self.op.is_some() && changes_recorder(&cmd) {
             if self.queued.len() >= MAX_QUEUED {
                 let r = Refusal::new(
@@ -78,6 +85,7 @@ impl Daemon {
             Command::Stop { take_id } => self.stop(Some(to.clone()), take_id),
             Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file),
             Command::Status { .. } => now(self.status()),
+            Command::Mark { label } => self.mark(label, None).map(Some),
             Command::List => now(self
                 .current
                 .iter()

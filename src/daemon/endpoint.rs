@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rosc::{OscMessage, OscType};
+use rosc::OscType;
 
 use crate::control::log_limit::LogLimit;
 use crate::control::osc::{self, Code, Refusal};
@@ -66,7 +66,7 @@ impl Endpoint {
 
     /// The next datagram, waiting at most `wait`: its messages, or why it
     /// was refused (already answered and logged).
-    pub fn receive(&mut self, wait: Duration) -> Option<(SocketAddr, Vec<OscMessage>)> {
+    pub fn receive(&mut self, wait: Duration) -> Option<(SocketAddr, Vec<osc::Timed>)> {
         if wait != self.wait {
             // A zero timeout would mean "block forever".
             if let Err(e) = self.socket.set_read_timeout(Some(wait.max(Duration::from_micros(100)))) {
@@ -91,7 +91,7 @@ impl Endpoint {
                 return None;
             }
         };
-        let decoded = match osc::decode(&self.buf[..n]) {
+        let decoded = match osc::decode_timed(&self.buf[..n]) {
             Ok(m) if m.len() > MAX_MESSAGES => Err(Refusal::new(
                 Code::Malformed,
                 format!("{} messages in one datagram; at most {MAX_MESSAGES}", m.len()),

@@ -57,6 +57,8 @@ struct Current {
     name: String,
     files: Vec<String>,
     first_frame_time: Option<u64>,
+    /// Markers set in this take.
+    marks: usize,
 }
 
 /// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
@@ -205,8 +207,8 @@ impl Daemon {
     pub fn step(&mut self) {
         let wait = if self.op.is_some() { BUSY_WAIT } else { IDLE_WAIT };
         if let Some((from, messages)) = self.osc.receive(wait) {
-            for m in messages {
-                self.message(m, from);
+            for (m, when) in messages {
+                self.message(m, from, when);
             }
         }
         self.disk_events();

@@ -5,7 +5,7 @@
 //! `Finished` when its files are final. Control thread only.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use rosc::OscType;
 
@@ -17,6 +17,9 @@ use crate::control::replies::count;
 use crate::control::state::State;
 use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
 use crate::naming;
+
+/// Markers one take can hold (each one is a manifest update).
+const MAX_MARKS: usize = 10_000;
 
 /// A request the disk thread has not answered yet.
 pub enum Operation {
@@ -367,7 +370,42 @@ impl Daemon {
             name: take.name.clone(),
             files: take.paths().iter().map(|p| p.display().to_string()).collect(),
             first_frame_time: None,
+            marks: 0,
         }
+    }
+
+    /// `/record/mark [label]`: a marker in the running take at the frame
+    /// JACK is at now, or at the frame of `when` (a bundle's timetag, which
+    /// may lie in the past or the future). Answered at once with the JACK
+    /// frame time and the frame offset in the take.
+    pub(super) fn mark(
+        &mut self,
+        label: Option<String>,
+        when: Option<SystemTime>,
+    ) -> Result<Vec<OscType>, Refusal> {
+        let (Some(engine), Some(c)) = (self.engine.as_ref(), self.current.as_mut()) else {
+            return Err(Refusal::new(Code::NotRecording, "no take is running"));
+        };
+        let Some(first) = c.first_frame_time.filter(|_| self.state.get() == State::Recording) else {
+            return Err(Refusal::new(Code::NotRecording, "the take has not started yet"));
+        };
+        if c.marks >= MAX_MARKS {
+            return Err(Refusal::new(Code::Full, format!("{MAX_MARKS} markers in this take already")));
+        }
+        let now = match when {
+            Some(t) => engine.frame_at(t),
+            None => engine.frame_time(),
+        };
+        // Unwrap JACK's 32-bit frame time around the take's first frame.
+        let frame_time = first.wrapping_add(now.wrapping_sub(first as u32) as i32 as i64 as u64);
+        if frame_time < first || frame_time > first + (1 << 40) {
+            return Err(Refusal::new(Code::BadArgs, "that time is before the take's first frame"));
+        }
+        let label = crate::wav::cue::clip(&label.unwrap_or_else(|| format!("M{}", c.marks + 1)));
+        c.marks += 1;
+        engine.mark(frame_time, label.clone());
+        tracing::info!(take = %c.id, frame_time, frame = frame_time - first, "marker {label:?}");
+        Ok(vec![s(c.id.clone()), count(frame_time), count(frame_time - first), s(label)])
     }
 
     /// `/record/start`: answered when the take's first frame is written.

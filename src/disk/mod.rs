@@ -82,6 +82,8 @@ struct Active {
     segment_first: Option<u64>,
     /// Why the take was cut short from outside (JACK gone), if it was.
     abort: Option<String>,
+    /// Markers (JACK frame time, label) waiting for the take's first frame.
+    marks: Vec<(u64, String)>,
     xruns_at_start: u64,
     overflow_at_start: u64,
     callback_window: Option<CallbackWindow>,
@@ -210,6 +212,10 @@ impl DiskWriter {
                     }
                     continue;
                 }
+                Ok(DiskCommand::Mark { frame_time, label }) => {
+                    self.mark(frame_time, label);
+                    continue;
+                }
                 Ok(DiskCommand::Quit) | Err(TryRecvError::Disconnected) => {
                     self.drain_cycles();
                     self.end_drained();
@@ -273,6 +279,7 @@ impl DiskWriter {
             segments: Vec::new(),
             segment_first: None,
             abort: None,
+            marks: Vec::new(),
             xruns_at_start: self.xruns.load(Relaxed),
             overflow_at_start: self.stats.overflow_frames.load(Relaxed),
             callback_window: self.callback.as_ref().map(|c| c.callback.open_window()),
@@ -328,6 +335,12 @@ impl DiskWriter {
         a.cursor = first;
         a.started = Some(wall.into());
         a.take.set_origin(jack_first, wall)?;
+        for (frame_time, label) in std::mem::take(&mut a.marks) {
+            match frame_time.checked_sub(jack_first) {
+                Some(frame) => a.take.add_marker(frame, frame_time, label)?,
+                None => tracing::warn!(frame_time, "marker {label:?} before the take's first frame dropped"),
+            }
+        }
         let _ =
             self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: jack_first });
         Ok(())
@@ -456,6 +469,25 @@ impl DiskWriter {
         }
     }
 
+    /// Puts a marker into the take (segment) that holds JACK frame
+    /// `frame_time`; until the take's first frame is known, it waits.
+    fn mark(&mut self, frame_time: u64, label: String) {
+        let Some(a) = &mut self.active else {
+            return tracing::warn!(frame_time, "marker {label:?} with no take running dropped");
+        };
+        match a.segment_first {
+            None => a.marks.push((frame_time, label)),
+            Some(first) if frame_time >= first => {
+                if let Err(e) = a.take.add_marker(frame_time - first, frame_time, label) {
+                    tracing::error!(take = %a.take.name, "marker not saved in the manifest: {e}");
+                }
+            }
+            Some(_) => {
+                tracing::warn!(frame_time, "marker {label:?} before the segment's first frame dropped")
+            }
+        }
+    }
+
     /// Ends the active take: finalize every file and report. A rotated-in
     /// take starts right where this one ended.
     fn finish(&mut self, error: Option<WavError>) {
@@ -479,6 +511,9 @@ impl DiskWriter {
             overflow_frames: self.stats.overflow_frames.load(Relaxed).saturating_sub(a.overflow_at_start),
         };
         a.take.note_repeated(a.repeated - a.repeated_before);
+        // Markers past this take's end belong to the take rotated in.
+        let carried: Vec<(u64, String)> =
+            a.take.split_markers(frames).into_iter().map(|m| (m.frame_time, m.label)).collect();
         let events = self.events.clone();
         let take_started = a.started.map(|t| t.to_rfc3339());
         let (first_frame_time, repeated_frames) = (a.first_frame_time, a.repeated);
@@ -517,6 +552,7 @@ impl DiskWriter {
             self.begin(*next, None, 0);
             if let Some(a) = &mut self.active {
                 a.want_first = Some(end);
+                a.marks = carried;
             }
             self.advance();
         }

@@ -64,6 +64,13 @@ pub enum DiskCommand {
         next: Box<Take>,
         at: u32,
     },
+    /// A marker at JACK frame time `frame_time` (unwrapped) in the take
+    /// that holds that frame: the running one, or the one a pending
+    /// rotation starts.
+    Mark {
+        frame_time: u64,
+        label: String,
+    },
     /// Finish any take and end the thread.
     Quit,
 }

@@ -243,6 +243,7 @@ impl Take {
             xruns: 0,
             state: TakeState::Recording,
             error: None,
+            markers: Vec::new(),
             recovery: None,
             rt: None,
             continues: None,
@@ -315,6 +316,24 @@ impl Take {
             DateTime::<Local>::from(when).to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
         });
         self.save_manifest()
+    }
+
+    /// A marker at `frame` (offset in the files; JACK frame time
+    /// `frame_time`), saved in the manifest at once so that it survives a
+    /// crash (`capstan recover` writes it into the files).
+    pub fn add_marker(&mut self, frame: u64, frame_time: u64, label: String) -> Result<(), WavError> {
+        self.manifest.markers.push(crate::wav::Marker { frame, frame_time, label });
+        self.save_manifest()
+    }
+
+    /// Removes and returns the markers at `frames` or later (they belong to
+    /// the take that continues this one). The manifest is saved when the
+    /// take is finalized.
+    pub fn split_markers(&mut self, frames: u64) -> Vec<crate::wav::Marker> {
+        let (keep, rest) =
+            std::mem::take(&mut self.manifest.markers).into_iter().partition(|m| m.frame < frames);
+        self.manifest.markers = keep;
+        rest
     }
 
     /// The take id the manifest carries (shared by all its segments).
@@ -442,7 +461,7 @@ impl Take {
     }
 
     pub fn finalize(
-        self,
+        mut self,
         gaps: &[Gap],
         xruns: u64,
         error: Option<&str>,
@@ -450,12 +469,16 @@ impl Take {
     ) -> (Vec<FileReport>, Option<WavError>) {
         let mut reports = Vec::new();
         let mut first_err = None;
+        let mut markers = std::mem::take(&mut self.manifest.markers);
+        markers.sort_by_key(|m| m.frame);
+        markers.retain(|m| m.frame < self.frames);
+        let trailer = crate::wav::cue::trailer(&markers);
         for f in self.files {
             let path = f.path().to_owned();
             let bytes = f.file_bytes();
             let committed = f.frames_committed();
             let rf64 = f.is_rf64();
-            match f.finalize() {
+            match f.finalize_with(&trailer) {
                 Ok((frames, rf64)) => reports.push(FileReport { path, frames, bytes, rf64 }),
                 Err(e) => {
                     let frames = match &e {
@@ -469,6 +492,7 @@ impl Take {
             }
         }
         let mut m = self.manifest;
+        m.markers = markers;
         m.frames = reports.iter().map(|r| r.frames).min().unwrap_or(0);
         m.gaps = gaps.to_vec();
         m.xruns = xruns;

@@ -73,12 +73,18 @@ impl Bext {
 
 /// ASCII field of fixed width: truncated on a char boundary, NUL padded.
 fn put_fixed(b: &mut Vec<u8>, s: &str, width: usize) {
+    let s = clip(s, width);
+    b.extend_from_slice(s.as_bytes());
+    b.resize(b.len() + width - s.len(), 0);
+}
+
+/// What a field of `width` bytes keeps of `s`: cut on a char boundary.
+pub fn clip(s: &str, width: usize) -> &str {
     let mut end = s.len().min(width);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    b.extend_from_slice(&s.as_bytes()[..end]);
-    b.resize(b.len() + width - end, 0);
+    &s[..end]
 }
 
 #[cfg(test)]

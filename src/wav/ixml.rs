@@ -86,13 +86,23 @@ impl Ixml {
     }
 }
 
+/// The text of the first `<tag>` element (no markup inside).
+fn value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let at = xml.find(&open)? + open.len();
+    let end = xml[at..].find('<')?;
+    Some(xml[at..at + end].trim())
+}
+
 /// JACK's frame time of a file's first frame, from the iXML text capstan
 /// wrote (`None` in files of other recorders).
 pub fn jack_frame_time(xml: &str) -> Option<u64> {
-    let tag = "<CAPSTAN_JACK_FRAME_TIME>";
-    let at = xml.find(tag)? + tag.len();
-    let end = xml[at..].find('<')?;
-    xml[at..at + end].trim().parse().ok()
+    value(xml, "CAPSTAN_JACK_FRAME_TIME")?.parse().ok()
+}
+
+/// A file's FILE_UID, from its iXML text.
+pub fn file_uid(xml: &str) -> Option<String> {
+    value(xml, "FILE_UID").filter(|u| !u.is_empty()).map(str::to_owned)
 }
 
 /// `<TAG>text</TAG>` on its own line, the text escaped.

@@ -1,13 +1,15 @@
 //! Broadcast Wave / RF64 files: the writer capstan records with, and a small
 //! header reader for verification and recovery.
 
-mod bext;
+pub mod bext;
+pub mod cue;
 mod ixml;
 mod sample_format;
 pub(crate) mod writer;
 
 pub use bext::Bext;
-pub use ixml::{jack_frame_time, new_uid, Ixml, Track};
+pub use cue::Marker;
+pub use ixml::{file_uid, jack_frame_time, new_uid, Ixml, Track};
 pub use sample_format::{quantize, SampleFormat};
 pub use writer::{WavError, WavSpec, WavWriter};
 
@@ -60,11 +62,29 @@ pub fn repair(path: &Path) -> io::Result<Repair> {
 }
 
 /// [`repair`] of a file already open for writing, whose header is `info`.
+/// A marker trailer (see [`cue`]) found right after the audio the header
+/// claims means the audio's sizes were final. A whole trailer is kept (and
+/// covered by the RIFF size); a partial one is removed (recovery writes it
+/// again from the manifest with [`append_trailer`]).
 pub fn repair_open(file: &File, info: &WavInfo) -> io::Result<Repair> {
+    use std::os::unix::fs::FileExt;
     let mut junk = [0u8; 4];
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut junk, 12)?;
-    let len = file.metadata()?.len();
+    file.read_exact_at(&mut junk, 12)?;
+    let mut len = file.metadata()?.len();
     let fb = info.spec.frame_bytes() as u64;
+    let audio_end = info.data_at + info.data_bytes + info.data_bytes % 2;
+    let mut head = [0u8; 12];
+    if len >= audio_end + 12 && file.read_exact_at(&mut head, audio_end).is_ok() && cue::is_trailer(&head) {
+        if chunks_reach(file, audio_end, len)? {
+            let after = len - info.data_at - info.data_bytes;
+            writer::write_sizes(file, info.data_at, info.data_bytes, fb, after)?;
+            file.sync_all()?;
+            let frames = info.frames();
+            return Ok(Repair { frames_before: frames, frames_after: frames, rf64: info.rf64 });
+        }
+        file.set_len(audio_end)?;
+        len = audio_end;
+    }
     let frames_after = len.saturating_sub(info.data_at) / fb;
     let data = frames_after * fb;
     if (data >= u32::MAX as u64 || info.data_at + data - 8 >= u32::MAX as u64)
@@ -74,12 +94,52 @@ pub fn repair_open(file: &File, info: &WavInfo) -> io::Result<Repair> {
         return Err(bad("file outgrew 4 GiB but has no reserved ds64 space (not written by capstan)"));
     }
     let rf64 = if frames_after != info.frames() || info.rf64 {
-        writer::write_sizes(file, info.data_at, data, fb, false)?
+        writer::write_sizes(file, info.data_at, data, fb, 0)?
     } else {
         false
     };
     file.sync_all()?;
     Ok(Repair { frames_before: info.frames(), frames_after, rf64 })
+}
+
+/// Whether whole chunks run from `at` exactly to `end`.
+fn chunks_reach(file: &File, mut at: u64, end: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    while at + 8 <= end {
+        let mut h = [0u8; 8];
+        file.read_exact_at(&mut h, at)?;
+        let size = u32::from_le_bytes(h[4..8].try_into().unwrap()) as u64;
+        at += 8 + size + size % 2;
+    }
+    Ok(at == end)
+}
+
+/// Writes `trailer` (see [`cue::trailer`]) after the audio of a file that
+/// [`repair_open`] has just made whole (`frames` frames), replacing any
+/// trailer there, durably: the RIFF size covers it only once it is on
+/// disk.
+pub fn append_trailer(file: &File, info: &WavInfo, frames: u64, trailer: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if trailer.is_empty() {
+        return Ok(());
+    }
+    let data = frames * info.spec.frame_bytes() as u64;
+    let pad = data % 2;
+    let at = info.data_at + data;
+    if pad == 1 {
+        file.write_all_at(&[0], at)?;
+    }
+    file.write_all_at(trailer, at + pad)?;
+    file.set_len(at + pad + trailer.len() as u64)?;
+    file.sync_data()?;
+    writer::write_sizes(
+        file,
+        info.data_at,
+        data,
+        info.spec.frame_bytes() as u64,
+        pad + trailer.len() as u64,
+    )?;
+    file.sync_all()
 }
 
 /// Reads the header of a RIFF/WAVE or RF64 file written by capstan (or any

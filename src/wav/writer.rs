@@ -402,14 +402,24 @@ impl WavWriter {
     /// Called only after a successful [`Self::sync`] (which, once one has
     /// failed, always fails), so nothing more is claimed after a failure.
     fn commit_synced(&mut self) -> Result<(), WavError> {
-        self.write_sizes(self.data_written, false)?;
+        self.write_sizes(self.data_written, 0)?;
         self.data_committed = self.data_written;
         Ok(())
     }
 
     /// Finishes the file: flush, pad byte if needed, final sizes, fsync.
     /// Returns the number of frames in the file and whether it is RF64.
-    pub fn finalize(mut self) -> Result<(u64, bool), WavError> {
+    pub fn finalize(self) -> Result<(u64, bool), WavError> {
+        self.finalize_with(&[])
+    }
+
+    /// [`Self::finalize`], then `trailer` (chunks such as the markers', see
+    /// [`super::cue`]) after the audio. The audio's sizes are final and
+    /// synced before the trailer is written, and the RIFF size covers the
+    /// trailer only once it is synced too: a crash in between leaves a file
+    /// whose header claims exactly its audio (recovery removes a partial
+    /// trailer and writes it again from the manifest).
+    pub fn finalize_with(mut self, trailer: &[u8]) -> Result<(u64, bool), WavError> {
         self.still_linked()?;
         if self.sync_failed {
             // The audio since the last good checkpoint may be lost: the
@@ -437,20 +447,30 @@ impl WavWriter {
             self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
         }
         self.sync("fdatasync")?;
-        self.write_sizes(self.data_written, pad)?;
+        self.write_sizes(self.data_written, pad as u64)?;
         self.data_committed = self.data_written;
+        if !trailer.is_empty() {
+            // The final sizes must be durable before anything follows the
+            // audio, or a crash could leave a stale header and a trailer
+            // that recovery would take for audio.
+            self.sync("fdatasync")?;
+            self.file.write_all(trailer).map_err(|e| self.io_err("write markers", e))?;
+            self.sync("fdatasync")?;
+            self.write_sizes(self.data_written, pad as u64 + trailer.len() as u64)?;
+        }
         self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
         Ok((self.frames_committed(), self.rf64))
     }
 
-    /// Writes the RIFF/RF64 sizes for `data` bytes of audio.
-    fn write_sizes(&mut self, data: u64, padded: bool) -> Result<(), WavError> {
+    /// Writes the RIFF/RF64 sizes for `data` bytes of audio followed by
+    /// `after` bytes (pad byte, trailing chunks).
+    fn write_sizes(&mut self, data: u64, after: u64) -> Result<(), WavError> {
         #[cfg(test)]
         if let Some(p) = &self.probe {
             p.lock().unwrap().ops.push(probe::Op::Sizes { data });
         }
         let fb = self.spec.frame_bytes() as u64;
-        match write_sizes(&self.file, self.data_at, data, fb, padded) {
+        match write_sizes(&self.file, self.data_at, data, fb, after) {
             Ok(rf64) => {
                 self.rf64 |= rf64;
                 Ok(())
@@ -513,17 +533,18 @@ pub fn reserve(path: &Path) -> Result<File, WavError> {
 }
 
 /// Writes the sizes into a capstan header whose audio starts at `data_at`
-/// and holds `data` bytes: plain RIFF sizes, or (past 4 GiB) RF64 with the
-/// reserved JUNK chunk at offset 12 turned into ds64. Returns whether the
-/// file is RF64 now.
+/// and holds `data` bytes, followed by `after` bytes (pad byte, trailing
+/// chunks): plain RIFF sizes, or (past 4 GiB) RF64 with the reserved JUNK
+/// chunk at offset 12 turned into ds64. Returns whether the file is RF64
+/// now.
 pub(crate) fn write_sizes(
     file: &File,
     data_at: u64,
     data: u64,
     frame_bytes: u64,
-    padded: bool,
+    after: u64,
 ) -> io::Result<bool> {
-    let riff = data_at + data + padded as u64 - 8;
+    let riff = data_at + data + after - 8;
     if riff >= u32::MAX as u64 || data >= u32::MAX as u64 {
         let mut ds64 = Vec::with_capacity(36);
         ds64.extend_from_slice(b"ds64");
@@ -884,6 +905,50 @@ mod tests {
         assert_eq!(info.ixml.as_deref(), Some(longer.as_str()));
         assert_eq!(info.data_at, data_at);
         assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 10);
+    }
+
+    /// Markers follow the audio; the header's sizes cover the audio, the
+    /// pad byte and the trailer; hound reads every frame. A crash after
+    /// the trailer was written but before the RIFF size covered it, or with
+    /// half a trailer, is repaired to exactly the audio (no trailer byte
+    /// taken for audio), and the trailer can be written again.
+    #[test]
+    fn markers_follow_the_audio_and_survive_a_torn_trailer() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S24 };
+        let marks = [
+            crate::wav::Marker { frame: 2, frame_time: 102, label: "a".into() },
+            crate::wav::Marker { frame: 9, frame_time: 109, label: "verse 2".into() },
+        ];
+        let trailer = crate::wav::cue::trailer(&marks);
+        let path = dir.path().join("m.wav");
+        let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+        w.append(&frames(spec, 11, 0)).unwrap(); // 33 bytes: a pad byte follows
+        assert_eq!(w.finalize_with(&trailer).unwrap().0, 11);
+        let bytes = std::fs::read(&path).unwrap();
+        let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        assert_eq!(riff + 8, bytes.len());
+        assert!(bytes.ends_with(&trailer));
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 11);
+        let whole = bytes.clone();
+        // Torn: the RIFF size still says "audio only", half a trailer on disk.
+        let info = crate::wav::read_info(&path).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        write_sizes(&f, info.data_at, info.data_bytes, 3, 1).unwrap();
+        f.set_len(bytes.len() as u64 - trailer.len() as u64 / 2).unwrap();
+        drop(f);
+        let r = crate::wav::repair(&path).unwrap();
+        assert_eq!((r.frames_before, r.frames_after), (11, 11));
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, bytes.len() - trailer.len());
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let info = crate::wav::read_info(&path).unwrap();
+        crate::wav::append_trailer(&f, &info, 11, &trailer).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "recovery writes the same file");
+        assert_eq!(crate::wav::repair(&path).unwrap().frames_after, 11, "and repair keeps it");
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        // Written again (recover run twice): the same file.
+        crate::wav::append_trailer(&f, &info, 11, &trailer).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
     }
 
     #[test]

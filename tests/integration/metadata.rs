@@ -280,3 +280,180 @@ fn time_reference_on(kind: ServerKind) {
         assert_eq!(manifest["time_reference"].as_u64(), Some(b.time_reference), "{name}");
     }
 }
+
+/// The cue points of a file: (id, sample offset), and the labels by id.
+fn cue_points(path: &Path) -> (Vec<(u32, u64)>, std::collections::HashMap<u32, String>) {
+    let all = chunks(path);
+    let cue =
+        &all.iter().find(|(id, _)| id == "cue ").unwrap_or_else(|| panic!("{}: no cue", path.display())).1;
+    let n = u32::from_le_bytes(cue[..4].try_into().unwrap()) as usize;
+    let points = (0..n)
+        .map(|i| {
+            let p = &cue[4 + 24 * i..4 + 24 * (i + 1)];
+            assert_eq!(&p[8..12], b"data");
+            let at = |k: usize| u32::from_le_bytes(p[k..k + 4].try_into().unwrap());
+            assert_eq!(at(4), at(20), "position and sample offset agree");
+            (at(0), at(20) as u64)
+        })
+        .collect();
+    let list = &all.iter().find(|(id, b)| id == "LIST" && &b[..4] == b"adtl").expect("LIST adtl").1;
+    let mut labels = std::collections::HashMap::new();
+    let mut at = 4;
+    while at + 8 <= list.len() {
+        let size = u32::from_le_bytes(list[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &list[at..at + 4] == b"labl" {
+            let body = &list[at + 8..at + 8 + size];
+            let id = u32::from_le_bytes(body[..4].try_into().unwrap());
+            let text = &body[4..];
+            labels.insert(
+                id,
+                String::from_utf8_lossy(&text[..text.iter().position(|&c| c == 0).unwrap()]).into(),
+            );
+        }
+        at += 8 + size + size % 2;
+    }
+    (points, labels)
+}
+
+fn whole(a: &rosc::OscType) -> u64 {
+    match a {
+        rosc::OscType::Double(v) if v.fract() == 0.0 => *v as u64,
+        other => panic!("expected a whole float64, got {other:?}"),
+    }
+}
+
+fn micros(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+/// `/record/mark` puts a cue point with its label at the frame the command
+/// was taken (the reply says which); in a timetagged bundle, at the frame
+/// of the timetag, future or past, checked against the system clock the
+/// source read when it wrote that frame. Markers saved before a kill -9
+/// are in the file after `capstan recover`.
+#[test]
+fn markers_are_cue_points_at_their_frames_and_survive_a_crash() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", d.port)).unwrap();
+    let send = |p: rosc::OscPacket| {
+        sock.send(&rosc::encoder::encode(&p).unwrap()).unwrap();
+        let (addr, args) = reply_on(&sock, Duration::from_secs(5)).expect("a reply");
+        assert_eq!(addr, "/reply", "{args:?}");
+        args
+    };
+    let mark = |label: &str| {
+        rosc::OscPacket::Message(rosc::OscMessage {
+            addr: "/record/mark".into(),
+            args: vec![rosc::OscType::String(label.into())],
+        })
+    };
+    let timed = |label: &str, t: std::time::SystemTime| {
+        rosc::OscPacket::Bundle(rosc::OscBundle {
+            timetag: t.try_into().unwrap(),
+            content: vec![mark(label)],
+        })
+    };
+    // Before a take: refused with code 4.
+    let (addr, args) = osc(d.port, "/record/mark", vec![]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &rosc::OscType::Int(4)), "{args:?}");
+    let start = send(rosc::OscPacket::Message(rosc::OscMessage {
+        addr: "/record/start".into(),
+        args: vec![rosc::OscType::String("marked".into())],
+    }));
+    let first = whole(&start[2]);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = micros(std::time::SystemTime::now());
+    let plain = send(mark("verse 1"));
+    let after = micros(std::time::SystemTime::now());
+    let ahead = std::time::SystemTime::now() + Duration::from_millis(400);
+    let future = send(timed("drop", ahead));
+    let back = std::time::SystemTime::now() - Duration::from_millis(150);
+    let past = send(timed("fluff", back));
+    let unnamed =
+        send(rosc::OscPacket::Message(rosc::OscMessage { addr: "/record/mark".into(), args: vec![] }));
+    std::thread::sleep(Duration::from_millis(700));
+    let stop = send(rosc::OscPacket::Message(rosc::OscMessage { addr: "/record/stop".into(), args: vec![] }));
+    let file = std::path::PathBuf::from(match &stop[4] {
+        rosc::OscType::String(f) => f.clone(),
+        other => panic!("{other:?}"),
+    });
+    let replies = [(&plain, "verse 1"), (&future, "drop"), (&past, "fluff"), (&unnamed, "M4")];
+    for (r, label) in &replies {
+        assert_eq!(r[1], rosc::OscType::String("marked".into()), "{r:?}");
+        assert_eq!(whole(&r[3]), whole(&r[2]) - first, "frame = frame time - first frame: {r:?}");
+        assert_eq!(r[4], rosc::OscType::String(label.to_string()));
+    }
+    let (_, truth) = src.stop_truth();
+    assert_take(&file, Some(&truth));
+    // Where the source's clock says each marker is.
+    let wall = |r: &Vec<rosc::OscType>| truth.wall_at(whole(&r[2])).expect("the source wrote that frame");
+    let period_us = 256 * 1_000_000 / 48_000;
+    assert!(
+        wall(&plain) + period_us >= before && wall(&plain) <= after + period_us,
+        "plain marker at {} outside [{before}, {after}]",
+        wall(&plain)
+    );
+    for (r, t) in [(&future, ahead), (&past, back)] {
+        let off = wall(r) as i64 - micros(t) as i64;
+        eprintln!("timetagged marker: {off} us from its timetag by the source's clock");
+        assert!(off.abs() <= 2000, "timetagged marker {off} us away from its timetag");
+    }
+    // The file's cue points, read from the raw chunks.
+    let (points, labels) = cue_points(&file);
+    let mut want: Vec<(u64, &str)> = replies.iter().map(|(r, l)| (whole(&r[3]), *l)).collect();
+    want.sort();
+    let got: Vec<(u64, &str)> = points.iter().map(|(id, at)| (*at, labels[id].as_str())).collect();
+    assert_eq!(got, want);
+    let m = manifest_of(&file);
+    assert_eq!(m["markers"].as_array().unwrap().len(), 4, "{m}");
+    let soxi = run({
+        let mut c = Command::new("soxi");
+        c.arg("-s").arg(&file);
+        c
+    });
+    assert_eq!(
+        text(&soxi.stdout).trim().parse::<u64>().ok(),
+        Some(capstan::wav::read_info(&file).unwrap().frames())
+    );
+
+    // A take killed after a checkpoint: its marker is in the file after
+    // `capstan recover`.
+    let src = server.source(2);
+    let start = send(rosc::OscPacket::Message(rosc::OscMessage {
+        addr: "/record/start".into(),
+        args: vec![rosc::OscType::String("crashed".into())],
+    }));
+    let files = match &start[3] {
+        rosc::OscType::String(f) => std::path::PathBuf::from(f),
+        other => panic!("{other:?}"),
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let saved = send(mark("before the crash"));
+    std::thread::sleep(Duration::from_millis(1500)); // past a checkpoint
+    let mut c = d.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    src.stop();
+    let out = run({
+        let mut c = Command::new(CAPSTAN);
+        c.arg("recover").arg(dir.path());
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (points, labels) = cue_points(&files);
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].1, whole(&saved[3]));
+    assert_eq!(labels[&points[0].0], "before the crash");
+    assert!(hound::WavReader::open(&files).unwrap().duration() as u64 > whole(&saved[3]));
+    let again = run({
+        let mut c = Command::new(CAPSTAN);
+        c.arg("recover").arg(dir.path());
+        c
+    });
+    assert!(text(&again.stdout).contains("nothing to recover"), "{}", text(&again.stdout));
+    assert_eq!(cue_points(&files).0, points);
+}
