@@ -95,6 +95,8 @@ pub struct WavWriter {
     data_written: u64,
     /// Audio bytes the on-disk header currently claims.
     data_committed: u64,
+    /// Bytes written after the audio (pad byte, marker chunks).
+    tail: u64,
     buf: Vec<u8>,
     rf64: bool,
     bext_len: usize,
@@ -143,6 +145,7 @@ impl WavWriter {
             data_at,
             data_written: 0,
             data_committed: 0,
+            tail: 0,
             buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
             rf64: false,
             bext_len: bext_body.len(),
@@ -342,7 +345,7 @@ impl WavWriter {
             let mut p = p.lock().unwrap();
             p.syncs += 1;
             let fail = p.fail_sync == Some(p.syncs);
-            p.ops.push(probe::Op::Sync { covered: self.data_written, ok: !fail });
+            p.ops.push(probe::Op::Sync { covered: self.data_written + self.tail, ok: !fail });
             if let Some(gate) = p.sync_gate.clone() {
                 drop(p);
                 gate.wait();
@@ -445,6 +448,7 @@ impl WavWriter {
         let pad = self.data_written % 2 == 1;
         if pad {
             self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
+            self.tail = 1;
         }
         self.sync("fdatasync")?;
         self.write_sizes(self.data_written, pad as u64)?;
@@ -455,6 +459,11 @@ impl WavWriter {
             // that recovery would take for audio.
             self.sync("fdatasync")?;
             self.file.write_all(trailer).map_err(|e| self.io_err("write markers", e))?;
+            self.tail += trailer.len() as u64;
+            #[cfg(test)]
+            if let Some(p) = &self.probe {
+                p.lock().unwrap().ops.push(probe::Op::Trailer { end: self.data_written + self.tail });
+            }
             self.sync("fdatasync")?;
             self.write_sizes(self.data_written, pad as u64 + trailer.len() as u64)?;
         }
@@ -467,7 +476,7 @@ impl WavWriter {
     fn write_sizes(&mut self, data: u64, after: u64) -> Result<(), WavError> {
         #[cfg(test)]
         if let Some(p) = &self.probe {
-            p.lock().unwrap().ops.push(probe::Op::Sizes { data });
+            p.lock().unwrap().ops.push(probe::Op::Sizes { data, after });
         }
         let fb = self.spec.frame_bytes() as u64;
         match write_sizes(&self.file, self.data_at, data, fb, after) {
@@ -591,8 +600,12 @@ pub(crate) mod probe {
         /// An fdatasync covering the audio written so far; `ok: false` if it
         /// failed.
         Sync { covered: u64, ok: bool },
-        /// The header now claims `data` bytes of audio.
-        Sizes { data: u64 },
+        /// The header now claims `data` bytes of audio and `after` bytes
+        /// after them (pad byte, marker chunks).
+        Sizes { data: u64, after: u64 },
+        /// Chunks after the audio (markers) written; the file ends at
+        /// `end` bytes past the audio's start.
+        Trailer { end: u64 },
     }
 
     #[derive(Debug, Default)]
@@ -638,19 +651,34 @@ pub(crate) mod probe {
         /// data was lost: Linux reports a writeback error once).
         pub fn check(&self) -> Result<(), String> {
             let (mut durable, mut failed_at) = (0u64, None::<u64>);
-            let mut claimed = 0u64;
+            let (mut claimed, mut audio, mut claim_synced) = (0u64, 0u64, false);
             for (i, op) in self.ops.iter().enumerate() {
                 match *op {
-                    Op::Data { .. } => {}
-                    Op::Sync { covered, ok: true } if failed_at.is_none() => durable = covered,
+                    Op::Data { end } => audio = end,
+                    Op::Sync { covered, ok: true } if failed_at.is_none() => {
+                        durable = covered;
+                        claim_synced = true;
+                    }
                     Op::Sync { ok: true, .. } => {}
                     Op::Sync { ok: false, .. } => {
                         failed_at.get_or_insert(claimed);
                     }
-                    Op::Sizes { data } => {
-                        if data > durable {
+                    // Bytes after the audio are safe only once the header
+                    // claims all the audio, durably: else a crash leaves a
+                    // stale header, and recovery would take them for audio.
+                    Op::Trailer { .. } if claimed != audio || !claim_synced => {
+                        return Err(format!(
+                            "op {i}: markers written while the header claims {claimed} of {audio} audio bytes \
+                             (synced: {claim_synced}): {:?}",
+                            self.ops
+                        ));
+                    }
+                    Op::Trailer { .. } => {}
+                    Op::Sizes { data, after } => {
+                        claim_synced = false;
+                        if data + after > durable {
                             return Err(format!(
-                                "op {i}: header claims {data} bytes, {durable} are synced: {:?}",
+                                "op {i}: header claims {data} + {after} bytes, {durable} are synced: {:?}",
                                 self.ops
                             ));
                         }
@@ -760,12 +788,52 @@ mod tests {
         let bad = probe::Probe {
             ops: vec![
                 probe::Op::Data { end: 8 },
-                probe::Op::Sizes { data: 8 },
+                probe::Op::Sizes { data: 8, after: 0 },
                 probe::Op::Sync { covered: 8, ok: true },
             ],
             ..Default::default()
         };
         assert!(bad.check().is_err());
+    }
+
+    /// Markers go after the audio only once the header claims all of it
+    /// durably, and the header claims the markers only once they are
+    /// synced. The check fails for either sync missing.
+    #[test]
+    fn markers_follow_a_durable_final_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = probed(dir.path(), "m.wav");
+        w.append(&frames(w.spec, 30_001, 0)).unwrap();
+        w.checkpoint().unwrap();
+        w.append(&frames(w.spec, 5, 0)).unwrap();
+        let marks = [crate::wav::Marker { frame: 7, frame_time: 7, label: "x".into() }];
+        w.finalize_with(&crate::wav::cue::trailer(&marks)).unwrap();
+        let p = p.lock().unwrap();
+        p.check().unwrap();
+        let last = p.ops.iter().rev().find_map(|o| match o {
+            probe::Op::Sizes { after, .. } => Some(*after),
+            _ => None,
+        });
+        assert!(last > Some(1), "the final header covers the markers: {:?}", p.ops);
+        // Without the sync after the final sizes, or before the sizes that
+        // cover the markers, the check fails.
+        for skip in [0, 1] {
+            let mut syncs = 0;
+            let ops: Vec<probe::Op> = p
+                .ops
+                .iter()
+                .copied()
+                .filter(|o| {
+                    let is_late_sync = matches!(o, probe::Op::Sync { .. }) && {
+                        syncs += 1;
+                        syncs == p.syncs as usize - 1 + skip
+                    };
+                    !is_late_sync
+                })
+                .collect();
+            let bad = probe::Probe { ops, ..Default::default() };
+            assert!(bad.check().is_err(), "sync {skip} from the end removed: {:?}", bad.ops);
+        }
     }
 
     /// A failed fdatasync is sticky: the next sync (which Linux lets succeed
