@@ -30,7 +30,9 @@ lat_takes=${BENCH_LATENCY_TAKES:-100}
 if [ -n "${BENCH_QUICK:-}" ]; then
   secs=5 channels="16 64" periods=1024 reps=1 lat_takes=20
 fi
-recorders=${BENCH_RECORDERS:-capstan capstan-mono jack_capture}
+# capstan-loud: capstan interleaved with EBU R 128 loudness measured
+# (`--loudness on`; `auto`, the default, measures takes of up to 8 inputs).
+recorders=${BENCH_RECORDERS:-capstan capstan-loud capstan-mono jack_capture}
 command -v jack_capture >/dev/null || {
   echo "jack_capture not installed (apt-get install jack-capture): capstan rows only" >&2
   recorders=${recorders//jack_capture/}
@@ -67,10 +69,11 @@ for period in $periods; do
         rm -rf "$out/takes"; mkdir -p "$out/takes"
         x0=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
         case $rec in
-          capstan|capstan-mono)
+          capstan|capstan-mono|capstan-loud)
             layout=interleaved; [ "$rec" = capstan-mono ] && layout=mono
+            loud=off; [ "$rec" = capstan-loud ] && loud=on
             "$bin/capstan" record -q --json --connect 'src:out_*' --duration "$secs" --layout "$layout" \
-              --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
+              --loudness "$loud" --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
           jack_capture)
             # -B 4: the same 4 s of ring per port as capstan's default.
             /usr/bin/time -f '%U %S %M' -o "$out/time.txt" jack_capture -d "$secs" -c "$ch" -p 'src:out_*' \

@@ -67,6 +67,10 @@ pub struct Manifest {
     pub xruns: u64,
     pub state: TakeState,
     pub error: Option<String>,
+    /// EBU R 128 loudness of each file (in the order of `files`), when
+    /// measured; set when the take ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loudness: Vec<crate::wav::Loudness>,
     /// Markers (`/record/mark`), in the files as cue points once final.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<crate::wav::Marker>,
@@ -214,6 +218,7 @@ mod tests {
             xruns: 0,
             state: TakeState::Recording,
             error: None,
+            loudness: Vec::new(),
             markers: Vec::new(),
             recovery: None,
             rt: None,

@@ -116,6 +116,7 @@ fn record_take(
         tape: String::new(),
         time_reference: args.format.time_reference,
         utc: args.format.utc,
+        loudness: args.format.loudness.measures(engine.port_names.len()),
     };
     #[allow(unused_mut)]
     let mut take = Take::create(spec, chrono::Local::now())?;

@@ -336,6 +336,7 @@ mod tests {
             xruns: 0,
             state,
             error: None,
+            loudness: Vec::new(),
             markers: Vec::new(),
             recovery: None,
             rt: None,

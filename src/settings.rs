@@ -49,6 +49,35 @@ pub struct TakeFormat {
     /// Time stamps in UTC instead of local time.
     #[arg(long)]
     pub utc: bool,
+    /// Measure EBU R 128 loudness (manifest, bext, status): on, off, or
+    /// auto (on for takes of up to 8 inputs, where a programme loudness
+    /// means something; it costs about 1 ms of CPU per second per input).
+    #[arg(long, value_enum, default_value_t = LoudnessMode::Auto)]
+    pub loudness: LoudnessMode,
+}
+
+/// Whether takes are measured for loudness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LoudnessMode {
+    /// On for takes of up to [`LoudnessMode::AUTO_MAX_INPUTS`] inputs.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl LoudnessMode {
+    pub const AUTO_MAX_INPUTS: usize = 8;
+
+    /// Whether a take of `inputs` inputs is measured.
+    pub fn measures(self, inputs: usize) -> bool {
+        match self {
+            LoudnessMode::Auto => inputs <= Self::AUTO_MAX_INPUTS,
+            LoudnessMode::On => true,
+            LoudnessMode::Off => false,
+        }
+    }
 }
 
 /// What the bext time_reference of a take holds.
@@ -71,6 +100,7 @@ impl Default for TakeFormat {
             buffer_seconds: defaults::BUFFER_SECONDS,
             time_reference: TimeReference::Midnight,
             utc: false,
+            loudness: LoudnessMode::Auto,
         }
     }
 }

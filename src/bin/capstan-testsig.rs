@@ -41,6 +41,10 @@ enum Cmd {
         /// it never wrote are the holes between them.
         #[arg(long)]
         truth: Option<std::path::PathBuf>,
+        /// Instead of the test signal, a 1 kHz sine at this peak level in
+        /// dBFS on every output (for loudness checks).
+        #[arg(long, allow_hyphen_values = true)]
+        tone: Option<f64>,
     },
     /// Measure a running daemon's command latency: start command to first
     /// recorded frame (JACK frame time when sent vs the take's first frame),
@@ -93,14 +97,26 @@ struct Source {
     /// its sample rate and the system clock (µs since 1970) when the cycle
     /// was written; `cycles` says how many slots are filled.
     truth: Arc<Vec<[AtomicU64; 3]>>,
+    /// Peak amplitude of a 1 kHz sine to play instead of the signal.
+    tone: Option<f64>,
 }
 
 impl jack::ProcessHandler for Source {
     fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         capstan::rt::guard(|| {
             let t = ps.last_frame_time();
+            let rate = client.sample_rate() as f64;
             for (c, p) in self.ports.iter_mut().enumerate() {
-                testsignal::fill(p.as_mut_slice(ps), t, c);
+                let out = p.as_mut_slice(ps);
+                match self.tone {
+                    Some(a) => {
+                        for (i, s) in out.iter_mut().enumerate() {
+                            let n = t.wrapping_add(i as u32) as f64;
+                            *s = (a * (2.0 * std::f64::consts::PI * 1000.0 * n / rate).sin()) as f32;
+                        }
+                    }
+                    None => testsignal::fill(out, t, c),
+                }
             }
             let i = self.cycles.load(Relaxed) as usize;
             if let Some(slot) = self.truth.get(i) {
@@ -137,6 +153,7 @@ fn source(
     name: &str,
     xrun_file: Option<&std::path::Path>,
     truth_file: Option<&std::path::Path>,
+    tone: Option<f64>,
 ) -> Result<()> {
     let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
@@ -152,7 +169,12 @@ fn source(
     let active = client
         .activate_async(
             Notes { xruns: xruns.clone(), gone: gone.clone() },
-            Source { ports, cycles: cycles.clone(), truth: truth.clone() },
+            Source {
+                ports,
+                cycles: cycles.clone(),
+                truth: truth.clone(),
+                tone: tone.map(|db| 10f64.powf(db / 20.0)),
+            },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
     let write_xruns = |n: u64| {
@@ -345,8 +367,8 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Source { channels, name, xrun_file, truth } => {
-            source(channels, &name, xrun_file.as_deref(), truth.as_deref())
+        Cmd::Source { channels, name, xrun_file, truth, tone } => {
+            source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone)
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),

@@ -78,6 +78,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
             ("callback_p99_us", Real),
             ("callback_max_us", Real),
             ("ring_high_water_percent", Real),
+            ("momentary_lufs", Real),
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),

@@ -259,6 +259,10 @@ impl Daemon {
             Some(e) => (e.capture.callback.summary(), e.disk_stats.summary()),
             None => Default::default(),
         };
+        let momentary = match &self.engine {
+            Some(e) if recording => e.disk_stats.momentary_lufs(),
+            _ => f64::NEG_INFINITY,
+        };
         vec![
             s(self.state.get().name()),
             s(id),
@@ -271,6 +275,7 @@ impl Daemon {
             OscType::Double(cb.p99_us),
             OscType::Double(cb.max_us),
             OscType::Double(disk.ring_high_water_percent),
+            OscType::Double(momentary),
         ]
     }
 

@@ -359,6 +359,7 @@ impl Daemon {
             tape: self.hosting.session.clone().unwrap_or_default(),
             time_reference: a.settings.format.time_reference,
             utc: a.settings.format.utc,
+            loudness: a.settings.format.loudness.measures(engine.port_names.len()),
         };
         Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
     }

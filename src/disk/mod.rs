@@ -19,6 +19,7 @@
 mod cursor;
 mod finalizer;
 mod history;
+pub mod loudness;
 mod report;
 mod segments;
 mod space;
@@ -463,6 +464,7 @@ impl DiskWriter {
         if let Some(a) = &self.active {
             self.stats.frames.store(a.take.frames(), Relaxed);
             self.stats.bytes.store(a.take.bytes(), Relaxed);
+            self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
             let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
             self.stats.overflow_frames.store(lost(GapCause::Overflow), Relaxed);
             self.stats.skipped_frames.store(lost(GapCause::JackSkipped) + lost(GapCause::Torn), Relaxed);

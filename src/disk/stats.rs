@@ -19,6 +19,9 @@ pub struct DiskStats {
     pub write_batches: AtomicU64,
     pub write_total_ns: AtomicU64,
     pub write_max_ns: AtomicU64,
+    /// EBU R 128 momentary loudness of the running take (f64 bits; 0:
+    /// none).
+    pub momentary: AtomicU64,
 }
 
 /// The disk side's numbers, for summaries and status.
@@ -32,6 +35,15 @@ pub struct DiskSummary {
 }
 
 impl DiskStats {
+    /// The running take's momentary loudness in LUFS (-inf: silence, not
+    /// measured or no take).
+    pub fn momentary_lufs(&self) -> f64 {
+        match self.momentary.load(Relaxed) {
+            0 => f64::NEG_INFINITY,
+            bits => f64::from_bits(bits),
+        }
+    }
+
     /// Ring and write numbers start afresh with each take.
     pub(super) fn reset_take(&self) {
         self.ring_high_water.store(0, Relaxed);

@@ -47,6 +47,8 @@ pub struct TakeSpec {
     /// What the bext time_reference holds, and in which time zone.
     pub time_reference: TimeReference,
     pub utc: bool,
+    /// Measure EBU R 128 loudness (see [`super::loudness`]).
+    pub loudness: bool,
 }
 
 #[cfg(test)]
@@ -68,6 +70,7 @@ impl TakeSpec {
             tape: String::new(),
             time_reference: TimeReference::Midnight,
             utc: false,
+            loudness: true,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Take {
     files: Vec<WavWriter>,
     bexts: Vec<Bext>,
     ixmls: Vec<Ixml>,
+    /// One loudness meter per file (none if not measured).
+    meters: Vec<super::loudness::Meter>,
     frames: u64,
 }
 
@@ -189,6 +194,7 @@ impl Take {
                 origination_time: now.format("%H:%M:%S").to_string(),
                 time_reference: 0,
                 coding_history: coding_history(spec.sample_rate, spec.format, channels),
+                loudness: Default::default(),
             };
             let track = |c: usize, interleave: usize| crate::wav::Track {
                 channel_index: c + 1,
@@ -243,6 +249,7 @@ impl Take {
             xruns: 0,
             state: TakeState::Recording,
             error: None,
+            loudness: Vec::new(),
             markers: Vec::new(),
             recovery: None,
             rt: None,
@@ -258,6 +265,14 @@ impl Take {
             crate::durable::sync_file(&manifest_file, manifest_path)
         })
         .map_err(|source| WavError::Create { path: manifest_path.to_owned(), source })?;
+        let meters = if spec.loudness {
+            files
+                .iter()
+                .filter_map(|_| super::loudness::Meter::new(channels as usize, spec.sample_rate))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Take {
             spec,
             name,
@@ -266,6 +281,7 @@ impl Take {
             files,
             bexts,
             ixmls,
+            meters,
             frames: 0,
         })
     }
@@ -400,12 +416,24 @@ impl Take {
             for (c, f) in self.files.iter_mut().enumerate() {
                 put(f, &[channel(c)])?;
             }
+            for (c, m) in self.meters.iter_mut().enumerate() {
+                m.add(n, 1, |_| channel(c));
+            }
         } else {
             let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
             put(&mut self.files[0], &chans)?;
+            if let Some(m) = self.meters.first_mut() {
+                m.add(n, channels, |c| chans[c]);
+            }
         }
         self.frames += n as u64;
         Ok(())
+    }
+
+    /// The loudest file's momentary loudness (LUFS; -inf in silence or
+    /// when not measured).
+    pub fn momentary(&self) -> f64 {
+        self.meters.iter().map(|m| m.momentary()).fold(f64::NEG_INFINITY, f64::max)
     }
 
     /// Appends `n` frames of silence on every channel; from `sparse_min`
@@ -473,6 +501,15 @@ impl Take {
         markers.sort_by_key(|m| m.frame);
         markers.retain(|m| m.frame < self.frames);
         let trailer = crate::wav::cue::trailer(&markers);
+        let loudness: Vec<crate::wav::Loudness> = self.meters.iter().map(|m| m.summary()).collect();
+        for (i, f) in self.files.iter_mut().enumerate() {
+            if let Some(l) = loudness.get(i) {
+                self.bexts[i].loudness = *l;
+                if let Err(e) = f.update_bext(&self.bexts[i]) {
+                    tracing::warn!("{}: loudness not written into the bext: {e}", f.path().display());
+                }
+            }
+        }
         for f in self.files {
             let path = f.path().to_owned();
             let bytes = f.file_bytes();
@@ -493,6 +530,7 @@ impl Take {
         }
         let mut m = self.manifest;
         m.markers = markers;
+        m.loudness = loudness;
         m.frames = reports.iter().map(|r| r.frames).min().unwrap_or(0);
         m.gaps = gaps.to_vec();
         m.xruns = xruns;

@@ -1,7 +1,7 @@
-//! The Broadcast Wave `bext` chunk (EBU Tech 3285, version 1).
+//! The Broadcast Wave `bext` chunk (EBU Tech 3285, version 2: with loudness).
 
 /// What capstan puts in a take's `bext` chunk.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bext {
     /// Free text (max 256 bytes), e.g. the take id and the ports recorded.
     pub description: String,
@@ -18,6 +18,19 @@ pub struct Bext {
     pub time_reference: u64,
     /// Coding history lines (EBU R 98 style), e.g. `A=PCM,F=48000,W=24,T=capstan`.
     pub coding_history: String,
+    /// The version 2 loudness fields (unset: 0x7FFF, "not used").
+    pub loudness: Loudness,
+}
+
+/// A file's loudness (EBU R 128), as the manifest and the bext v2 fields
+/// carry it. `None` where the audio was all below the gates (silence).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Loudness {
+    pub integrated_lufs: Option<f64>,
+    pub range_lu: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub max_momentary_lufs: Option<f64>,
+    pub max_short_term_lufs: Option<f64>,
 }
 
 /// Fixed part of the chunk body: description..reserved, in bytes.
@@ -34,9 +47,14 @@ impl Bext {
         put_fixed(&mut b, &self.origination_time, 8);
         b.extend_from_slice(&(self.time_reference as u32).to_le_bytes());
         b.extend_from_slice(&((self.time_reference >> 32) as u32).to_le_bytes());
-        b.extend_from_slice(&1u16.to_le_bytes()); // version 1: UMID present (zero), no loudness
+        b.extend_from_slice(&2u16.to_le_bytes()); // version 2: UMID (zero) and loudness
         b.extend_from_slice(&[0u8; 64]); // UMID
-        b.extend_from_slice(&[0u8; 10]); // loudness fields (version 2), unused
+        let l = &self.loudness;
+        for v in
+            [l.integrated_lufs, l.range_lu, l.true_peak_dbtp, l.max_momentary_lufs, l.max_short_term_lufs]
+        {
+            b.extend_from_slice(&hundredths(v).to_le_bytes());
+        }
         b.extend_from_slice(&[0u8; 180]); // reserved
         debug_assert_eq!(b.len(), BEXT_FIXED_LEN);
         b.extend_from_slice(self.coding_history.as_bytes());
@@ -57,6 +75,11 @@ impl Bext {
             String::from_utf8_lossy(&raw[..end]).into_owned()
         };
         let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as u64;
+        let version = u16::from_le_bytes([body[346], body[347]]);
+        let field = |at: usize| match i16::from_le_bytes([body[at], body[at + 1]]) {
+            v if version < 2 || v == i16::MAX => None,
+            v => Some(v as f64 / 100.0),
+        };
         let history = &body[BEXT_FIXED_LEN..];
         let end = history.iter().position(|&c| c == 0).unwrap_or(history.len());
         Some(Bext {
@@ -67,7 +90,22 @@ impl Bext {
             origination_time: s(330, 8),
             time_reference: u32_at(338) | (u32_at(342) << 32),
             coding_history: String::from_utf8_lossy(&history[..end]).into_owned(),
+            loudness: Loudness {
+                integrated_lufs: field(412),
+                range_lu: field(414),
+                true_peak_dbtp: field(416),
+                max_momentary_lufs: field(418),
+                max_short_term_lufs: field(420),
+            },
         })
+    }
+}
+
+/// A loudness field: hundredths, rounded and clamped; 0x7FFF when unknown.
+fn hundredths(v: Option<f64>) -> i16 {
+    match v {
+        Some(v) if v.is_finite() => (v * 100.0).round().clamp(-32768.0, 32766.0) as i16,
+        _ => i16::MAX,
     }
 }
 
@@ -100,6 +138,11 @@ mod tests {
             origination_time: "10:10:10".into(),
             time_reference: 0x1_2345_6789,
             coding_history: "A=PCM,F=48000,W=24,T=capstan\r\n".into(),
+            loudness: Loudness {
+                integrated_lufs: Some(-23.01),
+                true_peak_dbtp: Some(-1.5),
+                ..Default::default()
+            },
         }
     }
 
@@ -112,7 +155,11 @@ mod tests {
         // TimeReferenceLow at offset 338, High at 342 (EBU Tech 3285).
         assert_eq!(u32::from_le_bytes(body[338..342].try_into().unwrap()), 0x2345_6789);
         assert_eq!(u32::from_le_bytes(body[342..346].try_into().unwrap()), 1);
-        assert_eq!(u16::from_le_bytes(body[346..348].try_into().unwrap()), 1);
+        assert_eq!(u16::from_le_bytes(body[346..348].try_into().unwrap()), 2);
+        // Loudness in hundredths at 412.., unknown ones 0x7FFF.
+        assert_eq!(i16::from_le_bytes(body[412..414].try_into().unwrap()), -2301);
+        assert_eq!(i16::from_le_bytes(body[414..416].try_into().unwrap()), 0x7FFF);
+        assert_eq!(i16::from_le_bytes(body[416..418].try_into().unwrap()), -150);
         assert_eq!(Bext::decode(&body).unwrap(), b);
     }
 

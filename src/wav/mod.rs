@@ -7,7 +7,7 @@ mod ixml;
 mod sample_format;
 pub(crate) mod writer;
 
-pub use bext::Bext;
+pub use bext::{Bext, Loudness};
 pub use cue::Marker;
 pub use ixml::{file_uid, jack_frame_time, new_uid, Ixml, Track};
 pub use sample_format::{quantize, SampleFormat};

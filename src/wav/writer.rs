@@ -713,6 +713,7 @@ mod tests {
             origination_time: "12:00:00".into(),
             time_reference: 4242,
             coding_history: String::new(),
+            loudness: Default::default(),
         }
     }
 

@@ -155,11 +155,17 @@ impl JackServer {
     /// Starts the test-signal source `src` with `channels` outputs. It keeps
     /// the ground truth of which frame times it wrote ([`Source::stop_truth`]).
     pub fn source(&self, channels: usize) -> Source {
+        self.source_with(channels, &[])
+    }
+
+    /// [`Self::source`] with more `capstan-testsig source` arguments.
+    pub fn source_with(&self, channels: usize, extra: &[&str]) -> Source {
         let truth = tempfile::NamedTempFile::new().unwrap().into_temp_path();
         let mut child = self
             .cmd(TESTSIG)
             .args(["source", "--name", "src", "--channels", &channels.to_string(), "--truth"])
             .arg(&truth)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

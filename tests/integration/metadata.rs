@@ -457,3 +457,51 @@ fn markers_are_cue_points_at_their_frames_and_survive_a_crash() {
     assert!(text(&again.stdout).contains("nothing to recover"), "{}", text(&again.stdout));
     assert_eq!(cue_points(&files).0, points);
 }
+
+/// A 1 kHz sine at -20 dBFS on both inputs of a 2-input take: EBU R 128
+/// puts one such channel at -23.0 LUFS and two (weight 1.0 each) at
+/// -20.0 LUFS, true peak -20 dBTP. The manifest, the bext v2 fields (read
+/// raw) and `/record/status` during the take say so; a 12-input take
+/// (above `auto`'s limit of 8) is not measured.
+#[test]
+fn loudness_of_a_known_tone_in_manifest_bext_and_status() {
+    let server = JackServer::start(1024);
+    let src = server.source_with(2, &["--tone", "-20"]);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "2", "--connect", "src:out_*"]);
+    ctl(d.port, &["start", "tone"]);
+    std::thread::sleep(Duration::from_millis(3500));
+    let status = ctl(d.port, &["status"]);
+    let momentary = status["momentary_lufs"].as_f64().unwrap_or_else(|| panic!("{status}"));
+    assert!((momentary - -20.0).abs() < 0.2, "momentary {momentary}: {status}");
+    let stop = ctl(d.port, &["stop"]);
+    let file = std::path::PathBuf::from(stop["files"].as_str().unwrap());
+    let m = manifest_of(&file);
+    let l = &m["loudness"][0];
+    let integrated = l["integrated_lufs"].as_f64().unwrap_or_else(|| panic!("{m}"));
+    // The take's first 400 ms block starts at silence-free audio: within 0.1.
+    assert!((integrated - -20.0).abs() < 0.1, "{l}");
+    assert!(l["range_lu"].as_f64().unwrap() < 0.5, "{l}");
+    assert!((l["true_peak_dbtp"].as_f64().unwrap() - -20.0).abs() < 0.2, "{l}");
+    let b = chunk(&file, "bext");
+    let field = |at: usize| i16::from_le_bytes(b[at..at + 2].try_into().unwrap());
+    assert_eq!(u16::from_le_bytes(b[346..348].try_into().unwrap()), 2, "bext version 2");
+    assert_eq!(field(412), (integrated * 100.0).round() as i16, "LoudnessValue");
+    assert!((field(416) as f64 / 100.0 - -20.0).abs() < 0.2, "MaxTruePeakLevel {}", field(416));
+    drop(d);
+    src.stop();
+    // Twelve inputs: `auto` does not measure (the fields say "not used").
+    let src = server.source_with(12, &["--tone", "-20"]);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "12", "--connect", "src:out_*"]);
+    ctl(d.port, &["start"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ctl(d.port, &["status"])["momentary_lufs"].is_null(), "-inf: not measured");
+    let stop = ctl(d.port, &["stop"]);
+    let file = std::path::PathBuf::from(stop["files"].as_str().unwrap());
+    assert!(manifest_of(&file).get("loudness").is_none());
+    let b = chunk(&file, "bext");
+    assert_eq!(i16::from_le_bytes(b[412..414].try_into().unwrap()), 0x7FFF);
+    drop(d);
+    src.stop();
+}
