@@ -2,7 +2,8 @@
 # Installs what capstan needs to build, run and test, if it is missing:
 # JACK 2 (server, tools, headers), PipeWire with its JACK layer (the tests
 # run against both), liblo-tools (oscsend/oscdump), SuperCollider's sclang
-# (an OSC client of our users, in the tests) and sox. No recommended
+# (an OSC client of our users, in the tests), sox and flac (independent
+# readers of our files). No recommended
 # packages: sclang alone, without its IDE and server.
 set -euo pipefail
 need=()
@@ -16,6 +17,8 @@ command -v oscsend >/dev/null || need+=(liblo-tools)
 command -v sclang >/dev/null || need+=(supercollider-language)
 command -v sox >/dev/null || need+=(sox)
 command -v soxi >/dev/null || need+=(sox)
+command -v flac >/dev/null || need+=(flac)
+command -v metaflac >/dev/null || need+=(flac)
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1

@@ -11,7 +11,7 @@ use std::ffi::{CStr, CString};
 use jack::jack_sys as j;
 
 /// JACK_METADATA_PRETTY_NAME.
-pub const PRETTY_NAME: &str = "http://jack.org/metadata/pretty-name";
+pub const PRETTY_NAME: &str = "http://jackaudio.org/metadata/pretty-name";
 
 /// The UUID of the port called `name`, if it exists.
 fn port_uuid(client: &jack::Client, name: &str) -> Option<j::jack_uuid_t> {

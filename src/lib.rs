@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod disk;
 pub mod durable;
 pub mod engine;
+pub mod flac;
 pub mod jack_meta;
 pub mod lock;
 pub mod manifest;

@@ -84,7 +84,7 @@ pub fn raw_bext(path: &Path) -> RawBext {
 fn set_pretty_name(server: &JackServer, port: &str, name: &str) {
     let out = run({
         let mut c = server.cmd("jack_property");
-        c.args(["-s", "--port", port, "http://jack.org/metadata/pretty-name", name]);
+        c.args(["-s", "--port", port, "http://jackaudio.org/metadata/pretty-name", name]);
         c
     });
     assert!(out.status.success(), "jack_property: {}", text(&out.stderr));
@@ -202,7 +202,13 @@ fn ixml_names_every_track() {
         c.args(["-l", "--port", "capstan:snare"]);
         c
     });
-    assert!(text(&out.stdout).contains("snare"), "{}{}", text(&out.stdout), text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.lines().any(|l| l.contains("http://jackaudio.org/metadata/pretty-name"))
+            && listed.contains("snare"),
+        "{listed}{}",
+        text(&out.stderr)
+    );
 }
 
 /// Samples since midnight (local, or UTC) of `micros` since 1970, at `rate`.
