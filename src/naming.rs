@@ -19,6 +19,8 @@ pub enum NameError {
     Escapes(String),
     #[error("file name {0:?} contains a control character")]
     Control(String),
+    #[error("file name {0:?}: a FLAC take's file name ends in .flac")]
+    Extension(String),
 }
 
 /// Makes a string safe as part of a file name: path separators, control
@@ -30,8 +32,9 @@ pub fn sanitize(part: &str) -> String {
 }
 
 /// Checks a user-given file name (`--file`, `/record/start … filename`) and
-/// returns it with `.wav` appended if it had no extension.
-pub fn validate_user_name(name: &str) -> Result<String, NameError> {
+/// returns it with `.{ext}` appended if it had no extension. A FLAC take's
+/// name must end in `.flac` if it has an extension.
+pub fn validate_user_name(name: &str, ext: &str) -> Result<String, NameError> {
     if name.trim().is_empty() {
         return Err(NameError::Empty(name.into()));
     }
@@ -43,7 +46,11 @@ pub fn validate_user_name(name: &str) -> Result<String, NameError> {
     if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
         return Err(NameError::Escapes(name.into()));
     }
-    Ok(if p.extension().is_some() { name.to_owned() } else { format!("{name}.wav") })
+    match p.extension() {
+        None => Ok(format!("{name}.{ext}")),
+        Some(e) if ext == "flac" && e != "flac" => Err(NameError::Extension(name.into())),
+        Some(_) => Ok(name.to_owned()),
+    }
 }
 
 /// The default stem for a take starting at `when`.
@@ -53,10 +60,10 @@ pub fn default_stem(project: &str, when: DateTime<Local>, seq: u32, rev: u32) ->
 
 /// The file names of one take, before creation: one for interleaved, one per
 /// port for mono.
-pub fn file_names(stem: &str, mono_ports: Option<&[String]>) -> Vec<String> {
+pub fn file_names(stem: &str, mono_ports: Option<&[String]>, ext: &str) -> Vec<String> {
     match mono_ports {
-        None => vec![format!("{stem}.wav")],
-        Some(ports) => ports.iter().map(|p| format!("{stem}_{}.wav", sanitize(p))).collect(),
+        None => vec![format!("{stem}.{ext}")],
+        Some(ports) => ports.iter().map(|p| format!("{stem}_{}.{ext}", sanitize(p))).collect(),
     }
 }
 
@@ -81,21 +88,23 @@ mod tests {
     fn default_names_follow_the_pattern() {
         let t = Local.with_ymd_and_hms(2026, 11, 25, 9, 5, 7).unwrap();
         assert_eq!(default_stem("my show", t, 3, 1), "my_show_20261125_090507_003_v1");
-        assert_eq!(file_names("s", None), vec!["s.wav"]);
+        assert_eq!(file_names("s", None, "wav"), vec!["s.wav"]);
         assert_eq!(
-            file_names("s", Some(&["in_1".into(), "kick mic".into()])),
+            file_names("s", Some(&["in_1".into(), "kick mic".into()]), "wav"),
             vec!["s_in_1.wav", "s_kick_mic.wav"]
         );
     }
 
     #[test]
     fn user_names_cannot_escape_the_directory() {
-        assert_eq!(validate_user_name("kick").unwrap(), "kick.wav");
-        assert_eq!(validate_user_name("kick-mic.wav").unwrap(), "kick-mic.wav");
+        assert_eq!(validate_user_name("kick", "wav").unwrap(), "kick.wav");
+        assert_eq!(validate_user_name("kick-mic.wav", "wav").unwrap(), "kick-mic.wav");
         for bad in ["../x.wav", "/etc/passwd", "a/b.wav", "..", ".", ""] {
-            assert!(validate_user_name(bad).is_err(), "{bad:?} accepted");
+            assert!(validate_user_name(bad, "wav").is_err(), "{bad:?} accepted");
         }
-        assert!(matches!(validate_user_name("a\nb"), Err(NameError::Control(_))));
+        assert!(matches!(validate_user_name("a\nb", "wav"), Err(NameError::Control(_))));
+        assert_eq!(validate_user_name("kick", "flac").unwrap(), "kick.flac");
+        assert!(matches!(validate_user_name("kick.wav", "flac"), Err(NameError::Extension(_))));
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
         }
     }
     args.format.validate().map_err(anyhow::Error::msg)?;
-    let file = args.file.as_deref().map(naming::validate_user_name).transpose()?;
+    let ext = args.format.file_format.ext();
+    let file = args.file.as_deref().map(|f| naming::validate_user_name(f, ext)).transpose()?;
 
     // The directory's lock first: a second capstan on the same directory
     // stops here, before it touches JACK. If JACK then turns out to be
@@ -70,6 +71,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     if sources.len() > n_ports {
         return Err(ports::SelectError::TooMany { matched: sources.len(), ports: n_ports }.into());
     }
+    args.format.check_channels(n_ports).map_err(anyhow::Error::msg)?;
     let engine = Engine::start(
         client,
         &crate::ports::default_names(n_ports),
@@ -117,6 +119,7 @@ fn record_take(
         time_reference: args.format.time_reference,
         utc: args.format.utc,
         loudness: args.format.loudness.measures(engine.port_names.len()),
+        file_format: args.format.file_format,
     };
     #[allow(unused_mut)]
     let mut take = Take::create(spec, chrono::Local::now())?;

@@ -96,8 +96,17 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut files = Vec::new();
     for f in &opened {
-        let r =
-            wav::repair_open(&f.file, &f.info).with_context(|| format!("repairing {}", f.path.display()))?;
+        let r = match &f.info {
+            Some(info) => wav::repair_open(&f.file, info),
+            // FLAC: a torn last frame is cut off, STREAMINFO claims the
+            // whole frames (MD5 zero: unknown).
+            None => crate::flac::scan::repair(&f.file).map(|r| wav::Repair {
+                frames_before: r.frames_before,
+                frames_after: r.frames_after,
+                rf64: false,
+            }),
+        }
+        .with_context(|| format!("repairing {}", f.path.display()))?;
         files.push((f.path.clone(), r));
     }
     let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
@@ -107,8 +116,10 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
     m.markers.retain(|k| k.frame < frames);
     let trailer = wav::cue::trailer(&m.markers);
     for (f, (_, r)) in opened.iter().zip(&files) {
-        wav::append_trailer(&f.file, &f.info, r.frames_after, &trailer)
-            .with_context(|| format!("writing markers into {}", f.path.display()))?;
+        if let Some(info) = &f.info {
+            wav::append_trailer(&f.file, info, r.frames_after, &trailer)
+                .with_context(|| format!("writing markers into {}", f.path.display()))?;
+        }
     }
     m.frames = frames;
     m.state = TakeState::Recovered;

@@ -54,6 +54,30 @@ pub struct TakeFormat {
     /// means something; it costs about 1 ms of CPU per second per input).
     #[arg(long, value_enum, default_value_t = LoudnessMode::Auto)]
     pub loudness: LoudnessMode,
+    /// File format: wav (Broadcast Wave/RF64) or flac (lossless, s16/s24,
+    /// at most 8 channels per file: use --layout mono for more inputs).
+    #[arg(long = "format", value_enum, default_value_t = FileFormat::Wav)]
+    #[serde(rename = "format")]
+    pub file_format: FileFormat,
+}
+
+/// What the takes' files are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Wav,
+    Flac,
+}
+
+impl FileFormat {
+    /// The files' extension, without the dot.
+    pub fn ext(self) -> &'static str {
+        match self {
+            FileFormat::Wav => "wav",
+            FileFormat::Flac => "flac",
+        }
+    }
 }
 
 /// Whether takes are measured for loudness.
@@ -101,6 +125,7 @@ impl Default for TakeFormat {
             time_reference: TimeReference::Midnight,
             utc: false,
             loudness: LoudnessMode::Auto,
+            file_format: FileFormat::Wav,
         }
     }
 }
@@ -119,8 +144,24 @@ impl TakeFormat {
         self.project.as_deref().unwrap_or(defaults::PROJECT)
     }
 
+    /// Whether a take of `inputs` inputs fits the format: a FLAC file holds
+    /// at most 8 channels.
+    pub fn check_channels(&self, inputs: usize) -> Result<(), String> {
+        let max = crate::flac::MAX_CHANNELS;
+        if self.file_format == FileFormat::Flac && self.layout == Layout::Interleaved && inputs > max {
+            return Err(format!(
+                "a FLAC file holds at most {max} channels, and {inputs} inputs were asked for in one \
+                 interleaved file: use --layout mono (one FLAC file per input), or --format wav"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         range("buffer_seconds", self.buffer_seconds, 0.5, 600.0)?;
+        if self.file_format == FileFormat::Flac {
+            crate::flac::FlacSpec::new(1, 48_000, self.sample_format)?;
+        }
         if self.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
             return Err("project must not be empty".into());
         }
@@ -208,6 +249,7 @@ impl Settings {
             return Err(format!("ports must be between 1 and 1024, got {}", self.ports));
         }
         crate::ports::input_names(self.ports as usize, &self.port_names)?;
+        self.format.check_channels(self.ports as usize)?;
         range("preroll", self.preroll, 0.0, 600.0)?;
         self.format.validate()?;
         range("min_minutes", self.min_minutes, 0.0, 1e6)?;

@@ -46,7 +46,8 @@ pub enum NotOurs {
 pub struct TakeFile {
     pub path: PathBuf,
     pub file: File,
-    pub info: wav::WavInfo,
+    /// The WAV header; `None` for a FLAC file.
+    pub info: Option<wav::WavInfo>,
 }
 
 /// Whether `name` names an entry of a directory itself (not a path).
@@ -93,6 +94,20 @@ pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) 
     }
     let (path, mut file) = open_regular(dir, name, write)?;
     let foreign = |why: String| NotOurs::Foreign { path: path.clone(), take: take.to_owned(), why };
+    // A FLAC file says whose it is in its comments.
+    if let Some(comments) = crate::flac::read_comments(&file).map_err(|e| foreign(e.to_string()))? {
+        let tag = |k| crate::flac::comment(&comments, k);
+        if tag("CAPSTAN_TAKE") != Some(take) {
+            return Err(foreign(format!("its CAPSTAN_TAKE is {:?}", tag("CAPSTAN_TAKE"))));
+        }
+        if tag("CAPSTAN_FILE_UID") != uid {
+            return Err(foreign(format!(
+                "its FILE_UID {:?} is not the one the manifest lists ({uid:?})",
+                tag("CAPSTAN_FILE_UID")
+            )));
+        }
+        return Ok(TakeFile { path, file, info: None });
+    }
     let info = wav::read_info_from(&mut file).map_err(|e| foreign(e.to_string()))?;
     match &info.bext {
         Some(b) if b.originator == "capstan" && b.originator_reference == wav::bext::clip(take, 32) => {}
@@ -106,7 +121,7 @@ pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) 
             return Err(foreign(format!("its FILE_UID {found} is not the one the manifest lists ({uid:?})")));
         }
     }
-    Ok(TakeFile { path, file, info })
+    Ok(TakeFile { path, file, info: Some(info) })
 }
 
 /// The take name of a manifest path (`<take>.take.json`).

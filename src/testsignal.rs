@@ -89,12 +89,21 @@ impl Verdict {
 /// at the start are not checked (the sparse lead-in of the RF64 test); the
 /// signal is expected from frame `skip` on, starting at `first_frame_time`.
 pub fn verify(path: &Path, first_channel: usize, skip: u64) -> io::Result<Verdict> {
+    verify_at(path, first_channel, skip, None)
+}
+
+/// [`verify`] with the JACK frame time of the file's first frame given
+/// (`first_frame_time`), e.g. for a WAV decoded from a FLAC take.
+pub fn verify_at(
+    path: &Path,
+    first_channel: usize,
+    skip: u64,
+    first_frame_time: Option<u64>,
+) -> io::Result<Verdict> {
     let info = wav::read_info(path)?;
     // JACK's frame time: iXML keeps it when the bext holds the time of day.
-    let t0 = info
-        .ixml
-        .as_deref()
-        .and_then(wav::jack_frame_time)
+    let t0 = first_frame_time
+        .or_else(|| info.ixml.as_deref().and_then(wav::jack_frame_time))
         .or_else(|| info.bext.as_ref().map(|b| b.time_reference))
         .unwrap_or(0);
     let fmt = info.spec.format;

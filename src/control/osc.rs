@@ -70,6 +70,7 @@ pub enum Command {
     ConfigPorts(u16),
     ConfigSampleFormat(crate::wav::SampleFormat),
     ConfigLayout(crate::disk::Layout),
+    ConfigFormat(crate::settings::FileFormat),
     ConfigPreroll(f64),
 }
 
@@ -220,6 +221,16 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
             let name = one_string(m)?;
             Command::ConfigSampleFormat(name.parse().map_err(|e: String| Refusal::new(Code::BadArgs, e))?)
         }
+        "/config/format" => match one_string(m)?.to_ascii_lowercase().as_str() {
+            "wav" => Command::ConfigFormat(crate::settings::FileFormat::Wav),
+            "flac" => Command::ConfigFormat(crate::settings::FileFormat::Flac),
+            other => {
+                return Err(Refusal::new(
+                    Code::BadArgs,
+                    format!("/config/format needs wav or flac, got {other:?}"),
+                ))
+            }
+        },
         "/config/layout" => match one_string(m)?.to_ascii_lowercase().as_str() {
             "interleaved" => Command::ConfigLayout(crate::disk::Layout::Interleaved),
             "mono" => Command::ConfigLayout(crate::disk::Layout::Mono),
@@ -491,6 +502,10 @@ mod tests {
             Command::ConfigLayout(Layout::Mono)
         );
         assert_eq!(
+            one(&msg("/config/format", vec![s("FLAC")])).unwrap(),
+            Command::ConfigFormat(crate::settings::FileFormat::Flac)
+        );
+        assert_eq!(
             one(&msg("/config/preroll", vec![OscType::Double(2.5)])).unwrap(),
             Command::ConfigPreroll(2.5)
         );
@@ -505,6 +520,7 @@ mod tests {
             msg("/config/preroll", vec![OscType::Double(f64::INFINITY)]),
             msg("/config/sample_format", vec![s("mp3")]),
             msg("/config/layout", vec![s("stereo")]),
+            msg("/config/format", vec![s("mp3")]),
             msg("/config/get", vec![OscType::Int(1)]),
         ] {
             assert_eq!(code(&bad), Code::BadArgs);

@@ -91,6 +91,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/config/preroll", &[("seconds", Real)]),
     ("/config/sample_format", &[("format", Text)]),
     ("/config/layout", &[("layout", Text)]),
+    ("/config/format", &[("format", Text)]),
 ];
 
 /// Pushed messages (feedback) and `/error`.

@@ -103,14 +103,16 @@ impl Daemon {
             }
             Command::ConfigGet => now(self.config_values()),
             Command::ConfigSampleFormat(f) => {
-                self.args.settings.format.sample_format = f;
-                self.config_changed = true;
+                self.set_format(|t| t.sample_format = f)?;
                 now(vec![s(f.to_string())])
             }
             Command::ConfigLayout(l) => {
-                self.args.settings.format.layout = l;
-                self.config_changed = true;
+                self.set_format(|t| t.layout = l)?;
                 now(vec![s(layout_name(l))])
+            }
+            Command::ConfigFormat(f) => {
+                self.set_format(|t| t.file_format = f)?;
+                now(vec![s(f.ext().to_string())])
             }
             Command::ConfigPorts(n) => {
                 // Named inputs beyond the new count are dropped with them.
@@ -174,7 +176,20 @@ impl Daemon {
             }),
             s("utc"),
             OscType::Int(a.settings.format.utc as i32),
+            s("format"),
+            s(a.settings.format.file_format.ext()),
         ]
+    }
+
+    /// Changes how the next take is written, if the settings stay valid
+    /// together (FLAC needs s16/s24, and the mono layout above 8 inputs).
+    fn set_format(&mut self, change: impl FnOnce(&mut crate::settings::TakeFormat)) -> Result<(), Refusal> {
+        let mut candidate = self.args.settings.clone();
+        change(&mut candidate.format);
+        candidate.validate().map_err(|e| Refusal::new(Code::Config, e))?;
+        self.args.settings = candidate;
+        self.config_changed = true;
+        Ok(())
     }
 
     /// Changes a setting that shapes the JACK client (ports, pre-roll): only

@@ -332,9 +332,10 @@ impl Daemon {
             return Err(Refusal::new(Code::JackGone, "JACK server shut down"));
         }
         let file = match file {
-            Some(f) => {
-                Some(naming::validate_user_name(&f).map_err(|e| Refusal::new(Code::File, e.to_string()))?)
-            }
+            Some(f) => Some(
+                naming::validate_user_name(&f, self.args.settings.format.file_format.ext())
+                    .map_err(|e| Refusal::new(Code::File, e.to_string()))?,
+            ),
             None => None,
         };
         self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
@@ -360,6 +361,7 @@ impl Daemon {
             time_reference: a.settings.format.time_reference,
             utc: a.settings.format.utc,
             loudness: a.settings.format.loudness.measures(engine.port_names.len()),
+            file_format: a.settings.format.file_format,
         };
         Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
     }

@@ -36,7 +36,7 @@ impl DiskWriter {
         let mut spec = a.take.spec.clone();
         spec.sample_rate = rate;
         let base = a.segments.first().map_or(&a.take.name, |s| &s.name);
-        spec.file = Some(format!("{base}_seg{index}.wav"));
+        spec.file = Some(format!("{base}_seg{index}.{}", spec.file_format.ext()));
         spec.take_id = Some(a.take.take_id().to_owned());
         // `--duration` covers the whole take: what is left of it, in time.
         spec.max_frames = a.take.spec.max_frames.map(|_| {

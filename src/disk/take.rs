@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
+use super::audiofile::AudioFile;
 use super::Gap;
 use crate::manifest::{Continuation, Manifest, PortInfo, RtStats, TakeState};
 use crate::naming;
+use crate::settings::FileFormat;
 use crate::settings::TimeReference;
 use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavSpec, WavWriter};
 
@@ -49,6 +51,8 @@ pub struct TakeSpec {
     pub utc: bool,
     /// Measure EBU R 128 loudness (see [`super::loudness`]).
     pub loudness: bool,
+    /// WAV or FLAC files.
+    pub file_format: FileFormat,
 }
 
 #[cfg(test)]
@@ -71,6 +75,7 @@ impl TakeSpec {
             time_reference: TimeReference::Midnight,
             utc: false,
             loudness: true,
+            file_format: FileFormat::Wav,
         }
     }
 }
@@ -81,7 +86,7 @@ pub struct Take {
     pub name: String,
     manifest: Manifest,
     manifest_path: PathBuf,
-    files: Vec<WavWriter>,
+    files: Vec<AudioFile>,
     bexts: Vec<Bext>,
     ixmls: Vec<Ixml>,
     /// One loudness meter per file (none if not measured).
@@ -118,16 +123,22 @@ impl Take {
     pub fn create(spec: TakeSpec, now: DateTime<Local>) -> Result<Take, WavError> {
         let mono = spec.layout == Layout::Mono;
         let ports = mono.then_some(spec.port_names.as_slice());
+        let ext = spec.file_format.ext();
         if let Some(file) = &spec.file {
-            let stem = file.strip_suffix(".wav").unwrap_or(file);
-            let names = if mono { naming::file_names(stem, ports) } else { vec![file.clone()] };
+            let stem = file.strip_suffix(&format!(".{ext}")).unwrap_or(file);
+            let names = if mono { naming::file_names(stem, ports, ext) } else { vec![file.clone()] };
             return Self::create_files(spec.clone(), stem.to_owned(), &names, now);
         }
         let mut seq = 1;
         loop {
             let stem = naming::default_stem(&spec.project, now, seq, 1);
             if !naming::stem_taken(&spec.dir, &stem) {
-                match Self::create_files(spec.clone(), stem.clone(), &naming::file_names(&stem, ports), now) {
+                match Self::create_files(
+                    spec.clone(),
+                    stem.clone(),
+                    &naming::file_names(&stem, ports, ext),
+                    now,
+                ) {
                     Err(WavError::Exists { .. }) => {} // lost a race: next number
                     other => return other,
                 }
@@ -181,7 +192,18 @@ impl Take {
         let wspec = WavSpec { channels, sample_rate: spec.sample_rate, format: spec.format };
         let take_id = spec.take_id.clone().unwrap_or_else(|| name.clone());
         let family = mono.then(crate::wav::new_uid);
-        let mut files: Vec<WavWriter> = Vec::with_capacity(names.len());
+        let flac = match spec.file_format {
+            FileFormat::Wav => None,
+            FileFormat::Flac => {
+                Some(crate::flac::FlacSpec::new(channels, spec.sample_rate, spec.format).map_err(|e| {
+                    WavError::Create {
+                        path: spec.dir.join(&names[0]),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                    }
+                })?)
+            }
+        };
+        let mut files: Vec<AudioFile> = Vec::with_capacity(names.len());
         let mut bexts = Vec::with_capacity(names.len());
         let mut ixmls = Vec::with_capacity(names.len());
         for (i, (file, path)) in audio.into_iter().enumerate() {
@@ -217,7 +239,15 @@ impl Take {
                     (0..spec.port_names.len()).map(|c| track(c, c + 1)).collect()
                 },
             };
-            files.push(WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?);
+            files.push(match flac {
+                None => AudioFile::Wav(WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?),
+                Some(fs) => AudioFile::Flac(Box::new(crate::flac::FlacWriter::start(
+                    file,
+                    &path,
+                    fs,
+                    &super::audiofile::flac_comments(&bext, &ixml),
+                )?)),
+            });
             bexts.push(bext);
             ixmls.push(ixml);
         }
@@ -319,10 +349,9 @@ impl Take {
             b.time_reference = time_reference;
             b.origination_date = stamp.date.clone();
             b.origination_time = stamp.time.clone();
-            f.update_bext(b)?;
             x.samples_since_midnight = stamp.samples_since_midnight;
             x.jack_frame_time = Some(frame_time);
-            f.update_ixml(&x.encode())?;
+            f.update_meta(b, x)?;
         }
         self.manifest.first_frame_time = Some(frame_time);
         self.manifest.time_reference = Some(time_reference);
@@ -364,7 +393,7 @@ impl Take {
         for ((f, b), x) in self.files.iter_mut().zip(&mut self.bexts).zip(&mut self.ixmls) {
             b.coding_history = b.coding_history.replace(&old, &format!("F={rate},"));
             x.sample_rate = rate;
-            f.set_sample_rate(rate, b, &x.encode())?;
+            f.set_sample_rate(rate, b, x)?;
         }
         self.manifest.sample_rate = rate;
         self.save_manifest()
@@ -406,22 +435,17 @@ impl Take {
         let format = self.spec.format;
         let channels = self.spec.port_names.len();
         // One encoder for both layouts: a mono file is a one-channel
-        // interleave. Each file's buffer grows once per call, not per sample,
-        // and its bytes are written once (no zero-fill first).
-        let put = |f: &mut WavWriter, chans: &[Option<&[f32]>]| {
-            format.append_frames(f.buffer(), chans, n);
-            f.commit_buffer()
-        };
+        // interleave.
         if self.spec.layout == Layout::Mono {
             for (c, f) in self.files.iter_mut().enumerate() {
-                put(f, &[channel(c)])?;
+                f.append(n, &[channel(c)], format)?;
             }
             for (c, m) in self.meters.iter_mut().enumerate() {
                 m.add(n, 1, |_| channel(c));
             }
         } else {
             let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
-            put(&mut self.files[0], &chans)?;
+            self.files[0].append(n, &chans, format)?;
             if let Some(m) = self.meters.first_mut() {
                 m.add(n, channels, |c| chans[c]);
             }
@@ -442,8 +466,9 @@ impl Take {
         if n < sparse_min {
             return self.write(n as usize, |_| None);
         }
+        let channels = if self.spec.layout == Layout::Mono { 1 } else { self.spec.port_names.len() };
         for f in &mut self.files {
-            f.append_silence_sparse(n)?;
+            f.append_silence(n, channels)?;
         }
         self.frames += n;
         Ok(())
@@ -456,10 +481,7 @@ impl Take {
 
     /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
-        match self.files.as_mut_slice() {
-            [one] => one.checkpoint(),
-            many => WavWriter::checkpoint_many(many),
-        }
+        AudioFile::checkpoint_all(&mut self.files)
     }
 
     /// Finalizes every file, even if one fails, and the manifest (complete,
@@ -472,7 +494,9 @@ impl Take {
         p: std::sync::Arc<std::sync::Mutex<crate::wav::writer::probe::Probe>>,
     ) {
         for f in &mut self.files {
-            f.probe = Some(p.clone());
+            if let AudioFile::Wav(w) = f {
+                w.probe = Some(p.clone());
+            }
         }
     }
 
@@ -481,8 +505,9 @@ impl Take {
     #[cfg(feature = "test-hooks")]
     pub fn lead_in_silence(&mut self, n: u64) -> Result<(), WavError> {
         assert_eq!(self.frames, 0, "a lead-in comes before any audio");
+        let channels = if self.spec.layout == Layout::Mono { 1 } else { self.spec.port_names.len() };
         for f in &mut self.files {
-            f.append_silence_sparse(n)?;
+            f.append_silence(n, channels)?;
         }
         self.frames = n;
         Ok(())
@@ -505,7 +530,7 @@ impl Take {
         for (i, f) in self.files.iter_mut().enumerate() {
             if let Some(l) = loudness.get(i) {
                 self.bexts[i].loudness = *l;
-                if let Err(e) = f.update_bext(&self.bexts[i]) {
+                if let Err(e) = f.update_meta(&self.bexts[i], &self.ixmls[i]) {
                     tracing::warn!("{}: loudness not written into the bext: {e}", f.path().display());
                 }
             }
@@ -515,7 +540,7 @@ impl Take {
             let bytes = f.file_bytes();
             let committed = f.frames_committed();
             let rf64 = f.is_rf64();
-            match f.finalize_with(&trailer) {
+            match f.finalize(&trailer) {
                 Ok((frames, rf64)) => reports.push(FileReport { path, frames, bytes, rf64 }),
                 Err(e) => {
                     let frames = match &e {

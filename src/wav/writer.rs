@@ -395,6 +395,11 @@ impl WavWriter {
     /// whose error is its own: `syncfs` would flush other processes' data
     /// too and, before Linux 5.8, miss errors), then each header is updated.
     pub fn checkpoint_many(files: &mut [WavWriter]) -> Result<(), WavError> {
+        Self::checkpoint_refs(&mut files.iter_mut().collect::<Vec<_>>())
+    }
+
+    /// [`Self::checkpoint_many`] of files held by reference.
+    pub fn checkpoint_refs(files: &mut [&mut WavWriter]) -> Result<(), WavError> {
         files.iter_mut().try_for_each(|f| f.flush())?;
         files.iter().try_for_each(|f| f.still_linked())?;
         files.iter_mut().try_for_each(|f| f.sync("fdatasync"))?;

@@ -401,7 +401,12 @@ pub fn assert_position_exact(
     gaps: &[(u64, u64)],
     truth: Option<&Truth>,
 ) -> capstan::testsignal::Verdict {
-    let v = capstan::testsignal::verify(path, first_channel, 0).unwrap();
+    let decoded = flac_decoded(path);
+    let (path, t0) = match &decoded {
+        Some((wav, t0)) => (&**wav, Some(*t0)),
+        None => (path, None),
+    };
+    let v = capstan::testsignal::verify_at(path, first_channel, 0, t0).unwrap();
     assert_eq!(v.torn, 0, "{}: channels misaligned: {v:?}", path.display());
     assert_eq!(v.mismatched, 0, "{}: frames away from their frame time: {v:?}", path.display());
     let silent: Vec<(u64, u64)> = v.silent.iter().map(|r| (r.at, r.frames)).collect();
@@ -430,6 +435,27 @@ pub fn assert_position_exact(
         }
     }
     v
+}
+
+/// A FLAC take file checked by the reference tools: `flac -t` passes, and
+/// `flac -d` decodes it to a WAV (returned with the JACK frame time of its
+/// first frame, from the CAPSTAN_JACK_FRAME_TIME tag via `metaflac`).
+/// `None` for any other file.
+pub fn flac_decoded(path: &Path) -> Option<(tempfile::TempPath, u64)> {
+    if path.extension().is_none_or(|e| e != "flac") {
+        return None;
+    }
+    let t = Command::new("flac").args(["-t", "-s"]).arg(path).output().expect("flac (apt-get install flac)");
+    assert!(t.status.success(), "flac -t {}: {}", path.display(), text(&t.stderr));
+    let wav = tempfile::Builder::new().suffix(".wav").tempfile().unwrap().into_temp_path();
+    let d = Command::new("flac").args(["-d", "-s", "-f", "-o"]).arg(&wav).arg(path).output().unwrap();
+    assert!(d.status.success(), "flac -d {}: {}", path.display(), text(&d.stderr));
+    let tag = Command::new("metaflac").arg("--show-tag=CAPSTAN_JACK_FRAME_TIME").arg(path).output().unwrap();
+    let t0 =
+        text(&tag.stdout).trim().split_once('=').and_then(|(_, v)| v.parse().ok()).unwrap_or_else(|| {
+            panic!("{}: no CAPSTAN_JACK_FRAME_TIME tag: {}", path.display(), text(&tag.stdout))
+        });
+    Some((wav, t0))
 }
 
 /// The manifest beside a take's file (interleaved: same stem).

@@ -3,6 +3,7 @@
 
 mod clients;
 mod daemon;
+mod flac;
 mod harness;
 mod metadata;
 mod record;

@@ -90,7 +90,7 @@ fn set_pretty_name(server: &JackServer, port: &str, name: &str) {
     assert!(out.status.success(), "jack_property: {}", text(&out.stderr));
 }
 
-fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
+pub fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
     let mut c = Command::new(CAPSTAN);
     c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
     let out = run(c);
