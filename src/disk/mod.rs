@@ -16,7 +16,7 @@
 //! - `take`: one take's files and manifest; `report`, `stats`: what the
 //!   thread is told and tells.
 
-mod audiofile;
+pub(crate) mod audiofile;
 mod cursor;
 mod finalizer;
 mod history;

@@ -1,0 +1,227 @@
+//! Creating a take's files: names (never an existing one), every name
+//! reserved before anything is written, the header metadata of each file
+//! (bext, iXML or FLAC comments) and the first manifest.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local};
+
+use super::{AudioFile, Layout, Take, TakeSpec};
+use crate::manifest::{Manifest, PortInfo, TakeState};
+use crate::naming;
+use crate::settings::FileFormat;
+use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavSpec, WavWriter};
+
+impl Take {
+    /// Picks names and creates every file (O_EXCL). On failure nothing is
+    /// left behind: files this call created are removed again.
+    pub fn create(spec: TakeSpec, now: DateTime<Local>) -> Result<Take, WavError> {
+        let mono = spec.layout == Layout::Mono;
+        let ports = mono.then_some(spec.port_names.as_slice());
+        let ext = spec.file_format.ext();
+        if let Some(file) = &spec.file {
+            let stem = file.strip_suffix(&format!(".{ext}")).unwrap_or(file);
+            let names = if mono { naming::file_names(stem, ports, ext) } else { vec![file.clone()] };
+            return Self::create_files(spec.clone(), stem.to_owned(), &names, now);
+        }
+        let mut seq = 1;
+        loop {
+            let stem = naming::default_stem(&spec.project, now, seq, 1);
+            if !naming::stem_taken(&spec.dir, &stem) {
+                match Self::create_files(
+                    spec.clone(),
+                    stem.clone(),
+                    &naming::file_names(&stem, ports, ext),
+                    now,
+                ) {
+                    Err(WavError::Exists { .. }) => {} // lost a race: next number
+                    other => return other,
+                }
+            }
+            seq += 1;
+        }
+    }
+
+    /// Creates the take's files named `names` and its manifest. Every name
+    /// is reserved (O_EXCL) before anything is written into any of them, so
+    /// a take can never replace another take's file or manifest; on any
+    /// failure everything reserved is removed again.
+    fn create_files(
+        spec: TakeSpec,
+        name: String,
+        names: &[String],
+        now: DateTime<Local>,
+    ) -> Result<Take, WavError> {
+        let manifest_path = Manifest::path(&spec.dir, &name);
+        let mut reserved: Vec<PathBuf> = Vec::with_capacity(names.len() + 1);
+        let result = Self::reserve_and_write(spec, name, names, now, &manifest_path, &mut reserved);
+        if result.is_err() {
+            for p in &reserved {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    fn reserve_and_write(
+        spec: TakeSpec,
+        name: String,
+        names: &[String],
+        now: DateTime<Local>,
+        manifest_path: &Path,
+        reserved: &mut Vec<PathBuf>,
+    ) -> Result<Take, WavError> {
+        let mut manifest_file = crate::wav::writer::reserve(manifest_path)?;
+        reserved.push(manifest_path.to_owned());
+        let mut audio = Vec::with_capacity(names.len());
+        for n in names {
+            let path = spec.dir.join(n);
+            audio.push((crate::wav::writer::reserve(&path)?, path.clone()));
+            reserved.push(path);
+        }
+        // New names must survive a crash as well as their content.
+        crate::durable::sync_dir(&spec.dir)
+            .map_err(|source| WavError::Create { path: spec.dir.clone(), source })?;
+        let mono = spec.layout == Layout::Mono;
+        let channels = if mono { 1 } else { spec.port_names.len() as u16 };
+        let wspec = WavSpec { channels, sample_rate: spec.sample_rate, format: spec.format };
+        let take_id = spec.take_id.clone().unwrap_or_else(|| name.clone());
+        let family = mono.then(crate::wav::new_uid);
+        let flac = match spec.file_format {
+            FileFormat::Wav => None,
+            FileFormat::Flac => {
+                Some(crate::flac::FlacSpec::new(channels, spec.sample_rate, spec.format).map_err(|e| {
+                    WavError::Create {
+                        path: spec.dir.join(&names[0]),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                    }
+                })?)
+            }
+        };
+        let mut files: Vec<AudioFile> = Vec::with_capacity(names.len());
+        let mut bexts = Vec::with_capacity(names.len());
+        let mut ixmls = Vec::with_capacity(names.len());
+        for (i, (file, path)) in audio.into_iter().enumerate() {
+            let ports = if mono { spec.port_names[i].clone() } else { spec.port_names.join(",") };
+            let bext = Bext {
+                description: format!("capstan take {take_id}; project {}; ports {ports}", spec.project),
+                originator: "capstan".into(),
+                originator_reference: name.clone(),
+                origination_date: now.format("%Y-%m-%d").to_string(),
+                origination_time: now.format("%H:%M:%S").to_string(),
+                time_reference: 0,
+                coding_history: coding_history(spec.sample_rate, spec.format, channels),
+                loudness: Default::default(),
+            };
+            let track = |c: usize, interleave: usize| crate::wav::Track {
+                channel_index: c + 1,
+                interleave_index: interleave,
+                name: spec.track_names.get(c).unwrap_or(&spec.port_names[c]).clone(),
+            };
+            let ixml = Ixml {
+                project: spec.project.clone(),
+                take: take_id.clone(),
+                tape: spec.tape.clone(),
+                file_uid: crate::wav::new_uid(),
+                file_set: family.clone().map(|f| (f, i + 1, names.len())),
+                sample_rate: spec.sample_rate,
+                bit_depth: spec.format.bits(),
+                samples_since_midnight: 0,
+                jack_frame_time: None,
+                tracks: if mono {
+                    vec![track(i, 1)]
+                } else {
+                    (0..spec.port_names.len()).map(|c| track(c, c + 1)).collect()
+                },
+            };
+            files.push(match flac {
+                None => AudioFile::Wav(WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?),
+                Some(fs) => AudioFile::Flac(Box::new(crate::flac::FlacWriter::start(
+                    file,
+                    &path,
+                    fs,
+                    &crate::disk::audiofile::flac_comments(&bext, &ixml),
+                )?)),
+            });
+            bexts.push(bext);
+            ixmls.push(ixml);
+        }
+        let manifest = Manifest {
+            capstan_version: env!("CARGO_PKG_VERSION").into(),
+            take_id,
+            project: spec.project.clone(),
+            files: names.to_vec(),
+            file_uids: ixmls.iter().map(|x| x.file_uid.clone()).collect(),
+            ports: spec
+                .port_names
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PortInfo {
+                    name: p.clone(),
+                    sources: spec.sources.get(i).cloned().unwrap_or_default(),
+                    track_name: spec.track_names.get(i).filter(|t| *t != p).cloned(),
+                })
+                .collect(),
+            sample_rate: spec.sample_rate,
+            sample_format: spec.format.to_string(),
+            layout: format!("{:?}", spec.layout).to_lowercase(),
+            first_frame_time: None,
+            time_reference: None,
+            started: None,
+            frames: 0,
+            gaps: Vec::new(),
+            repeated_frames: 0,
+            xruns: 0,
+            state: TakeState::Recording,
+            error: None,
+            loudness: Vec::new(),
+            markers: Vec::new(),
+            recovery: None,
+            rt: None,
+            continues: None,
+            continued_in: None,
+        };
+        // The first version goes into the reserved file itself; later
+        // versions replace it atomically (Manifest::save).
+        let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other);
+        json.and_then(|j| {
+            use std::io::Write;
+            manifest_file.write_all(&j)?;
+            crate::durable::sync_file(&manifest_file, manifest_path)
+        })
+        .map_err(|source| WavError::Create { path: manifest_path.to_owned(), source })?;
+        let meters = if spec.loudness {
+            files
+                .iter()
+                .filter_map(|_| crate::disk::loudness::Meter::new(channels as usize, spec.sample_rate))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Take {
+            spec,
+            name,
+            manifest,
+            manifest_path: manifest_path.to_owned(),
+            files,
+            bexts,
+            ixmls,
+            meters,
+            frames: 0,
+        })
+    }
+}
+
+/// The bext coding history (EBU R 98): how the audio was made, e.g.
+/// `A=PCM,F=48000,W=24,M=multitrack,T=capstan 0.1.0`. R 98 has no code for
+/// floating point, so float files say `A=PCM` with `W=32` and name the
+/// format in the text field.
+fn coding_history(rate: u32, format: SampleFormat, channels: u16) -> String {
+    let mode = match channels {
+        1 => "mono",
+        2 => "stereo",
+        _ => "multitrack",
+    };
+    let float = if format.is_float() { " float" } else { "" };
+    format!("A=PCM,F={rate},W={},M={mode},T=capstan {}{float}\r\n", format.bits(), env!("CARGO_PKG_VERSION"))
+}
