@@ -1,0 +1,344 @@
+//! The writer's tests: formats read back by hound, durability order
+//! (checked by the probe), RF64 promotion, markers and metadata.
+use super::*;
+
+const IXML: &str = "<?xml version=\"1.0\"?>\n<BWFXML><TAKE>t</TAKE></BWFXML>\n";
+
+fn bext() -> Bext {
+    Bext {
+        description: "test".into(),
+        originator: "capstan".into(),
+        originator_reference: "t".into(),
+        origination_date: "2026-11-25".into(),
+        origination_time: "12:00:00".into(),
+        time_reference: 4242,
+        coding_history: String::new(),
+        loudness: Default::default(),
+    }
+}
+
+fn frames(spec: WavSpec, n: usize, offset: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        for c in 0..spec.channels as i32 {
+            let code = ((i as i32 + offset + c * 100) % 30000) - 15000;
+            spec.format.encode(code as f32 / 32768.0, &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn hound_reads_every_format_back_sample_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in SampleFormat::ALL {
+        for channels in [1u16, 2, 3, 64] {
+            let spec = WavSpec { channels, sample_rate: 48000, format };
+            let path = dir.path().join(format!("{format}-{channels}.wav"));
+            let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+            let data = frames(spec, 1001, 7);
+            w.append(&data[..spec.frame_bytes() * 500]).unwrap();
+            w.checkpoint().unwrap();
+            w.append(&data[spec.frame_bytes() * 500..]).unwrap();
+            assert_eq!(w.finalize().unwrap(), (1001, false));
+
+            let mut r = hound::WavReader::open(&path).unwrap();
+            let hs = r.spec();
+            assert_eq!(hs.channels, channels);
+            assert_eq!(hs.sample_rate, 48000);
+            assert_eq!(hs.bits_per_sample, format.bits());
+            assert_eq!(r.duration(), 1001);
+            let got: Vec<f32> = if format.is_float() {
+                r.samples::<f32>().map(|s| s.unwrap()).collect()
+            } else {
+                let scale = (1u64 << (format.bits() - 1)) as f32;
+                r.samples::<i32>().map(|s| s.unwrap() as f32 / scale).collect()
+            };
+            let want: Vec<f32> = data.chunks(format.bytes()).map(|b| format.decode(b)).collect();
+            assert_eq!(got, want, "{format} x{channels}");
+        }
+    }
+}
+
+fn probed(dir: &Path, name: &str) -> (WavWriter, std::sync::Arc<std::sync::Mutex<probe::Probe>>) {
+    let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
+    let mut w = WavWriter::create_new(&dir.join(name), spec, &bext(), IXML).unwrap();
+    let p = std::sync::Arc::new(std::sync::Mutex::new(probe::Probe::default()));
+    w.probe = Some(p.clone());
+    (w, p)
+}
+
+/// Checkpoints and the final header follow their syncs: the invariant
+/// holds over every prefix of a normal take's operations. It fails if a
+/// sync is removed or moved after the header update.
+#[test]
+fn headers_only_claim_synced_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, p) = probed(dir.path(), "a.wav");
+    for _ in 0..5 {
+        w.append(&frames(w.spec, 30_000, 0)).unwrap();
+        w.checkpoint().unwrap();
+    }
+    w.append(&frames(w.spec, 777, 0)).unwrap();
+    let (n, _) = w.finalize().unwrap();
+    assert_eq!(n, 5 * 30_000 + 777);
+    let p = p.lock().unwrap();
+    p.check().unwrap();
+    assert!(p.ops.iter().filter(|o| matches!(o, probe::Op::Sizes { .. })).count() >= 6);
+    // The check itself catches a header written before its sync.
+    let bad = probe::Probe {
+        ops: vec![
+            probe::Op::Data { end: 8 },
+            probe::Op::Sizes { data: 8, after: 0 },
+            probe::Op::Sync { covered: 8, ok: true },
+        ],
+        ..Default::default()
+    };
+    assert!(bad.check().is_err());
+}
+
+/// Markers go after the audio only once the header claims all of it
+/// durably, and the header claims the markers only once they are
+/// synced. The check fails for either sync missing.
+#[test]
+fn markers_follow_a_durable_final_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, p) = probed(dir.path(), "m.wav");
+    w.append(&frames(w.spec, 30_001, 0)).unwrap();
+    w.checkpoint().unwrap();
+    w.append(&frames(w.spec, 5, 0)).unwrap();
+    let marks = [crate::wav::Marker { frame: 7, frame_time: 7, label: "x".into() }];
+    w.finalize_with(&crate::wav::cue::trailer(&marks)).unwrap();
+    let p = p.lock().unwrap();
+    p.check().unwrap();
+    let last = p.ops.iter().rev().find_map(|o| match o {
+        probe::Op::Sizes { after, .. } => Some(*after),
+        _ => None,
+    });
+    assert!(last > Some(1), "the final header covers the markers: {:?}", p.ops);
+    // Without the sync after the final sizes, or before the sizes that
+    // cover the markers, the check fails.
+    for skip in [0, 1] {
+        let mut syncs = 0;
+        let ops: Vec<probe::Op> = p
+            .ops
+            .iter()
+            .copied()
+            .filter(|o| {
+                let is_late_sync = matches!(o, probe::Op::Sync { .. }) && {
+                    syncs += 1;
+                    syncs == p.syncs as usize - 1 + skip
+                };
+                !is_late_sync
+            })
+            .collect();
+        let bad = probe::Probe { ops, ..Default::default() };
+        assert!(bad.check().is_err(), "sync {skip} from the end removed: {:?}", bad.ops);
+    }
+}
+
+/// A failed fdatasync is sticky: the next sync (which Linux lets succeed
+/// although the data is gone) does not make the header claim the audio
+/// since the last good checkpoint.
+#[test]
+fn after_a_failed_sync_the_header_never_claims_more() {
+    for fail in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = probed(dir.path(), "a.wav");
+        p.lock().unwrap().fail_sync = Some(fail);
+        let mut committed = 0;
+        for k in 1..=3u64 {
+            w.append(&frames(w.spec, 10_000, 0)).unwrap();
+            if w.checkpoint().is_ok() {
+                committed = k * 10_000;
+            }
+        }
+        assert!(w.finalize().is_err(), "fail at sync {fail}");
+        let p = p.lock().unwrap();
+        p.check().unwrap_or_else(|e| panic!("fail at sync {fail}: {e}"));
+        let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
+        assert_eq!(info.frames(), committed, "fail at sync {fail}");
+    }
+}
+
+/// Disk full in the middle of a write: the whole frames that reached the
+/// file are claimed once synced; the header never claims a partial frame
+/// or the lost rest.
+#[test]
+fn a_partial_write_keeps_its_whole_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, p) = probed(dir.path(), "a.wav");
+    w.append(&frames(w.spec, 1000, 0)).unwrap();
+    w.checkpoint().unwrap();
+    // Room for 3,316 frames and half of one more.
+    p.lock().unwrap().space = Some(3316 * 4 + 2);
+    let _ = w.append(&frames(w.spec, 20_000, 0));
+    let e = w.finalize().unwrap_err();
+    assert!(e.to_string().contains("No space left"), "{e}");
+    p.lock().unwrap().check().unwrap();
+    let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
+    assert_eq!(info.frames(), 1000 + 3316);
+}
+
+#[test]
+fn refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.wav");
+    std::fs::write(&path, b"precious").unwrap();
+    let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::F32 };
+    let err = WavWriter::create_new(&path, spec, &bext(), IXML).err().unwrap();
+    assert!(matches!(err, WavError::Exists { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+#[test]
+fn header_covers_only_checkpointed_audio_until_finalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.wav");
+    let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    w.append(&frames(spec, 300, 0)).unwrap();
+    w.checkpoint().unwrap();
+    w.append(&frames(spec, 200, 300)).unwrap();
+    // Simulate a crash: data after the checkpoint reaches the file, the
+    // header is never updated.
+    w.flush().unwrap();
+    drop(w);
+    let r = hound::WavReader::open(&path).unwrap();
+    assert_eq!(r.duration(), 300);
+}
+
+#[test]
+fn one_checkpoint_for_many_files_commits_each_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
+    let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}.wav"))).collect();
+    let mut ws: Vec<_> =
+        paths.iter().map(|p| WavWriter::create_new(p, spec, &bext(), IXML).unwrap()).collect();
+    for (i, w) in ws.iter_mut().enumerate() {
+        w.append(&frames(spec, 100 + i, 0)).unwrap();
+    }
+    WavWriter::checkpoint_many(&mut ws).unwrap();
+    for w in &mut ws {
+        w.append(&frames(spec, 50, 0)).unwrap();
+        w.flush().unwrap(); // after the checkpoint: not claimed by the header
+    }
+    drop(ws);
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(hound::WavReader::open(p).unwrap().duration(), 100 + i as u32, "{}", p.display());
+    }
+}
+
+#[test]
+fn odd_sized_data_gets_a_pad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.wav");
+    let spec = WavSpec { channels: 1, sample_rate: 44100, format: SampleFormat::S24 };
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    w.append(&frames(spec, 3, 0)).unwrap();
+    w.finalize().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() % 2, 0);
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff + 8, bytes.len());
+    assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 3);
+}
+
+#[test]
+fn bext_is_readable_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.wav");
+    let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
+    WavWriter::create_new(&path, spec, &bext(), IXML).unwrap().finalize().unwrap();
+    let info = crate::wav::read_info(&path).unwrap();
+    assert_eq!(info.bext.unwrap().time_reference, 4242);
+    assert_eq!(info.data_bytes, 0);
+    assert!(!info.rf64);
+}
+
+/// The iXML chunk keeps its size: later versions (up to the slack) are
+/// written in place and the audio does not move.
+#[test]
+fn ixml_is_rewritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.wav");
+    let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    let data_at = w.data_at;
+    let longer = IXML.replace("<TAKE>t</TAKE>", &format!("<TAKE>{}</TAKE>", "t".repeat(IXML_SLACK)));
+    w.update_ixml(&longer).unwrap();
+    assert!(w.update_ixml(&format!("{longer}  ")).is_err(), "beyond the slack");
+    w.append(&frames(spec, 10, 0)).unwrap();
+    w.finalize().unwrap();
+    let info = crate::wav::read_info(&path).unwrap();
+    assert_eq!(info.ixml.as_deref(), Some(longer.as_str()));
+    assert_eq!(info.data_at, data_at);
+    assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 10);
+}
+
+/// Markers follow the audio; the header's sizes cover the audio, the
+/// pad byte and the trailer; hound reads every frame. A crash after
+/// the trailer was written but before the RIFF size covered it, or with
+/// half a trailer, is repaired to exactly the audio (no trailer byte
+/// taken for audio), and the trailer can be written again.
+#[test]
+fn markers_follow_the_audio_and_survive_a_torn_trailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S24 };
+    let marks = [
+        crate::wav::Marker { frame: 2, frame_time: 102, label: "a".into() },
+        crate::wav::Marker { frame: 9, frame_time: 109, label: "verse 2".into() },
+    ];
+    let trailer = crate::wav::cue::trailer(&marks);
+    let path = dir.path().join("m.wav");
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    w.append(&frames(spec, 11, 0)).unwrap(); // 33 bytes: a pad byte follows
+    assert_eq!(w.finalize_with(&trailer).unwrap().0, 11);
+    let bytes = std::fs::read(&path).unwrap();
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff + 8, bytes.len());
+    assert!(bytes.ends_with(&trailer));
+    assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 11);
+    let whole = bytes.clone();
+    // Torn: the RIFF size still says "audio only", half a trailer on disk.
+    let info = crate::wav::read_info(&path).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    write_sizes(&f, info.data_at, info.data_bytes, 3, 1).unwrap();
+    f.set_len(bytes.len() as u64 - trailer.len() as u64 / 2).unwrap();
+    drop(f);
+    let r = crate::wav::repair(&path).unwrap();
+    assert_eq!((r.frames_before, r.frames_after), (11, 11));
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, bytes.len() - trailer.len());
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let info = crate::wav::read_info(&path).unwrap();
+    crate::wav::append_trailer(&f, &info, 11, &trailer).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "recovery writes the same file");
+    assert_eq!(crate::wav::repair(&path).unwrap().frames_after, 11, "and repair keeps it");
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+    // Written again (recover run twice): the same file.
+    crate::wav::append_trailer(&f, &info, 11, &trailer).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+}
+
+#[test]
+fn promotes_to_rf64_past_4_gib_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.wav");
+    let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::F32 };
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    let hole = (u32::MAX as u64 / spec.frame_bytes() as u64) + 10;
+    w.append_silence_sparse(hole).unwrap();
+    w.append(&frames(spec, 100, 0)).unwrap();
+    w.checkpoint().unwrap();
+    assert!(w.is_rf64());
+    assert_eq!(w.finalize().unwrap(), (hole + 100, true));
+    let info = crate::wav::read_info(&path).unwrap();
+    assert!(info.rf64);
+    assert_eq!(info.data_bytes, (hole + 100) * 8);
+    assert_eq!(info.bext.unwrap().time_reference, 4242);
+    let bytes = std::fs::File::open(&path).unwrap();
+    let mut head = [0u8; 12];
+    bytes.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(&head[..4], b"RF64");
+    assert_eq!(&head[4..8], &[0xff; 4]);
+}
