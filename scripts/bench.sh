@@ -32,7 +32,8 @@ if [ -n "${BENCH_QUICK:-}" ]; then
 fi
 # capstan-loud: capstan interleaved with EBU R 128 loudness measured
 # (`--loudness on`; `auto`, the default, measures takes of up to 8 inputs).
-recorders=${BENCH_RECORDERS:-capstan capstan-loud capstan-mono jack_capture}
+# capstan-flac: one s24 FLAC file per input (--format flac --layout mono).
+recorders=${BENCH_RECORDERS:-capstan capstan-loud capstan-mono capstan-flac jack_capture}
 command -v jack_capture >/dev/null || {
   echo "jack_capture not installed (apt-get install jack-capture): capstan rows only" >&2
   recorders=${recorders//jack_capture/}
@@ -69,11 +70,15 @@ for period in $periods; do
         rm -rf "$out/takes"; mkdir -p "$out/takes"
         x0=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
         case $rec in
-          capstan|capstan-mono|capstan-loud)
-            layout=interleaved; [ "$rec" = capstan-mono ] && layout=mono
-            loud=off; [ "$rec" = capstan-loud ] && loud=on
+          capstan|capstan-mono|capstan-loud|capstan-flac)
+            layout=interleaved fmt=(--format wav); loud=off
+            case $rec in
+              capstan-mono) layout=mono ;;
+              capstan-loud) loud=on ;;
+              capstan-flac) layout=mono fmt=(--format flac --sample-format s24) ;;
+            esac
             "$bin/capstan" record -q --json --connect 'src:out_*' --duration "$secs" --layout "$layout" \
-              --loudness "$loud" --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
+              --loudness "$loud" "${fmt[@]}" --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
           jack_capture)
             # -B 4: the same 4 s of ring per port as capstan's default.
             /usr/bin/time -f '%U %S %M' -o "$out/time.txt" jack_capture -d "$secs" -c "$ch" -p 'src:out_*' \
@@ -83,17 +88,32 @@ for period in $periods; do
         python3 - "$out" "$rec" "$ch" "$period" "$rep" "$((x1 - x0))" "$results/results.tsv" <<'PY'
 import json, subprocess, sys, glob, re
 out, rec, ch, period, rep, src_xruns, tsv = sys.argv[1:]
-files = sorted(glob.glob(f"{out}/takes/*.wav"))
+files = sorted(glob.glob(f"{out}/takes/*.wav") + glob.glob(f"{out}/takes/*.flac"),
+               key=lambda f: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f)])
 lost = repeated = frames = 0
 for i, f in enumerate(files):
-    first = i if rec == "capstan-mono" else 0
-    r = subprocess.run(["target/release/capstan-testsig", "verify", f, "--first-channel", str(first)],
+    first = i if rec in ("capstan-mono", "capstan-flac") else 0
+    extra = []
+    if f.endswith(".flac"):
+        # Decoded by the reference decoder, checked at the JACK frame time
+        # its tag gives.
+        wav = f[:-5] + ".decoded.wav"
+        subprocess.run(["flac", "-d", "-s", "-f", "-o", wav, f], check=True)
+        tag = subprocess.run(["metaflac", "--show-tag=CAPSTAN_JACK_FRAME_TIME", f],
+                             capture_output=True, text=True).stdout.strip()
+        extra = ["--first-frame-time", tag.split("=", 1)[1]]
+        f = wav
+    r = subprocess.run(["target/release/capstan-testsig", "verify", f, "--first-channel", str(first)] + extra,
                        capture_output=True, text=True)
     if not r.stdout:
         print(f"{rec}: cannot verify {f}: {r.stderr.strip()}", file=sys.stderr); continue
     v = json.loads(r.stdout.splitlines()[0])
     frames = max(frames, v["frames"])
-    lost = max(lost, sum(x["frames"] for x in v["silent"]) + v["skipped"])
+    # A frame away from its position counts as lost too (capstan's files
+    # say their JACK frame time; jack_capture's do not, so only silence and
+    # skips are counted for it).
+    bad = v["mismatched"] if rec.startswith("capstan") else 0
+    lost = max(lost, sum(x["frames"] for x in v["silent"]) + v["skipped"] + bad)
     repeated = max(repeated, v["repeated"])
 p99 = mx = ovf = "-"
 if rec.startswith("capstan"):

@@ -65,14 +65,14 @@ def main(d):
 
     print("\ncapstan / jack_capture (medians):\n")
     print("| ch | period | CPU ratio | RSS ratio | mono CPU ratio | mono RSS ratio "
-          "| with loudness CPU ratio | with loudness RSS ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| with loudness CPU ratio | with loudness RSS ratio | FLAC (mono s24) CPU ratio | FLAC RSS ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (period, ch) in sorted({(k[0], k[1]) for k in med}, key=lambda k: (-k[0], k[1])):
         jc = med.get((period, ch, "jack_capture"))
         if not jc or not jc["cpu"]:
             continue
         out = []
-        for rec in ("capstan", "capstan-mono", "capstan-loud"):
+        for rec in ("capstan", "capstan-mono", "capstan-loud", "capstan-flac"):
             c = med.get((period, ch, rec))
             out += [f'{c["cpu"] / jc["cpu"]:.2f}' if c else "–", f'{c["rss"] / jc["rss"]:.2f}' if c else "–"]
         print(f"| {ch} | {period} | " + " | ".join(out) + " |")

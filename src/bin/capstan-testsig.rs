@@ -83,6 +83,10 @@ enum Cmd {
         /// Frames at the start not to check.
         #[arg(long, default_value_t = 0)]
         skip: u64,
+        /// JACK frame time of the file's first frame, when the file does
+        /// not say (a WAV decoded from a FLAC take).
+        #[arg(long)]
+        first_frame_time: Option<u64>,
     },
 }
 
@@ -372,8 +376,8 @@ fn main() -> Result<()> {
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),
-        Cmd::Verify { file, first_channel, skip } => {
-            let v = testsignal::verify(&file, first_channel, skip)
+        Cmd::Verify { file, first_channel, skip, first_frame_time } => {
+            let v = testsignal::verify_at(&file, first_channel, skip, first_frame_time)
                 .with_context(|| format!("reading {}", file.display()))?;
             println!("{}", serde_json::to_string(&v)?);
             if v.mismatched > 0 {

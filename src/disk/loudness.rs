@@ -11,9 +11,16 @@ pub use crate::wav::Loudness;
 /// Measures one file's channels.
 pub struct Meter {
     m: EbuR128,
-    /// Frames since momentary and short-term loudness were last read.
+    /// Frames since the momentary loudness was last read, and how often
+    /// to read it (100 ms: EBU Tech 3341's rate for its maximum). Reading it
+    /// sums 400 ms of every channel, so it is read at that rate only, never
+    /// per cycle.
     since_poll: usize,
     poll_every: usize,
+    /// Momentary reads since the short-term loudness (3 s of every
+    /// channel) was last read: once a second.
+    polls: u32,
+    momentary: f64,
     max_momentary: f64,
     max_short: f64,
     /// Silence for channels that have none in a cycle.
@@ -35,6 +42,8 @@ impl Meter {
             m,
             since_poll: 0,
             poll_every: (rate / 10) as usize,
+            polls: 0,
+            momentary: f64::NEG_INFINITY,
             max_momentary: f64::NEG_INFINITY,
             max_short: f64::NEG_INFINITY,
             zeros: Vec::new(),
@@ -55,16 +64,21 @@ impl Meter {
         self.since_poll += n;
         if self.since_poll >= self.poll_every {
             self.since_poll = 0;
-            self.max_momentary = self.max_momentary.max(self.momentary());
-            if let Ok(s) = self.m.loudness_shortterm() {
-                self.max_short = self.max_short.max(s);
+            self.momentary = self.m.loudness_momentary().unwrap_or(f64::NEG_INFINITY);
+            self.max_momentary = self.max_momentary.max(self.momentary);
+            self.polls += 1;
+            if self.polls % 10 == 0 {
+                if let Ok(s) = self.m.loudness_shortterm() {
+                    self.max_short = self.max_short.max(s);
+                }
             }
         }
     }
 
-    /// Loudness over the last 400 ms (LUFS; -inf in silence).
+    /// Loudness over the 400 ms before the last read (at most 100 ms ago;
+    /// LUFS, -inf in silence).
     pub fn momentary(&self) -> f64 {
-        self.m.loudness_momentary().unwrap_or(f64::NEG_INFINITY)
+        self.momentary
     }
 
     /// Everything measured so far.
@@ -78,7 +92,9 @@ impl Meter {
                 .ok()
                 .filter(|_| self.m.loudness_global().is_ok_and(f64::is_finite)),
             true_peak_dbtp: finite(20.0 * peak.log10()),
-            max_momentary_lufs: finite(self.max_momentary.max(self.momentary())),
+            max_momentary_lufs: finite(
+                self.max_momentary.max(self.m.loudness_momentary().unwrap_or(f64::NEG_INFINITY)),
+            ),
             max_short_term_lufs: finite(self.max_short),
         }
     }
