@@ -51,7 +51,7 @@ pub struct TakeFormat {
     pub utc: bool,
     /// Measure EBU R 128 loudness (manifest, bext, status): on, off, or
     /// auto (on for takes of up to 8 inputs, where a programme loudness
-    /// means something; it costs about 1 ms of CPU per second per input).
+    /// means something; it costs about 1.4 ms of CPU per second per input).
     #[arg(long, value_enum, default_value_t = LoudnessMode::Auto)]
     pub loudness: LoudnessMode,
     /// File format: wav (Broadcast Wave/RF64) or flac (lossless, s16/s24,
