@@ -13,10 +13,11 @@ use crate::durable;
 /// Suffix of manifest files: `<take name>.take.json`.
 pub const SUFFIX: &str = ".take.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TakeState {
     /// Being recorded (or the recorder died: run `capstan recover`).
+    #[default]
     Recording,
     Complete,
     /// Repaired by `capstan recover` after a crash.
@@ -36,7 +37,9 @@ pub struct PortInfo {
     pub track_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// `Default` is a take being recorded with nothing known yet: creation and
+/// tests fill in what they know.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub capstan_version: String,
     pub take_id: String,
@@ -210,20 +213,8 @@ mod tests {
             sample_format: "float32".into(),
             layout: "interleaved".into(),
             first_frame_time: Some(5),
-            time_reference: None,
-            started: None,
             frames: 10,
-            gaps: vec![],
-            repeated_frames: 0,
-            xruns: 0,
-            state: TakeState::Recording,
-            error: None,
-            loudness: Vec::new(),
-            markers: Vec::new(),
-            recovery: None,
-            rt: None,
-            continues: None,
-            continued_in: None,
+            ..Default::default()
         }
     }
 

@@ -328,20 +328,9 @@ mod tests {
             sample_format: "float32".into(),
             layout: "interleaved".into(),
             first_frame_time: Some(0),
-            time_reference: None,
             started: Some(when.to_rfc3339()),
-            frames: 0,
-            gaps: vec![],
-            repeated_frames: 0,
-            xruns: 0,
             state,
-            error: None,
-            loudness: Vec::new(),
-            markers: Vec::new(),
-            recovery: None,
-            rt: None,
-            continues: None,
-            continued_in: None,
+            ..Default::default()
         };
         m.save(&Manifest::path(dir, name)).unwrap();
     }

@@ -165,21 +165,8 @@ impl Take {
             sample_rate: spec.sample_rate,
             sample_format: spec.format.to_string(),
             layout: format!("{:?}", spec.layout).to_lowercase(),
-            first_frame_time: None,
-            time_reference: None,
-            started: None,
-            frames: 0,
-            gaps: Vec::new(),
-            repeated_frames: 0,
-            xruns: 0,
             state: TakeState::Recording,
-            error: None,
-            loudness: Vec::new(),
-            markers: Vec::new(),
-            recovery: None,
-            rt: None,
-            continues: None,
-            continued_in: None,
+            ..Default::default()
         };
         // The first version goes into the reserved file itself; later
         // versions replace it atomically (Manifest::save).
