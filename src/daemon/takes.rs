@@ -389,8 +389,10 @@ impl Daemon {
         let (Some(engine), Some(c)) = (self.engine.as_ref(), self.current.as_mut()) else {
             return Err(Refusal::new(Code::NotRecording, "no take is running"));
         };
-        let Some(first) = c.first_frame_time.filter(|_| self.state.get() == State::Recording) else {
-            return Err(Refusal::new(Code::NotRecording, "the take has not started yet"));
+        let first = match (self.state.get(), c.first_frame_time) {
+            (State::Recording, Some(first)) => first,
+            (State::Starting, _) => return Err(Refusal::new(Code::NotRecording, "the take has not started yet")),
+            _ => return Err(Refusal::new(Code::NotRecording, "no take is recording")),
         };
         if c.marks >= MAX_MARKS {
             return Err(Refusal::new(Code::Full, format!("{MAX_MARKS} markers in this take already")));
