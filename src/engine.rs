@@ -289,9 +289,9 @@ impl Engine {
         let _ = self.commands.send(DiskCommand::Start { take: Box::new(take), start_at, preroll });
     }
 
-    /// Ends the running take with the cycle containing `at` and continues in
-    /// `next` from the following frame.
-    pub fn rotate_take(&self, next: Take, at: u32) {
+    /// Ends the running take where `at` says and continues in `next` from
+    /// the following frame.
+    pub fn rotate_take(&self, next: Take, at: StopAt) {
         let _ = self.commands.send(DiskCommand::Rotate { next: Box::new(next), at });
     }
 

@@ -391,7 +391,9 @@ impl Daemon {
         };
         let first = match (self.state.get(), c.first_frame_time) {
             (State::Recording, Some(first)) => first,
-            (State::Starting, _) => return Err(Refusal::new(Code::NotRecording, "the take has not started yet")),
+            (State::Starting, _) => {
+                return Err(Refusal::new(Code::NotRecording, "the take has not started yet"))
+            }
             _ => return Err(Refusal::new(Code::NotRecording, "no take is recording")),
         };
         if c.marks >= MAX_MARKS {
@@ -484,7 +486,7 @@ impl Daemon {
         let new = Self::current_for(&next, take_id);
         let old = self.current.replace(new).expect("recording has a take");
         let engine = self.engine.as_ref().expect("recording");
-        engine.rotate_take(next, engine.frame_time());
+        engine.rotate_take(next, StopAt::Frame(engine.frame_time()));
         self.begin(Operation::Rotate { to, old, old_report: None, new_first: None });
         Ok(None)
     }

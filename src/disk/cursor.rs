@@ -29,6 +29,7 @@ impl DiskWriter {
         let a = self.active.as_ref().expect("active");
         let stop_end = match a.stop {
             Some(StopAt::Frame(f)) => self.timeline.unwrap(f).map(|s| self.timeline.boundary(s, true)),
+            Some(StopAt::Before(f)) => self.timeline.unwrap(f),
             Some(StopAt::Drained) => Some(hist_end),
             None => None,
         };

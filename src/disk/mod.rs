@@ -205,12 +205,13 @@ impl DiskWriter {
                     continue;
                 }
                 Ok(DiskCommand::Rotate { next, at }) => {
-                    match &mut self.active {
-                        Some(a) => {
-                            a.stop = Some(StopAt::Frame(at));
+                    match (&mut self.active, at) {
+                        (Some(a), _) => {
+                            a.stop = Some(at);
                             a.next = Some(next);
                         }
-                        None => self.begin(*next, Some(at), 0),
+                        (None, StopAt::Frame(f) | StopAt::Before(f)) => self.begin(*next, Some(f), 0),
+                        (None, StopAt::Drained) => self.begin(*next, None, 0),
                     }
                     continue;
                 }

@@ -39,8 +39,13 @@ pub struct Gap {
 /// When a take ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopAt {
-    /// With the last frame of the cycle that contains this JACK frame time.
+    /// With the last frame of the cycle that contains this JACK frame time
+    /// (a command's frame is JACK's estimate of "now": the cycle is what it
+    /// knows for sure).
     Frame(u32),
+    /// Just before this JACK frame time, wherever it falls in its cycle (a
+    /// time known exactly: a clock boundary, a timetag).
+    Before(u32),
     /// Once the rings hold nothing more (JACK is gone).
     Drained,
 }
@@ -58,11 +63,11 @@ pub enum DiskCommand {
     /// End the take with what has arrived because of `reason` (JACK is
     /// gone): the manifest says it failed and why.
     Abort(String),
-    /// End the running take with the cycle containing `at`; `next` starts on
-    /// the very next frame (no frame lost or repeated between them).
+    /// End the running take where `at` says; `next` starts on the very next
+    /// frame (no frame lost or repeated between them).
     Rotate {
         next: Box<Take>,
-        at: u32,
+        at: StopAt,
     },
     /// A marker at JACK frame time `frame_time` (unwrapped) in the take
     /// that holds that frame: the running one, or the one a pending

@@ -144,6 +144,31 @@ fn preroll_reaches_back_exactly_and_gap_free() {
     assert_signal(&samples(&r.files[0].path), first);
 }
 
+/// A rotation at an exact frame (a clock boundary) cuts inside the cycle
+/// that holds it: take 1 ends just before it, take 2 begins on it.
+#[test]
+fn an_exact_rotation_cuts_mid_cycle() {
+    let (mut w, mut capture, erx, dir) = writer(48_000);
+    w.begin(Take::create(spec(dir.path(), 2, None), Local::now()).unwrap(), None, 0);
+    feed(&mut capture, 1000, 20);
+    w.drain_cycles();
+    let mut s2 = spec(dir.path(), 2, None);
+    s2.file = Some("exact.wav".into());
+    let a = w.active.as_mut().unwrap();
+    a.stop = Some(StopAt::Before(1000 + 10 * 64 + 5));
+    a.next = Some(Box::new(Take::create(s2, Local::now()).unwrap()));
+    feed(&mut capture, 1000 + 20 * 64, 5);
+    w.drain_cycles();
+    let r1 = finished(&erx);
+    stop_drained(&mut w);
+    let r2 = finished(&erx);
+    assert_eq!(r1.frames, 10 * 64 + 5);
+    assert_eq!(r2.first_frame_time, Some(1000 + 10 * 64 + 5));
+    assert_eq!(r1.frames + r2.frames, 25 * 64);
+    assert_signal(&samples(&r1.files[0].path), 1000);
+    assert_signal(&samples(&r2.files[0].path), 1000 + 10 * 64 + 5);
+}
+
 /// Rotation: take 2 begins on the frame after take 1's last, nothing
 /// lost or repeated, even when the disk thread is behind.
 #[test]
