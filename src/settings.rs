@@ -210,6 +210,11 @@ pub struct Settings {
     /// last less than this many seconds.
     #[arg(long, default_value_t = defaults::DISK_MARGIN_SECONDS)]
     pub disk_margin_seconds: f64,
+    /// While recording, rotate to a new take at every multiple of this
+    /// duration since midnight (local, or UTC with --utc): e.g. 15m, 1h.
+    /// The split is at the exact frame of the boundary.
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_every: Option<String>,
     /// Retention, applied at start-up and every hour (see `capstan prune`).
     #[command(flatten)]
     pub retention: Policy,
@@ -229,6 +234,7 @@ impl Default for Settings {
             min_minutes: defaults::MIN_MINUTES,
             min_free_fraction: defaults::MIN_FREE_FRACTION,
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
+            rotate_every: None,
             retention: Policy::default(),
         }
     }
@@ -250,6 +256,9 @@ impl Settings {
         }
         crate::ports::input_names(self.ports as usize, &self.port_names)?;
         self.format.check_channels(self.ports as usize)?;
+        if let Some(d) = &self.rotate_every {
+            crate::control::clock::parse_duration(d)?;
+        }
         range("preroll", self.preroll, 0.0, 600.0)?;
         self.format.validate()?;
         range("min_minutes", self.min_minutes, 0.0, 1e6)?;

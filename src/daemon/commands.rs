@@ -178,6 +178,8 @@ impl Daemon {
             OscType::Int(a.settings.format.utc as i32),
             s("format"),
             s(a.settings.format.file_format.ext()),
+            s("rotate_every"),
+            s(a.settings.rotate_every.clone().unwrap_or_default()),
         ]
     }
 

@@ -114,6 +114,9 @@ pub struct Daemon {
     notices: Vec<Notice>,
     /// A setting changed over OSC since the last [`Daemon::take_config_change`].
     config_changed: bool,
+    /// The clock boundary (`--rotate-every`) the running take was last
+    /// rotated at, or is being rotated at.
+    clock_boundary: Option<SystemTime>,
     _lock: Option<lock::DirLock>,
 }
 
@@ -182,6 +185,7 @@ impl Daemon {
             lost_reported: 0,
             notices: Vec::new(),
             config_changed: false,
+            clock_boundary: None,
             _lock: lock,
             args,
         };
@@ -361,6 +365,7 @@ impl Daemon {
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
         self.retention.tick(&self.args.dir, &self.args.settings.retention);
+        self.rotate_on_clock();
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
         if gone {
             self.jack_gone();

@@ -21,6 +21,10 @@ use crate::naming;
 /// Markers one take can hold (each one is a manifest update).
 const MAX_MARKS: usize = 10_000;
 
+/// How long before a clock boundary the rotation is handed to the disk
+/// thread (it waits there for the boundary's frame).
+const CLOCK_LEAD: std::time::Duration = std::time::Duration::from_millis(700);
+
 /// A request the disk thread has not answered yet.
 pub enum Operation {
     /// A take was started; done at its `Started` (first frame written).
@@ -375,6 +379,47 @@ impl Daemon {
             first_frame_time: None,
             marks: 0,
         }
+    }
+
+    /// `--rotate-every`: shortly before a clock boundary, hands the disk
+    /// thread the next take and the boundary's exact JACK frame (JACK's own
+    /// time-to-frames mapping), where it cuts, inside its cycle if need be:
+    /// no frame lost or repeated between the files.
+    pub(super) fn rotate_on_clock(&mut self) {
+        let Some(every) = self.args.settings.rotate_every.as_deref() else { return };
+        let Ok(every) = crate::control::clock::parse_duration(every) else { return };
+        if self.state.get() != State::Recording || self.op.is_some() {
+            return;
+        }
+        let Some(first) = self.current.as_ref().and_then(|c| c.first_frame_time) else { return };
+        let now = SystemTime::now();
+        let boundary = crate::control::clock::next_boundary(now, every, self.args.settings.format.utc);
+        if boundary.duration_since(now).unwrap_or_default() > CLOCK_LEAD
+            || self.clock_boundary == Some(boundary)
+        {
+            return;
+        }
+        let Some(engine) = self.engine.as_ref() else { return };
+        let at = engine.frame_at(boundary);
+        // A take that began after the boundary's frame (it started within
+        // the lead time) has nothing to cut.
+        if (at.wrapping_sub(first as u32) as i32) <= 0 {
+            return;
+        }
+        self.clock_boundary = Some(boundary);
+        let next = match self.prepare(None, None) {
+            Ok(t) => t,
+            Err(r) => {
+                tracing::error!("clock rotation: the next take cannot be created: {}", r.message);
+                return self.notice(3, format!("clock rotation failed: {}", r.message));
+            }
+        };
+        let new = Self::current_for(&next, None);
+        let old = self.current.replace(new).expect("recording has a take");
+        tracing::info!(take = %old.id, frame_time = at, "clock rotation at {}", chrono::DateTime::<chrono::Local>::from(boundary).to_rfc3339());
+        let engine = self.engine.as_ref().expect("recording");
+        engine.rotate_take(next, StopAt::Time(boundary));
+        self.begin(Operation::Rotate { to: None, old, old_report: None, new_first: None });
     }
 
     /// `/record/mark [label]`: a marker in the running take at the frame

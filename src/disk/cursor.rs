@@ -30,6 +30,7 @@ impl DiskWriter {
         let stop_end = match a.stop {
             Some(StopAt::Frame(f)) => self.timeline.unwrap(f).map(|s| self.timeline.boundary(s, true)),
             Some(StopAt::Before(f)) => self.timeline.unwrap(f),
+            Some(StopAt::Time(t)) => self.wallclock.position_at(t),
             Some(StopAt::Drained) => Some(hist_end),
             None => None,
         };

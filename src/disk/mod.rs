@@ -211,7 +211,7 @@ impl DiskWriter {
                             a.next = Some(next);
                         }
                         (None, StopAt::Frame(f) | StopAt::Before(f)) => self.begin(*next, Some(f), 0),
-                        (None, StopAt::Drained) => self.begin(*next, None, 0),
+                        (None, StopAt::Drained | StopAt::Time(_)) => self.begin(*next, None, 0),
                     }
                     continue;
                 }

@@ -44,8 +44,12 @@ pub enum StopAt {
     /// knows for sure).
     Frame(u32),
     /// Just before this JACK frame time, wherever it falls in its cycle (a
-    /// time known exactly: a clock boundary, a timetag).
+    /// frame known exactly).
     Before(u32),
+    /// Just before the frame at this system-clock time (a clock boundary):
+    /// found through the same mapping that stamps the files, so the next
+    /// take's time stamp is this time, to the frame.
+    Time(std::time::SystemTime),
     /// Once the rings hold nothing more (JACK is gone).
     Drained,
 }

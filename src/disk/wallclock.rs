@@ -59,6 +59,24 @@ impl WallClock {
     }
 }
 
+impl WallClock {
+    /// The timeline position of the frame at system-clock time `t`: the
+    /// inverse of [`WallClock::wall_time`], rounded to the nearest frame.
+    pub fn position_at(&self, t: SystemTime) -> Option<u64> {
+        let a = self.anchor?;
+        let jack_now = self.jack_now?;
+        let (sys, jack) = (SystemTime::now(), jack_now());
+        let ahead = match t.duration_since(sys) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        // ns from the anchor's frame to `t`.
+        let ns = ahead + (jack as i128 - a.usecs as i128) * 1000;
+        let frames = (ns * a.rate as i128 + ns.signum() * 500_000_000) / 1_000_000_000;
+        u64::try_from(a.pos as i128 + frames).ok()
+    }
+}
+
 /// A take's time stamp: the bext date, time and time_reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
@@ -130,5 +148,10 @@ mod tests {
         let after = SystemTime::now();
         assert!(t >= before - Duration::from_millis(1500) && t <= after - Duration::from_millis(1500));
         assert!(WallClock::new(None).wall_time(0).is_none());
+        // And back: 20.834 ms after frame 0 is frame 1000 (the system clock
+        // moves on between the two reads, by less than a frame unless this
+        // thread is preempted in between).
+        let p = c.position_at(t + Duration::from_micros(20_834)).unwrap();
+        assert!((999..=1000).contains(&p), "{p}");
     }
 }

@@ -10,3 +10,4 @@ mod record;
 mod session;
 mod storage;
 mod timeline;
+mod triggers;

@@ -1,0 +1,73 @@
+//! Takes that start, stop or split by themselves: on the wall clock
+//! (`--rotate-every`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(CAPSTAN);
+    c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
+    let out = run(c);
+    assert!(out.status.success(), "ctl {args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `--rotate-every 4s --utc`: the take splits at every multiple of 4 s
+/// since UTC midnight. Each new file's time stamp (samples since midnight,
+/// from JACK's clock and the system clock) is within one frame of the
+/// boundary; the files chain exactly (each begins on the frame after the
+/// previous one's last) and hold every frame at its place, checked against
+/// the source's own record of what it wrote.
+#[test]
+fn clock_rotation_splits_on_wall_clock_multiples_and_chains_exactly() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--rotate-every", "4s", "--utc"]);
+    let (_, cfg) = osc(d.port, "/config/get", vec![]).unwrap();
+    let at =
+        cfg.iter().position(|a| *a == rosc::OscType::String("rotate_every".into())).expect("in /config/get");
+    assert_eq!(cfg[at + 1], rosc::OscType::String("4s".into()));
+    ctl(d.port, &["start", "log"]);
+    std::thread::sleep(Duration::from_millis(13_000));
+    ctl(d.port, &["stop"]);
+    let (_, truth) = src.stop_truth();
+    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
+        .into_iter()
+        .map(|f| {
+            let m = manifest_of(&f);
+            (m["first_frame_time"].as_u64().unwrap(), f, m)
+        })
+        .collect();
+    takes.sort_by_key(|t| t.0);
+    assert!(takes.len() >= 3, "13 s at 4 s: at least 3 files, got {}", takes.len());
+    let every = 4 * 48_000u64;
+    let day = 86_400 * 48_000u64;
+    for (k, (first, f, m)) in takes.iter().enumerate() {
+        let v = assert_take(f, Some(&truth));
+        assert_eq!(v.frames, m["frames"].as_u64().unwrap());
+        if k > 0 {
+            let prev = &takes[k - 1];
+            assert_eq!(
+                *first,
+                prev.0 + prev.2["frames"].as_u64().unwrap(),
+                "file {k} starts right after file {}",
+                k - 1
+            );
+            let ssm = m["time_reference"].as_u64().unwrap() % day;
+            let off = ssm % every;
+            let off = off.min(every - off);
+            assert!(
+                off <= 1,
+                "file {k} starts {off} frames from a 4 s boundary (samples since midnight {ssm})"
+            );
+        }
+    }
+    // The middle files are exactly 4 s long.
+    for (_, _, m) in &takes[1..takes.len() - 1] {
+        let n = m["frames"].as_u64().unwrap();
+        assert!(n.abs_diff(every) <= 1, "a middle file holds {n} frames, 4 s is {every}");
+    }
+}
