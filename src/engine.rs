@@ -285,7 +285,7 @@ impl Engine {
 
     /// Starts `take` at the first cycle boundary at or after `start_at`,
     /// reaching back `preroll` frames (as far as the history holds).
-    pub fn start_take(&self, take: Take, start_at: Option<u32>, preroll: u64) {
+    pub fn start_take(&self, take: Take, start_at: disk::StartAt, preroll: u64) {
         let _ = self.commands.send(DiskCommand::Start { take: Box::new(take), start_at, preroll });
     }
 

@@ -131,7 +131,7 @@ fn record_take(
 
     // Start with the first cycle that is sure to see the new connections.
     let start_at = engine.frame_time().wrapping_add(2 * engine.buffer_size);
-    engine.start_take(take, Some(start_at), 0);
+    engine.start_take(take, crate::disk::StartAt::Frame(start_at), 0);
     tracing::info!("recording {} ports into {}", engine.port_names.len(), paths.join(", "));
 
     let mut live = status::LiveStatus::new(quiet);

@@ -539,6 +539,23 @@ mod tests {
         assert!(decode_timed(&d).unwrap().iter().all(|(_, t)| t.is_none()), "immediately");
     }
 
+    /// The hand-made bundle in docs/osc-api.md ("Timetags") is accepted,
+    /// with its time.
+    #[test]
+    fn the_documented_hand_made_bundle_decodes() {
+        let mut b = b"#bundle\0".to_vec();
+        let t: u64 = 1_795_700_000 + 2_208_988_800;
+        b.extend_from_slice(&(t as u32).to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        let msg = b"/record/start\0\0\0,\0\0\0";
+        b.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        b.extend_from_slice(msg);
+        let got = decode_timed(&b).unwrap();
+        assert_eq!(parse(&got[0].0).unwrap(), Command::Start { take_id: None, file: None });
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_700_000);
+        assert_eq!(got[0].1, Some(when));
+    }
+
     /// A bundle's timetag reaches every message in it (the innermost
     /// bundle's), as system-clock time; a bare message has none.
     #[test]

@@ -57,6 +57,11 @@ impl Daemon {
             let r = self.mark(label, when);
             return self.osc.answer(&to, r);
         }
+        if let Some(at) = when.filter(|t| *t > SystemTime::now()) {
+            if super::timed::runs_at_its_time(&cmd) {
+                return self.schedule(to, cmd, at);
+            }
+        }
         if self.op.is_some() && changes_recorder(&cmd) {
             if self.queued.len() >= MAX_QUEUED {
                 let r = Refusal::new(
@@ -81,9 +86,9 @@ impl Daemon {
     fn command(&mut self, cmd: Command, to: &Requester) -> Result<Option<Vec<OscType>>, Refusal> {
         let now = |v| Ok(Some(v));
         match cmd {
-            Command::Start { take_id, file } => self.start(Some(to.clone()), take_id, file),
-            Command::Stop { take_id } => self.stop(Some(to.clone()), take_id),
-            Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file),
+            Command::Start { take_id, file } => self.start(Some(to.clone()), take_id, file, None),
+            Command::Stop { take_id } => self.stop(Some(to.clone()), take_id, None),
+            Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file, None),
             Command::Status { .. } => now(self.status()),
             Command::Mark { label } => self.mark(label, None).map(Some),
             Command::List => now(self

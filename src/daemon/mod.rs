@@ -18,6 +18,7 @@ mod commands;
 mod endpoint;
 mod housekeeping;
 mod takes;
+mod timed;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -117,6 +118,8 @@ pub struct Daemon {
     /// The clock boundary (`--rotate-every`) the running take was last
     /// rotated at, or is being rotated at.
     clock_boundary: Option<SystemTime>,
+    /// Commands timetagged for later, soonest first.
+    timed: Vec<timed::Timed>,
     _lock: Option<lock::DirLock>,
 }
 
@@ -186,6 +189,7 @@ impl Daemon {
             notices: Vec::new(),
             config_changed: false,
             clock_boundary: None,
+            timed: Vec::new(),
             _lock: lock,
             args,
         };
@@ -236,7 +240,7 @@ impl Daemon {
     /// progress is left to the process's end: it is safe to interrupt.
     pub fn close(mut self) {
         if self.op.is_none() && self.state.get() == State::Recording {
-            let _ = self.stop(None, None);
+            let _ = self.stop(None, None, None);
         }
         let deadline = Instant::now() + CONFIRM + Duration::from_secs(1);
         while self.op.is_some() && Instant::now() < deadline {
@@ -365,6 +369,7 @@ impl Daemon {
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
         self.retention.tick(&self.args.dir, &self.args.settings.retention);
+        self.run_timed();
         self.rotate_on_clock();
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
         if gone {

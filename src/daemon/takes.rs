@@ -15,15 +15,11 @@ use crate::control::osc::{self, Code, Refusal};
 use crate::control::preflight::{self, Limits};
 use crate::control::replies::count;
 use crate::control::state::State;
-use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
+use crate::disk::{DiskEvent, StartAt, StopAt, Take, TakeReport, TakeSpec};
 use crate::naming;
 
 /// Markers one take can hold (each one is a manifest update).
 const MAX_MARKS: usize = 10_000;
-
-/// How long before a clock boundary the rotation is handed to the disk
-/// thread (it waits there for the boundary's frame).
-const CLOCK_LEAD: std::time::Duration = std::time::Duration::from_millis(700);
 
 /// A request the disk thread has not answered yet.
 pub enum Operation {
@@ -394,7 +390,7 @@ impl Daemon {
         let Some(first) = self.current.as_ref().and_then(|c| c.first_frame_time) else { return };
         let now = SystemTime::now();
         let boundary = crate::control::clock::next_boundary(now, every, self.args.settings.format.utc);
-        if boundary.duration_since(now).unwrap_or_default() > CLOCK_LEAD
+        if boundary.duration_since(now).unwrap_or_default() > super::timed::LEAD
             || self.clock_boundary == Some(boundary)
         {
             return;
@@ -461,11 +457,14 @@ impl Daemon {
     }
 
     /// `/record/start`: answered when the take's first frame is written.
+    /// `when`: a timetag's time, where the take begins exactly (else the
+    /// next cycle boundary).
     pub(super) fn start(
         &mut self,
         to: Option<Requester>,
         take_id: Option<String>,
         file: Option<String>,
+        when: Option<SystemTime>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         self.state.transition(State::Idle, State::Starting).map_err(|_| self.busy())?;
         let take = match self.prepare(take_id.clone(), file) {
@@ -479,7 +478,8 @@ impl Daemon {
         self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
         let preroll = (self.args.settings.preroll * engine.sample_rate as f64) as u64;
-        engine.start_take(take, Some(engine.frame_time()), preroll);
+        let at = when.map_or(StartAt::Frame(engine.frame_time()), StartAt::Time);
+        engine.start_take(take, at, preroll);
         self.push_state();
         self.begin(Operation::Start { to });
         Ok(None)
@@ -490,6 +490,7 @@ impl Daemon {
         &mut self,
         to: Option<Requester>,
         take_id: Option<String>,
+        when: Option<SystemTime>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         let state = self.state.get();
         if state != State::Recording {
@@ -508,7 +509,7 @@ impl Daemon {
         self.state.transition(State::Recording, State::Stopping).map_err(|_| self.busy())?;
         self.push_state();
         let engine = self.engine.as_ref().expect("recording");
-        engine.stop_take(StopAt::Frame(engine.frame_time()));
+        engine.stop_take(when.map_or(StopAt::Frame(engine.frame_time()), StopAt::Time));
         self.begin(Operation::Stop { to, drained: false });
         Ok(None)
     }
@@ -520,9 +521,10 @@ impl Daemon {
         to: Option<Requester>,
         take_id: Option<String>,
         file: Option<String>,
+        when: Option<SystemTime>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         if self.state.get() == State::Idle {
-            return self.start(to, take_id, file);
+            return self.start(to, take_id, file, when);
         }
         if self.state.get() != State::Recording {
             return Err(self.busy());
@@ -531,7 +533,7 @@ impl Daemon {
         let new = Self::current_for(&next, take_id);
         let old = self.current.replace(new).expect("recording has a take");
         let engine = self.engine.as_ref().expect("recording");
-        engine.rotate_take(next, StopAt::Frame(engine.frame_time()));
+        engine.rotate_take(next, when.map_or(StopAt::Frame(engine.frame_time()), StopAt::Time));
         self.begin(Operation::Rotate { to, old, old_report: None, new_first: None });
         Ok(None)
     }

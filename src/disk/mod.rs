@@ -64,7 +64,7 @@ struct Active {
     take: Take,
     /// Unwrapped frame time the take starts at, until it has started.
     want_first: Option<u64>,
-    start_at: Option<u32>,
+    start_at: StartAt,
     preroll: u64,
     first_frame_time: Option<u64>,
     /// Position (see [`Timeline`]) of the take's next frame (its write cursor).
@@ -210,8 +210,10 @@ impl DiskWriter {
                             a.stop = Some(at);
                             a.next = Some(next);
                         }
-                        (None, StopAt::Frame(f) | StopAt::Before(f)) => self.begin(*next, Some(f), 0),
-                        (None, StopAt::Drained | StopAt::Time(_)) => self.begin(*next, None, 0),
+                        (None, StopAt::Frame(f)) => self.begin(*next, StartAt::Frame(f), 0),
+                        (None, StopAt::Before(f)) => self.begin(*next, StartAt::Frame(f), 0),
+                        (None, StopAt::Time(t)) => self.begin(*next, StartAt::Time(t), 0),
+                        (None, StopAt::Drained) => self.begin(*next, StartAt::Next, 0),
                     }
                     continue;
                 }
@@ -262,7 +264,7 @@ impl DiskWriter {
         self.finish(None); // in case a write error left it half done
     }
 
-    fn begin(&mut self, take: Take, start_at: Option<u32>, preroll: u64) {
+    fn begin(&mut self, take: Take, start_at: StartAt, preroll: u64) {
         self.stats.frames.store(take.frames(), Relaxed);
         self.stats.reset_take();
         self.active = Some(Active {
@@ -287,7 +289,7 @@ impl DiskWriter {
             overflow_at_start: self.stats.overflow_frames.load(Relaxed),
             callback_window: self.callback.as_ref().map(|c| c.callback.open_window()),
         });
-        if start_at.is_none() && preroll == 0 {
+        if start_at == StartAt::Next && preroll == 0 {
             // From the next cycle on (the first one ever, if none came yet).
             let next = self.timeline.end();
             if let Some(a) = &mut self.active {
@@ -306,8 +308,14 @@ impl DiskWriter {
         if a.first_frame_time.is_some() {
             return;
         }
-        let start = a.start_at.and_then(|s| self.timeline.unwrap(s)).unwrap_or(next_frame);
-        let start = self.timeline.boundary(start, false);
+        let start = match a.start_at {
+            StartAt::Time(t) => match self.wallclock.position_at(t) {
+                Some(p) => p,
+                None => return, // JACK's clock not known yet: the next cycle
+            },
+            StartAt::Frame(f) => self.timeline.boundary(self.timeline.unwrap(f).unwrap_or(next_frame), false),
+            StartAt::Next => self.timeline.boundary(next_frame, false),
+        };
         let want = start.saturating_sub(a.preroll);
         if let Some(a) = &mut self.active {
             a.want_first = Some(want);
@@ -411,7 +419,7 @@ impl DiskWriter {
         while self.gaps.front().is_some_and(|g| g.at + g.frames <= oldest) {
             self.gaps.pop_front();
         }
-        if self.active.as_ref().is_some_and(|a| a.want_first.is_none() && a.start_at.is_some()) {
+        if self.active.as_ref().is_some_and(|a| a.want_first.is_none() && a.start_at != StartAt::Next) {
             self.place_start();
         }
         self.advance();
@@ -553,7 +561,7 @@ impl DiskWriter {
             let _ = events.send(DiskEvent::Finished(report));
         }));
         if let Some(next) = next {
-            self.begin(*next, None, 0);
+            self.begin(*next, StartAt::Next, 0);
             if let Some(a) = &mut self.active {
                 a.want_first = Some(end);
                 a.marks = carried;

@@ -54,13 +54,26 @@ pub enum StopAt {
     Drained,
 }
 
+/// Where a take begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// With the next cycle that arrives.
+    Next,
+    /// With the first cycle boundary at or after this JACK frame time (a
+    /// command's frame is JACK's estimate of "now").
+    Frame(u32),
+    /// With the frame at this system-clock time, wherever it falls in its
+    /// cycle (a timetag): found through the mapping that stamps the files.
+    Time(std::time::SystemTime),
+}
+
 pub enum DiskCommand {
     /// Record into `take`, from the first cycle boundary at or after
-    /// `start_at` (the next cycle if `None`), reaching `preroll` frames into
+    /// `start_at` (see [`StartAt`]), reaching `preroll` frames into
     /// the past if the history holds them.
     Start {
         take: Box<Take>,
-        start_at: Option<u32>,
+        start_at: StartAt,
         preroll: u64,
     },
     Stop(StopAt),

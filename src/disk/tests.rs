@@ -23,7 +23,7 @@ fn gaps_become_aligned_silence_and_are_reported() {
     let (etx, erx) = channel();
     let w = DiskWriter::new(disk, crx, etx, Arc::new(DiskStats::default()), 0, 0, Arc::default(), None);
     let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
-    ctx.send(DiskCommand::Start { take: Box::new(take), start_at: None, preroll: 0 }).unwrap();
+    ctx.send(DiskCommand::Start { take: Box::new(take), start_at: StartAt::Next, preroll: 0 }).unwrap();
     drop(ctx);
     let signal = |t: u32, c: usize| (t % 100_000) as f32 + c as f32 * 0.5;
     let cycle = |t: u32, n: u32| -> Vec<Vec<f32>> {
@@ -131,7 +131,7 @@ fn preroll_reaches_back_exactly_and_gap_free() {
     w.drain_cycles();
     let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
     // Start "now" = 1000 + 20*64 (next cycle), 5 cycles of pre-roll.
-    w.begin(take, Some(1000 + 20 * 64 + 10), 5 * 64);
+    w.begin(take, StartAt::Frame(1000 + 20 * 64 + 10), 5 * 64);
     feed(&mut capture, 1000 + 20 * 64, 10);
     w.drain_cycles();
     stop_drained(&mut w);
@@ -149,7 +149,7 @@ fn preroll_reaches_back_exactly_and_gap_free() {
 #[test]
 fn an_exact_rotation_cuts_mid_cycle() {
     let (mut w, mut capture, erx, dir) = writer(48_000);
-    w.begin(Take::create(spec(dir.path(), 2, None), Local::now()).unwrap(), None, 0);
+    w.begin(Take::create(spec(dir.path(), 2, None), Local::now()).unwrap(), StartAt::Next, 0);
     feed(&mut capture, 1000, 20);
     w.drain_cycles();
     let mut s2 = spec(dir.path(), 2, None);
@@ -176,7 +176,7 @@ fn rotate_continues_on_the_next_frame() {
     for history in [0, 48_000] {
         let (mut w, mut capture, erx, dir) = writer(history);
         let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
-        w.begin(take, None, 0);
+        w.begin(take, StartAt::Next, 0);
         feed(&mut capture, 1000, 20);
         w.drain_cycles();
         // Rotate at a frame inside cycle 10, which was already written.
@@ -216,7 +216,7 @@ fn finalizing_never_holds_up_draining() {
     let gate = Arc::new(Gate::default());
     let probe = Probe { sync_gate: Some(gate.clone()), ..Default::default() };
     take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
-    w.begin(take, None, 0);
+    w.begin(take, StartAt::Next, 0);
     feed(&mut capture, 1000, 10);
     w.drain_cycles();
     let mut s2 = spec(dir.path(), 2, None);

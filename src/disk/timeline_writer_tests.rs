@@ -30,7 +30,7 @@ fn bed(history: usize) -> Bed {
 impl Bed {
     fn start(&mut self) {
         let spec = TakeSpec::for_test(self.dir.path(), 2, Layout::Interleaved, SampleFormat::F32);
-        self.w.begin(Take::create(spec, Local::now()).unwrap(), None, 0);
+        self.w.begin(Take::create(spec, Local::now()).unwrap(), StartAt::Next, 0);
     }
 
     /// One cycle of the signal at frame time `t`, as JACK delivered it.

@@ -71,3 +71,58 @@ fn clock_rotation_splits_on_wall_clock_multiples_and_chains_exactly() {
         assert!(n.abs_diff(every) <= 1, "a middle file holds {n} frames, 4 s is {every}");
     }
 }
+
+fn bundle(addr: &str, args: Vec<rosc::OscType>, at: std::time::SystemTime) -> Vec<u8> {
+    let msg = rosc::OscPacket::Message(rosc::OscMessage { addr: addr.into(), args });
+    rosc::encoder::encode(&rosc::OscPacket::Bundle(rosc::OscBundle {
+        timetag: at.try_into().unwrap(),
+        content: vec![msg],
+    }))
+    .unwrap()
+}
+
+fn micros(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// Bundles timetagged 0.8 s and 2.05 s ahead start and stop a take at
+/// those times' frames, inside their cycles: by the source's own clock
+/// its first frame is within 1 ms of the start timetag, and it holds
+/// exactly the frames between the two timetags (±1). Both commands are
+/// answered when they have run; a bundle in the past runs at once.
+#[test]
+fn timetagged_bundles_start_and_stop_at_their_frames() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", d.port)).unwrap();
+    let now = std::time::SystemTime::now();
+    let (t0, t1) = (now + Duration::from_millis(800), now + Duration::from_millis(2050));
+    sock.send(&bundle("/record/start", vec![rosc::OscType::String("timed".into())], t0)).unwrap();
+    sock.send(&bundle("/record/stop", vec![], t1)).unwrap();
+    // Nothing runs before its time: still idle.
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], rosc::OscType::String("idle".into()), "{st:?}");
+    let start = reply_on(&sock, Duration::from_secs(5)).expect("start answered");
+    assert_eq!(start.0, "/reply", "{start:?}");
+    let stop = reply_on(&sock, Duration::from_secs(5)).expect("stop answered");
+    assert_eq!(stop.0, "/reply", "{stop:?}");
+    let (_, truth) = src.stop_truth();
+    let f = &wavs(dir.path())[0];
+    let v = assert_take(f, Some(&truth));
+    let first = manifest_of(f)["first_frame_time"].as_u64().unwrap();
+    let off = truth.wall_at(first).unwrap() as i64 - micros(t0);
+    eprintln!("timetagged start: first frame {off} us from its timetag by the source's clock");
+    assert!(off.abs() <= 1000, "first frame {off} us from the start timetag");
+    let want = (micros(t1) - micros(t0)) as f64 * 48_000.0 / 1e6;
+    assert!(
+        (v.frames as f64 - want).abs() <= 1.5,
+        "{} frames between the timetags, {want:.1} expected",
+        v.frames
+    );
+    // A bundle in the past runs at once (an ordinary start).
+    sock.send(&bundle("/record/start", vec![], now)).unwrap();
+    assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
+}
