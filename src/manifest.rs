@@ -77,6 +77,14 @@ pub struct Manifest {
     /// Markers (`/record/mark`), in the files as cue points once final.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<crate::wav::Marker>,
+    /// What started the take: "command", "transport rolled at …",
+    /// "clock boundary …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// What ended it, when that was not the end of the recorder: "command",
+    /// "transport stopped", "clock boundary …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
     /// What `capstan recover` did, if it ran.
     pub recovery: Option<String>,
     /// Real-time and disk numbers over the take (set when it ends).

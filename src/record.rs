@@ -120,6 +120,7 @@ fn record_take(
         utc: args.format.utc,
         loudness: args.format.loudness.measures(engine.port_names.len()),
         file_format: args.format.file_format,
+        started_by: "capstan record".into(),
     };
     #[allow(unused_mut)]
     let mut take = Take::create(spec, chrono::Local::now())?;
@@ -143,7 +144,7 @@ fn record_take(
             Some(DiskEvent::Started { first_frame_time, .. }) => {
                 tracing::debug!(first_frame_time, "first frame on disk");
             }
-            None => {}
+            Some(DiskEvent::Transport(_)) | None => {}
         }
         live.tick(engine);
         if !jack_gone && engine.jack.shutdown.load(Relaxed) {

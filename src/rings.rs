@@ -35,6 +35,30 @@ pub struct CycleRecord {
     /// JACK's clock (µs) at the cycle's first frame, from JACK's own
     /// frame↔time mapping (0: unknown). Places takes on the wall clock.
     pub usecs: u64,
+    /// JACK transport in this cycle (see [`Transport`]) and its frame at
+    /// the cycle's first frame (for `--trigger transport`).
+    pub transport: Transport,
+    pub transport_frame: u32,
+}
+
+/// JACK transport's state in a cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Stopped,
+    Rolling,
+    /// About to roll (JACK waits for slow-sync clients, e.g. after a
+    /// relocation while rolling).
+    Starting,
+}
+
+/// What the callback reads of JACK's clocks for a cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CycleClock {
+    /// See [`CycleRecord::usecs`].
+    pub usecs: u64,
+    pub transport: Transport,
+    pub transport_frame: u32,
 }
 
 /// The callback's ends.

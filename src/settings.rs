@@ -104,6 +104,15 @@ impl LoudnessMode {
     }
 }
 
+/// What starts and stops takes besides commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// JACK transport: a take starts with the cycle in which it starts
+    /// rolling and ends when it stops (after `post_roll`).
+    Transport,
+}
+
 /// What the bext time_reference of a take holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -215,6 +224,14 @@ pub struct Settings {
     /// The split is at the exact frame of the boundary.
     #[arg(long, value_name = "DURATION")]
     pub rotate_every: Option<String>,
+    /// Start and stop takes by themselves: `transport` records while JACK
+    /// transport rolls (a take per roll, split where it is relocated).
+    #[arg(long, value_enum)]
+    pub trigger: Option<Trigger>,
+    /// With --trigger transport: go on recording this many seconds after
+    /// the transport stops (0-600), so that tails are kept.
+    #[arg(long, default_value_t = 0.0)]
+    pub post_roll: f64,
     /// Retention, applied at start-up and every hour (see `capstan prune`).
     #[command(flatten)]
     pub retention: Policy,
@@ -235,6 +252,8 @@ impl Default for Settings {
             min_free_fraction: defaults::MIN_FREE_FRACTION,
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
             rotate_every: None,
+            trigger: None,
+            post_roll: 0.0,
             retention: Policy::default(),
         }
     }
@@ -259,6 +278,7 @@ impl Settings {
         if let Some(d) = &self.rotate_every {
             crate::control::clock::parse_duration(d)?;
         }
+        range("post_roll", self.post_roll, 0.0, 600.0)?;
         range("preroll", self.preroll, 0.0, 600.0)?;
         self.format.validate()?;
         range("min_minutes", self.min_minutes, 0.0, 1e6)?;

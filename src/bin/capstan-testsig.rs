@@ -46,6 +46,8 @@ enum Cmd {
         #[arg(long, allow_hyphen_values = true)]
         tone: Option<f64>,
     },
+    /// Control JACK transport: `play`, `stop` or `locate FRAME`.
+    Transport { action: String, frame: Option<u32> },
     /// Measure a running daemon's command latency: start command to first
     /// recorded frame (JACK frame time when sent vs the take's first frame),
     /// and stop command to the reply that the files are final.
@@ -125,7 +127,11 @@ impl jack::ProcessHandler for Source {
             let i = self.cycles.load(Relaxed) as usize;
             if let Some(slot) = self.truth.get(i) {
                 slot[0].store((t as u64) << 32 | ps.n_frames() as u64, Relaxed);
-                slot[1].store(client.sample_rate() as u64, Relaxed);
+                // The rate, and whether JACK transport rolled in this cycle
+                // (a shared-state read, real-time safe).
+                let rolling =
+                    client.transport().query_state().is_ok_and(|s| s == jack::TransportState::Rolling);
+                slot[1].store(client.sample_rate() as u64 | (rolling as u64) << 32, Relaxed);
                 // vDSO clock read, no syscall: the ground truth for the
                 // files' time-of-day stamps.
                 let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
@@ -208,7 +214,8 @@ fn source(
         for slot in &truth[..n.min(truth.len())] {
             let v = slot[0].load(Relaxed);
             let (rate, wall) = (slot[1].load(Relaxed), slot[2].load(Relaxed));
-            writeln!(out, "{} {} {rate} {wall}", v >> 32, v & 0xffff_ffff)?;
+            let rolling = rate >> 32;
+            writeln!(out, "{} {} {} {wall} {rolling}", v >> 32, v & 0xffff_ffff, rate & 0xffff_ffff)?;
         }
         out.flush()?;
     }
@@ -337,7 +344,7 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
             (i * frames) as u32,
             frames as u32,
             48000,
-            0,
+            Default::default(),
             |p| &inputs[p][..],
             || (i * frames) as u32,
         );
@@ -371,6 +378,18 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Transport { action, frame } => {
+            let client = capstan::engine::open_client("transport-ctl", false)?;
+            let t = client.transport();
+            match (action.as_str(), frame) {
+                ("play", _) => t.start(),
+                ("stop", _) => t.stop(),
+                ("locate", Some(f)) => t.locate(f),
+                _ => bail!("transport play | stop | locate FRAME"),
+            }
+            .map_err(|e| anyhow::anyhow!("transport {action}: {e:?}"))?;
+            Ok(())
+        }
         Cmd::Source { channels, name, xrun_file, truth, tone } => {
             source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone)
         }

@@ -71,6 +71,8 @@ pub enum Command {
     ConfigSampleFormat(crate::wav::SampleFormat),
     ConfigLayout(crate::disk::Layout),
     ConfigFormat(crate::settings::FileFormat),
+    /// `/trigger/arm` (true) and `/trigger/disarm` (false).
+    Arm(bool),
     ConfigPreroll(f64),
 }
 
@@ -188,6 +190,8 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/record/status" => Command::Status { take_id: strings(m, 1)?.into_iter().next() },
         "/record/list" => none(m).map(|_| Command::List)?,
         "/record/mark" => Command::Mark { label: strings(m, 1)?.into_iter().next() },
+        "/trigger/arm" => none(m).map(|_| Command::Arm(true))?,
+        "/trigger/disarm" => none(m).map(|_| Command::Arm(false))?,
         "/record/files" => match m.args.as_slice() {
             [] => Command::Files(0),
             _ => {

@@ -92,6 +92,8 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/config/sample_format", &[("format", Text)]),
     ("/config/layout", &[("layout", Text)]),
     ("/config/format", &[("format", Text)]),
+    ("/trigger/arm", &[("armed", Int)]),
+    ("/trigger/disarm", &[("armed", Int)]),
 ];
 
 /// Pushed messages (feedback) and `/error`.

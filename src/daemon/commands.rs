@@ -91,6 +91,7 @@ impl Daemon {
             Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file, None),
             Command::Status { .. } => now(self.status()),
             Command::Mark { label } => self.mark(label, None).map(Some),
+            Command::Arm(on) => self.arm(on).map(Some),
             Command::List => now(self
                 .current
                 .iter()
@@ -185,6 +186,12 @@ impl Daemon {
             s(a.settings.format.file_format.ext()),
             s("rotate_every"),
             s(a.settings.rotate_every.clone().unwrap_or_default()),
+            s("trigger"),
+            s(if a.settings.trigger.is_some() { "transport" } else { "" }),
+            s("armed"),
+            OscType::Int(self.armed as i32),
+            s("post_roll"),
+            OscType::Double(a.settings.post_roll),
         ]
     }
 

@@ -19,6 +19,7 @@ mod endpoint;
 mod housekeeping;
 mod takes;
 mod timed;
+mod triggers;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -120,6 +121,16 @@ pub struct Daemon {
     clock_boundary: Option<SystemTime>,
     /// Commands timetagged for later, soonest first.
     timed: Vec<timed::Timed>,
+    /// Triggers act (`/trigger/arm`); on when one is configured.
+    armed: bool,
+    /// Transport changes not yet acted on.
+    transport_events: VecDeque<crate::disk::transport::TransportEvent>,
+    /// The JACK frame a post-roll ends before.
+    post_roll_stop: Option<u64>,
+    /// What starts the next take created, and what ends the running one
+    /// (for their manifests).
+    next_cause: Option<String>,
+    ended_by: Option<String>,
     _lock: Option<lock::DirLock>,
 }
 
@@ -190,6 +201,11 @@ impl Daemon {
             config_changed: false,
             clock_boundary: None,
             timed: Vec::new(),
+            armed: args.settings.trigger.is_some(),
+            transport_events: VecDeque::new(),
+            post_roll_stop: None,
+            next_cause: None,
+            ended_by: None,
             _lock: lock,
             args,
         };
@@ -371,6 +387,7 @@ impl Daemon {
         self.retention.tick(&self.args.dir, &self.args.settings.retention);
         self.run_timed();
         self.rotate_on_clock();
+        self.follow_transport();
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
         if gone {
             self.jack_gone();

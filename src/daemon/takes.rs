@@ -144,6 +144,7 @@ impl Daemon {
         match ev {
             DiskEvent::Started { name, first_frame_time } => self.started(&name, first_frame_time),
             DiskEvent::Finished(r) => self.take_finished(r),
+            DiskEvent::Transport(e) => self.transport_changed(e),
         }
     }
 
@@ -177,6 +178,7 @@ impl Daemon {
     }
 
     fn take_finished(&mut self, r: TakeReport) {
+        self.note_ended_by(&r.name);
         let is_current = self.current.as_ref().is_some_and(|c| c.name == r.name);
         if let Some(Pending { op: Operation::Rotate { old, old_report, .. }, .. }) = &mut self.op {
             if old.name == r.name {
@@ -325,7 +327,7 @@ impl Daemon {
     }
 
     /// Checks and creates a take's files; nothing is created on refusal.
-    fn prepare(&self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
+    fn prepare(&mut self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
         let engine =
             self.engine.as_ref().ok_or_else(|| Refusal::new(Code::JackGone, "JACK is not running"))?;
         if engine.jack.shutdown.load(Relaxed) {
@@ -359,6 +361,7 @@ impl Daemon {
             sources,
             tape: self.hosting.session.clone().unwrap_or_default(),
             time_reference: a.settings.format.time_reference,
+            started_by: self.next_cause.take().unwrap_or_else(|| "command".into()),
             utc: a.settings.format.utc,
             loudness: a.settings.format.loudness.measures(engine.port_names.len()),
             file_format: a.settings.format.file_format,
@@ -374,6 +377,19 @@ impl Daemon {
             files: take.paths().iter().map(|p| p.display().to_string()).collect(),
             first_frame_time: None,
             marks: 0,
+        }
+    }
+
+    /// Writes what ended take `name` into its (final) manifest.
+    fn note_ended_by(&mut self, name: &str) {
+        let Some(why) = self.ended_by.take() else { return };
+        let path = crate::manifest::Manifest::path(&self.args.dir, name);
+        let saved = crate::manifest::Manifest::load(&path).and_then(|mut m| {
+            m.ended_by = Some(why);
+            m.save(&path)
+        });
+        if let Err(e) = saved {
+            tracing::warn!("{}: cannot note what ended the take: {e}", path.display());
         }
     }
 
@@ -403,9 +419,13 @@ impl Daemon {
             return;
         }
         self.clock_boundary = Some(boundary);
+        let when = chrono::DateTime::<chrono::Local>::from(boundary).to_rfc3339();
+        self.next_cause = Some(format!("clock boundary {when} (--rotate-every)"));
+        self.ended_by = Some(format!("clock boundary {when} (--rotate-every)"));
         let next = match self.prepare(None, None) {
             Ok(t) => t,
             Err(r) => {
+                self.ended_by = None;
                 tracing::error!("clock rotation: the next take cannot be created: {}", r.message);
                 return self.notice(3, format!("clock rotation failed: {}", r.message));
             }
@@ -457,14 +477,13 @@ impl Daemon {
     }
 
     /// `/record/start`: answered when the take's first frame is written.
-    /// `when`: a timetag's time, where the take begins exactly (else the
-    /// next cycle boundary).
+    /// `at`: where the take begins (default: the next cycle boundary).
     pub(super) fn start(
         &mut self,
         to: Option<Requester>,
         take_id: Option<String>,
         file: Option<String>,
-        when: Option<SystemTime>,
+        at: Option<StartAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         self.state.transition(State::Idle, State::Starting).map_err(|_| self.busy())?;
         let take = match self.prepare(take_id.clone(), file) {
@@ -478,19 +497,19 @@ impl Daemon {
         self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
         let preroll = (self.args.settings.preroll * engine.sample_rate as f64) as u64;
-        let at = when.map_or(StartAt::Frame(engine.frame_time()), StartAt::Time);
-        engine.start_take(take, at, preroll);
+        engine.start_take(take, at.unwrap_or(StartAt::Frame(engine.frame_time())), preroll);
         self.push_state();
         self.begin(Operation::Start { to });
         Ok(None)
     }
 
     /// `/record/stop`: answered when the take's files are final.
+    /// `at`: where the take ends (default: with the current cycle).
     pub(super) fn stop(
         &mut self,
         to: Option<Requester>,
         take_id: Option<String>,
-        when: Option<SystemTime>,
+        at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         let state = self.state.get();
         if state != State::Recording {
@@ -507,9 +526,10 @@ impl Daemon {
             ));
         }
         self.state.transition(State::Recording, State::Stopping).map_err(|_| self.busy())?;
+        self.ended_by.get_or_insert_with(|| "command".into());
         self.push_state();
         let engine = self.engine.as_ref().expect("recording");
-        engine.stop_take(when.map_or(StopAt::Frame(engine.frame_time()), StopAt::Time));
+        engine.stop_take(at.unwrap_or(StopAt::Frame(engine.frame_time())));
         self.begin(Operation::Stop { to, drained: false });
         Ok(None)
     }
@@ -521,19 +541,25 @@ impl Daemon {
         to: Option<Requester>,
         take_id: Option<String>,
         file: Option<String>,
-        when: Option<SystemTime>,
+        at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         if self.state.get() == State::Idle {
-            return self.start(to, take_id, file, when);
+            let start = at.map(|a| match a {
+                StopAt::Frame(f) | StopAt::Before(f) => StartAt::Frame(f),
+                StopAt::Time(t) => StartAt::Time(t),
+                StopAt::Drained => StartAt::Next,
+            });
+            return self.start(to, take_id, file, start);
         }
         if self.state.get() != State::Recording {
             return Err(self.busy());
         }
         let next = self.prepare(take_id.clone(), file)?;
+        self.ended_by.get_or_insert_with(|| "command".into());
         let new = Self::current_for(&next, take_id);
         let old = self.current.replace(new).expect("recording has a take");
         let engine = self.engine.as_ref().expect("recording");
-        engine.rotate_take(next, when.map_or(StopAt::Frame(engine.frame_time()), StopAt::Time));
+        engine.rotate_take(next, at.unwrap_or(StopAt::Frame(engine.frame_time())));
         self.begin(Operation::Rotate { to, old, old_report: None, new_first: None });
         Ok(None)
     }

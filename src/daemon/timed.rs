@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::endpoint::Requester;
 use super::Daemon;
 use crate::control::osc::{Code, Command, Refusal};
+use crate::disk::{StartAt, StopAt};
 
 /// Timed commands waiting at once, at most.
 const MAX_TIMED: usize = 64;
@@ -56,9 +57,13 @@ impl Daemon {
         }
         let Timed { at, to, cmd } = self.timed.remove(0);
         let result = match cmd {
-            Command::Start { take_id, file } => self.start(Some(to.clone()), take_id, file, Some(at)),
-            Command::Stop { take_id } => self.stop(Some(to.clone()), take_id, Some(at)),
-            Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file, Some(at)),
+            Command::Start { take_id, file } => {
+                self.start(Some(to.clone()), take_id, file, Some(StartAt::Time(at)))
+            }
+            Command::Stop { take_id } => self.stop(Some(to.clone()), take_id, Some(StopAt::Time(at))),
+            Command::Rotate { take_id, file } => {
+                self.rotate(Some(to.clone()), take_id, file, Some(StopAt::Time(at)))
+            }
             _ => unreachable!("only start, stop and rotate are timed"),
         };
         match result {

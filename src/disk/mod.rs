@@ -31,6 +31,7 @@ mod tests;
 pub mod timeline;
 #[cfg(test)]
 mod timeline_writer_tests;
+pub mod transport;
 mod wallclock;
 
 use std::collections::VecDeque;
@@ -121,6 +122,8 @@ pub struct DiskWriter {
     finalizer: finalizer::Finalizer,
     /// Maps frames to the system clock (the files' time stamps).
     wallclock: wallclock::WallClock,
+    /// JACK transport changes, for `--trigger transport`.
+    transport: transport::TransportWatch,
 }
 
 impl DiskWriter {
@@ -157,6 +160,7 @@ impl DiskWriter {
             callback: None,
             finalizer: finalizer::Finalizer::spawn().expect("cannot start the finalizer thread"),
             wallclock: wallclock::WallClock::default(),
+            transport: transport::TransportWatch::default(),
         }
     }
 
@@ -385,6 +389,10 @@ impl DiskWriter {
         }
         let p = self.timeline.place(&rec);
         self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
+        let jack = self.timeline.jack_time(p.at);
+        if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
+            let _ = self.events.send(DiskEvent::Transport(e));
+        }
         if p.rate_change.is_some() || p.clock_reset {
             self.new_clock(&p);
         }

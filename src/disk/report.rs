@@ -185,6 +185,12 @@ impl TakeReport {
 }
 
 pub enum DiskEvent {
-    Started { name: String, first_frame_time: u64 },
+    Started {
+        name: String,
+        first_frame_time: u64,
+    },
     Finished(TakeReport),
+    /// JACK transport started, stopped or relocated (see
+    /// [`super::transport`]).
+    Transport(super::transport::TransportEvent),
 }

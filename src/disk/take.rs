@@ -52,6 +52,8 @@ pub struct TakeSpec {
     pub loudness: bool,
     /// WAV or FLAC files.
     pub file_format: FileFormat,
+    /// What started the take (for its manifest).
+    pub started_by: String,
 }
 
 #[cfg(test)]
@@ -75,6 +77,7 @@ impl TakeSpec {
             utc: false,
             loudness: true,
             file_format: FileFormat::Wav,
+            started_by: "command".into(),
         }
     }
 }

@@ -33,7 +33,7 @@ fn gaps_become_aligned_silence_and_are_reported() {
     // do not fit in the rings, then one more cycle skipped and 64 frames.
     for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 8100), (9612 + 64, 64)] {
         let b = cycle(t, n);
-        capture.process_cycle(t, n, 48000, 0, |i| &b[i], || t);
+        capture.process_cycle(t, n, 48000, Default::default(), |i| &b[i], || t);
     }
     assert_eq!(counters.overflow_frames.load(Relaxed), 8100);
     w.run();
@@ -72,7 +72,7 @@ fn feed(capture: &mut Capture, t0: u32, cycles: u32) {
     for k in 0..cycles {
         let t = t0 + k * 64;
         let b: Vec<Vec<f32>> = (0..2).map(|c| (0..64).map(|i| signal((t + i) as u64, c)).collect()).collect();
-        capture.process_cycle(t, 64, 48000, 0, |i| &b[i], || t);
+        capture.process_cycle(t, 64, 48000, Default::default(), |i| &b[i], || t);
     }
 }
 

@@ -179,6 +179,8 @@ mod tests {
             overtaken: false,
             rate: 48000,
             usecs: 0,
+            transport: Default::default(),
+            transport_frame: 0,
         }
     }
 
@@ -335,6 +337,8 @@ mod tests {
                     overtaken: false,
                     rate: 48000,
                     usecs: 0,
+                    transport: Default::default(),
+                    transport_frame: 0,
                 };
                 let p = tl.place(&r);
                 assert!(!p.clock_reset, "case {case}");

@@ -49,7 +49,7 @@ impl Bed {
     fn cycle_holding(&mut self, t: u32, n: u32, rate: u32, now: u32, audio: u32) {
         let b: Vec<Vec<f32>> =
             (0..2).map(|c| (0..n).map(|i| signal(audio as u64 + i as u64, c)).collect()).collect();
-        self.capture.process_cycle(t, n, rate, 0, |i| &b[i], || now);
+        self.capture.process_cycle(t, n, rate, Default::default(), |i| &b[i], || now);
         self.w.drain_cycles();
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ringbuf::traits::{Observer, Producer};
 
-use crate::rings::{CaptureRings, CycleRecord};
+use crate::rings::{CaptureRings, CycleClock, CycleRecord, Transport};
 
 /// Counters the callback updates and every other thread may read.
 #[derive(Debug, Default)]
@@ -139,7 +139,7 @@ impl Capture {
         frame_time: u32,
         nframes: u32,
         rate: u32,
-        usecs: u64,
+        clock: CycleClock,
         buffer: impl Fn(usize) -> &'a [f32],
         frame_time_now: impl FnOnce() -> u32,
     ) {
@@ -182,7 +182,9 @@ impl Capture {
             unlogged_before: self.unlogged,
             overtaken,
             rate,
-            usecs,
+            usecs: clock.usecs,
+            transport: clock.transport,
+            transport_frame: clock.transport_frame,
         };
         if self.rings.cycles.try_push(record).is_ok() {
             self.unlogged = 0;
@@ -219,12 +221,27 @@ impl jack::ProcessHandler for JackCapture {
                 Ok(c) if c.current_frames == frame_time => c.current_usecs,
                 _ => 0,
             };
+            // The transport as it is for this whole cycle: a read of JACK's
+            // shared state (two atomic counts for the crate's liveness
+            // check), real-time safe by JACK's API.
+            let (transport, transport_frame) = match client.transport().query() {
+                Ok(t) => (
+                    match t.state {
+                        jack::TransportState::Rolling => Transport::Rolling,
+                        jack::TransportState::Starting => Transport::Starting,
+                        jack::TransportState::Stopped => Transport::Stopped,
+                    },
+                    t.pos.frame(),
+                ),
+                Err(_) => (Transport::Stopped, 0),
+            };
+            let clock = CycleClock { usecs, transport, transport_frame };
             let ports = &self.ports;
             self.core.process_cycle(
                 frame_time,
                 ps.n_frames(),
                 rate,
-                usecs,
+                clock,
                 |i| ports[i].as_slice(ps),
                 || ps.last_frame_time(),
             );
@@ -248,7 +265,9 @@ mod tests {
         let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
         // Fill the rings: 8192 frames fit (two cycles), the third does not.
         for k in 0..3u32 {
-            crate::rt::guard(|| c.process_cycle(k * 4096, 4096, 48000, 0, |i| &bufs[i], || k * 4096));
+            crate::rt::guard(|| {
+                c.process_cycle(k * 4096, 4096, 48000, Default::default(), |i| &bufs[i], || k * 4096)
+            });
         }
         assert_eq!(counters.overflow_frames.load(Relaxed), 4096);
         let recs: Vec<CycleRecord> = disk.cycles.pop_iter().collect();
@@ -270,7 +289,7 @@ mod tests {
         let mut c = Capture::new(cap, counters.clone());
         let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
         for k in 0..2u32 {
-            c.process_cycle(k * 4096, 4096, 48000, 0, |i| &bufs[i], || k * 4096);
+            c.process_cycle(k * 4096, 4096, 48000, Default::default(), |i| &bufs[i], || k * 4096);
         }
         // The disk thread has freed the first two ports' oldest cycle, not
         // yet the third's.
@@ -278,7 +297,7 @@ mod tests {
         for ring in &mut disk.ports[..2] {
             assert_eq!(ring.pop_slice(&mut scratch), 4096);
         }
-        crate::rt::guard(|| c.process_cycle(8192, 4096, 48000, 0, |i| &bufs[i], || 8192));
+        crate::rt::guard(|| c.process_cycle(8192, 4096, 48000, Default::default(), |i| &bufs[i], || 8192));
         assert_eq!(counters.overflow_frames.load(Relaxed), 4096, "no room in the third ring yet");
         let occupied: Vec<usize> = disk.ports.iter().map(|r| r.occupied_len()).collect();
         assert_eq!(occupied, vec![4096, 4096, 8192], "nothing pushed into any ring");
@@ -291,7 +310,9 @@ mod tests {
         let (cap, mut disk) = rings::allocate(2, 8192);
         let mut c = Capture::new(cap, Arc::new(CaptureCounters::default()));
         let (full, short) = (vec![1.0f32; 256], vec![1.0f32; 100]);
-        crate::rt::guard(|| c.process_cycle(0, 256, 48000, 0, |i| if i == 0 { &full } else { &short }, || 0));
+        crate::rt::guard(|| {
+            c.process_cycle(0, 256, 48000, Default::default(), |i| if i == 0 { &full } else { &short }, || 0)
+        });
         let rec = disk.cycles.try_pop().unwrap();
         assert!(rec.queued && rec.overtaken, "{rec:?}");
         assert!(disk.ports.iter().all(|r| r.occupied_len() == 256));
@@ -327,14 +348,14 @@ mod tests {
         let slots = disk.cycles.vacant_len();
         let mut t = 0;
         for _ in 0..slots + 2 {
-            c.process_cycle(t, 16, 48000, 0, |_| &buf, || t);
+            c.process_cycle(t, 16, 48000, Default::default(), |_| &buf, || t);
             t += 16;
         }
         // Drain the log and some audio, then one more cycle.
         let n = disk.cycles.pop_iter().count();
         assert_eq!(n, slots);
         disk.ports[0].clear();
-        c.process_cycle(t, 16, 48000, 0, |_| &buf, || t);
+        c.process_cycle(t, 16, 48000, Default::default(), |_| &buf, || t);
         let rec = disk.cycles.try_pop().unwrap();
         assert_eq!(rec.unlogged_before, 32);
         assert_eq!(rec.frame_time, t);

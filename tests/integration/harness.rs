@@ -260,6 +260,8 @@ pub struct Truth {
     pub rates: Vec<u32>,
     /// The system clock (µs since 1970) when the source wrote each cycle.
     pub walls: Vec<u64>,
+    /// Whether JACK transport rolled in each cycle.
+    pub rolling: Vec<bool>,
 }
 
 impl Truth {
@@ -268,11 +270,13 @@ impl Truth {
         let mut cycles: Vec<(u64, u64)> = Vec::new();
         let mut rates = Vec::new();
         let mut walls = Vec::new();
+        let mut rolling = Vec::new();
         for line in text.lines() {
             let mut it = line.split_whitespace().map(|x| x.parse::<u64>().unwrap());
             let (t, n) = (it.next().unwrap(), it.next().unwrap());
             rates.push(it.next().unwrap() as u32);
             walls.push(it.next().unwrap());
+            rolling.push(it.next() == Some(1));
             let t = match cycles.last() {
                 Some(&(prev, _)) => {
                     prev.wrapping_add((t as u32).wrapping_sub(prev as u32) as i32 as i64 as u64)
@@ -281,7 +285,7 @@ impl Truth {
             };
             cycles.push((t, n));
         }
-        Truth { cycles, rates, walls }
+        Truth { cycles, rates, walls, rolling }
     }
 
     /// The system clock when the source wrote frame time `t` (µs since

@@ -126,3 +126,87 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
     sock.send(&bundle("/record/start", vec![], now)).unwrap();
     assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
 }
+
+fn transport(server: &JackServer, args: &[&str]) {
+    let out = run({
+        let mut c = server.cmd(TESTSIG);
+        c.arg("transport").args(args);
+        c
+    });
+    assert!(out.status.success(), "transport {args:?}: {}", text(&out.stderr));
+}
+
+/// `--trigger transport --post-roll 0.5`: play 2 s, stop, play 1 s,
+/// relocate, play 1 s, stop. The first roll is one take; the second is two,
+/// split where the transport was relocated. Each roll's take begins at the
+/// first frame of the first cycle in which the source saw the transport
+/// rolling, and the last one of a roll ends 0.5 s (24 000 frames) after
+/// the first cycle in which it stood again; every frame is in place; the
+/// manifests say what started and ended each take; the client stays up.
+#[test]
+fn transport_trigger_follows_each_roll_with_its_post_roll() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--connect", "src:out_*", "--trigger", "transport", "--post-roll", "0.5"],
+    );
+    transport(&server, &["locate", "0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    transport(&server, &["play"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    transport(&server, &["stop"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    transport(&server, &["play"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    transport(&server, &["locate", "480000"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    transport(&server, &["stop"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], rosc::OscType::String("idle".into()), "{st:?}");
+    let (_, truth) = src.stop_truth();
+    // Where the source saw the transport start and stop rolling.
+    let (mut starts, mut stops) = (Vec::new(), Vec::new());
+    for i in 1..truth.cycles.len() {
+        match (truth.rolling[i - 1], truth.rolling[i]) {
+            (false, true) => starts.push(truth.cycles[i].0),
+            (true, false) => stops.push(truth.cycles[i].0),
+            _ => {}
+        }
+    }
+    // JACK2 relocates a rolling transport through `Starting`, which the
+    // source sees as not rolling: two rolls and a pause.
+    assert_eq!((starts.len(), stops.len()), (3, 3), "the source saw two rolls and a relocation's pause");
+    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
+        .into_iter()
+        .map(|f| {
+            let m = manifest_of(&f);
+            (m["first_frame_time"].as_u64().unwrap(), f, m)
+        })
+        .collect();
+    takes.sort_by_key(|t| t.0);
+    assert_eq!(takes.len(), 3, "one take for the first roll, two for the relocated second");
+    for (_, f, _) in &takes {
+        assert_take(f, Some(&truth));
+    }
+    let frames = |k: usize| takes[k].2["frames"].as_u64().unwrap();
+    let post = 24_000;
+    assert_eq!(takes[0].0, starts[0], "take 1 starts with the roll");
+    assert_eq!(takes[0].0 + frames(0), stops[0] + post, "take 1 ends 0.5 s after the stop");
+    assert_eq!(takes[1].0, starts[1], "take 2 starts with the second roll");
+    assert_eq!(takes[2].0, starts[2], "take 3 starts where the relocated transport rolls again");
+    assert_eq!(takes[2].0, takes[1].0 + frames(1), "take 3 continues take 2 on the very next frame");
+    assert_eq!(takes[2].0 + frames(2), stops[2] + post, "take 3 ends 0.5 s after the stop");
+    let says = |k: usize, key: &str| takes[k].2[key].as_str().unwrap_or_default().to_owned();
+    assert!(says(0, "started_by").starts_with("transport rolled"), "{}", takes[0].2);
+    assert!(says(0, "ended_by").starts_with("transport stopped"), "{}", takes[0].2);
+    assert!(says(1, "ended_by").starts_with("transport relocated"), "{}", takes[1].2);
+    assert!(
+        says(2, "started_by").starts_with("transport relocated at transport frame 480000"),
+        "{}",
+        takes[2].2
+    );
+}

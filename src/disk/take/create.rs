@@ -166,6 +166,7 @@ impl Take {
             sample_format: spec.format.to_string(),
             layout: format!("{:?}", spec.layout).to_lowercase(),
             state: TakeState::Recording,
+            started_by: Some(spec.started_by.clone()),
             ..Default::default()
         };
         // The first version goes into the reserved file itself; later

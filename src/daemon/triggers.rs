@@ -1,0 +1,118 @@
+//! Takes started and stopped by JACK transport (`--trigger transport`):
+//! the disk thread reports each change at the first frame of the cycle it
+//! happened in, and the take is cut there, exactly, whenever the report
+//! arrives (the history still holds the frame). Control thread only.
+
+use crate::control::osc::{Code, Refusal};
+use crate::control::state::State;
+use crate::disk::transport::{TransportChange, TransportEvent};
+use crate::disk::{StartAt, StopAt};
+use crate::settings::Trigger;
+
+use super::Daemon;
+
+impl Daemon {
+    /// A transport change from the disk thread: acted on now, or once the
+    /// operation under way is done.
+    pub(super) fn transport_changed(&mut self, e: TransportEvent) {
+        if self.args.settings.trigger == Some(Trigger::Transport) && self.armed {
+            tracing::debug!(?e, "transport");
+            self.transport_events.push_back(e);
+        }
+    }
+
+    /// Acts on the transport changes (one at a time: each may start an
+    /// operation) and on a post-roll that is due.
+    pub(super) fn follow_transport(&mut self) {
+        if self.op.is_some() {
+            return;
+        }
+        if let Some(e) = self.transport_events.pop_front() {
+            return self.act_on(e);
+        }
+        let (Some(end), Some(engine)) = (self.post_roll_stop, self.engine.as_ref()) else { return };
+        // Hand the stop over shortly before its frame (it waits for it).
+        let ahead = (end as u32).wrapping_sub(engine.frame_time()) as i32 as i64;
+        if ahead <= (super::timed::LEAD.as_secs_f64() * engine.sample_rate as f64) as i64 {
+            self.post_roll_stop = None;
+            if self.state.get() == State::Recording {
+                tracing::info!(frame_time = end, "transport: post-roll over, take ends");
+                self.ended_by =
+                    Some(format!("transport stopped; post-roll {} s", self.args.settings.post_roll));
+                if self.stop(None, None, Some(StopAt::Before(end as u32))).is_err() {
+                    self.ended_by = None;
+                }
+            }
+        }
+    }
+
+    fn act_on(&mut self, e: TransportEvent) {
+        let at = e.frame_time as u32;
+        let state = self.state.get();
+        let result: Result<_, Refusal> = match (e.change, state) {
+            (TransportChange::Rolled, State::Idle) => {
+                self.post_roll_stop = None;
+                tracing::info!(
+                    frame_time = e.frame_time,
+                    transport_frame = e.transport_frame,
+                    "transport rolls: take starts"
+                );
+                self.next_cause = Some(format!("transport rolled at transport frame {}", e.transport_frame));
+                self.start(None, None, None, Some(StartAt::Frame(at)))
+            }
+            // Rolling again during a post-roll, or relocated: the next take
+            // starts on the frame the transport (re)started from.
+            (TransportChange::Rolled | TransportChange::Located, State::Recording) => {
+                self.post_roll_stop = None;
+                tracing::info!(
+                    frame_time = e.frame_time,
+                    transport_frame = e.transport_frame,
+                    "transport {:?}: next take",
+                    e.change
+                );
+                let how = if e.change == TransportChange::Rolled { "rolled" } else { "relocated" };
+                self.next_cause = Some(format!("transport {how} at transport frame {}", e.transport_frame));
+                self.ended_by = Some(format!("transport {how}"));
+                self.rotate(None, None, None, Some(StopAt::Before(at)))
+            }
+            (TransportChange::Stopped, State::Recording) => {
+                let post = (self.args.settings.post_roll
+                    * self.engine.as_ref().map_or(48_000, |e| e.sample_rate) as f64)
+                    .round() as u64;
+                tracing::info!(frame_time = e.frame_time, post_roll_frames = post, "transport stopped");
+                if post == 0 {
+                    self.ended_by = Some("transport stopped".into());
+                    self.stop(None, None, Some(StopAt::Before(at)))
+                } else {
+                    self.post_roll_stop = Some(e.frame_time + post);
+                    Ok(None)
+                }
+            }
+            (change, state) => {
+                tracing::debug!(?change, ?state, "transport change ignored");
+                Ok(None)
+            }
+        };
+        if let Err(r) = result {
+            // Nothing started or ended: the reasons given were not used.
+            self.next_cause = None;
+            self.ended_by = None;
+            tracing::error!("transport trigger: {}", r.message);
+            self.notice(3, format!("transport trigger: {}", r.message));
+        }
+    }
+
+    /// `/trigger/arm` and `/trigger/disarm`: triggers act (or not) from now on.
+    pub(super) fn arm(&mut self, armed: bool) -> Result<Vec<rosc::OscType>, Refusal> {
+        if self.args.settings.trigger.is_none() {
+            return Err(Refusal::new(Code::Config, "no trigger is set (--trigger transport)"));
+        }
+        self.armed = armed;
+        if !armed {
+            self.transport_events.clear();
+            self.post_roll_stop = None;
+        }
+        tracing::info!(armed, "triggers");
+        Ok(vec![rosc::OscType::Int(armed as i32)])
+    }
+}
