@@ -277,6 +277,11 @@ impl Engine {
         self.client().time_to_frames(usecs)
     }
 
+    /// Listens for sound on the inputs (`Some`), or stops listening.
+    pub fn watch_level(&self, spec: Option<disk::level::LevelSpec>) {
+        let _ = self.commands.send(DiskCommand::Level(spec));
+    }
+
     /// Puts a marker labelled `label` at JACK frame time `frame_time` into
     /// the running take (see [`DiskCommand::Mark`]).
     pub fn mark(&self, frame_time: u64, label: String) {

@@ -24,6 +24,10 @@ pub mod defaults {
     pub const MIN_MINUTES: f64 = 10.0;
     pub const MIN_FREE_FRACTION: f64 = 0.15;
     pub const DISK_MARGIN_SECONDS: f64 = 60.0;
+    pub const THRESHOLD_DBFS: f64 = -40.0;
+    pub const HOLD_SECONDS: f64 = 5.0;
+    /// The pre-roll of `--trigger level` when `--preroll` is 0.
+    pub const LEVEL_PREROLL: f64 = 2.0;
 }
 
 /// How takes are written (shared by `record` and `daemon`).
@@ -111,6 +115,9 @@ pub enum Trigger {
     /// JACK transport: a take starts with the cycle in which it starts
     /// rolling and ends when it stops (after `post_roll`).
     Transport,
+    /// Sound: a take starts `preroll` before the first sample above
+    /// `threshold` on any input and ends `hold` after the last one.
+    Level,
 }
 
 /// What the bext time_reference of a take holds.
@@ -225,9 +232,19 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION")]
     pub rotate_every: Option<String>,
     /// Start and stop takes by themselves: `transport` records while JACK
-    /// transport rolls (a take per roll, split where it is relocated).
+    /// transport rolls (a take per roll, split where it is relocated);
+    /// `level` records while any input has sound (with the pre-roll before
+    /// it, 2 s unless --preroll says otherwise, and --hold after it).
     #[arg(long, value_enum)]
     pub trigger: Option<Trigger>,
+    /// With --trigger level: a sample above this level (dBFS, -120 to 0)
+    /// on any input is sound.
+    #[arg(long, default_value_t = defaults::THRESHOLD_DBFS, allow_hyphen_values = true)]
+    pub threshold: f64,
+    /// With --trigger level: the take ends after this many seconds (0.1 to
+    /// 3600) below the threshold on every input.
+    #[arg(long, default_value_t = defaults::HOLD_SECONDS)]
+    pub hold: f64,
     /// With --trigger transport: go on recording this many seconds after
     /// the transport stops (0-600), so that tails are kept.
     #[arg(long, default_value_t = 0.0)]
@@ -253,6 +270,8 @@ impl Default for Settings {
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
             rotate_every: None,
             trigger: None,
+            threshold: defaults::THRESHOLD_DBFS,
+            hold: defaults::HOLD_SECONDS,
             post_roll: 0.0,
             retention: Policy::default(),
         }
@@ -279,6 +298,8 @@ impl Settings {
             crate::control::clock::parse_duration(d)?;
         }
         range("post_roll", self.post_roll, 0.0, 600.0)?;
+        range("threshold", self.threshold, -120.0, 0.0)?;
+        range("hold", self.hold, 0.1, 3600.0)?;
         range("preroll", self.preroll, 0.0, 600.0)?;
         self.format.validate()?;
         range("min_minutes", self.min_minutes, 0.0, 1e6)?;
@@ -313,6 +334,24 @@ impl Settings {
         let settings: Settings = serde_json::from_value(value).map_err(|e| e.to_string())?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The pre-roll takes get: `--preroll`, or 2 s for `--trigger level`
+    /// (whose takes must never cut the attack) when it is 0.
+    pub fn effective_preroll(&self) -> f64 {
+        if self.trigger == Some(Trigger::Level) && self.preroll == 0.0 {
+            defaults::LEVEL_PREROLL
+        } else {
+            self.preroll
+        }
+    }
+
+    /// What `--trigger level` listens for, at `rate`.
+    pub fn level_spec(&self, rate: u32) -> crate::disk::level::LevelSpec {
+        crate::disk::level::LevelSpec {
+            threshold: 10f64.powf(self.threshold / 20.0) as f32,
+            hold: (self.hold * rate as f64).round() as u64,
+        }
     }
 
     pub fn to_json(&self) -> String {

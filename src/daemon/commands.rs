@@ -187,11 +187,19 @@ impl Daemon {
             s("rotate_every"),
             s(a.settings.rotate_every.clone().unwrap_or_default()),
             s("trigger"),
-            s(if a.settings.trigger.is_some() { "transport" } else { "" }),
+            s(match a.settings.trigger {
+                Some(crate::settings::Trigger::Transport) => "transport",
+                Some(crate::settings::Trigger::Level) => "level",
+                None => "",
+            }),
             s("armed"),
             OscType::Int(self.armed as i32),
             s("post_roll"),
             OscType::Double(a.settings.post_roll),
+            s("threshold"),
+            OscType::Double(a.settings.threshold),
+            s("hold"),
+            OscType::Double(a.settings.hold),
         ]
     }
 

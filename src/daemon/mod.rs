@@ -123,8 +123,10 @@ pub struct Daemon {
     timed: Vec<timed::Timed>,
     /// Triggers act (`/trigger/arm`); on when one is configured.
     armed: bool,
-    /// Transport changes not yet acted on.
-    transport_events: VecDeque<crate::disk::transport::TransportEvent>,
+    /// Trigger changes not yet acted on.
+    trigger_events: VecDeque<triggers::TriggerEvent>,
+    /// The running take was started by sound (so silence ends it).
+    level_take: bool,
     /// The JACK frame a post-roll ends before.
     post_roll_stop: Option<u64>,
     /// What starts the next take created, and what ends the running one
@@ -202,7 +204,8 @@ impl Daemon {
             clock_boundary: None,
             timed: Vec::new(),
             armed: args.settings.trigger.is_some(),
-            transport_events: VecDeque::new(),
+            trigger_events: VecDeque::new(),
+            level_take: false,
             post_roll_stop: None,
             next_cause: None,
             ended_by: None,
@@ -320,7 +323,7 @@ impl Daemon {
                 }
             }
         };
-        let history = self.args.settings.preroll + 1.0;
+        let history = self.args.settings.effective_preroll() + 1.0;
         let names =
             crate::ports::input_names(self.args.settings.ports as usize, &self.args.settings.port_names)
                 .map_err(|detail| engine::EngineError::Port { port: "input".into(), detail })?;
@@ -340,6 +343,7 @@ impl Daemon {
             tracing::warn!("{err}");
         }
         self.engine = Some(e);
+        self.listen_for_sound();
         Ok(())
     }
 

@@ -145,6 +145,7 @@ impl Daemon {
             DiskEvent::Started { name, first_frame_time } => self.started(&name, first_frame_time),
             DiskEvent::Finished(r) => self.take_finished(r),
             DiskEvent::Transport(e) => self.transport_changed(e),
+            DiskEvent::Level(e) => self.level_changed(e),
         }
     }
 
@@ -180,6 +181,9 @@ impl Daemon {
     fn take_finished(&mut self, r: TakeReport) {
         self.note_ended_by(&r.name);
         let is_current = self.current.as_ref().is_some_and(|c| c.name == r.name);
+        if is_current {
+            self.level_take = false; // whatever ended it, silence ends no other take
+        }
         if let Some(Pending { op: Operation::Rotate { old, old_report, .. }, .. }) = &mut self.op {
             if old.name == r.name {
                 *old_report = Some(Box::new(r));
@@ -496,7 +500,7 @@ impl Daemon {
         self.current = Some(Self::current_for(&take, take_id));
         self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
-        let preroll = (self.args.settings.preroll * engine.sample_rate as f64) as u64;
+        let preroll = (self.args.settings.effective_preroll() * engine.sample_rate as f64) as u64;
         engine.start_take(take, at.unwrap_or(StartAt::Frame(engine.frame_time())), preroll);
         self.push_state();
         self.begin(Operation::Start { to });

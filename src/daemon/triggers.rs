@@ -5,11 +5,19 @@
 
 use crate::control::osc::{Code, Refusal};
 use crate::control::state::State;
+use crate::disk::level::{LevelChange, LevelEvent};
 use crate::disk::transport::{TransportChange, TransportEvent};
 use crate::disk::{StartAt, StopAt};
 use crate::settings::Trigger;
 
 use super::Daemon;
+
+/// A trigger's change, waiting to be acted on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TriggerEvent {
+    Transport(TransportEvent),
+    Level(LevelEvent),
+}
 
 impl Daemon {
     /// A transport change from the disk thread: acted on now, or once the
@@ -17,7 +25,25 @@ impl Daemon {
     pub(super) fn transport_changed(&mut self, e: TransportEvent) {
         if self.args.settings.trigger == Some(Trigger::Transport) && self.armed {
             tracing::debug!(?e, "transport");
-            self.transport_events.push_back(e);
+            self.trigger_events.push_back(TriggerEvent::Transport(e));
+        }
+    }
+
+    /// Sound began or ended (the disk thread listens only when
+    /// `--trigger level` is armed).
+    pub(super) fn level_changed(&mut self, e: LevelEvent) {
+        if self.args.settings.trigger == Some(Trigger::Level) && self.armed {
+            tracing::debug!(?e, "level");
+            self.trigger_events.push_back(TriggerEvent::Level(e));
+        }
+    }
+
+    /// Tells the disk thread to listen for sound, or not: on when
+    /// `--trigger level` is set and armed.
+    pub(super) fn listen_for_sound(&self) {
+        if let Some(e) = &self.engine {
+            let on = self.args.settings.trigger == Some(Trigger::Level) && self.armed;
+            e.watch_level(on.then(|| self.args.settings.level_spec(e.sample_rate)));
         }
     }
 
@@ -27,8 +53,10 @@ impl Daemon {
         if self.op.is_some() {
             return;
         }
-        if let Some(e) = self.transport_events.pop_front() {
-            return self.act_on(e);
+        match self.trigger_events.pop_front() {
+            Some(TriggerEvent::Transport(e)) => return self.act_on(e),
+            Some(TriggerEvent::Level(e)) => return self.act_on_level(e),
+            None => {}
         }
         let (Some(end), Some(engine)) = (self.post_roll_stop, self.engine.as_ref()) else { return };
         // Hand the stop over shortly before its frame (it waits for it).
@@ -102,6 +130,45 @@ impl Daemon {
         }
     }
 
+    fn act_on_level(&mut self, e: LevelEvent) {
+        let s = &self.args.settings;
+        let result = match (e.change, self.state.get()) {
+            (LevelChange::Rose, State::Idle) => {
+                tracing::info!(frame_time = e.frame_time, "sound above {} dBFS: take starts", s.threshold);
+                self.next_cause = Some(format!(
+                    "sound above {} dBFS at frame time {} (pre-roll {} s)",
+                    s.threshold,
+                    e.frame_time,
+                    s.effective_preroll()
+                ));
+                self.level_take = true;
+                self.start(None, None, None, Some(StartAt::At(e.frame_time as u32)))
+            }
+            (LevelChange::Fell, State::Recording) if self.level_take => {
+                tracing::info!(
+                    frame_time = e.frame_time,
+                    "{} s below {} dBFS: take ends",
+                    s.hold,
+                    s.threshold
+                );
+                self.ended_by = Some(format!("{} s below {} dBFS on every input", s.hold, s.threshold));
+                self.level_take = false;
+                self.stop(None, None, Some(StopAt::Before(e.frame_time as u32)))
+            }
+            (change, state) => {
+                tracing::debug!(?change, ?state, "level change ignored");
+                Ok(None)
+            }
+        };
+        if let Err(r) = result {
+            self.next_cause = None;
+            self.ended_by = None;
+            self.level_take = false;
+            tracing::error!("level trigger: {}", r.message);
+            self.notice(3, format!("level trigger: {}", r.message));
+        }
+    }
+
     /// `/trigger/arm` and `/trigger/disarm`: triggers act (or not) from now on.
     pub(super) fn arm(&mut self, armed: bool) -> Result<Vec<rosc::OscType>, Refusal> {
         if self.args.settings.trigger.is_none() {
@@ -109,9 +176,10 @@ impl Daemon {
         }
         self.armed = armed;
         if !armed {
-            self.transport_events.clear();
+            self.trigger_events.clear();
             self.post_roll_stop = None;
         }
+        self.listen_for_sound();
         tracing::info!(armed, "triggers");
         Ok(vec![rosc::OscType::Int(armed as i32)])
     }

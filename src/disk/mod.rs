@@ -20,6 +20,7 @@ pub(crate) mod audiofile;
 mod cursor;
 mod finalizer;
 mod history;
+pub mod level;
 pub mod loudness;
 mod report;
 mod segments;
@@ -124,6 +125,8 @@ pub struct DiskWriter {
     wallclock: wallclock::WallClock,
     /// JACK transport changes, for `--trigger transport`.
     transport: transport::TransportWatch,
+    /// Sound on the inputs, for `--trigger level`.
+    level: Option<level::LevelWatch>,
 }
 
 impl DiskWriter {
@@ -161,6 +164,7 @@ impl DiskWriter {
             finalizer: finalizer::Finalizer::spawn().expect("cannot start the finalizer thread"),
             wallclock: wallclock::WallClock::default(),
             transport: transport::TransportWatch::default(),
+            level: None,
         }
     }
 
@@ -219,6 +223,10 @@ impl DiskWriter {
                         (None, StopAt::Time(t)) => self.begin(*next, StartAt::Time(t), 0),
                         (None, StopAt::Drained) => self.begin(*next, StartAt::Next, 0),
                     }
+                    continue;
+                }
+                Ok(DiskCommand::Level(spec)) => {
+                    self.level = spec.map(level::LevelWatch::new);
                     continue;
                 }
                 Ok(DiskCommand::Mark { frame_time, label }) => {
@@ -318,6 +326,7 @@ impl DiskWriter {
                 None => return, // JACK's clock not known yet: the next cycle
             },
             StartAt::Frame(f) => self.timeline.boundary(self.timeline.unwrap(f).unwrap_or(next_frame), false),
+            StartAt::At(f) => self.timeline.unwrap(f).unwrap_or(next_frame),
             StartAt::Next => self.timeline.boundary(next_frame, false),
         };
         let want = start.saturating_sub(a.preroll);
@@ -393,6 +402,15 @@ impl DiskWriter {
         if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
             let _ = self.events.send(DiskEvent::Transport(e));
         }
+        if let Some(w) = &mut self.level {
+            // The cycle's new frames (a repeat's are already judged); a
+            // cycle without clean audio is silence.
+            let new = n.saturating_sub(p.repeated as usize);
+            let audio = (rec.queued && !rec.overtaken).then_some(&self.scratch[..]);
+            if let Some(e) = w.cycle(audio, n - new, new, jack + (n - new) as u64) {
+                let _ = self.events.send(DiskEvent::Level(e));
+            }
+        }
         if p.rate_change.is_some() || p.clock_reset {
             self.new_clock(&p);
         }
@@ -427,7 +445,13 @@ impl DiskWriter {
         while self.gaps.front().is_some_and(|g| g.at + g.frames <= oldest) {
             self.gaps.pop_front();
         }
-        if self.active.as_ref().is_some_and(|a| a.want_first.is_none() && a.start_at != StartAt::Next) {
+        // A start at a system-clock time is placed again with every cycle
+        // until it opens: the newest cycles map that time best.
+        if self.active.as_ref().is_some_and(|a| {
+            a.first_frame_time.is_none()
+                && ((a.want_first.is_none() && a.start_at != StartAt::Next)
+                    || matches!(a.start_at, StartAt::Time(_)))
+        }) {
             self.place_start();
         }
         self.advance();

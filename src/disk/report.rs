@@ -65,6 +65,9 @@ pub enum StartAt {
     /// With the frame at this system-clock time, wherever it falls in its
     /// cycle (a timetag): found through the mapping that stamps the files.
     Time(std::time::SystemTime),
+    /// With exactly this JACK frame time, wherever it falls in its cycle
+    /// (a frame known exactly: where sound began).
+    At(u32),
 }
 
 pub enum DiskCommand {
@@ -86,6 +89,8 @@ pub enum DiskCommand {
         next: Box<Take>,
         at: StopAt,
     },
+    /// Listen for sound (`Some`), or stop listening (see [`super::level`]).
+    Level(Option<super::level::LevelSpec>),
     /// A marker at JACK frame time `frame_time` (unwrapped) in the take
     /// that holds that frame: the running one, or the one a pending
     /// rotation starts.
@@ -193,4 +198,6 @@ pub enum DiskEvent {
     /// JACK transport started, stopped or relocated (see
     /// [`super::transport`]).
     Transport(super::transport::TransportEvent),
+    /// Sound began or ended (see [`super::level`]).
+    Level(super::level::LevelEvent),
 }

@@ -96,6 +96,10 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
     let src = server.source(2);
     let dir = tempdir();
     let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    // The cycles' times settle during the client's first second (measured:
+    // a cut planned then was 3 frames early); a recorder that runs gets
+    // timetags later than that.
+    std::thread::sleep(Duration::from_millis(1500));
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(("127.0.0.1", d.port)).unwrap();
     let now = std::time::SystemTime::now();
@@ -117,6 +121,7 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
     eprintln!("timetagged start: first frame {off} us from its timetag by the source's clock");
     assert!(off.abs() <= 1000, "first frame {off} us from the start timetag");
     let want = (micros(t1) - micros(t0)) as f64 * 48_000.0 / 1e6;
+    eprintln!("timetagged stop: {} frames between the timetags, {want:.1} by the clock", v.frames);
     assert!(
         (v.frames as f64 - want).abs() <= 1.5,
         "{} frames between the timetags, {want:.1} expected",
@@ -209,4 +214,65 @@ fn transport_trigger_follows_each_roll_with_its_post_roll() {
         "{}",
         takes[2].2
     );
+}
+
+fn patch(server: &JackServer, tool: &str, from: &str, to: &str) {
+    let out = run({
+        let mut c = server.cmd(tool);
+        c.args([from, to]);
+        c
+    });
+    assert!(out.status.success(), "{tool} {from} {to}: {}", text(&out.stderr));
+}
+
+/// `--trigger level --threshold -91 --hold 1 --preroll 0.5` on 32 inputs:
+/// the source is patched into input 7 for about 1 s. That makes one take,
+/// which begins 0.5 s before the first sample of the sound and ends 1 s
+/// after its last. Between them input 7 holds the signal at its true
+/// frame times, and everything else (the pre-roll, the hold, the 31 other
+/// inputs) is silence.
+#[test]
+fn level_trigger_takes_the_sound_with_its_preroll_and_hold_on_32_inputs() {
+    let server = JackServer::start(256);
+    let src = server.source(1);
+    let dir = tempdir();
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--ports", "32", "--trigger", "level", "--threshold", "-91", "--hold", "1", "--preroll", "0.5"],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    patch(&server, "jack_connect", "src:out_1", "capstan:in_7");
+    std::thread::sleep(Duration::from_millis(1000));
+    patch(&server, "jack_disconnect", "src:out_1", "capstan:in_7");
+    std::thread::sleep(Duration::from_millis(3000));
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], rosc::OscType::String("idle".into()), "{st:?}");
+    src.stop();
+    let files = wavs(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let m = manifest_of(&files[0]);
+    assert!(m["started_by"].as_str().unwrap().starts_with("sound above -91 dBFS"), "{m}");
+    assert!(m["ended_by"].as_str().unwrap().starts_with("1 s below -91 dBFS"), "{m}");
+    let first_frame = m["first_frame_time"].as_u64().unwrap();
+    let mut r = hound::WavReader::open(&files[0]).unwrap();
+    assert_eq!(r.spec().channels, 32);
+    let s: Vec<f32> = r.samples::<f32>().map(|x| x.unwrap()).collect();
+    let frames = s.len() / 32;
+    for (i, x) in s.iter().enumerate() {
+        if i % 32 != 6 {
+            assert_eq!(*x, 0.0, "input {} frame {} is not silent", i % 32 + 1, i / 32);
+        }
+    }
+    let ch7: Vec<f32> = s.iter().skip(6).step_by(32).copied().collect();
+    let first = ch7.iter().position(|x| *x != 0.0).expect("the sound is in the take");
+    let last = ch7.iter().rposition(|x| *x != 0.0).unwrap();
+    assert_eq!(first, 24_000, "0.5 s of pre-roll before the sound");
+    assert_eq!(frames, last + 1 + 48_000, "1 s of hold after the sound");
+    for (i, x) in ch7.iter().enumerate().take(last + 1).skip(first) {
+        let want = capstan::testsignal::sample(first_frame + i as u64, 0);
+        assert_eq!(*x, want, "frame {i}: the sound at its true frame time");
+    }
+    let sound = (last + 1 - first) as f64 / 48_000.0;
+    assert!((0.8..1.5).contains(&sound), "{sound} s of sound");
 }
