@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::disk::{self, DiskCommand, DiskEvent, DiskStats, DiskWriter, StopAt, Take};
 use crate::rings;
+use crate::rt::midi::MidiEvent;
 use crate::rt::{Capture, CaptureCounters, JackCapture};
 
 /// JACK's name for 32-bit float audio ports.
@@ -123,6 +124,8 @@ pub struct Engine {
     pub port_names: Vec<String>,
     pub sample_rate: u32,
     pub buffer_size: u32,
+    /// MIDI control commands from the callback (`--midi`).
+    midi_events: Option<ringbuf::HeapCons<MidiEvent>>,
 }
 
 impl Engine {
@@ -138,6 +141,7 @@ impl Engine {
         history_seconds: f64,
         delay_seconds: f64,
         space: Option<disk::SpaceGuard>,
+        midi: bool,
     ) -> Result<Engine, EngineError> {
         let sample_rate = client.sample_rate();
         let buffer_size = client.buffer_size();
@@ -180,7 +184,23 @@ impl Engine {
         .with_callback_times(capture.clone())
         .with_jack_clock(jack_now);
         let disk = disk::spawn(writer).map_err(EngineError::Thread)?;
-        let handler = JackCapture { ports: jack_ports, core: Capture::new(cap_rings, capture.clone()) };
+        // The MIDI control input and its ring, allocated before activation.
+        let (midi_control, midi_events) = if midi {
+            let port = client
+                .register_port("control", jack::MidiIn::default())
+                .map_err(|e| EngineError::Port { port: "control".into(), detail: format!("{e:?}") })?;
+            use ringbuf::traits::Split;
+            let (prod, cons) = ringbuf::HeapRb::<MidiEvent>::new(crate::rt::midi::MIDI_RING).split();
+            let ctl = crate::rt::midi::MidiControl { port, ring: prod, dropped: Default::default() };
+            (Some(ctl), Some(cons))
+        } else {
+            (None, None)
+        };
+        let handler = JackCapture {
+            ports: jack_ports,
+            core: Capture::new(cap_rings, capture.clone()),
+            midi: midi_control,
+        };
         let client = client
             .activate_async(Notifications(jack.clone()), handler)
             .map_err(|e| EngineError::Activate(format!("{e:?}")))?;
@@ -203,6 +223,7 @@ impl Engine {
             port_names,
             sample_rate,
             buffer_size,
+            midi_events,
         })
     }
 
@@ -275,6 +296,12 @@ impl Engine {
             Err(e) => jack.saturating_sub(e.duration().as_micros() as u64),
         };
         self.client().time_to_frames(usecs)
+    }
+
+    /// The MIDI control commands that arrived since the last call.
+    pub fn midi_events(&mut self) -> Vec<MidiEvent> {
+        use ringbuf::traits::Consumer;
+        self.midi_events.as_mut().map(|c| c.pop_iter().collect()).unwrap_or_default()
     }
 
     /// Listens for sound on the inputs (`Some`), or stops listening.

@@ -79,6 +79,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
         0.0,
         0.0,
         Some(RECORD_SPACE_GUARD),
+        false,
     )?;
     let result = record_take(&engine, &args, file, &sources, quiet, term);
     engine.close();

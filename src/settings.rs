@@ -245,6 +245,14 @@ pub struct Settings {
     /// 3600) below the threshold on every input.
     #[arg(long, default_value_t = defaults::HOLD_SECONDS)]
     pub hold: f64,
+    /// A JACK MIDI input `control`: MIDI Machine Control RECORD STROBE
+    /// starts a take, RECORD EXIT and STOP end it, at the event's frame.
+    #[arg(long)]
+    pub midi: bool,
+    /// With --midi: a note-on of this note (0-127, any channel) starts a
+    /// take, or ends the running one.
+    #[arg(long, value_name = "NOTE")]
+    pub midi_note: Option<u8>,
     /// With --trigger transport: go on recording this many seconds after
     /// the transport stops (0-600), so that tails are kept.
     #[arg(long, default_value_t = 0.0)]
@@ -270,6 +278,8 @@ impl Default for Settings {
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
             rotate_every: None,
             trigger: None,
+            midi: false,
+            midi_note: None,
             threshold: defaults::THRESHOLD_DBFS,
             hold: defaults::HOLD_SECONDS,
             post_roll: 0.0,
@@ -298,6 +308,9 @@ impl Settings {
             crate::control::clock::parse_duration(d)?;
         }
         range("post_roll", self.post_roll, 0.0, 600.0)?;
+        if self.midi_note.is_some_and(|n| n > 127) {
+            return Err(format!("midi_note must be between 0 and 127, got {}", self.midi_note.unwrap_or(0)));
+        }
         range("threshold", self.threshold, -120.0, 0.0)?;
         range("hold", self.hold, 0.1, 3600.0)?;
         range("preroll", self.preroll, 0.0, 600.0)?;

@@ -46,6 +46,14 @@ enum Cmd {
         #[arg(long, allow_hyphen_values = true)]
         tone: Option<f64>,
     },
+    /// Send MIDI control to a port: each MESSAGE is `KIND@MS` (KIND one of
+    /// strobe, exit, stop, noteN), sent MS milliseconds after the start, at
+    /// frame offset 77 of its cycle. Prints `sent KIND FRAME_TIME` for each.
+    Midi {
+        #[arg(long)]
+        to: String,
+        messages: Vec<String>,
+    },
     /// Control JACK transport: `play`, `stop` or `locate FRAME`.
     Transport { action: String, frame: Option<u32> },
     /// Measure a running daemon's command latency: start command to first
@@ -376,8 +384,80 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
     Ok(())
 }
 
+/// The bytes of a MIDI control message by name.
+fn midi_bytes(kind: &str) -> Result<Vec<u8>> {
+    Ok(match kind {
+        "strobe" => vec![0xF0, 0x7F, 0x7F, 0x06, 0x06, 0xF7],
+        "exit" => vec![0xF0, 0x7F, 0x7F, 0x06, 0x07, 0xF7],
+        "stop" => vec![0xF0, 0x7F, 0x7F, 0x06, 0x01, 0xF7],
+        n if n.starts_with("note") => vec![0x90, n[4..].parse()?, 100],
+        other => bail!("unknown MIDI message {other:?}"),
+    })
+}
+
+/// Where a message is written in its cycle.
+const MIDI_OFFSET: u32 = 77;
+
+struct MidiSender {
+    port: jack::Port<jack::MidiOut>,
+    /// The message to send in the next cycle (empty: none); taken by the
+    /// callback with `try_lock`, never waited for there.
+    next: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// JACK frame time + 1 at which the last message went out (0: not yet).
+    sent: Arc<AtomicU64>,
+}
+
+impl jack::ProcessHandler for MidiSender {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let mut w = self.port.writer(ps);
+        if let Ok(mut next) = self.next.try_lock() {
+            if !next.is_empty() && ps.n_frames() > MIDI_OFFSET {
+                if w.write(&jack::RawMidi { time: MIDI_OFFSET, bytes: &next }).is_ok() {
+                    let at = ps.last_frame_time().wrapping_add(MIDI_OFFSET);
+                    self.sent.store(at as u64 + 1, Relaxed);
+                }
+                next.clear();
+            }
+        }
+        jack::Control::Continue
+    }
+}
+
+/// `capstan-testsig midi`: see [`Cmd::Midi`].
+fn midi(to: &str, messages: &[String]) -> Result<()> {
+    let client = capstan::engine::open_client("midi-src", false)?;
+    let port = client.register_port("out", jack::MidiOut::default()).context("MIDI port")?;
+    let name = port.name()?;
+    let next = Arc::new(std::sync::Mutex::new(Vec::with_capacity(16)));
+    let sent = Arc::new(AtomicU64::new(0));
+    let active = client
+        .activate_async((), MidiSender { port, next: next.clone(), sent: sent.clone() })
+        .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
+    active
+        .as_client()
+        .connect_ports_by_name(&name, to)
+        .map_err(|e| anyhow::anyhow!("connect {to}: {e:?}"))?;
+    let t0 = std::time::Instant::now();
+    for m in messages {
+        let (kind, ms) = m.split_once('@').context("KIND@MS")?;
+        let bytes = midi_bytes(kind)?;
+        let at = t0 + Duration::from_millis(ms.parse()?);
+        std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+        sent.store(0, Relaxed);
+        *next.lock().unwrap() = bytes;
+        while sent.load(Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        println!("sent {kind} {}", sent.load(Relaxed) - 1);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = active.deactivate();
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Midi { to, messages } => midi(&to, &messages),
         Cmd::Transport { action, frame } => {
             let client = capstan::engine::open_client("transport-ctl", false)?;
             let t = client.transport();

@@ -198,6 +198,10 @@ impl Daemon {
             OscType::Double(a.settings.post_roll),
             s("threshold"),
             OscType::Double(a.settings.threshold),
+            s("midi"),
+            OscType::Int(a.settings.midi as i32),
+            s("midi_note"),
+            OscType::Int(a.settings.midi_note.map_or(-1, i32::from)),
             s("hold"),
             OscType::Double(a.settings.hold),
         ]

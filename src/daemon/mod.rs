@@ -337,6 +337,7 @@ impl Daemon {
                 margin_seconds: self.args.settings.disk_margin_seconds,
                 min_free_fraction: self.args.settings.min_free_fraction,
             }),
+            self.args.settings.midi,
         )?;
         if let Err(err) = e.connect_sources(&sources[..sources.len().min(self.args.settings.ports as usize)])
         {

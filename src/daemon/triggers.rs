@@ -8,6 +8,7 @@ use crate::control::state::State;
 use crate::disk::level::{LevelChange, LevelEvent};
 use crate::disk::transport::{TransportChange, TransportEvent};
 use crate::disk::{StartAt, StopAt};
+use crate::rt::midi::{MidiEvent, MidiKind};
 use crate::settings::Trigger;
 
 use super::Daemon;
@@ -17,6 +18,7 @@ use super::Daemon;
 pub(super) enum TriggerEvent {
     Transport(TransportEvent),
     Level(LevelEvent),
+    Midi(MidiEvent),
 }
 
 impl Daemon {
@@ -50,12 +52,19 @@ impl Daemon {
     /// Acts on the transport changes (one at a time: each may start an
     /// operation) and on a post-roll that is due.
     pub(super) fn follow_transport(&mut self) {
+        if self.args.settings.midi {
+            if let Some(engine) = self.engine.as_mut() {
+                let events = engine.midi_events();
+                self.trigger_events.extend(events.into_iter().map(TriggerEvent::Midi));
+            }
+        }
         if self.op.is_some() {
             return;
         }
         match self.trigger_events.pop_front() {
             Some(TriggerEvent::Transport(e)) => return self.act_on(e),
             Some(TriggerEvent::Level(e)) => return self.act_on_level(e),
+            Some(TriggerEvent::Midi(e)) => return self.act_on_midi(e),
             None => {}
         }
         let (Some(end), Some(engine)) = (self.post_roll_stop, self.engine.as_ref()) else { return };
@@ -166,6 +175,43 @@ impl Daemon {
             self.level_take = false;
             tracing::error!("level trigger: {}", r.message);
             self.notice(3, format!("level trigger: {}", r.message));
+        }
+    }
+
+    /// A MIDI control command, at the frame it arrived (`--midi`).
+    fn act_on_midi(&mut self, e: MidiEvent) {
+        let state = self.state.get();
+        let toggle = self.args.settings.midi_note.is_some_and(|n| e.kind == MidiKind::NoteOn(n));
+        let what = match e.kind {
+            MidiKind::RecordStrobe => "MMC RECORD STROBE".to_string(),
+            MidiKind::RecordExit => "MMC RECORD EXIT".to_string(),
+            MidiKind::Stop => "MMC STOP".to_string(),
+            MidiKind::NoteOn(n) => format!("MIDI note {n}"),
+        };
+        let start = matches!(e.kind, MidiKind::RecordStrobe) || (toggle && state == State::Idle);
+        let stop =
+            matches!(e.kind, MidiKind::RecordExit | MidiKind::Stop) || (toggle && state == State::Recording);
+        let result = match state {
+            State::Idle if start => {
+                tracing::info!(frame_time = e.frame_time, "{what}: take starts");
+                self.next_cause = Some(format!("{what} at frame time {}", e.frame_time));
+                self.start(None, None, None, Some(StartAt::At(e.frame_time)))
+            }
+            State::Recording if stop => {
+                tracing::info!(frame_time = e.frame_time, "{what}: take ends");
+                self.ended_by = Some(format!("{what} at frame time {}", e.frame_time));
+                self.stop(None, None, Some(StopAt::Before(e.frame_time)))
+            }
+            _ => {
+                tracing::debug!(?e, ?state, "MIDI command ignored");
+                Ok(None)
+            }
+        };
+        if let Err(r) = result {
+            self.next_cause = None;
+            self.ended_by = None;
+            tracing::error!("MIDI control: {}", r.message);
+            self.notice(3, format!("MIDI control: {}", r.message));
         }
     }
 

@@ -199,6 +199,8 @@ impl Capture {
 pub struct JackCapture {
     pub ports: Vec<jack::Port<jack::AudioIn>>,
     pub core: Capture,
+    /// The MIDI control input (`--midi`).
+    pub midi: Option<super::midi::MidiControl>,
 }
 
 impl jack::ProcessHandler for JackCapture {
@@ -236,6 +238,9 @@ impl jack::ProcessHandler for JackCapture {
                 Err(_) => (Transport::Stopped, 0),
             };
             let clock = CycleClock { usecs, transport, transport_frame };
+            if let Some(m) = &mut self.midi {
+                m.process(ps, frame_time);
+            }
             let ports = &self.ports;
             self.core.process_cycle(
                 frame_time,

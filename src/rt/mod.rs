@@ -4,6 +4,7 @@
 //! runs inside [`guard`], which aborts the process on any allocation.
 
 pub mod capture;
+pub mod midi;
 
 pub use capture::{CallbackSummary, Capture, CaptureCounters, JackCapture};
 

@@ -276,3 +276,45 @@ fn level_trigger_takes_the_sound_with_its_preroll_and_hold_on_32_inputs() {
     let sound = (last + 1 - first) as f64 / 48_000.0;
     assert!((0.8..1.5).contains(&sound), "{sound} s of sound");
 }
+
+/// `--midi --midi-note 60`: MMC RECORD STROBE starts a take at the very
+/// frame the event arrived (its offset inside the cycle honoured), MMC
+/// STOP ends it there; then note 60 starts the next take and note 60 ends
+/// it. The sender says at which JACK frame time it sent each event.
+#[test]
+fn midi_machine_control_and_a_note_start_and_stop_takes_at_their_frames() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--midi", "--midi-note", "60"]);
+    let out = run({
+        let mut c = server.cmd(TESTSIG);
+        c.args(["midi", "--to", "capstan:control", "strobe@300", "stop@1300", "note60@1800", "note60@2600"]);
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sent: Vec<u64> =
+        text(&out.stdout).lines().map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap()).collect();
+    assert_eq!(sent.len(), 4, "{}", text(&out.stdout));
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    assert_eq!(st[1], rosc::OscType::String("idle".into()), "{st:?}");
+    let (_, truth) = src.stop_truth();
+    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
+        .into_iter()
+        .map(|f| {
+            let m = manifest_of(&f);
+            (m["first_frame_time"].as_u64().unwrap(), f, m)
+        })
+        .collect();
+    takes.sort_by_key(|t| t.0);
+    assert_eq!(takes.len(), 2);
+    for (k, (first, f, m)) in takes.iter().enumerate() {
+        let v = assert_take(f, Some(&truth));
+        assert_eq!(*first, sent[2 * k], "take {k} starts at its event's frame");
+        assert_eq!(first + v.frames, sent[2 * k + 1], "take {k} ends at its event's frame");
+        assert_ne!(first % 256, 0, "not a cycle boundary: the offset counts");
+        let by = m["started_by"].as_str().unwrap();
+        assert!(by.starts_with(if k == 0 { "MMC RECORD STROBE" } else { "MIDI note 60" }), "{by}");
+    }
+}
