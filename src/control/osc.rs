@@ -73,7 +73,19 @@ pub enum Command {
     ConfigFormat(crate::settings::FileFormat),
     /// `/trigger/arm` (true) and `/trigger/disarm` (false).
     Arm(bool),
+    /// A trigger setting (`/config/trigger`, `/config/rotate_every`, …).
+    ConfigTrigger(TriggerSetting),
     ConfigPreroll(f64),
+}
+
+/// A trigger setting sent over OSC.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerSetting {
+    Trigger(Option<crate::settings::Trigger>),
+    RotateEvery(Option<String>),
+    PostRoll(f64),
+    Threshold(f64),
+    Hold(f64),
 }
 
 /// Largest datagram we accept; anything bigger is refused unread.
@@ -225,6 +237,25 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
             let name = one_string(m)?;
             Command::ConfigSampleFormat(name.parse().map_err(|e: String| Refusal::new(Code::BadArgs, e))?)
         }
+        "/config/trigger" => Command::ConfigTrigger(TriggerSetting::Trigger(
+            match one_string(m)?.to_ascii_lowercase().as_str() {
+                "transport" => Some(crate::settings::Trigger::Transport),
+                "level" => Some(crate::settings::Trigger::Level),
+                "none" | "" => None,
+                other => {
+                    return Err(Refusal::new(
+                        Code::BadArgs,
+                        format!("/config/trigger needs transport, level or none, got {other:?}"),
+                    ))
+                }
+            },
+        )),
+        "/config/rotate_every" => Command::ConfigTrigger(TriggerSetting::RotateEvery(
+            Some(one_string(m)?).filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("off")),
+        )),
+        "/config/post_roll" => Command::ConfigTrigger(TriggerSetting::PostRoll(number(m)?)),
+        "/config/threshold" => Command::ConfigTrigger(TriggerSetting::Threshold(number(m)?)),
+        "/config/hold" => Command::ConfigTrigger(TriggerSetting::Hold(number(m)?)),
         "/config/format" => match one_string(m)?.to_ascii_lowercase().as_str() {
             "wav" => Command::ConfigFormat(crate::settings::FileFormat::Wav),
             "flac" => Command::ConfigFormat(crate::settings::FileFormat::Flac),

@@ -79,6 +79,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
             ("callback_max_us", Real),
             ("ring_high_water_percent", Real),
             ("momentary_lufs", Real),
+            ("armed", Int),
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),
@@ -93,6 +94,11 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/config/layout", &[("layout", Text)]),
     ("/config/format", &[("format", Text)]),
     ("/trigger/arm", &[("armed", Int)]),
+    ("/config/trigger", &[("trigger", Text)]),
+    ("/config/rotate_every", &[("rotate_every", Text)]),
+    ("/config/post_roll", &[("seconds", Real)]),
+    ("/config/threshold", &[("dbfs", Real)]),
+    ("/config/hold", &[("seconds", Real)]),
     ("/trigger/disarm", &[("armed", Int)]),
 ];
 

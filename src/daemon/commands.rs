@@ -92,6 +92,7 @@ impl Daemon {
             Command::Status { .. } => now(self.status()),
             Command::Mark { label } => self.mark(label, None).map(Some),
             Command::Arm(on) => self.arm(on).map(Some),
+            Command::ConfigTrigger(t) => self.set_trigger(t).map(Some),
             Command::List => now(self
                 .current
                 .iter()
@@ -221,7 +222,7 @@ impl Daemon {
     /// Changes a setting that shapes the JACK client (ports, pre-roll): only
     /// between takes. The client is re-created with the same name and every
     /// connection of the ports that remain is restored.
-    fn reconfigure(&mut self, change: impl FnOnce(&mut DaemonArgs)) -> Result<(), Refusal> {
+    pub(super) fn reconfigure(&mut self, change: impl FnOnce(&mut DaemonArgs)) -> Result<(), Refusal> {
         if matches!(self.state.get(), State::Starting | State::Recording | State::Stopping) {
             return Err(Refusal::new(Code::Busy, "stop the take first; this setting re-creates the inputs"));
         }
@@ -317,6 +318,7 @@ impl Daemon {
             OscType::Double(cb.max_us),
             OscType::Double(disk.ring_high_water_percent),
             OscType::Double(momentary),
+            OscType::Int(self.armed as i32),
         ]
     }
 

@@ -3,7 +3,7 @@
 //! happened in, and the take is cut there, exactly, whenever the report
 //! arrives (the history still holds the frame). Control thread only.
 
-use crate::control::osc::{Code, Refusal};
+use crate::control::osc::{Code, Refusal, TriggerSetting};
 use crate::control::state::State;
 use crate::disk::level::{LevelChange, LevelEvent};
 use crate::disk::transport::{TransportChange, TransportEvent};
@@ -213,6 +213,59 @@ impl Daemon {
             tracing::error!("MIDI control: {}", r.message);
             self.notice(3, format!("MIDI control: {}", r.message));
         }
+    }
+
+    /// `/config/trigger`, `/config/rotate_every`, `/config/post_roll`,
+    /// `/config/threshold`, `/config/hold`: checked with all the settings
+    /// (code 12), saved with the session, in effect at once.
+    pub(super) fn set_trigger(&mut self, t: TriggerSetting) -> Result<Vec<rosc::OscType>, Refusal> {
+        let mut s = self.args.settings.clone();
+        let reply = match &t {
+            TriggerSetting::Trigger(v) => {
+                s.trigger = *v;
+                rosc::OscType::String(match v {
+                    Some(Trigger::Transport) => "transport".into(),
+                    Some(Trigger::Level) => "level".into(),
+                    None => "none".into(),
+                })
+            }
+            TriggerSetting::RotateEvery(v) => {
+                s.rotate_every = v.clone();
+                rosc::OscType::String(v.clone().unwrap_or_default())
+            }
+            TriggerSetting::PostRoll(v) => {
+                s.post_roll = *v;
+                rosc::OscType::Double(*v)
+            }
+            TriggerSetting::Threshold(v) => {
+                s.threshold = *v;
+                rosc::OscType::Double(*v)
+            }
+            TriggerSetting::Hold(v) => {
+                s.hold = *v;
+                rosc::OscType::Double(*v)
+            }
+        };
+        s.validate().map_err(|e| Refusal::new(Code::Config, e))?;
+        let old = &self.args.settings;
+        let (trigger_changed, history_changed) =
+            (s.trigger != old.trigger, s.effective_preroll() != old.effective_preroll());
+        if history_changed {
+            // The history must hold the new pre-roll (level's 2 s): the
+            // inputs are re-created, as for /config/preroll.
+            let new = s.clone();
+            self.reconfigure(|a| a.settings = new)?;
+        }
+        if trigger_changed {
+            // A new trigger starts armed; none is nothing to arm.
+            self.armed = s.trigger.is_some();
+            self.trigger_events.clear();
+            self.post_roll_stop = None;
+        }
+        self.args.settings = s;
+        self.config_changed = true;
+        self.listen_for_sound();
+        Ok(vec![reply])
     }
 
     /// `/trigger/arm` and `/trigger/disarm`: triggers act (or not) from now on.

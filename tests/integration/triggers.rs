@@ -318,3 +318,61 @@ fn midi_machine_control_and_a_note_start_and_stop_takes_at_their_frames() {
         assert!(by.starts_with(if k == 0 { "MMC RECORD STROBE" } else { "MIDI note 60" }), "{by}");
     }
 }
+
+/// Triggers set over OSC: `/config/trigger level` (which re-creates the
+/// inputs for its 2 s pre-roll, keeping their patching) arms it, status
+/// and `/config/get` say so, bad values get code 12 and change nothing,
+/// and the trigger then records a sound with its pre-roll; disarmed, it
+/// records nothing.
+#[test]
+fn triggers_set_over_osc_take_effect_at_once() {
+    let server = JackServer::start(256);
+    let src = server.source(1);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "2"]);
+    let s = |v: &str| rosc::OscType::String(v.into());
+    let ok = |path: &str, args: Vec<rosc::OscType>| {
+        let (addr, reply) = osc(d.port, path, args).unwrap();
+        assert_eq!(addr, "/reply", "{path}: {reply:?}");
+        reply
+    };
+    let refused = |path: &str, args: Vec<rosc::OscType>| {
+        let (addr, reply) = osc(d.port, path, args).unwrap();
+        assert_eq!((addr.as_str(), &reply[1]), ("/error", &rosc::OscType::Int(12)), "{path}: {reply:?}");
+    };
+    refused("/config/threshold", vec![rosc::OscType::Double(5.0)]);
+    refused("/config/rotate_every", vec![s("3 days")]);
+    refused("/config/hold", vec![rosc::OscType::Double(0.0)]);
+    ok("/config/hold", vec![rosc::OscType::Double(0.5)]);
+    ok("/config/threshold", vec![rosc::OscType::Double(-91.0)]);
+    assert_eq!(ok("/config/trigger", vec![s("level")])[1], s("level"));
+    let status = ok("/record/status", vec![]);
+    assert_eq!(status.last(), Some(&rosc::OscType::Int(1)), "armed: {status:?}");
+    let cfg = ok("/config/get", vec![]);
+    let at = cfg.iter().position(|a| *a == s("trigger")).unwrap();
+    assert_eq!(cfg[at + 1], s("level"));
+    // Disarmed: sound records nothing.
+    assert_eq!(ok("/trigger/disarm", vec![])[1], rosc::OscType::Int(0));
+    patch(&server, "jack_connect", "src:out_1", "capstan:in_2");
+    std::thread::sleep(Duration::from_millis(700));
+    patch(&server, "jack_disconnect", "src:out_1", "capstan:in_2");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(wavs(dir.path()).is_empty(), "disarmed, yet a take");
+    // Armed: one take, 2 s of pre-roll before the sound, 0.5 s hold after.
+    assert_eq!(ok("/trigger/arm", vec![])[1], rosc::OscType::Int(1));
+    std::thread::sleep(Duration::from_millis(2500));
+    patch(&server, "jack_connect", "src:out_1", "capstan:in_2");
+    std::thread::sleep(Duration::from_millis(700));
+    patch(&server, "jack_disconnect", "src:out_1", "capstan:in_2");
+    std::thread::sleep(Duration::from_millis(2000));
+    src.stop();
+    let files = wavs(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let s2: Vec<f32> =
+        hound::WavReader::open(&files[0]).unwrap().samples::<f32>().map(|x| x.unwrap()).collect();
+    let ch2: Vec<f32> = s2.iter().skip(1).step_by(2).copied().collect();
+    let first = ch2.iter().position(|x| *x != 0.0).unwrap();
+    let last = ch2.iter().rposition(|x| *x != 0.0).unwrap();
+    assert_eq!(first, 96_000, "2 s of pre-roll");
+    assert_eq!(ch2.len(), last + 1 + 24_000, "0.5 s of hold");
+}
