@@ -53,6 +53,34 @@ pub fn validate_user_name(name: &str, ext: &str) -> Result<String, NameError> {
     }
 }
 
+/// The subdirectory a `--dir-layout` pattern (strftime, e.g. `%Y/%m/%d`)
+/// gives for `when`: relative, every component a plain name (no `..`, no
+/// absolute path), or why not.
+pub fn dated_dir<Tz: chrono::TimeZone>(
+    pattern: &str,
+    when: &DateTime<Tz>,
+) -> Result<std::path::PathBuf, String>
+where
+    Tz::Offset: std::fmt::Display,
+{
+    use std::fmt::Write;
+    let bad = |why: &str| format!("dir_layout {pattern:?}: {why}");
+    let items: Vec<chrono::format::Item> = chrono::format::StrftimeItems::new(pattern).collect();
+    if items.iter().any(|i| matches!(i, chrono::format::Item::Error)) {
+        return Err(bad("not a valid strftime pattern"));
+    }
+    let mut out = String::new();
+    write!(out, "{}", when.format_with_items(items.into_iter())).map_err(|_| bad("cannot be formatted"))?;
+    let p = std::path::PathBuf::from(&out);
+    if out.is_empty()
+        || !p.components().all(|c| matches!(c, Component::Normal(_)))
+        || out.chars().any(char::is_control)
+    {
+        return Err(bad("must give a relative path of plain names (no '..', no leading '/')"));
+    }
+    Ok(p)
+}
+
 /// The default stem for a take starting at `when`.
 pub fn default_stem(project: &str, when: DateTime<Local>, seq: u32, rev: u32) -> String {
     format!("{}_{}_{:03}_v{}", sanitize(project), when.format("%Y%m%d_%H%M%S"), seq, rev)
@@ -104,6 +132,12 @@ mod tests {
         }
         assert!(matches!(validate_user_name("a\nb", "wav"), Err(NameError::Control(_))));
         assert_eq!(validate_user_name("kick", "flac").unwrap(), "kick.flac");
+        let when = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 0).unwrap();
+        assert_eq!(dated_dir("%Y/%m/%d", &when).unwrap(), std::path::Path::new("2026/11/26"));
+        assert_eq!(dated_dir("log-%Y%m%d/%Hh", &when).unwrap(), std::path::Path::new("log-20261126/09h"));
+        for bad in ["/%Y", "../%Y", "%Y/../x", "%Q", ""] {
+            assert!(dated_dir(bad, &when).is_err(), "{bad:?}");
+        }
         assert!(matches!(validate_user_name("kick.wav", "flac"), Err(NameError::Extension(_))));
     }
 

@@ -24,14 +24,8 @@ pub struct Recovered {
 fn manifests(path: &Path) -> Result<Vec<PathBuf>> {
     let is_manifest = |p: &Path| p.to_string_lossy().ends_with(manifest::SUFFIX);
     if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_manifest(p))
-            .collect();
-        v.sort();
-        return Ok(v);
+        // With the dated subdirectories of `--dir-layout`.
+        return takefiles::manifest_paths(path, None).with_context(|| format!("reading {}", path.display()));
     }
     if is_manifest(path) {
         return Ok(vec![path.to_owned()]);

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use crate::manifest::{self, Manifest, TakeState};
+use crate::manifest::{Manifest, TakeState};
 use crate::takefiles;
 
 /// The retention policy; every rule is optional.
@@ -100,16 +100,16 @@ pub struct TakeOnDisk {
     pub when: SystemTime,
 }
 
-/// Finished takes in `dir`, oldest first, and a line for each take left
+/// Finished takes in `dir` and its take subdirectories (`--dir-layout`;
+/// never inside `archive`), oldest first, and a line for each take left
 /// alone because its manifest names a file that is not its own.
-pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
+pub fn takes(dir: &Path, archive: Option<&Path>) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
     let mut v = Vec::new();
     let mut left_alone = Vec::new();
-    for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
-        let p = e.path();
-        if !p.to_string_lossy().ends_with(manifest::SUFFIX) {
-            continue;
-        }
+    let manifests =
+        takefiles::manifest_paths(dir, archive).with_context(|| format!("reading {}", dir.display()))?;
+    for p in manifests {
+        let dir = p.parent().unwrap_or(dir);
         let Ok(m) = Manifest::load(&p) else { continue };
         if m.state == TakeState::Recording {
             continue;
@@ -142,7 +142,7 @@ pub fn takes(dir: &Path) -> Result<(Vec<TakeOnDisk>, Vec<String>)> {
             .as_deref()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(SystemTime::from)
-            .or_else(|| e.metadata().and_then(|m| m.modified()).ok())
+            .or_else(|| fs::metadata(&p).and_then(|m| m.modified()).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH);
         v.push(TakeOnDisk { manifest: p, take, files, uids, bytes, when });
     }
@@ -170,7 +170,7 @@ pub struct Plan {
 
 /// What the policy does to `dir` now.
 pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Plan> {
-    let (all, left_alone) = takes(dir)?;
+    let (all, left_alone) = takes(dir, policy.archive.as_deref())?;
     let mut out: Vec<(TakeOnDisk, String)> = Vec::new();
     let n = all.len();
     let mut total: u64 = all.iter().map(|t| t.bytes).sum();

@@ -231,6 +231,11 @@ pub struct Settings {
     /// The split is at the exact frame of the boundary.
     #[arg(long, value_name = "DURATION")]
     pub rotate_every: Option<String>,
+    /// Put each take into a dated subdirectory of --dir, made as needed:
+    /// a strftime pattern such as %Y/%m/%d (local time, or UTC with --utc).
+    /// Recovery and retention look into these subdirectories.
+    #[arg(long, value_name = "PATTERN")]
+    pub dir_layout: Option<String>,
     /// Start and stop takes by themselves: `transport` records while JACK
     /// transport rolls (a take per roll, split where it is relocated);
     /// `level` records while any input has sound (with the pre-roll before
@@ -277,6 +282,7 @@ impl Default for Settings {
             min_free_fraction: defaults::MIN_FREE_FRACTION,
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
             rotate_every: None,
+            dir_layout: None,
             trigger: None,
             midi: false,
             midi_note: None,
@@ -308,6 +314,9 @@ impl Settings {
             crate::control::clock::parse_duration(d)?;
         }
         range("post_roll", self.post_roll, 0.0, 600.0)?;
+        if let Some(p) = &self.dir_layout {
+            crate::naming::dated_dir(p, &chrono::Utc::now())?;
+        }
         if self.midi_note.is_some_and(|n| n > 127) {
             return Err(format!("midi_note must be between 0 and 127, got {}", self.midi_note.unwrap_or(0)));
         }

@@ -124,6 +124,42 @@ pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) 
     Ok(TakeFile { path, file, info: Some(info) })
 }
 
+/// How deep take directories may lie below the recorder's directory
+/// (`--dir-layout %Y/%m/%d/%H` is four).
+const MAX_DEPTH: usize = 6;
+
+/// The manifests in `dir` and in its subdirectories (dated take
+/// directories, `--dir-layout`), sorted: at most [`MAX_DEPTH`] levels deep,
+/// never into a directory through a symbolic link, and never inside `skip`
+/// (an archive kept below the takes).
+pub fn manifest_paths(dir: &Path, skip: Option<&Path>) -> io::Result<Vec<PathBuf>> {
+    let skip = skip.and_then(|s| std::fs::canonicalize(s).ok());
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_owned(), 0usize)];
+    while let Some((d, depth)) = todo.pop() {
+        if skip.as_ref().is_some_and(|s| std::fs::canonicalize(&d).is_ok_and(|c| c == *s)) {
+            continue;
+        }
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if depth == 0 => return Err(e),
+            Err(_) => continue, // an unreadable subdirectory is not ours to judge
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue }; // lstat: links stay links
+            let p = e.path();
+            if kind.is_dir() && depth < MAX_DEPTH {
+                todo.push((p, depth + 1));
+            } else if !kind.is_dir() && p.to_string_lossy().ends_with(manifest::SUFFIX) {
+                // Links and FIFOs too: loading refuses them, and says so.
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The take name of a manifest path (`<take>.take.json`).
 pub fn take_name(manifest_path: &Path) -> Option<String> {
     let name = manifest_path.file_name()?.to_str()?;

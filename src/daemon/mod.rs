@@ -133,6 +133,8 @@ pub struct Daemon {
     /// (for their manifests).
     next_cause: Option<String>,
     ended_by: Option<String>,
+    /// When the next take created starts, if not now (a clock boundary).
+    next_take_time: Option<SystemTime>,
     _lock: Option<lock::DirLock>,
 }
 
@@ -209,6 +211,7 @@ impl Daemon {
             post_roll_stop: None,
             next_cause: None,
             ended_by: None,
+            next_take_time: None,
             _lock: lock,
             args,
         };

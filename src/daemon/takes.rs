@@ -332,6 +332,10 @@ impl Daemon {
 
     /// Checks and creates a take's files; nothing is created on refusal.
     fn prepare(&mut self, take_id: Option<String>, file: Option<String>) -> Result<Take, Refusal> {
+        // Named and filed by when it starts: a clock rotation's next take
+        // by its boundary (it is prepared just before it).
+        let when: chrono::DateTime<chrono::Utc> =
+            self.next_take_time.take().map_or_else(chrono::Utc::now, Into::into);
         let engine =
             self.engine.as_ref().ok_or_else(|| Refusal::new(Code::JackGone, "JACK is not running"))?;
         if engine.jack.shutdown.load(Relaxed) {
@@ -351,8 +355,23 @@ impl Daemon {
             None => a.settings.format.project_name().to_string(),
         };
         let sources = engine.connections();
+        let dir = match &a.settings.dir_layout {
+            None => a.dir.clone(),
+            Some(p) => {
+                let now = when;
+                let sub = if a.settings.format.utc {
+                    naming::dated_dir(p, &now)
+                } else {
+                    naming::dated_dir(p, &now.with_timezone(&chrono::Local))
+                };
+                let d = a.dir.join(sub.map_err(|e| Refusal::new(Code::File, e))?);
+                std::fs::create_dir_all(&d)
+                    .map_err(|e| Refusal::new(Code::File, format!("cannot create {}: {e}", d.display())))?;
+                d
+            }
+        };
         let spec = TakeSpec {
-            dir: a.dir.clone(),
+            dir,
             project,
             file,
             layout: a.settings.format.layout,
@@ -370,7 +389,8 @@ impl Daemon {
             loudness: a.settings.format.loudness.measures(engine.port_names.len()),
             file_format: a.settings.format.file_format,
         };
-        Take::create(spec, chrono::Local::now()).map_err(|e| Refusal::new(Code::File, e.to_string()))
+        Take::create(spec, when.with_timezone(&chrono::Local))
+            .map_err(|e| Refusal::new(Code::File, e.to_string()))
     }
 
     /// A new current take from a freshly created one.
@@ -425,6 +445,7 @@ impl Daemon {
         self.clock_boundary = Some(boundary);
         let when = chrono::DateTime::<chrono::Local>::from(boundary).to_rfc3339();
         self.next_cause = Some(format!("clock boundary {when} (--rotate-every)"));
+        self.next_take_time = Some(boundary);
         self.ended_by = Some(format!("clock boundary {when} (--rotate-every)"));
         let next = match self.prepare(None, None) {
             Ok(t) => t,
