@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
-use crate::metadata::ctl;
 
 fn metaflac(path: &Path, arg: &str) -> String {
     let out = Command::new("metaflac").arg(arg).arg(path).output().expect("metaflac (apt-get install flac)");

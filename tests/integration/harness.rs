@@ -628,3 +628,26 @@ pub fn assert_take(path: &Path, truth: Option<&Truth>) -> capstan::testsignal::V
     assert_eq!(Some(v.first_frame_time), m["first_frame_time"].as_u64(), "{}", path.display());
     v
 }
+
+/// `capstan ctl --json ARGS` against the daemon on `port`: its reply.
+pub fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(CAPSTAN);
+    c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
+    let out = run(c);
+    assert!(out.status.success(), "ctl {args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The takes in `dir` (first frame time, file, manifest), in the order
+/// they started.
+pub fn takes_in_order(dir: &Path) -> Vec<(u64, PathBuf, serde_json::Value)> {
+    let mut takes: Vec<(u64, PathBuf, serde_json::Value)> = wavs(dir)
+        .into_iter()
+        .map(|f| {
+            let m = manifest_of(&f);
+            (m["first_frame_time"].as_u64().unwrap(), f, m)
+        })
+        .collect();
+    takes.sort_by_key(|t| t.0);
+    takes
+}

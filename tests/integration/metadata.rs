@@ -90,14 +90,6 @@ fn set_pretty_name(server: &JackServer, port: &str, name: &str) {
     assert!(out.status.success(), "jack_property: {}", text(&out.stderr));
 }
 
-pub fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
-    let mut c = Command::new(CAPSTAN);
-    c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
-    let out = run(c);
-    assert!(out.status.success(), "ctl {args:?}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Three named inputs keep their names; of two inputs left at their
 /// default names, one is fed by a port with a pretty name and is called
 /// that, the other keeps its own name. Interleaved and mono alike; our own

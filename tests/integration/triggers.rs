@@ -1,18 +1,9 @@
 //! Takes that start, stop or split by themselves: on the wall clock
 //! (`--rotate-every`).
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
-
-fn ctl(port: u16, args: &[&str]) -> serde_json::Value {
-    let mut c = Command::new(CAPSTAN);
-    c.args(["ctl", "--json", "--osc", &format!("127.0.0.1:{port}")]).args(args);
-    let out = run(c);
-    assert!(out.status.success(), "ctl {args:?}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// `--rotate-every 4s --utc`: the take splits at every multiple of 4 s
 /// since UTC midnight. Each new file's time stamp (samples since midnight,
@@ -34,14 +25,7 @@ fn clock_rotation_splits_on_wall_clock_multiples_and_chains_exactly() {
     std::thread::sleep(Duration::from_millis(13_000));
     ctl(d.port, &["stop"]);
     let (_, truth) = src.stop_truth();
-    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
-        .into_iter()
-        .map(|f| {
-            let m = manifest_of(&f);
-            (m["first_frame_time"].as_u64().unwrap(), f, m)
-        })
-        .collect();
-    takes.sort_by_key(|t| t.0);
+    let takes = takes_in_order(dir.path());
     assert!(takes.len() >= 3, "13 s at 4 s: at least 3 files, got {}", takes.len());
     let every = 4 * 48_000u64;
     let day = 86_400 * 48_000u64;
@@ -185,14 +169,7 @@ fn transport_trigger_follows_each_roll_with_its_post_roll() {
     // JACK2 relocates a rolling transport through `Starting`, which the
     // source sees as not rolling: two rolls and a pause.
     assert_eq!((starts.len(), stops.len()), (3, 3), "the source saw two rolls and a relocation's pause");
-    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
-        .into_iter()
-        .map(|f| {
-            let m = manifest_of(&f);
-            (m["first_frame_time"].as_u64().unwrap(), f, m)
-        })
-        .collect();
-    takes.sort_by_key(|t| t.0);
+    let takes = takes_in_order(dir.path());
     assert_eq!(takes.len(), 3, "one take for the first roll, two for the relocated second");
     for (_, f, _) in &takes {
         assert_take(f, Some(&truth));
@@ -300,14 +277,7 @@ fn midi_machine_control_and_a_note_start_and_stop_takes_at_their_frames() {
     let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
     assert_eq!(st[1], rosc::OscType::String("idle".into()), "{st:?}");
     let (_, truth) = src.stop_truth();
-    let mut takes: Vec<(u64, std::path::PathBuf, serde_json::Value)> = wavs(dir.path())
-        .into_iter()
-        .map(|f| {
-            let m = manifest_of(&f);
-            (m["first_frame_time"].as_u64().unwrap(), f, m)
-        })
-        .collect();
-    takes.sort_by_key(|t| t.0);
+    let takes = takes_in_order(dir.path());
     assert_eq!(takes.len(), 2);
     for (k, (first, f, m)) in takes.iter().enumerate() {
         let v = assert_take(f, Some(&truth));
