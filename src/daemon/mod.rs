@@ -395,7 +395,7 @@ impl Daemon {
         self.retention.tick(&self.args.dir, &self.args.settings.retention);
         self.run_timed();
         self.rotate_on_clock();
-        self.follow_transport();
+        self.follow_triggers();
         let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
         if gone {
             self.jack_gone();

@@ -444,23 +444,13 @@ impl Daemon {
         }
         self.clock_boundary = Some(boundary);
         let when = chrono::DateTime::<chrono::Local>::from(boundary).to_rfc3339();
+        tracing::info!(frame_time = at, "clock rotation at {when}");
         self.next_cause = Some(format!("clock boundary {when} (--rotate-every)"));
         self.next_take_time = Some(boundary);
         self.ended_by = Some(format!("clock boundary {when} (--rotate-every)"));
-        let next = match self.prepare(None, None) {
-            Ok(t) => t,
-            Err(r) => {
-                self.ended_by = None;
-                tracing::error!("clock rotation: the next take cannot be created: {}", r.message);
-                return self.notice(3, format!("clock rotation failed: {}", r.message));
-            }
-        };
-        let new = Self::current_for(&next, None);
-        let old = self.current.replace(new).expect("recording has a take");
-        tracing::info!(take = %old.id, frame_time = at, "clock rotation at {}", chrono::DateTime::<chrono::Local>::from(boundary).to_rfc3339());
-        let engine = self.engine.as_ref().expect("recording");
-        engine.rotate_take(next, StopAt::Time(boundary));
-        self.begin(Operation::Rotate { to: None, old, old_report: None, new_first: None });
+        if let Err(r) = self.rotate(None, None, None, Some(StopAt::Time(boundary))) {
+            self.trigger_failed("clock rotation", r);
+        }
     }
 
     /// `/record/mark [label]`: a marker in the running take at the frame
@@ -569,12 +559,7 @@ impl Daemon {
         at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
         if self.state.get() == State::Idle {
-            let start = at.map(|a| match a {
-                StopAt::Frame(f) | StopAt::Before(f) => StartAt::Frame(f),
-                StopAt::Time(t) => StartAt::Time(t),
-                StopAt::Drained => StartAt::Next,
-            });
-            return self.start(to, take_id, file, start);
+            return self.start(to, take_id, file, at.map(StartAt::after));
         }
         if self.state.get() != State::Recording {
             return Err(self.busy());

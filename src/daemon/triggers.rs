@@ -49,9 +49,9 @@ impl Daemon {
         }
     }
 
-    /// Acts on the transport changes (one at a time: each may start an
-    /// operation) and on a post-roll that is due.
-    pub(super) fn follow_transport(&mut self) {
+    /// Acts on the triggers' changes (transport, sound, MIDI; one at a
+    /// time: each may start an operation) and on a post-roll that is due.
+    pub(super) fn follow_triggers(&mut self) {
         if self.args.settings.midi {
             if let Some(engine) = self.engine.as_mut() {
                 let events = engine.midi_events();
@@ -131,11 +131,7 @@ impl Daemon {
             }
         };
         if let Err(r) = result {
-            // Nothing started or ended: the reasons given were not used.
-            self.next_cause = None;
-            self.ended_by = None;
-            tracing::error!("transport trigger: {}", r.message);
-            self.notice(3, format!("transport trigger: {}", r.message));
+            self.trigger_failed("transport trigger", r);
         }
     }
 
@@ -170,11 +166,8 @@ impl Daemon {
             }
         };
         if let Err(r) = result {
-            self.next_cause = None;
-            self.ended_by = None;
             self.level_take = false;
-            tracing::error!("level trigger: {}", r.message);
-            self.notice(3, format!("level trigger: {}", r.message));
+            self.trigger_failed("level trigger", r);
         }
     }
 
@@ -208,11 +201,18 @@ impl Daemon {
             }
         };
         if let Err(r) = result {
-            self.next_cause = None;
-            self.ended_by = None;
-            tracing::error!("MIDI control: {}", r.message);
-            self.notice(3, format!("MIDI control: {}", r.message));
+            self.trigger_failed("MIDI control", r);
         }
+    }
+
+    /// A trigger's start, stop or rotation was refused: nothing started or
+    /// ended, so the reasons it gave are dropped; the session manager is
+    /// told.
+    pub(super) fn trigger_failed(&mut self, what: &str, r: Refusal) {
+        self.next_cause = None;
+        self.ended_by = None;
+        tracing::error!("{what}: {}", r.message);
+        self.notice(3, format!("{what}: {}", r.message));
     }
 
     /// `/config/trigger`, `/config/rotate_every`, `/config/post_roll`,

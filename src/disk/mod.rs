@@ -213,15 +213,12 @@ impl DiskWriter {
                     continue;
                 }
                 Ok(DiskCommand::Rotate { next, at }) => {
-                    match (&mut self.active, at) {
-                        (Some(a), _) => {
+                    match &mut self.active {
+                        Some(a) => {
                             a.stop = Some(at);
                             a.next = Some(next);
                         }
-                        (None, StopAt::Frame(f)) => self.begin(*next, StartAt::Frame(f), 0),
-                        (None, StopAt::Before(f)) => self.begin(*next, StartAt::Frame(f), 0),
-                        (None, StopAt::Time(t)) => self.begin(*next, StartAt::Time(t), 0),
-                        (None, StopAt::Drained) => self.begin(*next, StartAt::Next, 0),
+                        None => self.begin(*next, StartAt::after(at), 0),
                     }
                     continue;
                 }

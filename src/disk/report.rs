@@ -70,6 +70,19 @@ pub enum StartAt {
     At(u32),
 }
 
+impl StartAt {
+    /// Where a take begins that a rotation ending at `end` would have
+    /// started (a rotation with no take running starts one there).
+    pub fn after(end: StopAt) -> StartAt {
+        match end {
+            StopAt::Frame(f) => StartAt::Frame(f),
+            StopAt::Before(f) => StartAt::At(f),
+            StopAt::Time(t) => StartAt::Time(t),
+            StopAt::Drained => StartAt::Next,
+        }
+    }
+}
+
 pub enum DiskCommand {
     /// Record into `take`, from the first cycle boundary at or after
     /// `start_at` (see [`StartAt`]), reaching `preroll` frames into

@@ -116,13 +116,18 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
     assert_eq!(reply_on(&sock, Duration::from_secs(5)).unwrap().0, "/reply");
 }
 
-fn transport(server: &JackServer, args: &[&str]) {
+/// Runs `program args…` against the test server; it must succeed.
+fn tool(server: &JackServer, program: &str, args: &[&str]) {
     let out = run({
-        let mut c = server.cmd(TESTSIG);
-        c.arg("transport").args(args);
+        let mut c = server.cmd(program);
+        c.args(args);
         c
     });
-    assert!(out.status.success(), "transport {args:?}: {}", text(&out.stderr));
+    assert!(out.status.success(), "{program} {args:?}: {}", text(&out.stderr));
+}
+
+fn transport(server: &JackServer, args: &[&str]) {
+    tool(server, TESTSIG, &[&["transport"], args].concat());
 }
 
 /// `--trigger transport --post-roll 0.5`: play 2 s, stop, play 1 s,
@@ -193,13 +198,8 @@ fn transport_trigger_follows_each_roll_with_its_post_roll() {
     );
 }
 
-fn patch(server: &JackServer, tool: &str, from: &str, to: &str) {
-    let out = run({
-        let mut c = server.cmd(tool);
-        c.args([from, to]);
-        c
-    });
-    assert!(out.status.success(), "{tool} {from} {to}: {}", text(&out.stderr));
+fn patch(server: &JackServer, program: &str, from: &str, to: &str) {
+    tool(server, program, &[from, to]);
 }
 
 /// `--trigger level --threshold -91 --hold 1 --preroll 0.5` on 32 inputs:
