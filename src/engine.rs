@@ -156,7 +156,10 @@ impl Engine {
         let port_names = port_names.to_vec();
         let frames = (buffer_seconds * sample_rate as f64).ceil() as usize;
         let frames = frames.max(4 * buffer_size as usize);
-        let (cap_rings, disk_rings) = rings::allocate(ports, frames);
+        let history = (history_seconds * sample_rate as f64).ceil() as usize;
+        let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
+        // The history stays in the rings: they hold it on top of the slack.
+        let (cap_rings, disk_rings) = rings::allocate(ports, disk::ring_frames(frames, history, delay));
         // Keep the rings resident: a page fault in the callback is an xrun.
         if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
             tracing::warn!(
@@ -169,8 +172,6 @@ impl Engine {
         let jack = Arc::new(JackEvents::default());
         let (ctx, crx) = channel();
         let (etx, erx) = channel();
-        let history = (history_seconds * sample_rate as f64).ceil() as usize;
-        let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
         let writer = DiskWriter::new(
             disk_rings,
             crx,

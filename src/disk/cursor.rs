@@ -71,20 +71,20 @@ impl DiskWriter {
             return Ok(());
         }
         record_gaps(&self.gaps, a, limit);
-        let skip = (from - self.history.start()) as usize;
-        let n = (limit - from) as usize;
+        let skip = from - self.history.start();
+        let n = limit - from;
         a.cursor = limit;
         let t = Instant::now();
-        let mut res = Ok(());
-        for run in self.history.runs(skip, n) {
-            let peak = run.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
-            self.stats.peak.fetch_max(peak.to_bits(), Relaxed);
-            let len = run[0].len();
-            res = a.take.write(len, |c| Some(run[c]));
-            if res.is_err() {
-                break;
+        let stats = &self.stats;
+        // Straight from the rings into the encoder; gaps as silence.
+        let res = self.history.runs(skip, n, |len, chans| match chans {
+            Some(chans) => {
+                let peak = chans.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
+                stats.peak.fetch_max(peak.to_bits(), Relaxed);
+                a.take.write(len, |c| Some(chans[c]))
             }
-        }
+            None => a.take.write_silence(len as u64, SPARSE_SILENCE_FRAMES),
+        });
         let ns = t.elapsed().as_nanos() as u64;
         self.stats.write_batches.fetch_add(1, Relaxed);
         self.stats.write_total_ns.fetch_add(ns, Relaxed);

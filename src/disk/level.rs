@@ -46,7 +46,7 @@ impl LevelWatch {
     /// `skip` on), or `None` for a cycle that brought no audio (silence).
     pub fn cycle(
         &mut self,
-        chans: Option<&[Vec<f32>]>,
+        chans: Option<&[&[f32]]>,
         skip: usize,
         n: usize,
         frame_time: u64,
@@ -83,12 +83,14 @@ impl LevelWatch {
 mod tests {
     use super::*;
 
-    fn cycle(n: usize, at: &[(usize, f32)]) -> Vec<Vec<f32>> {
+    /// Three channels of `n` frames, silent but for `at` on the third
+    /// (leaked: a test's few cycles).
+    fn cycle(n: usize, at: &[(usize, f32)]) -> Vec<&'static [f32]> {
         let mut c = vec![vec![0.0f32; n]; 3];
         for &(i, v) in at {
             c[2][i] = v;
         }
-        c
+        c.into_iter().map(|v| &*Box::leak(v.into_boxed_slice())).collect()
     }
 
     #[test]

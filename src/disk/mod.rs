@@ -42,7 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Local};
-use ringbuf::traits::{Consumer, Observer};
+use ringbuf::traits::Consumer;
+use ringbuf::HeapCons;
 
 use crate::manifest::RtStats;
 use crate::rings::{CycleRecord, DiskRings};
@@ -100,11 +101,11 @@ const EDGE_WAIT: Duration = Duration::from_millis(2);
 
 /// The disk thread's state. [`DiskWriter::run`] is its body.
 pub struct DiskWriter {
-    rings: DiskRings,
+    /// The cycle log (the port rings are the history's).
+    cycles: HeapCons<CycleRecord>,
     commands: Receiver<DiskCommand>,
     events: Sender<DiskEvent>,
     stats: Arc<DiskStats>,
-    scratch: Vec<Vec<f32>>,
     /// Where each cycle belongs on JACK's timeline.
     timeline: Timeline,
     history: History,
@@ -130,8 +131,10 @@ pub struct DiskWriter {
 }
 
 impl DiskWriter {
-    /// `history_frames`: audio kept in memory for pre-roll; `write_delay`:
-    /// frames the takes trail the newest audio (must be below the history).
+    /// `history_frames`: audio kept for pre-roll; `write_delay`: frames the
+    /// takes trail the newest audio. The history lives in the port rings,
+    /// which must hold [`keep_frames`] on top of their slack (see
+    /// [`ring_frames`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         rings: DiskRings,
@@ -143,16 +146,18 @@ impl DiskWriter {
         xruns: Arc<AtomicU64>,
         space: Option<SpaceGuard>,
     ) -> Self {
-        let ch = rings.ports.len();
-        // Always at least a few large cycles: every take is written from it.
-        let cap = history_frames.max(write_delay) + 16384;
-        let history = History::new(ch, cap);
+        let cap = keep_frames(history_frames, write_delay);
+        let history = History::new(rings.ports, cap);
+        assert!(
+            history.ring_capacity() == 0 || history.ring_capacity() > cap,
+            "port rings of {} frames cannot keep a history of {cap}",
+            history.ring_capacity()
+        );
         DiskWriter {
-            rings,
+            cycles: rings.cycles,
             commands,
             events,
             stats,
-            scratch: vec![Vec::new(); ch],
             timeline: Timeline::new(),
             history,
             gaps: VecDeque::new(),
@@ -369,12 +374,13 @@ impl DiskWriter {
 
     /// Handles every cycle in the log; returns whether there was any.
     fn drain_cycles(&mut self) -> bool {
-        if let Some(r) = self.rings.ports.first() {
-            self.stats.ring_high_water.fetch_max(r.occupied_len() as u64, Relaxed);
-            self.stats.ring_capacity.store(r.capacity().get() as u64, Relaxed);
-        }
+        // The rings' fill beyond what the history keeps: what the callback
+        // can still push before it must drop a cycle.
+        let slack = self.history.ring_capacity().saturating_sub(self.history.cap);
+        self.stats.ring_high_water.fetch_max(self.history.unhandled() as u64, Relaxed);
+        self.stats.ring_capacity.store(slack as u64, Relaxed);
         let mut any = false;
-        while let Some(rec) = self.rings.cycles.try_pop() {
+        while let Some(rec) = self.cycles.try_pop() {
             any = true;
             self.handle_cycle(rec);
         }
@@ -383,16 +389,9 @@ impl DiskWriter {
 
     fn handle_cycle(&mut self, rec: CycleRecord) {
         let n = rec.nframes as usize;
-        // Take this cycle's audio out of every ring, so the rings stay in step
-        // whatever happens to it next. In port order: the callback checks the
-        // room of the last port's ring only, which this keeps the smallest.
-        if rec.queued {
-            for (ring, buf) in self.rings.ports.iter_mut().zip(&mut self.scratch) {
-                buf.resize(n, 0.0);
-                let got = ring.pop_slice(buf);
-                debug_assert_eq!(got, n, "port ring out of step with the cycle log");
-            }
-        }
+        // The cycle's audio stays in the rings; the history reads it there.
+        let src = rec.queued.then(|| self.history.accept(n));
+        let clean = src.filter(|_| !rec.overtaken);
         let p = self.timeline.place(&rec);
         self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
         let jack = self.timeline.jack_time(p.at);
@@ -402,9 +401,21 @@ impl DiskWriter {
         if let Some(w) = &mut self.level {
             // The cycle's new frames (a repeat's are already judged); a
             // cycle without clean audio is silence.
-            let new = n.saturating_sub(p.repeated as usize);
-            let audio = (rec.queued && !rec.overtaken).then_some(&self.scratch[..]);
-            if let Some(e) = w.cycle(audio, n - new, new, jack + (n - new) as u64) {
+            let old = (p.repeated as usize).min(n);
+            let at = jack + old as u64;
+            let mut events = Vec::new();
+            match clean {
+                Some(src) => {
+                    let mut done = 0;
+                    let _ = self.history.ring_frames(src + old as u64, n - old, &mut |len, chans| {
+                        events.extend(w.cycle(chans, 0, len, at + done));
+                        done += len as u64;
+                        Ok::<(), ()>(())
+                    });
+                }
+                None => events.extend(w.cycle(None, 0, n - old, at)),
+            }
+            for e in events {
                 let _ = self.events.send(DiskEvent::Level(e));
             }
         }
@@ -412,7 +423,7 @@ impl DiskWriter {
             self.new_clock(&p);
         }
         if p.repeated > 0 {
-            self.replace_repeat(&p, rec.queued && !rec.overtaken);
+            self.replace_repeat(&p, clean);
         }
         // Into the history: gap segments as silence, then the cycle's new
         // frames (repeats are already there).
@@ -422,19 +433,19 @@ impl DiskWriter {
         let segments = [
             (gap_at, p.overflow, GapCause::Overflow, false),
             (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
-            (p.first_new(), new, cause, rec.queued && !rec.overtaken),
+            (p.first_new(), new, cause, clean.is_some()),
         ];
         for (at, len, cause, has_data) in segments {
             if len == 0 {
                 continue;
             }
-            self.make_room(len);
-            let data = has_data.then(|| (&self.scratch[..], p.repeated as usize));
-            self.history.push(at, len as usize, data);
+            let data = clean.filter(|_| has_data).map(|src| src + p.repeated);
+            self.history.push(at, len, data);
             if !has_data {
                 self.gaps.push_back(Gap { at, frames: len, cause });
             }
         }
+        self.make_room();
         // Gaps the history and the take have both left behind.
         let oldest =
             self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map_or(u64::MAX, |a| a.cursor);
@@ -459,16 +470,14 @@ impl DiskWriter {
     /// is clean, replaces the earlier one where no take has written it yet
     /// (the takes hold the newest cycle back for this), and a gap there
     /// (an overtaken or dropped first copy) is filled.
-    fn replace_repeat(&mut self, p: &Placement, clean: bool) {
+    fn replace_repeat(&mut self, p: &Placement, clean: Option<u64>) {
         let written = self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map(|a| a.cursor);
         if let Some(a) = &mut self.active {
             if a.first_frame_time.is_some() {
                 a.repeated += p.repeated;
             }
         }
-        if !clean {
-            return;
-        }
+        let Some(src) = clean else { return };
         let from = p.at.max(written.unwrap_or(0));
         let to = p.at + p.repeated;
         if from >= to {
@@ -479,24 +488,22 @@ impl DiskWriter {
             );
             return;
         }
-        let skip = (from - p.at) as usize;
-        if self.history.overwrite(from, (to - from) as usize, &self.scratch, skip) {
+        let skip = from - p.at;
+        if self.history.overwrite(from, to - from, src + skip) {
             cut_gaps(&mut self.gaps, from, to);
         }
     }
 
-    /// Before `len` more frames enter the history, the running take writes
-    /// every frame that they would push out of it (normally it trails by
-    /// `write_delay`, far less than the history; a long gap can be longer).
-    fn make_room(&mut self, len: u64) {
-        let Some(a) = &self.active else { return };
-        if a.first_frame_time.is_none() {
-            return;
+    /// The history keeps its newest `cap` frames: before the older ones go
+    /// (and their ring frames with them), the running take writes them
+    /// (normally it trails by `write_delay`, far less than the history; a
+    /// long gap can be longer).
+    fn make_room(&mut self) {
+        let evicted_to = self.history.end.saturating_sub(self.history.cap as u64);
+        if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some() && a.cursor < evicted_to) {
+            self.advance_to(Some(evicted_to));
         }
-        let evicted_to = (self.history.end + len).saturating_sub(self.history.cap as u64);
-        if a.cursor < evicted_to.min(self.history.end) {
-            self.advance_to(Some(evicted_to.min(self.history.end)));
-        }
+        self.history.trim();
     }
 
     fn publish(&self) {
@@ -598,6 +605,19 @@ impl DiskWriter {
             self.advance();
         }
     }
+}
+
+/// Frames of timeline the disk thread keeps in the port rings: the
+/// pre-roll (`history_frames`) or the write delay, whichever is longer,
+/// and room for the newest cycles (up to 8192 frames each) held back.
+pub fn keep_frames(history_frames: usize, write_delay: usize) -> usize {
+    history_frames.max(write_delay) + 16384
+}
+
+/// Frames each port ring needs: `slack` for the disk thread to fall behind
+/// by, on top of what the history keeps.
+pub fn ring_frames(slack: usize, history_frames: usize, write_delay: usize) -> usize {
+    slack + keep_frames(history_frames, write_delay)
 }
 
 /// Spawns the disk thread.
