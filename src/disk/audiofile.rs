@@ -48,11 +48,8 @@ impl AudioFile {
         format: SampleFormat,
     ) -> Result<(), WavError> {
         match self {
-            AudioFile::Wav(w) => {
-                // Each byte written once, straight into the buffer.
-                format.append_frames(w.buffer(), chans, n);
-                w.commit_buffer()
-            }
+            // Each byte written once, straight into the buffer.
+            AudioFile::Wav(w) => w.append_frames(format, chans, n),
             AudioFile::Flac(f) => f.append(n, chans),
         }
     }

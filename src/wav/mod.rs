@@ -1,6 +1,7 @@
 //! Broadcast Wave / RF64 files: the writer capstan records with, and a small
 //! header reader for verification and recovery.
 
+pub(crate) mod aligned;
 pub mod bext;
 pub mod cue;
 mod ixml;

@@ -53,21 +53,26 @@ impl SampleFormat {
     pub fn append_frames(self, out: &mut Vec<u8>, chans: &[Option<&[f32]>], n: usize) {
         let len = n * chans.len() * self.bytes();
         out.reserve(len);
-        let spare = &mut out.spare_capacity_mut()[..len];
+        self.encode_frames(&mut out.spare_capacity_mut()[..len], chans, n);
+        // SAFETY: `encode_frames` wrote every byte of the `len` bytes just
+        // past `out`'s length, inside the capacity reserved above (or
+        // panicked before this line).
+        unsafe { out.set_len(out.len() + len) };
+    }
+
+    /// Encodes `n` frames of `chans` into `out`, which must be exactly that
+    /// long: every byte of `out` is written (for each frame, each channel's
+    /// sample or zeros), or this panics (a channel shorter than `n`).
+    pub fn encode_frames(self, out: &mut [MaybeUninit<u8>], chans: &[Option<&[f32]>], n: usize) {
         match self {
-            Self::F32 => interleave(spare, chans, n, |x| x.to_le_bytes()),
-            Self::S16 => interleave(spare, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
-            Self::S24 => interleave(spare, chans, n, |x| {
+            Self::F32 => interleave(out, chans, n, |x| x.to_le_bytes()),
+            Self::S16 => interleave(out, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
+            Self::S24 => interleave(out, chans, n, |x| {
                 let b = (quantize(x, 23) as i32).to_le_bytes();
                 [b[0], b[1], b[2]]
             }),
-            Self::S32 => interleave(spare, chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
+            Self::S32 => interleave(out, chans, n, |x| (quantize(x, 31) as i32).to_le_bytes()),
         }
-        // SAFETY: `interleave` wrote every byte of `spare` (for each of the
-        // `n` frames, each channel's sample or zeros), the `len` bytes just
-        // past `out`'s length, inside the capacity reserved above. A channel
-        // shorter than `n` panics in `interleave`, before this line.
-        unsafe { out.set_len(out.len() + len) };
     }
 
     /// Appends one encoded sample (through [`Self::append_frames`]); the

@@ -3,8 +3,18 @@
 //! Layout (EBU Tech 3306 / ITU-R BS.2088 compatible):
 //!
 //! ```text
-//! RIFF <size> WAVE | JUNK(28) | fmt (EXTENSIBLE, 40) | bext | data <size> ...
+//! RIFF <size> WAVE | JUNK(28) | fmt (EXTENSIBLE, 40) | bext | iXML | JUNK | data <size> ...
 //! ```
+//!
+//! The second `JUNK` pads the header so that the audio starts on a 4 KiB
+//! boundary: the audio is written with O_DIRECT (no copy into the page
+//! cache, no writeback at sync time) in whole aligned blocks from an
+//! aligned buffer. The last partial block stays in memory until the next
+//! write or checkpoint (a checkpoint writes it through the page cache,
+//! right before its sync). Where the filesystem refuses O_DIRECT
+//! (`EINVAL`), the writer falls back to buffered writes that start the
+//! writeback at once (`sync_file_range`) and drop the synced pages
+//! (`POSIX_FADV_DONTNEED`), so the page cache does not fill with audio.
 //!
 //! The 28-byte `JUNK` chunk is reserved space for `ds64`. While the file is
 //! under 4 GiB it is a plain WAV. When it grows past, the header is rewritten
@@ -20,10 +30,11 @@
 //! Disk thread only: every method here does I/O.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::aligned::{AlignedBuf, ALIGN};
 use super::bext::Bext;
 use super::sample_format::SampleFormat;
 
@@ -89,15 +100,23 @@ pub struct WavWriter {
     file: File,
     path: PathBuf,
     spec: WavSpec,
-    /// Offset of the first audio byte.
+    /// The same file opened with O_DIRECT, for the audio; `None`: buffered
+    /// writes (the filesystem refused O_DIRECT, or it is switched off).
+    direct: Option<File>,
+    /// Offset of the first audio byte (a multiple of 4 KiB).
     data_at: u64,
-    /// Audio bytes handed to the kernel (excludes `buf`).
+    /// Audio bytes in the file that are never written again (excludes
+    /// `buf`; with O_DIRECT a multiple of 4 KiB).
     data_written: u64,
+    /// Audio bytes in the file: `data_written`, plus the part of `buf` a
+    /// checkpoint wrote (O_DIRECT keeps that partial block in `buf`).
+    on_disk: u64,
     /// Audio bytes the on-disk header currently claims.
     data_committed: u64,
     /// Bytes written after the audio (pad byte, marker chunks).
     tail: u64,
-    buf: Vec<u8>,
+    /// The audio after `data_written`, encoded, in memory.
+    buf: AlignedBuf,
     rf64: bool,
     bext_len: usize,
     /// Size of the iXML chunk's body (its text padded with spaces).
@@ -137,16 +156,19 @@ impl WavWriter {
     ) -> Result<WavWriter, WavError> {
         let bext_body = bext.encode();
         let ixml_len = (ixml.len() + IXML_SLACK + 1) & !1;
-        let data_at = BEXT_AT + 8 + bext_body.len() as u64 + 8 + ixml_len as u64 + 8;
-        let mut w = WavWriter {
+        let data_at = aligned_data_at(BEXT_AT + 8 + bext_body.len() as u64 + 8 + ixml_len as u64);
+        let direct = if direct_io_wanted() { open_direct(&file) } else { None };
+        let w = WavWriter {
             file,
+            direct,
             path: path.to_owned(),
             spec,
             data_at,
             data_written: 0,
+            on_disk: 0,
             data_committed: 0,
             tail: 0,
-            buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
+            buf: AlignedBuf::with_capacity(WRITE_BUFFER + 64 * 1024),
             rf64: false,
             bext_len: bext_body.len(),
             ixml_len,
@@ -158,7 +180,7 @@ impl WavWriter {
         let ixml_body = w.ixml_body(ixml)?;
         let header = w.header(&bext_body, &ixml_body);
         debug_assert_eq!(header.len() as u64, data_at);
-        w.file.write_all(&header).map_err(|e| w.io_err("write header", e))?;
+        w.file.write_all_at(&header, 0).map_err(|e| w.io_err("write header", e))?;
         Ok(w)
     }
 
@@ -212,12 +234,11 @@ impl WavWriter {
         let body = bext.encode();
         self.bext_len = body.len();
         self.ixml_len = (ixml.len() + IXML_SLACK + 1) & !1;
-        self.data_at = self.ixml_at() + 8 + self.ixml_len as u64 + 8;
+        self.data_at = aligned_data_at(self.ixml_at() + 8 + self.ixml_len as u64);
         let ixml_body = self.ixml_body(ixml)?;
         let header = self.header(&body, &ixml_body);
         self.pwrite(&header, 0)?;
         self.file.set_len(self.data_at).map_err(|e| self.io_err("rate change", e))?;
-        self.file.seek(SeekFrom::Start(self.data_at)).map_err(|e| self.io_err("seek", e))?;
         Ok(())
     }
 
@@ -240,16 +261,28 @@ impl WavWriter {
         self.rf64
     }
 
-    /// The buffer to append encoded frames to; call [`WavWriter::commit_buffer`]
-    /// afterwards. Appending through the buffer avoids a copy per sample.
-    pub fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
+    /// Whether the audio goes to the file with O_DIRECT.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Appends `n` frames of `chans` (None: silence) encoded in `format`,
+    /// straight into the buffer (each byte written once), and writes the
+    /// buffer out once it is large or [`MAX_BUFFER_AGE`] old.
+    pub fn append_frames(
+        &mut self,
+        format: SampleFormat,
+        chans: &[Option<&[f32]>],
+        n: usize,
+    ) -> Result<(), WavError> {
+        self.buf.append_frames(format, chans, n);
+        self.commit_buffer()
     }
 
     /// Writes the buffer out once it is large, or [`MAX_BUFFER_AGE`] after
-    /// the last write. Only whole frames must have been appended.
-    pub fn commit_buffer(&mut self) -> Result<(), WavError> {
-        debug_assert_eq!(self.buf.len() % self.spec.frame_bytes(), 0);
+    /// the last write.
+    fn commit_buffer(&mut self) -> Result<(), WavError> {
+        debug_assert_eq!((self.data_written + self.buf.len() as u64) % self.spec.frame_bytes() as u64, 0);
         if self.buf.len() >= WRITE_BUFFER || self.last_flush.elapsed() >= MAX_BUFFER_AGE {
             self.flush()?;
         }
@@ -263,73 +296,123 @@ impl WavWriter {
     }
 
     /// Appends `frames` frames of digital silence without writing them: the
-    /// file is extended sparsely. Used for long gaps and by the 4 GiB test.
+    /// file is extended sparsely (with O_DIRECT: its whole blocks; zeros
+    /// are written up to and from them). Used for long gaps and by the
+    /// 4 GiB test.
     pub fn append_silence_sparse(&mut self, frames: u64) -> Result<(), WavError> {
+        let mut bytes = frames * self.spec.frame_bytes() as u64;
+        if self.direct.is_some() {
+            let to_block =
+                (ALIGN as u64 - (self.data_written + self.buf.len() as u64) % ALIGN as u64) % ALIGN as u64;
+            let z = to_block.min(bytes);
+            self.buf.extend_zeros(z as usize);
+            bytes -= z;
+        }
         self.flush()?;
-        let bytes = frames * self.spec.frame_bytes() as u64;
-        self.data_written += bytes;
-        let end = self.data_at + self.data_written;
-        self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
-        self.file.seek(SeekFrom::Start(end)).map_err(|e| self.io_err("seek", e))?;
+        // With O_DIRECT the buffer is empty now only if it ended on a block.
+        let hole = if self.buf.is_empty() {
+            if self.direct.is_some() {
+                bytes / ALIGN as u64 * ALIGN as u64
+            } else {
+                bytes
+            }
+        } else {
+            0
+        };
+        if hole > 0 {
+            self.data_written += hole;
+            self.on_disk = self.data_written;
+            let end = self.data_at + self.data_written;
+            self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
+        }
+        self.buf.extend_zeros((bytes - hole) as usize);
+        self.commit_buffer()
+    }
+
+    /// Writes the buffer to the file: all of it, or with O_DIRECT its whole
+    /// blocks (the partial last one stays, to be completed).
+    fn flush(&mut self) -> Result<(), WavError> {
+        let n = if self.direct.is_some() { self.buf.len() / ALIGN * ALIGN } else { self.buf.len() };
+        if n > 0 {
+            self.write_out(n)?;
+        }
+        self.last_flush = std::time::Instant::now();
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), WavError> {
-        let mut done = 0;
-        while done < self.buf.len() {
-            match self.write_some(done) {
-                Ok(0) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes");
-                    return Err(self.short_write(done, e));
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.short_write(done, e)),
+    /// [`Self::flush`], then with O_DIRECT the partial last block too,
+    /// through the page cache (a sync follows at once, so the page is clean
+    /// before the next O_DIRECT write of that block replaces it).
+    fn flush_all(&mut self) -> Result<(), WavError> {
+        self.flush()?;
+        if self.direct.is_some() && !self.buf.is_empty() {
+            let at = self.data_at + self.data_written;
+            let (done, res) = write_all_at(&self.file, self.buf.as_slice(), at, false, self.probe_ref());
+            if let Err(e) = res {
+                return Err(self.short_write(done, e));
             }
+            self.on_disk = self.data_written + self.buf.len() as u64;
+            self.note_data();
         }
-        self.data_written += self.buf.len() as u64;
-        self.buf.clear();
-        self.last_flush = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Writes the first `n` bytes of the buffer at the end of the audio in
+    /// the file, and drops them from the buffer.
+    fn write_out(&mut self, n: usize) -> Result<(), WavError> {
+        let at = self.data_at + self.data_written;
+        let (done, res) = match &self.direct {
+            Some(d) => write_all_at(d, &self.buf.as_slice()[..n], at, true, self.probe_ref()),
+            None => write_all_at(&self.file, &self.buf.as_slice()[..n], at, false, self.probe_ref()),
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if self.direct.is_some() && done == 0 && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the filesystem refuses O_DIRECT writes: buffered writes from now on"
+                );
+                self.direct = None;
+                return self.write_out(self.buf.len());
+            }
+            Err(e) => return Err(self.short_write(done, e)),
+        }
+        self.data_written += n as u64;
+        self.on_disk = self.on_disk.max(self.data_written);
+        self.buf.keep_from(n);
+        if self.direct.is_none() {
+            write_behind(&self.file, at, n as u64);
+        }
         self.note_data();
         Ok(())
     }
 
     /// A write failed after `done` bytes of the buffer reached the file:
-    /// the whole frames among them count as written (a later successful
-    /// sync may claim them); the rest of the buffer is dropped and the file
-    /// position goes back to the end of those frames.
+    /// they count as written (a later successful sync may claim the whole
+    /// frames among them); the rest of the buffer is dropped.
     fn short_write(&mut self, done: usize, e: io::Error) -> WavError {
-        let fb = self.spec.frame_bytes();
-        let whole = done / fb * fb;
-        self.data_written += whole as u64;
+        self.data_written += done as u64;
+        self.on_disk = self.on_disk.max(self.data_written);
         self.buf.clear();
-        let _ = self.file.seek(SeekFrom::Start(self.data_at + self.data_written));
         self.note_data();
         self.io_err("write", e)
     }
 
-    /// One `write(2)` of the buffer from `from` on.
-    fn write_some(&mut self, from: usize) -> io::Result<usize> {
-        #[cfg(test)]
-        if let Some(p) = &self.probe {
-            let mut p = p.lock().unwrap();
-            if let Some(left) = p.space.as_mut() {
-                if *left == 0 {
-                    return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
-                }
-                let n = (self.buf.len() - from).min(*left as usize);
-                *left -= n as u64;
-                return self.file.write(&self.buf[from..from + n]);
-            }
-        }
-        self.file.write(&self.buf[from..])
+    #[cfg(test)]
+    fn probe_ref(&self) -> Option<&std::sync::Mutex<probe::Probe>> {
+        self.probe.as_deref()
+    }
+
+    #[cfg(not(test))]
+    fn probe_ref(&self) -> Option<&std::sync::Mutex<()>> {
+        None
     }
 
     /// Test builds: the audio bytes in the file now.
     fn note_data(&self) {
         #[cfg(test)]
         if let Some(p) = &self.probe {
-            p.lock().unwrap().ops.push(probe::Op::Data { end: self.data_written });
+            p.lock().unwrap().ops.push(probe::Op::Data { end: self.on_disk });
         }
     }
 
@@ -345,7 +428,7 @@ impl WavWriter {
             let mut p = p.lock().unwrap();
             p.syncs += 1;
             let fail = p.fail_sync == Some(p.syncs);
-            p.ops.push(probe::Op::Sync { covered: self.data_written + self.tail, ok: !fail });
+            p.ops.push(probe::Op::Sync { covered: self.on_disk + self.tail, ok: !fail });
             if let Some(gate) = p.sync_gate.clone() {
                 drop(p);
                 gate.wait();
@@ -367,7 +450,7 @@ impl WavWriter {
     /// Makes everything written so far survive a crash: write out, fdatasync,
     /// then update the header sizes (promoting to RF64 if needed).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
-        self.flush()?;
+        self.flush_all()?;
         self.still_linked()?;
         self.sync("fdatasync")?;
         self.commit_synced()
@@ -400,7 +483,7 @@ impl WavWriter {
 
     /// [`Self::checkpoint_many`] of files held by reference.
     pub fn checkpoint_refs(files: &mut [&mut WavWriter]) -> Result<(), WavError> {
-        files.iter_mut().try_for_each(|f| f.flush())?;
+        files.iter_mut().try_for_each(|f| f.flush_all())?;
         files.iter().try_for_each(|f| f.still_linked())?;
         files.iter_mut().try_for_each(|f| f.sync("fdatasync"))?;
         files.iter_mut().try_for_each(|f| f.commit_synced())
@@ -410,8 +493,19 @@ impl WavWriter {
     /// Called only after a successful [`Self::sync`] (which, once one has
     /// failed, always fails), so nothing more is claimed after a failure.
     fn commit_synced(&mut self) -> Result<(), WavError> {
-        self.write_sizes(self.data_written, 0)?;
-        self.data_committed = self.data_written;
+        let fb = self.spec.frame_bytes() as u64;
+        let whole = self.on_disk / fb * fb;
+        self.write_sizes(whole, 0)?;
+        self.data_committed = whole;
+        if self.direct.is_none() {
+            // Synced pages are clean: let them go (buffered fallback only).
+            let _ = nix::fcntl::posix_fadvise(
+                &self.file,
+                self.data_at as i64,
+                whole as i64,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
+        }
         Ok(())
     }
 
@@ -436,7 +530,7 @@ impl WavWriter {
             let e = io::Error::from_raw_os_error(nix::libc::EIO);
             return Err(self.io_err("an earlier fdatasync failed; finalize", e));
         }
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_all() {
             // Disk full or I/O error: the rest of the buffer is lost, but the
             // header gets every whole frame that did reach the file, once a
             // sync has covered it.
@@ -450,27 +544,31 @@ impl WavWriter {
                 other => other,
             });
         }
-        let pad = self.data_written % 2 == 1;
+        let audio = self.on_disk;
+        let pad = audio % 2 == 1;
         if pad {
-            self.file.write_all(&[0]).map_err(|e| self.io_err("write pad byte", e))?;
+            self.file
+                .write_all_at(&[0], self.data_at + audio)
+                .map_err(|e| self.io_err("write pad byte", e))?;
             self.tail = 1;
         }
         self.sync("fdatasync")?;
-        self.write_sizes(self.data_written, pad as u64)?;
-        self.data_committed = self.data_written;
+        self.write_sizes(audio, pad as u64)?;
+        self.data_committed = audio;
         if !trailer.is_empty() {
             // The final sizes must be durable before anything follows the
             // audio, or a crash could leave a stale header and a trailer
             // that recovery would take for audio.
             self.sync("fdatasync")?;
-            self.file.write_all(trailer).map_err(|e| self.io_err("write markers", e))?;
+            let at = self.data_at + audio + self.tail;
+            self.file.write_all_at(trailer, at).map_err(|e| self.io_err("write markers", e))?;
             self.tail += trailer.len() as u64;
             #[cfg(test)]
             if let Some(p) = &self.probe {
-                p.lock().unwrap().ops.push(probe::Op::Trailer { end: self.data_written + self.tail });
+                p.lock().unwrap().ops.push(probe::Op::Trailer { end: audio + self.tail });
             }
             self.sync("fdatasync")?;
-            self.write_sizes(self.data_written, pad as u64 + trailer.len() as u64)?;
+            self.write_sizes(audio, pad as u64 + trailer.len() as u64)?;
         }
         self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
         Ok((self.frames_committed(), self.rf64))
@@ -528,9 +626,87 @@ impl WavWriter {
         h.extend_from_slice(b"iXML");
         h.extend_from_slice(&(ixml_body.len() as u32).to_le_bytes());
         h.extend_from_slice(ixml_body);
+        // Filler up to the aligned start of the audio.
+        let fill = self.data_at as usize - 8 - h.len() - 8;
+        h.extend_from_slice(b"JUNK");
+        h.extend_from_slice(&(fill as u32).to_le_bytes());
+        h.resize(h.len() + fill, 0);
         h.extend_from_slice(b"data");
         h.extend_from_slice(&0u32.to_le_bytes());
         h
+    }
+}
+
+/// Where the audio starts after a header whose chunks end at `chunks_end`:
+/// the next 4 KiB boundary with room for a filler chunk's and the data
+/// chunk's headers.
+fn aligned_data_at(chunks_end: u64) -> u64 {
+    (chunks_end + 16).next_multiple_of(ALIGN as u64)
+}
+
+/// O_DIRECT unless `CAPSTAN_DIRECT_IO=0` (for measuring the difference;
+/// docs/benchmarks.md).
+fn direct_io_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var("CAPSTAN_DIRECT_IO").map_or(true, |v| v != "0"))
+}
+
+/// The file behind `file` opened again, write-only with O_DIRECT (through
+/// /proc/self/fd: the same inode, whatever its name is now). None where
+/// that fails.
+fn open_direct(file: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_DIRECT | nix::libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+}
+
+/// Writes all of `bytes` at `at`; returns how many reached the file and
+/// the error that stopped it, if any. Test builds: `probe` may cut the
+/// room short (O_DIRECT writes then end on a block, as the kernel's do) or
+/// refuse O_DIRECT.
+#[cfg_attr(not(test), allow(unused_variables))]
+fn write_all_at<P>(
+    file: &File,
+    bytes: &[u8],
+    at: u64,
+    direct: bool,
+    probe: Option<&std::sync::Mutex<P>>,
+) -> (usize, io::Result<()>)
+where
+    P: probe::Injects,
+{
+    let mut done = 0;
+    while done < bytes.len() {
+        let mut n = bytes.len() - done;
+        if let Some(p) = probe {
+            if let Err(e) = p.lock().unwrap().limit(&mut n, direct) {
+                return (done, Err(e));
+            }
+        }
+        match file.write_at(&bytes[done..done + n], at + done as u64) {
+            Ok(0) => {
+                return (done, Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes")));
+            }
+            Ok(k) => done += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Err(e)),
+        }
+    }
+    (done, Ok(()))
+}
+
+/// Buffered fallback: starts the writeback of what was just written, so
+/// that dirty audio does not pile up in the page cache until a sync.
+fn write_behind(file: &File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a valid, open descriptor; it reads no
+    // memory of ours. Failure only loses the hint.
+    unsafe {
+        nix::libc::sync_file_range(file.as_raw_fd(), at as i64, len as i64, nix::libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -598,6 +774,17 @@ fn channel_mask(channels: u16) -> u32 {
 /// any moment would leave.
 #[cfg(test)]
 pub(crate) mod probe;
+
+/// Outside tests nothing is injected.
+#[cfg(not(test))]
+mod probe {
+    pub trait Injects {
+        fn limit(&mut self, _n: &mut usize, _direct: bool) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Injects for () {}
+}
 
 #[cfg(test)]
 mod tests;

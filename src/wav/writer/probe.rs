@@ -21,6 +21,8 @@ pub struct Probe {
     pub fail_sync: Option<u32>,
     /// Bytes the disk still takes; then ENOSPC (a short write first).
     pub space: Option<u64>,
+    /// O_DIRECT writes fail with EINVAL (a filesystem without O_DIRECT).
+    pub refuse_direct: bool,
     /// Every sync waits until this gate opens (a slow disk).
     pub sync_gate: Option<std::sync::Arc<Gate>>,
 }
@@ -45,6 +47,30 @@ impl Gate {
         if t.timed_out() {
             self.timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+}
+
+/// What a write may be told by the probe.
+pub trait Injects {
+    /// Cuts a write of `n` bytes short, or fails it.
+    fn limit(&mut self, n: &mut usize, direct: bool) -> std::io::Result<()>;
+}
+
+impl Injects for Probe {
+    fn limit(&mut self, n: &mut usize, direct: bool) -> std::io::Result<()> {
+        if direct && self.refuse_direct {
+            return Err(std::io::Error::from_raw_os_error(nix::libc::EINVAL));
+        }
+        if let Some(left) = self.space.as_mut() {
+            // An O_DIRECT write ends on a block, as the kernel's do.
+            let room = if direct { *left as usize / super::ALIGN * super::ALIGN } else { *left as usize };
+            if room == 0 {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            *n = (*n).min(room);
+            *left -= *n as u64;
+        }
+        Ok(())
     }
 }
 

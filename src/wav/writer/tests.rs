@@ -172,12 +172,47 @@ fn a_partial_write_keeps_its_whole_frames() {
     w.checkpoint().unwrap();
     // Room for 3,316 frames and half of one more.
     p.lock().unwrap().space = Some(3316 * 4 + 2);
+    let direct = w.is_direct();
     let _ = w.append(&frames(w.spec, 20_000, 0));
     let e = w.finalize().unwrap_err();
     assert!(e.to_string().contains("No space left"), "{e}");
     p.lock().unwrap().check().unwrap();
     let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
-    assert_eq!(info.frames(), 1000 + 3316);
+    // O_DIRECT writes whole blocks from the start of the last partial one
+    // (the checkpoint's 4,000 bytes are rewritten as part of it): three
+    // blocks fit, 3,072 frames in all.
+    assert_eq!(info.frames(), if direct { 3 * 4096 / 4 } else { 1000 + 3316 });
+}
+
+/// The audio starts on a 4 KiB boundary and goes out with O_DIRECT; where
+/// the filesystem refuses O_DIRECT, buffered writes take over with the
+/// same bytes and the same durability order.
+#[test]
+fn direct_writes_and_their_buffered_fallback_make_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for refuse in [false, true] {
+        let name = format!("d{refuse}.wav");
+        let (mut w, p) = probed(dir.path(), &name);
+        assert!(w.is_direct(), "this filesystem takes O_DIRECT");
+        assert_eq!(w.data_at % 4096, 0);
+        p.lock().unwrap().refuse_direct = refuse;
+        for k in 0..4 {
+            w.append(&frames(w.spec, 3001 + k, k as i32)).unwrap();
+            w.flush().unwrap();
+            w.checkpoint().unwrap();
+        }
+        w.append_silence_sparse(70_001).unwrap();
+        w.append(&frames(w.spec, 5, 9)).unwrap();
+        assert_eq!(w.is_direct(), !refuse);
+        let (n, _) = w.finalize().unwrap();
+        assert_eq!(n, 4 * 3001 + 6 + 70_001 + 5);
+        p.lock().unwrap().check().unwrap();
+        files.push(std::fs::read(dir.path().join(&name)).unwrap());
+    }
+    assert_eq!(files[0], files[1]);
+    let r = hound::WavReader::open(dir.path().join("dfalse.wav")).unwrap();
+    assert_eq!(r.duration(), 4 * 3001 + 6 + 70_001 + 5);
 }
 
 #[test]
