@@ -33,7 +33,14 @@ fi
 # capstan-loud: capstan interleaved with EBU R 128 loudness measured
 # (`--loudness on`; `auto`, the default, measures takes of up to 8 inputs).
 # capstan-flac: one s24 FLAC file per input (--format flac --layout mono).
-recorders=${BENCH_RECORDERS:-capstan capstan-loud capstan-mono capstan-flac jack_capture}
+# capstan-buffered: capstan interleaved without O_DIRECT (CAPSTAN_DIRECT_IO=0).
+# capstan-s24: capstan interleaved, 24-bit integer.
+# capstan-base: the capstan binary at $BENCH_BASE_BIN (an older build, for
+#   an A/B of a change in the same run).
+# The floor, two references that record nothing: null (capstan-testsig
+# sink: a JACK client with the same inputs connected, reading its
+# buffers) and dd (dd oflag=direct of the same number of bytes).
+recorders=${BENCH_RECORDERS:-capstan capstan-loud capstan-mono capstan-flac jack_capture null dd}
 command -v jack_capture >/dev/null || {
   echo "jack_capture not installed (apt-get install jack-capture): capstan rows only" >&2
   recorders=${recorders//jack_capture/}
@@ -70,15 +77,26 @@ for period in $periods; do
         rm -rf "$out/takes"; mkdir -p "$out/takes"
         x0=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
         case $rec in
-          capstan|capstan-mono|capstan-loud|capstan-flac)
-            layout=interleaved fmt=(--format wav); loud=off
+          capstan|capstan-*)
+            layout=interleaved fmt=(--format wav); loud=off direct=1 exe="$bin/capstan"
             case $rec in
               capstan-mono) layout=mono ;;
               capstan-loud) loud=on ;;
               capstan-flac) layout=mono fmt=(--format flac --sample-format s24) ;;
+              capstan-buffered) direct=0 ;;
+              capstan-s24) fmt=(--format wav --sample-format s24) ;;
+              capstan-base) exe=${BENCH_BASE_BIN:?capstan-base needs BENCH_BASE_BIN} ;;
             esac
-            "$bin/capstan" record -q --json --connect 'src:out_*' --duration "$secs" --layout "$layout" \
-              --loudness "$loud" "${fmt[@]}" --dir "$out/takes" >"$out/summary.json" 2>"$out/rec.err" || true ;;
+            CAPSTAN_DIRECT_IO=$direct "$exe" record -q --json --connect 'src:out_*' --duration "$secs" \
+              --layout "$layout" --loudness "$loud" "${fmt[@]}" --dir "$out/takes" >"$out/summary.json" \
+              2>"$out/rec.err" || true ;;
+          null)
+            /usr/bin/time -f '%U %S %M' -o "$out/time.txt" "$bin/capstan-testsig" sink --channels "$ch" \
+              --seconds "$secs" >"$out/rec.err" 2>&1 || true ;;
+          dd)
+            mib=$(( (ch * 4 * 48000 * secs + 1048575) / 1048576 ))
+            /usr/bin/time -f '%U %S %M' -o "$out/time.txt" dd if=/dev/zero of="$out/takes/dd.raw" bs=1M \
+              count="$mib" oflag=direct status=none >"$out/rec.err" 2>&1 || true ;;
           jack_capture)
             # -B 4: the same 4 s of ring per port as capstan's default.
             /usr/bin/time -f '%U %S %M' -o "$out/time.txt" jack_capture -d "$secs" -c "$ch" -p 'src:out_*' \
@@ -116,6 +134,8 @@ for i, f in enumerate(files):
     lost = max(lost, sum(x["frames"] for x in v["silent"]) + v["skipped"] + bad)
     repeated = max(repeated, v["repeated"])
 p99 = mx = ovf = "-"
+if rec in ("null", "dd"):
+    frames = lost = repeated = "-"
 if rec.startswith("capstan"):
     s = json.load(open(f"{out}/summary.json"))
     # Frames capstan's own rings dropped (the rest of "lost" is JACK's).

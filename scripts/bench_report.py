@@ -45,11 +45,11 @@ def main(d):
         rs = cells[key]
         cpu = median([num(r["user_s"]) + num(r["sys_s"]) for r in rs])
         rss = median([num(r["rss_mib"]) for r in rs])
-        clean = [r for r in rs if int(r["src_xruns"]) == 0]
+        clean = [r for r in rs if int(r["src_xruns"]) == 0 and num(r["lost"]) is not None]
         clean_lost = sum(int(r["lost"]) for r in clean)
         m = dict(
-            lost=median([int(r["lost"]) for r in rs]),
-            rep=median([int(r["repeated"]) for r in rs]),
+            lost=median([num(r["lost"]) for r in rs]),
+            rep=median([num(r["repeated"]) for r in rs]),
             sx=median([int(r["src_xruns"]) for r in rs]),
             cpu=cpu,
             rss=rss,
@@ -60,22 +60,26 @@ def main(d):
         period, ch, rec = key
         cb = f'{fmt(m["p99"])} / {fmt(m["mx"])}' if m["p99"] is not None else "–"
         zero = f"{clean_lost} in {len(clean)} of {len(rs)}" if clean else f"– (0 of {len(rs)} clean)"
+        if rec in ("null", "dd"):
+            zero = "– (records nothing)"
         print(f'| {rec} | {ch} | {period} | {len(rs)} | {fmt(m["lost"])} | {fmt(m["rep"])} | {fmt(m["sx"])} '
               f'| {fmt(cpu, 2)} | {fmt(rss, 1)} | {cb} | {zero} |')
 
-    print("\ncapstan / jack_capture (medians):\n")
-    print("| ch | period | CPU ratio | RSS ratio | mono CPU ratio | mono RSS ratio "
-          "| with loudness CPU ratio | with loudness RSS ratio | FLAC (mono s24) CPU ratio | FLAC RSS ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    recs = sorted({k[2] for k in med if k[2].startswith("capstan")}, key=lambda r: (r != "capstan", r))
+    print("\nCPU (user+sys) and RSS of each capstan variant / jack_capture's, medians; "
+          "floor = CPU / (null client + dd oflag=direct):\n")
+    print("| ch | period | " + " | ".join(f"{r} CPU | {r} RSS" for r in recs) + " | capstan / floor |")
+    print("| --- | --- | " + " | ".join("--- | ---" for _ in recs) + " | --- |")
     for (period, ch) in sorted({(k[0], k[1]) for k in med}, key=lambda k: (-k[0], k[1])):
         jc = med.get((period, ch, "jack_capture"))
-        if not jc or not jc["cpu"]:
-            continue
         out = []
-        for rec in ("capstan", "capstan-mono", "capstan-loud", "capstan-flac"):
+        for rec in recs:
             c = med.get((period, ch, rec))
-            out += [f'{c["cpu"] / jc["cpu"]:.2f}' if c else "–", f'{c["rss"] / jc["rss"]:.2f}' if c else "–"]
-        print(f"| {ch} | {period} | " + " | ".join(out) + " |")
+            ok = c and jc and jc["cpu"]
+            out += [f'{c["cpu"] / jc["cpu"]:.2f}' if ok else "–", f'{c["rss"] / jc["rss"]:.2f}' if ok else "–"]
+        null, dd, cap = (med.get((period, ch, r)) for r in ("null", "dd", "capstan"))
+        floor = f'{cap["cpu"] / (null["cpu"] + dd["cpu"]):.2f}' if cap and null and dd else "–"
+        print(f"| {ch} | {period} | " + " | ".join(out) + f" | {floor} |")
 
     lat_path = os.path.join(d, "latency.jsonl")
     lats = [json.loads(l) for l in open(lat_path) if l.strip()] if os.path.exists(lat_path) else []
@@ -109,7 +113,7 @@ def main(d):
             xs = [p[0] for p in pts]
             label = f"{rec}, period {period}"
             a.plot(xs, [p[1]["cpu"] for p in pts], style, marker="o", color=color, label=label)
-            b.plot(xs, [max(p[1]["lost"], 0.5) for p in pts], style, marker="o", color=color, label=label)
+            b.plot(xs, [max(p[1]["lost"] or 0, 0.5) for p in pts], style, marker="o", color=color, label=label)
     for ax in (a, b):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("channels")

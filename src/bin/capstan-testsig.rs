@@ -83,6 +83,17 @@ enum Cmd {
         #[arg(long, default_value_t = 3000)]
         cycles: usize,
     },
+    /// The floor for the benchmark: a JACK client with CHANNELS inputs,
+    /// connected to SOURCE's out_1.. and doing nothing but read its buffers,
+    /// for SECONDS.
+    Sink {
+        #[arg(long, default_value_t = 2)]
+        channels: usize,
+        #[arg(long, default_value = "src")]
+        source: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Check a recording sample by sample; prints a JSON verdict, exits 1 if
     /// any frame is neither the signal nor silence, 2 if there is silence.
     Verify {
@@ -149,6 +160,47 @@ impl jack::ProcessHandler for Source {
         });
         jack::Control::Continue
     }
+}
+
+/// See [`Cmd::Sink`]: reads every sample of every input (a sum the
+/// optimizer cannot drop), stores nothing.
+struct Sink {
+    ports: Vec<jack::Port<jack::AudioIn>>,
+    sum: Arc<AtomicU64>,
+}
+
+impl jack::ProcessHandler for Sink {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        let mut acc = 0f32;
+        for p in &self.ports {
+            acc += p.as_slice(ps).iter().sum::<f32>();
+        }
+        self.sum.fetch_add(acc.to_bits() as u64 & 1, Relaxed);
+        jack::Control::Continue
+    }
+}
+
+fn sink(channels: usize, source: &str, seconds: f64) -> Result<()> {
+    let client = capstan::engine::open_client("sink", true)?;
+    let ports = (1..=channels)
+        .map(|i| client.register_port(&format!("in_{i}"), jack::AudioIn::default()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("registering input ports")?;
+    let names: Vec<String> = ports.iter().map(|p| p.name().unwrap_or_default()).collect();
+    let sum = Arc::new(AtomicU64::new(0));
+    let active = client
+        .activate_async((), Sink { ports, sum: sum.clone() })
+        .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
+    for (i, name) in names.iter().enumerate() {
+        active
+            .as_client()
+            .connect_ports_by_name(&format!("{source}:out_{}", i + 1), name)
+            .map_err(|e| anyhow::anyhow!("connect {source}:out_{}: {e:?}", i + 1))?;
+    }
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    drop(active);
+    eprintln!("sink: {} odd sums", sum.load(Relaxed));
+    Ok(())
 }
 
 struct Notes {
@@ -474,6 +526,7 @@ fn main() -> Result<()> {
             source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone)
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
+        Cmd::Sink { channels, source, seconds } => sink(channels, &source, seconds),
         Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),
         Cmd::Verify { file, first_channel, skip, first_frame_time } => {
             let v = testsignal::verify_at(&file, first_channel, skip, first_frame_time)
