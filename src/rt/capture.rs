@@ -146,7 +146,7 @@ impl Capture {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
         // One space check for every port: all rings got the same pushes, and
-        // the disk thread frees them in port order (`DiskWriter::handle_cycle`),
+        // the disk thread frees them in port order (`History::release`),
         // so the last port's ring has the least room of all. One read of the
         // consumer's index per cycle instead of one per port.
         let room = self.rings.ports.last().map_or(usize::MAX, |r| r.vacant_len());

@@ -1,0 +1,106 @@
+//! A take's end: markers, the drained ending, and handing the ended take
+//! to the finalizer (a rotated-in take starts right where it ended).
+//! Disk thread only.
+
+use super::*;
+
+impl DiskWriter {
+    /// Ends the take with everything that has arrived (quit, JACK gone):
+    /// nothing is rotated in.
+    pub(super) fn end_drained(&mut self) {
+        let Some(a) = &mut self.active else { return };
+        a.next = None;
+        a.stop = Some(StopAt::Drained);
+        self.advance(); // writes up to the newest frame and finishes
+        self.finish(None); // in case a write error left it half done
+    }
+
+    /// Puts a marker into the take (segment) that holds JACK frame
+    /// `frame_time`; until the take's first frame is known, it waits.
+    pub(super) fn mark(&mut self, frame_time: u64, label: String) {
+        let Some(a) = &mut self.active else {
+            return tracing::warn!(frame_time, "marker {label:?} with no take running dropped");
+        };
+        match a.segment_first {
+            None => a.marks.push((frame_time, label)),
+            Some(first) if frame_time >= first => {
+                if let Err(e) = a.take.add_marker(frame_time - first, frame_time, label) {
+                    tracing::error!(take = %a.take.name, "marker not saved in the manifest: {e}");
+                }
+            }
+            Some(_) => {
+                tracing::warn!(frame_time, "marker {label:?} before the segment's first frame dropped")
+            }
+        }
+    }
+
+    /// Ends the active take: finalize every file and report. A rotated-in
+    /// take starts right where this one ended.
+    pub(super) fn finish(&mut self, error: Option<WavError>) {
+        let Some(mut a) = self.active.take() else { return };
+        let name = a.take.name.clone();
+        let sample_rate = a.take.spec.sample_rate;
+        let frames = a.take.frames();
+        let end = a.cursor;
+        let next = if error.is_none() { a.next.take() } else { None };
+        let rotated_into = next.as_ref().map(|n| n.name.clone());
+        let xruns = self.xruns.load(Relaxed).saturating_sub(a.xruns_at_start);
+        let msg = error.as_ref().map(|e| e.to_string()).or(a.abort.clone());
+        let disk = self.stats.summary();
+        let rt = RtStats {
+            callback: match (&self.callback, &a.callback_window) {
+                (Some(c), Some(w)) => c.callback.window_summary(w),
+                _ => Default::default(),
+            },
+            disk,
+            ring_high_water_seconds: disk.ring_high_water_frames as f64 / sample_rate.max(1) as f64,
+            overflow_frames: self.stats.overflow_frames.load(Relaxed).saturating_sub(a.overflow_at_start),
+        };
+        a.take.note_repeated(a.repeated - a.repeated_before);
+        // Markers past this take's end belong to the take rotated in.
+        let carried: Vec<(u64, String)> =
+            a.take.split_markers(frames).into_iter().map(|m| (m.frame_time, m.label)).collect();
+        let events = self.events.clone();
+        let take_started = a.started.map(|t| t.to_rfc3339());
+        let (first_frame_time, repeated_frames) = (a.first_frame_time, a.repeated);
+        let (segments, segment_first, abort) = (a.segments, a.segment_first, a.abort);
+        let gaps = a.gaps;
+        self.finalizer.submit(Box::new(move || {
+            let (files, fin_err) = a.take.finalize(&gaps, xruns, msg.as_deref(), rt);
+            // What the files really hold (a failed last write loses its buffer).
+            let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
+            let error = error.or(fin_err);
+            let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
+            let error = error.map(|e| e.to_string()).or(abort);
+            if let Some(e) = &error {
+                tracing::error!(take = %name, "take ended by an error: {e}");
+            }
+            let mut report = TakeReport {
+                name,
+                files,
+                frames,
+                sample_rate,
+                first_frame_time,
+                started: take_started,
+                gaps,
+                repeated_frames,
+                segments: Vec::new(),
+                rotated_into,
+                error,
+                error_kind,
+            };
+            if !segments.is_empty() {
+                report.absorb_segments(segments, segment_first);
+            }
+            let _ = events.send(DiskEvent::Finished(report));
+        }));
+        if let Some(next) = next {
+            self.begin(*next, StartAt::Next, 0);
+            if let Some(a) = &mut self.active {
+                a.want_first = Some(end);
+                a.marks = carried;
+            }
+            self.advance();
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Cycles in: each cycle of the log placed on the timeline, its frames
+//! indexed in the history (gaps as silence, a repeat's newer copy in
+//! place of the older), the triggers fed, the history kept to its window.
+//! Disk thread only.
+
+use super::*;
+
+impl DiskWriter {
+    /// Handles every cycle in the log; returns whether there was any.
+    pub(super) fn drain_cycles(&mut self) -> bool {
+        // The rings' fill beyond what the history keeps: what the callback
+        // can still push before it must drop a cycle.
+        let slack = self.history.ring_capacity().saturating_sub(self.history.cap);
+        self.stats.ring_high_water.fetch_max(self.history.unhandled() as u64, Relaxed);
+        self.stats.ring_capacity.store(slack as u64, Relaxed);
+        let mut any = false;
+        while let Some(rec) = self.cycles.try_pop() {
+            any = true;
+            self.handle_cycle(rec);
+        }
+        any
+    }
+
+    pub(super) fn handle_cycle(&mut self, rec: CycleRecord) {
+        let n = rec.nframes as usize;
+        // The cycle's audio stays in the rings; the history reads it there.
+        let src = rec.queued.then(|| self.history.accept(n));
+        let clean = src.filter(|_| !rec.overtaken);
+        let p = self.timeline.place(&rec);
+        self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
+        let jack = self.timeline.jack_time(p.at);
+        if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
+            let _ = self.events.send(DiskEvent::Transport(e));
+        }
+        if let Some(w) = &mut self.level {
+            // The cycle's new frames (a repeat's are already judged); a
+            // cycle without clean audio is silence.
+            let old = (p.repeated as usize).min(n);
+            let at = jack + old as u64;
+            let mut events = Vec::new();
+            match clean {
+                Some(src) => {
+                    let mut done = 0;
+                    let _ = self.history.ring_frames(src + old as u64, n - old, &mut |len, chans| {
+                        events.extend(w.cycle(chans, 0, len, at + done));
+                        done += len as u64;
+                        Ok::<(), ()>(())
+                    });
+                }
+                None => events.extend(w.cycle(None, 0, n - old, at)),
+            }
+            for e in events {
+                let _ = self.events.send(DiskEvent::Level(e));
+            }
+        }
+        if p.rate_change.is_some() || p.clock_reset {
+            self.new_clock(&p);
+        }
+        if p.repeated > 0 {
+            self.replace_repeat(&p, clean);
+        }
+        // Into the history: gap segments as silence, then the cycle's new
+        // frames (repeats are already there).
+        let gap_at = p.at - p.missing();
+        let new = (n as u64).saturating_sub(p.repeated);
+        let cause = if rec.queued { GapCause::Torn } else { GapCause::Overflow };
+        let segments = [
+            (gap_at, p.overflow, GapCause::Overflow, false),
+            (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
+            (p.first_new(), new, cause, clean.is_some()),
+        ];
+        for (at, len, cause, has_data) in segments {
+            if len == 0 {
+                continue;
+            }
+            let data = clean.filter(|_| has_data).map(|src| src + p.repeated);
+            self.history.push(at, len, data);
+            if !has_data {
+                self.gaps.push_back(Gap { at, frames: len, cause });
+            }
+        }
+        self.make_room();
+        // Gaps the history and the take have both left behind.
+        let oldest =
+            self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map_or(u64::MAX, |a| a.cursor);
+        let oldest = oldest.min(self.history.start());
+        while self.gaps.front().is_some_and(|g| g.at + g.frames <= oldest) {
+            self.gaps.pop_front();
+        }
+        // A start at a system-clock time is placed again with every cycle
+        // until it opens: the newest cycles map that time best.
+        if self.active.as_ref().is_some_and(|a| {
+            a.first_frame_time.is_none()
+                && ((a.want_first.is_none() && a.start_at != StartAt::Next)
+                    || matches!(a.start_at, StartAt::Time(_)))
+        }) {
+            self.place_start();
+        }
+        self.advance();
+        self.publish();
+    }
+
+    /// JACK delivered frames again (see [`timeline`]): the newer copy, if it
+    /// is clean, replaces the earlier one where no take has written it yet
+    /// (the takes hold the newest cycle back for this), and a gap there
+    /// (an overtaken or dropped first copy) is filled.
+    pub(super) fn replace_repeat(&mut self, p: &Placement, clean: Option<u64>) {
+        let written = self.active.as_ref().filter(|a| a.first_frame_time.is_some()).map(|a| a.cursor);
+        if let Some(a) = &mut self.active {
+            if a.first_frame_time.is_some() {
+                a.repeated += p.repeated;
+            }
+        }
+        let Some(src) = clean else { return };
+        let from = p.at.max(written.unwrap_or(0));
+        let to = p.at + p.repeated;
+        if from >= to {
+            tracing::warn!(
+                at = p.at,
+                frames = p.repeated,
+                "a repeated cycle came after its first copy was written"
+            );
+            return;
+        }
+        let skip = from - p.at;
+        if self.history.overwrite(from, to - from, src + skip) {
+            cut_gaps(&mut self.gaps, from, to);
+        }
+    }
+
+    /// The history keeps its newest `cap` frames: before the older ones go
+    /// (and their ring frames with them), the running take writes them
+    /// (normally it trails by `write_delay`, far less than the history; a
+    /// long gap can be longer).
+    pub(super) fn make_room(&mut self) {
+        let evicted_to = self.history.end.saturating_sub(self.history.cap as u64);
+        if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some() && a.cursor < evicted_to) {
+            self.advance_to(Some(evicted_to));
+        }
+        self.history.trim();
+    }
+
+    pub(super) fn publish(&self) {
+        if let Some(a) = &self.active {
+            self.stats.frames.store(a.take.frames(), Relaxed);
+            self.stats.bytes.store(a.take.bytes(), Relaxed);
+            self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
+            let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
+            self.stats.overflow_frames.store(lost(GapCause::Overflow), Relaxed);
+            self.stats.skipped_frames.store(lost(GapCause::JackSkipped) + lost(GapCause::Torn), Relaxed);
+        }
+    }
+}
