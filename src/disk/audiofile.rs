@@ -41,16 +41,20 @@ impl AudioFile {
     }
 
     /// Appends `n` frames; `chans[c]` is channel `c` or `None` for silence.
+    /// Returns their peak (see [`crate::wav::peak_bits`]).
     pub fn append(
         &mut self,
         n: usize,
         chans: &[Option<&[f32]>],
         format: SampleFormat,
-    ) -> Result<(), WavError> {
+    ) -> Result<u32, WavError> {
         match self {
             // Each byte written once, straight into the buffer.
             AudioFile::Wav(w) => w.append_frames(format, chans, n),
-            AudioFile::Flac(f) => f.append(n, chans),
+            AudioFile::Flac(f) => {
+                f.append(n, chans)?;
+                Ok(chans.iter().flatten().map(|c| crate::wav::peak_bits(&c[..n])).max().unwrap_or(0))
+            }
         }
     }
 

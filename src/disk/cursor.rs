@@ -79,9 +79,10 @@ impl DiskWriter {
         // Straight from the rings into the encoder; gaps as silence.
         let res = self.history.runs(skip, n, |len, chans| match chans {
             Some(chans) => {
-                let peak = chans.iter().flat_map(|c| c.iter()).fold(0f32, |m, &x| m.max(x.abs()));
-                stats.peak.fetch_max(peak.to_bits(), Relaxed);
-                a.take.write(len, |c| Some(chans[c]))
+                // The peak meter is read during the encode (in cache).
+                let peak = a.take.write(len, |c| Some(chans[c]))?;
+                stats.peak.fetch_max(peak, Relaxed);
+                Ok(())
             }
             None => a.take.write_silence(len as u64, SPARSE_SILENCE_FRAMES),
         });

@@ -218,32 +218,33 @@ impl Take {
     }
 
     /// Appends `n` frames; `channel(c)` gives channel `c`'s samples, or `None`
-    /// for silence.
+    /// for silence. Returns their peak (see [`crate::wav::peak_bits`]).
     pub fn write<'a>(
         &mut self,
         n: usize,
         channel: impl Fn(usize) -> Option<&'a [f32]>,
-    ) -> Result<(), WavError> {
+    ) -> Result<u32, WavError> {
+        let mut peak = 0;
         let format = self.spec.format;
         let channels = self.spec.port_names.len();
         // One encoder for both layouts: a mono file is a one-channel
         // interleave.
         if self.spec.layout == Layout::Mono {
             for (c, f) in self.files.iter_mut().enumerate() {
-                f.append(n, &[channel(c)], format)?;
+                peak = peak.max(f.append(n, &[channel(c)], format)?);
             }
             for (c, m) in self.meters.iter_mut().enumerate() {
                 m.add(n, 1, |_| channel(c));
             }
         } else {
             let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
-            self.files[0].append(n, &chans, format)?;
+            peak = self.files[0].append(n, &chans, format)?;
             if let Some(m) = self.meters.first_mut() {
                 m.add(n, channels, |c| chans[c]);
             }
         }
         self.frames += n as u64;
-        Ok(())
+        Ok(peak)
     }
 
     /// The loudest file's momentary loudness (LUFS; -inf in silence or
@@ -256,7 +257,7 @@ impl Take {
     /// frames on, the files are extended sparsely instead of written.
     pub fn write_silence(&mut self, n: u64, sparse_min: u64) -> Result<(), WavError> {
         if n < sparse_min {
-            return self.write(n as usize, |_| None);
+            return self.write(n as usize, |_| None).map(|_| ());
         }
         let channels = if self.spec.layout == Layout::Mono { 1 } else { self.spec.port_names.len() };
         for f in &mut self.files {

@@ -69,13 +69,15 @@ impl AlignedBuf {
     }
 
     /// Appends `n` frames of `chans` encoded in `format`, each byte written
-    /// once, in place (see [`SampleFormat::encode_frames`]).
-    pub fn append_frames(&mut self, format: SampleFormat, chans: &[Option<&[f32]>], n: usize) {
+    /// once, in place (see [`SampleFormat::encode_frames`]); returns their
+    /// peak.
+    pub fn append_frames(&mut self, format: SampleFormat, chans: &[Option<&[f32]>], n: usize) -> u32 {
         let len = n * chans.len() * format.bytes();
-        format.encode_frames(self.spare(len), chans, n);
+        let peak = format.encode_frames(self.spare(len), chans, n);
         // SAFETY: `encode_frames` writes every byte of the `len` bytes it is
         // given (or panics before returning).
         unsafe { self.set_len(self.len + len) };
+        peak
     }
 
     /// Keeps only the bytes from `at` on, moved to the front.

