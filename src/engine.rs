@@ -160,13 +160,6 @@ impl Engine {
         let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
         // The history stays in the rings: they hold it on top of the slack.
         let (cap_rings, disk_rings) = rings::allocate(ports, disk::ring_frames(frames, history, delay));
-        // Keep the rings resident: a page fault in the callback is an xrun.
-        if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
-            tracing::warn!(
-                "cannot lock memory ({e}): the rings may be paged out, and a page fault in the \
-                 process callback is an xrun; raise the memlock limit (e.g. the audio group's)"
-            );
-        }
         let capture = Arc::new(CaptureCounters::default());
         let disk_stats = Arc::new(DiskStats::default());
         let jack = Arc::new(JackEvents::default());
@@ -197,11 +190,21 @@ impl Engine {
         } else {
             (None, None)
         };
-        let handler = JackCapture {
+        let mut handler = JackCapture {
             ports: jack_ports,
             core: Capture::new(cap_rings, capture.clone()),
             midi: midi_control,
         };
+        // Everything the callback touches exists now: keep it resident (a
+        // page fault in the callback is an xrun). Locking maps every page of
+        // the rings; without it they are at least mapped once by hand.
+        if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
+            tracing::warn!(
+                "cannot lock memory ({e}): the rings may be paged out, and a page fault in the \
+                 process callback is an xrun; raise the memlock limit (e.g. the audio group's)"
+            );
+            handler.core.prefault();
+        }
         let client = client
             .activate_async(Notifications(jack.clone()), handler)
             .map_err(|e| EngineError::Activate(format!("{e:?}")))?;

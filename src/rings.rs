@@ -5,7 +5,7 @@
 //! how many frames to take from every port ring and where JACK's timeline
 //! jumped, which is what keeps all channels sample-aligned.
 
-use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::traits::{Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 /// One JACK process cycle as the callback saw it. `Copy` and small: pushing it
@@ -74,43 +74,54 @@ pub struct DiskRings {
 }
 
 /// Allocates the rings: `frames` of audio per port and room for the records
-/// of that many frames at the smallest JACK period (16 frames).
+/// of that many frames at the smallest JACK period (16 frames). Their pages
+/// are not mapped yet: lock them (`mlockall`, which maps them) or
+/// [`CaptureRings::prefault`] them before the callback runs.
 ///
 /// Not real-time safe (allocates); call before activating the client.
 pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
     let frames = frames.max(8192);
     let (mut cap_ports, mut disk_ports) = (Vec::with_capacity(ports), Vec::with_capacity(ports));
-    let zeros = vec![0.0f32; 65536];
     for _ in 0..ports {
-        let (mut p, mut c) = HeapRb::<f32>::new(frames).split();
-        prefault(&mut p, &mut c, &zeros);
+        let (p, c) = HeapRb::<f32>::new(frames).split();
         cap_ports.push(p);
         disk_ports.push(c);
     }
-    let (mut cp, mut cc) = HeapRb::<CycleRecord>::new(frames / 16 + 64).split();
-    prefault(&mut cp, &mut cc, &[CycleRecord::default(); 1024]);
+    let (cp, cc) = HeapRb::<CycleRecord>::new(frames / 16 + 64).split();
     (CaptureRings { ports: cap_ports, cycles: cp }, DiskRings { ports: disk_ports, cycles: cc })
 }
 
-/// Writes every slot once (then empties the ring again) so that the
-/// storage's pages are mapped now, not on the callback's first pass: a fresh
-/// heap allocation is mapped lazily, and a page fault per 4 KiB in the
-/// callback costs far more than the copy (measured: callback p99 805 µs at
-/// 64 ports × 1024 frames on a fresh ring, see docs/benchmarks.md).
-fn prefault<T: Copy>(p: &mut HeapProd<T>, c: &mut HeapCons<T>, fill: &[T]) {
-    while p.vacant_len() > 0 {
-        p.push_slice(&fill[..fill.len().min(p.vacant_len())]);
+impl CaptureRings {
+    /// Writes every free slot once (the indices do not move) so that the
+    /// storage's pages are mapped now, not on the callback's first pass: a
+    /// fresh heap allocation is mapped lazily, and a page fault per 4 KiB
+    /// in the callback costs far more than the copy (measured: callback p99
+    /// 805 µs at 64 ports × 1024 frames on a fresh ring, see
+    /// docs/benchmarks.md). Not needed once `mlockall` succeeded (it maps
+    /// every page). Not real-time safe.
+    pub fn prefault(&mut self) {
+        for p in &mut self.ports {
+            let (a, b) = p.vacant_slices_mut();
+            a.iter_mut().chain(b).for_each(|s| {
+                s.write(0.0);
+            });
+        }
+        let (a, b) = self.cycles.vacant_slices_mut();
+        a.iter_mut().chain(b).for_each(|s| {
+            s.write(CycleRecord::default());
+        });
     }
-    c.clear();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringbuf::traits::Observer;
 
     #[test]
     fn rings_start_empty_after_prefaulting() {
         let (mut cap, disk) = allocate(3, 10_000);
+        cap.prefault();
         assert!(disk.ports.iter().all(|c| c.is_empty()));
         assert!(disk.cycles.is_empty());
         assert_eq!(cap.ports[0].vacant_len(), 10_000);

@@ -127,6 +127,11 @@ impl Capture {
         Capture { rings, counters, unlogged: 0 }
     }
 
+    /// See [`CaptureRings::prefault`]. Not real-time safe.
+    pub fn prefault(&mut self) {
+        self.rings.prefault();
+    }
+
     /// Queues one cycle. `buffer(i)` returns port `i`'s buffer of `nframes`
     /// samples. A cycle is queued on every port or on none, so the channels
     /// can never drift apart. `frame_time_now()` is read again after the
