@@ -122,6 +122,7 @@ fn interleave<const B: usize>(
             match ch {
                 Some(samples) => {
                     let block = &samples[start..end];
+                    prefetch(samples.get(end..(end + BLOCK).min(n)));
                     for (i, &x) in block.iter().enumerate() {
                         put(out, (start + i) * frame + c * B, enc(x));
                     }
@@ -142,6 +143,25 @@ fn interleave<const B: usize>(
 #[inline]
 pub fn peak_bits(samples: &[f32]) -> u32 {
     samples.iter().fold(0f32, |m, &x| m.max(x.abs())).to_bits()
+}
+
+/// Asks for `next` (a channel's next block) to be brought into the cache
+/// while the other channels of this block are encoded: 256 interleaved
+/// channels are 256 short streams, too many for the hardware prefetcher,
+/// and the callback wrote them on another core.
+#[inline(always)]
+fn prefetch(next: Option<&[f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(next) = next {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in next.chunks(16) {
+            // SAFETY: a prefetch is a hint that never faults; the address is
+            // that of a live slice element.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = next;
 }
 
 #[inline(always)]
