@@ -10,6 +10,7 @@
 #   BENCH_RECORDERS default "capstan capstan-mono jack_capture"
 #   BENCH_LATENCY_TAKES  takes for the latency run (default 100; 0 skips)
 #   BENCH_GRID=0    skip the recorder grid (latency only)
+#   BENCH_CORE=0    skip the callback and encoder micro-benchmarks
 #   BENCH_QUICK=1   CI-sized: 5 s, 16 and 64 channels, period 1024, 1 rep,
 #                   20 latency takes (under 2 minutes)
 #   BENCH_OUT       where results.tsv, latency.json and bench.png go
@@ -178,6 +179,19 @@ if [ "$lat_takes" -gt 0 ]; then
     rm -rf "$out/lat"
     stop_pid "$src"; src=
     stop_pid "$jack"; jack=
+  done
+fi
+# The callback alone against a bare memcpy (capstan-testsig rt-bench, 5
+# runs, the two measured alternately inside each run), and the encoder per
+# format (encode-bench). Skipped with BENCH_CORE=0.
+: >"$results/rt.jsonl"; : >"$results/encode.jsonl"
+if [ "${BENCH_CORE:-1}" != 0 ]; then
+  for _ in 1 2 3 4 5; do
+    "$bin/capstan-testsig" rt-bench --ports 256 --frames 128 --cycles 3000 >>"$results/rt.jsonl"
+  done
+  for cf in "64 1024" "256 1024" "256 128"; do
+    set -- $cf
+    "$bin/capstan-testsig" encode-bench --channels "$1" --frames "$2" >>"$results/encode.jsonl"
   done
 fi
 python3 scripts/bench_report.py "$results"

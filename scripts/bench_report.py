@@ -94,6 +94,27 @@ def main(d):
                   f'| {l["period_ms"] + 1:.2f} | {r["p50"]:.1f} / {r["p99"]:.1f} '
                   f'| {t["p50"]:.1f} / {t["p99"]:.1f} / {t["max"]:.1f} |')
 
+    rt_path, enc_path = os.path.join(d, "rt.jsonl"), os.path.join(d, "encode.jsonl")
+    rts = [json.loads(l) for l in open(rt_path) if l.strip()] if os.path.exists(rt_path) else []
+    if rts:
+        print("\nThe callback alone (rt-bench), µs per cycle, one row per run:\n")
+        print("| ports × frames | capture core p50 / p99 / max | bare memcpy p50 / p99 / max | p50 ratio |")
+        print("| --- | --- | --- | --- |")
+        for r in rts:
+            c, m = r["callback"], r["memcpy_floor"]
+            print(f'| {r["ports"]} × {r["frames"]} | {c["p50_us"]:.0f} / {c["p99_us"]:.0f} / {c["max_us"]:.0f} '
+                  f'| {m["p50_us"]:.0f} / {m["p99_us"]:.0f} / {m["max_us"]:.0f} | {c["p50_us"] / m["p50_us"]:.2f} |')
+        ratios = [r["callback"]["p50_us"] / r["memcpy_floor"]["p50_us"] for r in rts]
+        print(f"\nmedian p50 ratio: {statistics.median(ratios):.2f}")
+    encs = [json.loads(l) for l in open(enc_path) if l.strip()] if os.path.exists(enc_path) else []
+    if encs:
+        print("\nThe encoder (encode-bench), ns per sample:\n")
+        fmts = list(encs[0]["ns_per_sample"])
+        print("| channels × frames | " + " | ".join(fmts) + " |")
+        print("| --- | " + " | ".join("---" for _ in fmts) + " |")
+        for e in encs:
+            print(f'| {e["channels"]} × {e["frames"]} | ' + " | ".join(f'{e["ns_per_sample"][f]:.2f}' for f in fmts) + " |")
+
     if not med:
         return
     try:

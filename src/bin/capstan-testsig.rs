@@ -83,6 +83,15 @@ enum Cmd {
         #[arg(long, default_value_t = 3000)]
         cycles: usize,
     },
+    /// Time the disk thread's encoder (interleave, convert, peak) per
+    /// format, in ns per sample, on 8 MiB of channels (out of L2, in the
+    /// L3: the disk thread reads audio the callback wrote a few ms before).
+    EncodeBench {
+        #[arg(long, default_value_t = 256)]
+        channels: usize,
+        #[arg(long, default_value_t = 1024)]
+        frames: usize,
+    },
     /// The floor for the benchmark: a JACK client with CHANNELS inputs,
     /// connected to SOURCE's out_1.. and doing nothing but read its buffers,
     /// for SECONDS.
@@ -160,6 +169,32 @@ impl jack::ProcessHandler for Source {
         });
         jack::Control::Continue
     }
+}
+
+/// See [`Cmd::EncodeBench`]. Prints one JSON object.
+fn encode_bench(channels: usize, frames: usize) -> Result<()> {
+    use capstan::wav::SampleFormat;
+    let sets = ((8 << 20) / (channels * frames * 4)).max(1);
+    let data: Vec<Vec<f32>> = (0..sets * channels).map(|i| vec![i as f32 * 1e-6; frames]).collect();
+    let mut out = vec![std::mem::MaybeUninit::uninit(); channels * frames * 4];
+    let rounds = 32;
+    let mut result = serde_json::Map::new();
+    for fmt in SampleFormat::ALL {
+        let t = std::time::Instant::now();
+        let mut peak = 0;
+        for _ in 0..rounds {
+            for s in 0..sets {
+                let chans: Vec<Option<&[f32]>> =
+                    data[s * channels..(s + 1) * channels].iter().map(|d| Some(&d[..])).collect();
+                peak ^= fmt.encode_frames(&mut out[..frames * fmt.bytes() * channels], &chans, frames);
+            }
+        }
+        std::hint::black_box(peak);
+        let ns = t.elapsed().as_nanos() as f64 / (rounds * sets * channels * frames) as f64;
+        result.insert(fmt.to_string(), serde_json::json!((ns * 100.0).round() / 100.0));
+    }
+    println!("{}", serde_json::json!({"channels": channels, "frames": frames, "ns_per_sample": result}));
+    Ok(())
 }
 
 /// See [`Cmd::Sink`]: reads every sample of every input (a sum the
@@ -534,6 +569,7 @@ fn main() -> Result<()> {
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::Sink { channels, source, seconds } => sink(channels, &source, seconds),
+        Cmd::EncodeBench { channels, frames } => encode_bench(channels, frames),
         Cmd::RtBench { ports, frames, ring_seconds, cycles } => rt_bench(ports, frames, ring_seconds, cycles),
         Cmd::Verify { file, first_channel, skip, first_frame_time } => {
             let v = testsignal::verify_at(&file, first_channel, skip, first_frame_time)

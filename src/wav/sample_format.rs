@@ -353,33 +353,3 @@ mod tests {
         }
     }
 }
-
-/// `cargo test --release --lib encode_speed -- --ignored --nocapture`:
-/// ns per sample of the encoder on 8 MiB of channels (out of L2, in the
-/// L3: the disk thread reads audio the callback wrote a few ms before).
-#[cfg(test)]
-#[test]
-#[ignore]
-fn encode_speed() {
-    for (channels, frames) in [(64usize, 1024usize), (256, 1024), (256, 128), (2, 1024)] {
-        let sets = (8 << 20) / (channels * frames * 4);
-        let data: Vec<Vec<f32>> = (0..sets * channels).map(|i| vec![i as f32 * 1e-6; frames]).collect();
-        let mut out = vec![MaybeUninit::uninit(); channels * frames * 4];
-        let mut run = |fmt: SampleFormat| {
-            let t = std::time::Instant::now();
-            let mut p = 0;
-            for _ in 0..32 {
-                for s in 0..sets {
-                    let chans: Vec<Option<&[f32]>> =
-                        data[s * channels..(s + 1) * channels].iter().map(|d| Some(&d[..])).collect();
-                    p ^= fmt.encode_frames(&mut out[..frames * fmt.bytes() * channels], &chans, frames);
-                }
-            }
-            let ns = t.elapsed().as_nanos() as f64 / (32 * sets * channels * frames) as f64;
-            println!("{fmt} {channels} x {frames}: {ns:.2} ns/sample ({p})");
-        };
-        for _ in 0..2 {
-            SampleFormat::ALL.into_iter().for_each(&mut run);
-        }
-    }
-}
