@@ -28,17 +28,26 @@ struct Anchor {
 /// 3 frames (measured).
 const WINDOW: usize = 64;
 
+/// How far the mapping of a time may stray from the last placed time's
+/// position plus the frames between the two times before it is taken as
+/// the clocks drifting apart rather than jitter (see
+/// [`WallClock::position_at`]).
+const DRIFT: Duration = Duration::from_millis(1);
+
 /// The recent anchors and a way to read JACK's clock now.
 #[derive(Debug, Default)]
 pub struct WallClock {
     anchors: std::collections::VecDeque<Anchor>,
     /// JACK's clock now (µs); `None` without JACK (unit tests).
     jack_now: Option<fn() -> u64>,
+    /// The last system-clock time placed on the timeline (ns since 1970),
+    /// its position and the rate then.
+    placed: Option<(i128, u64, u32)>,
 }
 
 impl WallClock {
     pub fn new(jack_now: Option<fn() -> u64>) -> WallClock {
-        WallClock { anchors: Default::default(), jack_now }
+        WallClock { anchors: Default::default(), jack_now, placed: None }
     }
 
     /// A cycle at timeline position `pos` started at `usecs` on JACK's
@@ -50,6 +59,7 @@ impl WallClock {
         }
         if self.anchors.back().is_some_and(|a| a.rate != rate || a.pos >= pos) {
             self.anchors.clear();
+            self.placed = None;
         }
         if self.anchors.len() == WINDOW {
             self.anchors.pop_front();
@@ -103,13 +113,36 @@ impl WallClock {
 
     /// The timeline position of the frame at system-clock time `t`: the
     /// inverse of [`WallClock::wall_time`], rounded to the nearest frame.
-    pub fn position_at(&self, t: SystemTime) -> Option<u64> {
+    ///
+    /// Times placed one after another (a start and a stop, clock rotation
+    /// boundaries, the same time asked again) are as many frames apart as
+    /// their times say: each is placed from the one before, unless that is
+    /// more than [`DRIFT`] from where the mapping puts it (then the clocks
+    /// really drifted, and the mapping wins). Each mapping alone wanders by
+    /// a frame or two with the cycles' wake-ups under load; without this a
+    /// take between two timetags, or a file between two boundaries, came
+    /// out a frame or two off its length.
+    pub fn position_at(&mut self, t: SystemTime) -> Option<u64> {
         let (apos, ans, rate) = self.mapping()?;
         let t = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos() as i128;
+        let frames_in = |ns: i128| (ns * rate as i128 + ns.signum() * 500_000_000) / 1_000_000_000;
         // ns from the anchor's frame to `t`.
-        let ns = t - self.offset()? - ans;
-        let frames = (ns * rate as i128 + ns.signum() * 500_000_000) / 1_000_000_000;
-        u64::try_from(apos as i128 + frames).ok()
+        let mapped = apos as i128 + frames_in(t - self.offset()? - ans);
+        let pos = match self.placed {
+            Some((pt, ppos, prate)) if prate == rate => {
+                let chained = ppos as i128 + frames_in(t - pt);
+                let drift = frames_in(DRIFT.as_nanos() as i128);
+                if (chained - mapped).abs() <= drift {
+                    chained
+                } else {
+                    mapped
+                }
+            }
+            _ => mapped,
+        };
+        let pos = u64::try_from(pos).ok()?;
+        self.placed = Some((t, pos, rate));
+        Some(pos)
     }
 }
 
@@ -209,5 +242,33 @@ mod tests {
         // thread is preempted in between).
         let p = c.position_at(t + Duration::from_micros(20_834)).unwrap();
         assert!((999..=1000).contains(&p), "{p}");
+    }
+
+    /// Two times placed one after the other are exactly as many frames
+    /// apart as their times say while the mapping wanders by jitter (here
+    /// 3 frames), and follow the mapping once it moved by more than the
+    /// drift allowance (here 2 ms: the clocks drifted apart).
+    #[test]
+    fn times_placed_in_turn_keep_their_distance_through_jitter() {
+        fn jack_now() -> u64 {
+            10_000_000
+        }
+        let mut c = WallClock::new(Some(jack_now));
+        c.note_cycle(480_000, 9_000_000, 48_000);
+        let t0 = SystemTime::now() + Duration::from_secs(1);
+        let p0 = c.position_at(t0).unwrap();
+        assert_eq!(c.position_at(t0), Some(p0), "the same time asked again");
+        // The cycles now say frame 480 000 began 62.5 µs (3 frames) later.
+        c.note_cycle(480_256, 9_000_000 + 256 * 1_000_000 / 48_000 + 63, 48_000);
+        c.anchors.retain(|a| a.pos == 480_256);
+        let t1 = t0 + Duration::from_millis(1250);
+        assert_eq!(c.position_at(t1), Some(p0 + 60_000));
+        // Then the cycles start 2.063 ms later: that is drift, and the
+        // mapping wins.
+        c.anchors.clear();
+        c.note_cycle(480_512, 9_000_000 + 512 * 1_000_000 / 48_000 + 2_063, 48_000);
+        let t2 = t1 + Duration::from_millis(1250);
+        let p2 = c.position_at(t2).unwrap();
+        assert!(p2.abs_diff(p0 + 120_000 - 99) <= 2, "{p2} follows the mapping (2.063 ms = 99 frames)");
     }
 }
