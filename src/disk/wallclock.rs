@@ -105,9 +105,20 @@ impl WallClock {
 
     /// The system-clock time of the frame at timeline position `pos`;
     /// `None` if JACK's clock is not known.
+    ///
+    /// Like [`Self::position_at`], it goes from the last placed time where
+    /// that is within [`DRIFT`] of the mapping: a take started at a placed
+    /// time (a timetag, a rotation boundary) is stamped with that time.
     pub fn wall_time(&self, pos: u64) -> Option<SystemTime> {
         let (apos, ans, rate) = self.mapping()?;
-        let ns = self.offset()? + ans + (pos as i128 - apos as i128) * 1_000_000_000 / rate as i128;
+        let ns_in = |frames: i128| frames * 1_000_000_000 / rate as i128;
+        let mut ns = self.offset()? + ans + ns_in(pos as i128 - apos as i128);
+        if let Some((pt, ppos, prate)) = self.placed {
+            let chained = pt + ns_in(pos as i128 - ppos as i128);
+            if prate == rate && (chained - ns).abs() <= DRIFT.as_nanos() as i128 {
+                ns = chained;
+            }
+        }
         u64::try_from(ns).ok().map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
     }
 
@@ -263,6 +274,8 @@ mod tests {
         c.anchors.retain(|a| a.pos == 480_256);
         let t1 = t0 + Duration::from_millis(1250);
         assert_eq!(c.position_at(t1), Some(p0 + 60_000));
+        // And the frame placed there is stamped with that very time.
+        assert_eq!(c.wall_time(p0 + 60_000), Some(t1));
         // Then the cycles start 2.063 ms later: that is drift, and the
         // mapping wins.
         c.anchors.clear();
