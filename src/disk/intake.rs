@@ -88,7 +88,8 @@ impl DiskWriter {
             self.gaps.pop_front();
         }
         // A start at a system-clock time is placed again with every cycle
-        // until it opens: the newest cycles map that time best.
+        // until it opens: it stays where it was placed unless the clocks
+        // drifted apart meanwhile (see `WallClock::position_at`).
         if self.active.as_ref().is_some_and(|a| {
             a.first_frame_time.is_none()
                 && ((a.want_first.is_none() && a.start_at != StartAt::Next)
