@@ -670,7 +670,6 @@ fn open_direct(file: &File) -> Option<File> {
 /// the error that stopped it, if any. Test builds: `probe` may cut the
 /// room short (O_DIRECT writes then end on a block, as the kernel's do) or
 /// refuse O_DIRECT.
-#[cfg_attr(not(test), allow(unused_variables))]
 fn write_all_at<P>(
     file: &File,
     bytes: &[u8],

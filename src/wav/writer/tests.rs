@@ -234,10 +234,12 @@ fn header_covers_only_checkpointed_audio_until_finalize() {
     let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
     w.append(&frames(spec, 300, 0)).unwrap();
     w.checkpoint().unwrap();
-    w.append(&frames(spec, 200, 300)).unwrap();
+    // More than a 4 KiB block, so that O_DIRECT writes some of it out.
+    w.append(&frames(spec, 2000, 300)).unwrap();
     // Simulate a crash: data after the checkpoint reaches the file, the
     // header is never updated.
     w.flush().unwrap();
+    assert!(w.on_disk > 300 * 4, "audio after the checkpoint is in the file");
     drop(w);
     let r = hound::WavReader::open(&path).unwrap();
     assert_eq!(r.duration(), 300);
@@ -255,8 +257,11 @@ fn one_checkpoint_for_many_files_commits_each_header() {
     }
     WavWriter::checkpoint_many(&mut ws).unwrap();
     for w in &mut ws {
-        w.append(&frames(spec, 50, 0)).unwrap();
+        // More than a 4 KiB block, so that O_DIRECT writes some of it out.
+        let before = w.on_disk;
+        w.append(&frames(spec, 5000, 0)).unwrap();
         w.flush().unwrap(); // after the checkpoint: not claimed by the header
+        assert!(w.on_disk > before, "audio after the checkpoint is in the file");
     }
     drop(ws);
     for (i, p) in paths.iter().enumerate() {
