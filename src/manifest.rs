@@ -13,6 +13,11 @@ use crate::durable;
 /// Suffix of manifest files: `<take name>.take.json`.
 pub const SUFFIX: &str = ".take.json";
 
+/// The largest manifest read. capstan's own stay far below it (10,000
+/// markers and 1,024 ports take about 4 MB); a larger file is not ours, and
+/// reading it whole could exhaust memory (recover, prune, start-up).
+pub const MAX_BYTES: u64 = 16 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TakeState {
@@ -130,10 +135,22 @@ impl Manifest {
         use std::io::Read;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (_, mut f) = crate::takefiles::open_regular(dir, name, false)
+        let (_, f) = crate::takefiles::open_regular(dir, name, false)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let too_large = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {} MiB: not a capstan manifest; left alone", MAX_BYTES >> 20),
+            )
+        };
+        if f.metadata()?.len() > MAX_BYTES {
+            return Err(too_large());
+        }
         let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)?;
+        f.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err(too_large());
+        }
         serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
@@ -239,5 +256,18 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.take.json")]);
         assert!(p.to_string_lossy().ends_with(".take.json"));
+    }
+
+    /// A huge manifest (a sparse 1 GiB file once made recover use 1 GB of
+    /// memory) is refused before it is read, with a sentence.
+    #[test]
+    fn a_manifest_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Manifest::path(dir.path(), "huge");
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let e = Manifest::load(&p).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
     }
 }

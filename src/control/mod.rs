@@ -6,4 +6,5 @@ pub mod log_limit;
 pub mod osc;
 pub mod preflight;
 pub mod replies;
+pub mod reply_budget;
 pub mod state;

@@ -19,8 +19,10 @@ pub enum Code {
     JackGone = 10,
     DiskFull = 11,
     Config = 12,
-    /// The subscriber table is full.
+    /// A table is full (markers of a take).
     Full = 13,
+    /// A timetagged command was cancelled before its time.
+    Cancelled = 14,
 }
 
 /// A refused command: code and a sentence for humans.
@@ -127,12 +129,23 @@ fn flatten(p: OscPacket, when: Option<std::time::SystemTime>, out: &mut Vec<Time
     match p {
         OscPacket::Message(m) => out.push((m, when)),
         OscPacket::Bundle(b) => {
-            let t = b.timetag;
-            // (0, 1) means "immediately" (OSC 1.0).
-            let when = if (t.seconds, t.fractional) == (0, 1) { None } else { Some(t.into()) };
+            let when = timetag_time(b.timetag);
             b.content.into_iter().for_each(|p| flatten(p, when, out))
         }
     }
+}
+
+/// Seconds from the OSC (NTP) epoch, 1900-01-01, to the Unix epoch.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// A timetag as system-clock time; `None` means "now": the immediate
+/// timetag (0, 1) of OSC 1.0 and any time before the Unix epoch (rosc's
+/// own conversion panics there, which any sender could trigger).
+pub fn timetag_time(t: rosc::OscTime) -> Option<std::time::SystemTime> {
+    let since_unix = u64::from(t.seconds).checked_sub(NTP_UNIX_OFFSET)?;
+    // fractional / 2^32 of a second, in nanoseconds (always < 1e9).
+    let nanos = ((u64::from(t.fractional) * 1_000_000_000) >> 32) as u32;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(since_unix, nanos))
 }
 
 /// Optional string arguments: strings, or integers (SuperCollider sends ids
@@ -611,6 +624,76 @@ mod tests {
         let labelled = msg("/record/mark", vec![OscType::String("chorus".into())]);
         assert_eq!(one(&labelled).unwrap(), Command::Mark { label: Some("chorus".into()) });
         assert_eq!(one(&msg("/record/mark", vec![OscType::Float(1.0)])).unwrap_err().code, Code::BadArgs);
+    }
+
+    /// Timetags before the Unix epoch (0.0, 1.0: rosc's own conversion
+    /// panicked on them, killing the daemon from one datagram) and the
+    /// immediate one mean "now"; later ones are exact.
+    #[test]
+    fn timetags_before_1970_mean_now() {
+        let t = |seconds, fractional| timetag_time(rosc::OscTime { seconds, fractional });
+        assert_eq!(t(0, 0), None);
+        assert_eq!(t(1, 0), None);
+        assert_eq!(t(0, 1), None);
+        assert_eq!(t(2_208_988_799, u32::MAX), None);
+        assert_eq!(t(2_208_988_800, 0), Some(std::time::UNIX_EPOCH));
+        let max = t(u32::MAX, u32::MAX).unwrap();
+        let d = max.duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(d.as_secs(), u64::from(u32::MAX) - 2_208_988_800);
+        assert!(d.subsec_nanos() < 1_000_000_000);
+        for tag in [(0u32, 0u32), (1, 0)] {
+            let b = OscPacket::Bundle(rosc::OscBundle {
+                timetag: rosc::OscTime { seconds: tag.0, fractional: tag.1 },
+                content: vec![OscPacket::Message(OscMessage { addr: "/record/status".into(), args: vec![] })],
+            });
+            let got = decode_timed(&rosc::encoder::encode(&b).unwrap()).unwrap();
+            assert_eq!(got[0].1, None, "{tag:?}");
+        }
+    }
+
+    /// Fuzz: random bundles (nested, random timetags, random messages) and
+    /// random bytes after a bundle header never panic the decoder; every
+    /// timetag comes out as "now" or a time after 1970.
+    #[test]
+    fn random_bundles_with_random_timetags_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        fn packet(next: &mut dyn FnMut() -> u64, depth: u32) -> OscPacket {
+            if depth > 3 || next() % 3 == 0 {
+                let addr = ["/record/start", "/record/stop", "/record/mark", "/record/status", "/x"]
+                    [(next() % 5) as usize];
+                let args = (0..next() % 3).map(|_| OscType::Int(next() as i32)).collect();
+                return OscPacket::Message(OscMessage { addr: addr.into(), args });
+            }
+            let r = next();
+            let timetag = rosc::OscTime { seconds: (r >> 32) as u32, fractional: r as u32 };
+            let content = (0..next() % 4).map(|_| packet(next, depth + 1)).collect();
+            OscPacket::Bundle(rosc::OscBundle { timetag, content })
+        }
+        for _ in 0..20_000 {
+            let p = packet(&mut next, 0);
+            let d = rosc::encoder::encode(&p).unwrap();
+            if let Ok(got) = decode_timed(&d) {
+                for (m, when) in got {
+                    let _ = parse(&m);
+                    assert!(when.is_none_or(|t| t >= std::time::UNIX_EPOCH));
+                }
+            }
+            // The same bytes with random damage after the bundle header.
+            let mut d = d;
+            for _ in 0..next() % 4 {
+                let i = (next() as usize) % d.len();
+                d[i] = next() as u8;
+            }
+            if let Ok(got) = decode_timed(&d) {
+                got.iter().for_each(|(m, _)| drop(parse(m)));
+            }
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Daemon {
             Command::Files(offset) => now(self.files(offset)?),
             Command::Reset => now(self.reset()?),
             Command::Subscribe => {
-                self.osc.subscribe(to.from)?;
+                self.osc.subscribe(to.from);
                 now(vec![s(self.state.get().name())])
             }
             Command::Unsubscribe => {
@@ -323,6 +323,7 @@ impl Daemon {
     }
 
     fn reset(&mut self) -> Result<Vec<OscType>, Refusal> {
+        self.cancel_timed("/record/reset");
         match self.state.get() {
             State::Error => {
                 if self.engine.is_none() {

@@ -1,15 +1,15 @@
 //! The daemon's OSC endpoint: one UDP socket, the clients that subscribed to
 //! pushes, and bounded logging of bad input. Control thread only.
 
-use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rosc::OscType;
 
 use crate::control::log_limit::LogLimit;
 use crate::control::osc::{self, Code, Refusal};
+use crate::control::reply_budget::ReplyBudget;
 
 pub const MAX_SUBSCRIBERS: usize = 64;
 /// Messages one datagram (a bundle) may carry: each is answered, so more
@@ -25,10 +25,13 @@ pub struct Requester {
 
 pub struct Endpoint {
     socket: UdpSocket,
-    /// Clients that sent `/record/subscribe` (and not `/record/unsubscribe`).
-    subscribers: HashSet<SocketAddr>,
+    /// Clients that sent `/record/subscribe` (and not `/record/unsubscribe`),
+    /// least recently (re)subscribed first.
+    subscribers: Vec<SocketAddr>,
     /// Logging of refused and malformed input, at a bounded rate.
     bad_input: LogLimit,
+    /// What remote peers may be sent (forged senders draw little).
+    budget: ReplyBudget,
     buf: Vec<u8>,
     wait: Duration,
 }
@@ -53,8 +56,9 @@ impl Endpoint {
     pub fn new(socket: UdpSocket) -> Endpoint {
         Endpoint {
             socket,
-            subscribers: HashSet::new(),
+            subscribers: Vec::new(),
             bad_input: LogLimit::default(),
+            budget: ReplyBudget::default(),
             buf: vec![0u8; osc::MAX_DATAGRAM + 1],
             wait: Duration::ZERO,
         }
@@ -91,6 +95,7 @@ impl Endpoint {
                 return None;
             }
         };
+        self.budget.received(from.ip(), n, Instant::now());
         let decoded = match osc::decode_timed(&self.buf[..n]) {
             Ok(m) if m.len() > MAX_MESSAGES => Err(Refusal::new(
                 Code::Malformed,
@@ -121,31 +126,48 @@ impl Endpoint {
         }
     }
 
-    pub fn send(&self, to: SocketAddr, datagram: &[u8]) {
+    pub fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if !self.budget.spend(to.ip(), datagram.len(), Instant::now()) {
+            return tracing::debug!("OSC send to {to}: over its reply budget, dropped");
+        }
         if let Err(e) = self.socket.send_to(datagram, to) {
             tracing::debug!("OSC send to {to}: {e}");
         }
     }
 
-    pub fn broadcast(&self, datagram: &[u8]) {
+    pub fn broadcast(&mut self, datagram: &[u8]) {
+        let mut gone = Vec::new();
         for &to in &self.subscribers {
-            self.send(to, datagram);
+            if !self.budget.spend(to.ip(), datagram.len(), Instant::now()) {
+                continue;
+            }
+            if let Err(e) = self.socket.send_to(datagram, to) {
+                // A local client that closed its socket: nobody listens.
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    gone.push(to);
+                }
+                tracing::debug!("OSC push to {to}: {e}");
+            }
         }
+        self.subscribers.retain(|s| !gone.contains(s));
     }
 
-    /// Adds a subscriber; a full table refuses (never drops it silently).
-    pub fn subscribe(&mut self, from: SocketAddr) -> Result<(), Refusal> {
-        if self.subscribers.len() >= MAX_SUBSCRIBERS && !self.subscribers.contains(&from) {
-            return Err(Refusal::new(
-                Code::Full,
-                format!("{MAX_SUBSCRIBERS} clients are subscribed already; /record/unsubscribe one first"),
-            ));
+    /// Adds (or renews) a subscriber. A full table drops the client that
+    /// subscribed least recently, so closed clients can never keep the table
+    /// full; a client that wants pushes for days subscribes again now and
+    /// then (docs/osc-api.md, "Feedback").
+    pub fn subscribe(&mut self, from: SocketAddr) {
+        self.subscribers.retain(|s| *s != from);
+        if self.subscribers.len() >= MAX_SUBSCRIBERS {
+            let old = self.subscribers.remove(0);
+            tracing::info!(
+                "OSC subscriber table full: {old} (the least recently subscribed) dropped for {from}"
+            );
         }
-        self.subscribers.insert(from);
-        Ok(())
+        self.subscribers.push(from);
     }
 
     pub fn unsubscribe(&mut self, from: SocketAddr) {
-        self.subscribers.remove(&from);
+        self.subscribers.retain(|s| *s != from);
     }
 }

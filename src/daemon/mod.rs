@@ -351,7 +351,7 @@ impl Daemon {
         Ok(())
     }
 
-    fn push_state(&self) {
+    fn push_state(&mut self) {
         let (id, first) = match &self.current {
             Some(c) => (c.id.clone(), c.first_frame_time.unwrap_or(0)),
             None => (String::new(), 0),
@@ -363,7 +363,7 @@ impl Daemon {
         self.osc.broadcast(&msg);
     }
 
-    fn push_error(&self, take: &str, code: Code, text: &str) {
+    fn push_error(&mut self, take: &str, code: Code, text: &str) {
         self.osc.broadcast(&osc::push("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
     }
 

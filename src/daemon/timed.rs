@@ -14,6 +14,9 @@ use crate::disk::{StartAt, StopAt};
 
 /// Timed commands waiting at once, at most.
 const MAX_TIMED: usize = 64;
+/// How far ahead a timetag may be: further is refused, so that nobody can
+/// fill the table for years (a show is planned within a day).
+pub(super) const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
 /// How long before its time a command is handed to the disk thread (which
 /// then waits for the time's frame).
 pub(super) const LEAD: Duration = Duration::from_millis(700);
@@ -39,9 +42,29 @@ impl Daemon {
             return self.osc.answer(&to, Err(r));
         }
         let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+        if ahead > MAX_AHEAD {
+            let r = Refusal::new(
+                Code::BadArgs,
+                format!(
+                    "timetag is {:.1} h ahead; at most {} h",
+                    ahead.as_secs_f64() / 3600.0,
+                    MAX_AHEAD.as_secs() / 3600
+                ),
+            );
+            return self.osc.answer(&to, Err(r));
+        }
         tracing::info!(from = %to.from, "{} scheduled {:.3} s ahead", to.path, ahead.as_secs_f64());
         self.timed.push(Timed { at, to, cmd });
         self.timed.sort_by_key(|t| t.at);
+    }
+
+    /// Drops every waiting timed command, answering each with code 14
+    /// (`/record/reset`, `/trigger/disarm`).
+    pub(super) fn cancel_timed(&mut self, why: &str) {
+        for t in std::mem::take(&mut self.timed) {
+            let r = Refusal::new(Code::Cancelled, format!("cancelled by {why}"));
+            self.osc.answer(&t.to, Err(r));
+        }
     }
 
     /// Runs the first timed command once its time is near (and no other

@@ -275,6 +275,7 @@ impl Daemon {
         }
         self.armed = armed;
         if !armed {
+            self.cancel_timed("/trigger/disarm");
             self.trigger_events.clear();
             self.post_roll_stop = None;
         }

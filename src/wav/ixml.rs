@@ -120,15 +120,22 @@ fn field(x: &mut String, depth: usize, tag: &str, text: &str) {
             '&' => x.push_str("&amp;"),
             '"' => x.push_str("&quot;"),
             '\'' => x.push_str("&apos;"),
-            // Not allowed in XML 1.0 at all; port names cannot hold them,
-            // but a project name from a session file might.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => x.push('\u{FFFD}'),
+            // A parser would read a bare CR as a line feed.
+            '\r' => x.push_str("&#13;"),
+            // Not allowed in XML 1.0 at all (take ids, port names and JACK
+            // pretty names can hold them): the replacement character.
+            c if !xml_char(c) => x.push('\u{FFFD}'),
             c => x.push(c),
         }
     }
     x.push_str("</");
     x.push_str(tag);
     x.push_str(">\n");
+}
+
+/// Whether XML 1.0 allows `c` in a document (its `Char` production).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// A unique id for a file: 128 random bits from the kernel, in hex.
@@ -178,6 +185,59 @@ mod tests {
         assert!(x.contains("<TRACK_COUNT>2</TRACK_COUNT>"));
         assert!(x.contains("<CAPSTAN_JACK_FRAME_TIME>77</CAPSTAN_JACK_FRAME_TIME>"));
         assert!(x.trim_end().ends_with("</BWFXML>"));
+    }
+
+    /// Property: any Unicode text in every name field (U+FFFE, U+FFFF,
+    /// controls, markup, astral planes) gives iXML that a real XML parser
+    /// accepts, with the text back where it is allowed.
+    #[test]
+    fn any_name_gives_well_formed_ixml() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let special = [
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\0',
+            '\u{1}',
+            '\u{1F}',
+            '<',
+            '&',
+            '"',
+            '\'',
+            ']',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{10FFFF}',
+            '\r',
+        ];
+        let text = |next: &mut dyn FnMut() -> u64| -> String {
+            (0..next() % 12)
+                .map(|_| match next() % 3 {
+                    0 => special[(next() % special.len() as u64) as usize],
+                    1 => char::from_u32((next() % 0x11_0000) as u32).unwrap_or('x'),
+                    _ => char::from_u32((next() % 0x80) as u32).unwrap(),
+                })
+                .collect()
+        };
+        for _ in 0..2_000 {
+            let mut x = sample();
+            x.project = text(&mut next);
+            x.take = text(&mut next);
+            x.tape = text(&mut next);
+            for t in &mut x.tracks {
+                t.name = text(&mut next);
+            }
+            let xml = x.encode();
+            let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml:?}"));
+            let project = doc.descendants().find(|n| n.has_tag_name("PROJECT")).unwrap();
+            let want: String = x.project.chars().map(|c| if xml_char(c) { c } else { '\u{FFFD}' }).collect();
+            assert_eq!(project.text().unwrap_or(""), want);
+        }
     }
 
     #[test]

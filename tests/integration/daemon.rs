@@ -353,32 +353,38 @@ fn settings_over_osc_apply_between_takes_and_keep_the_patching() {
     src.stop();
 }
 
-/// Subscriptions are explicit: 70 one-shot queries leave the table empty, a
-/// real subscriber gets pushes, and the 65th subscriber is refused (code 13),
-/// never silently dropped.
+/// Subscriptions are explicit: 70 one-shot queries leave the table empty.
+/// 64 clients that subscribe and go away cannot keep the table full: the
+/// next subscriber drops the one that subscribed least recently, and gets
+/// the pushes of a take (today's code refused it with code 13 forever).
 #[test]
-fn subscriptions_are_explicit_and_a_full_table_refuses() {
+fn subscriptions_are_explicit_and_a_full_table_drops_the_oldest() {
     let server = JackServer::start(256);
     let dir = tempdir();
     let d = Daemon::start(&server, dir.path(), &[]);
     for _ in 0..70 {
         assert!(ctl(d.port, &["status"]).status.success());
     }
+    let subscribe = |sock: &std::net::UdpSocket| {
+        let m = capstan::control::osc::encode("/record/subscribe", vec![]);
+        sock.send_to(&m, ("127.0.0.1", d.port)).unwrap();
+        reply_on(sock, Duration::from_secs(3)).unwrap()
+    };
+    for i in 0..64 {
+        let gone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(subscribe(&gone).0, "/reply", "subscriber {i}");
+    }
     let socks: Vec<std::net::UdpSocket> =
         (0..65).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     for (i, sock) in socks.iter().enumerate() {
-        let m = capstan::control::osc::encode("/record/subscribe", vec![]);
-        sock.send_to(&m, ("127.0.0.1", d.port)).unwrap();
-        let (addr, args) = reply_on(sock, Duration::from_secs(3)).unwrap();
-        if i < 64 {
-            assert_eq!(addr, "/reply", "subscriber {i}: {args:?}");
-        } else {
-            assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(13)), "{args:?}");
-        }
+        let (addr, args) = subscribe(sock);
+        assert_eq!(addr, "/reply", "subscriber {i}: {args:?}");
     }
-    // The first subscriber gets the pushes of a take.
+    // The newest subscriber gets the pushes of a take; the first of these
+    // 65 was dropped for the 65th.
     assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
-    let sock = &socks[0];
+    assert!(push_on(&socks[0], "/recording/state", Duration::from_millis(500)).is_none());
+    let sock = &socks[64];
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -390,6 +396,87 @@ fn subscriptions_are_explicit_and_a_full_table_refuses() {
     }
     assert!(pushed, "no /recording/state push to a subscriber");
     assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+}
+
+/// A bundle timetagged before 1970 (0.0 or 1.0) killed the daemon mid-take
+/// (rosc's conversion panicked). Now such timetags mean "now": the take
+/// goes on, and 2,000 random bundles with random timetags (status and
+/// markers, nested) change nothing but markers. Timetags over 24 h ahead are
+/// refused; 64 waiting commands fill the table, and /record/reset empties
+/// it, answering each with code 14.
+#[test]
+fn hostile_timetags_neither_crash_nor_fill_the_timed_table() {
+    use rosc::{OscBundle, OscMessage, OscPacket, OscTime};
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    let src = server.source(2);
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    let sock = free_socket();
+    let bundle = |seconds: u32, fractional: u32, addr: &str| {
+        let m = OscPacket::Message(OscMessage { addr: addr.into(), args: vec![] });
+        rosc::encoder::encode(&OscPacket::Bundle(OscBundle {
+            timetag: OscTime { seconds, fractional },
+            content: vec![m],
+        }))
+        .unwrap()
+    };
+    for (sec, frac) in [(0, 0), (1, 0), (0, 1), (2_208_988_799, u32::MAX)] {
+        sock.send_to(&bundle(sec, frac, "/record/status"), ("127.0.0.1", d.port)).unwrap();
+        let (addr, args) = reply_on(&sock, Duration::from_secs(3)).expect("the daemon answers");
+        assert_eq!((addr.as_str(), &args[1]), ("/reply", &s("recording")), "{sec}.{frac}");
+    }
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for i in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let addr = if i % 2 == 0 { "/record/status" } else { "/record/mark" };
+        let inner = OscPacket::Bundle(OscBundle {
+            timetag: OscTime { seconds: (x >> 40) as u32, fractional: x as u32 },
+            content: vec![OscPacket::Message(OscMessage { addr: addr.into(), args: vec![] })],
+        });
+        let outer = OscPacket::Bundle(OscBundle {
+            timetag: OscTime { seconds: (x >> 8) as u32, fractional: (x >> 20) as u32 },
+            content: vec![inner],
+        });
+        let _ = sock.send_to(&rosc::encoder::encode(&outer).unwrap(), ("127.0.0.1", d.port));
+        let _ = reply_on(&sock, Duration::from_millis(200));
+    }
+    assert_eq!(osc(d.port, "/record/status", vec![]).unwrap().1[1], s("recording"));
+    // A day and a bit ahead: refused at once.
+    let ntp_now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 2_208_988_800;
+    let ahead = |secs: u64| (ntp_now + secs) as u32;
+    sock.send_to(&bundle(ahead(25 * 3600), 0, "/record/stop"), ("127.0.0.1", d.port)).unwrap();
+    let (addr, args) = reply_on(&sock, Duration::from_secs(3)).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(1)), "{args:?}");
+    // 64 stops 23 h ahead fill the table; the 65th is refused.
+    let waiting: Vec<std::net::UdpSocket> = (0..64).map(|_| free_socket()).collect();
+    for w in &waiting {
+        w.send_to(&bundle(ahead(23 * 3600), 0, "/record/stop"), ("127.0.0.1", d.port)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sock.send_to(&bundle(ahead(23 * 3600), 0, "/record/stop"), ("127.0.0.1", d.port)).unwrap();
+    let (addr, args) = reply_on(&sock, Duration::from_secs(3)).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(3)), "{args:?}");
+    // Reset cancels them all, each answered with code 14; the table is free.
+    assert_eq!(osc(d.port, "/record/reset", vec![]).unwrap().0, "/reply");
+    for w in &waiting {
+        let (addr, args) = reply_on(w, Duration::from_secs(3)).expect("a cancelled command is answered");
+        assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(14)), "{args:?}");
+    }
+    sock.send_to(&bundle(ahead(3600), 0, "/record/stop"), ("127.0.0.1", d.port)).unwrap();
+    assert!(reply_on(&sock, Duration::from_millis(500)).is_none(), "scheduled, answered when run");
+    assert_eq!(osc(d.port, "/record/reset", vec![]).unwrap().0, "/reply");
+    assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().1[1], OscType::Int(14));
+    // The take went on all along and ends cleanly, every frame in place.
+    let stop = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(stop.0, "/reply", "{stop:?}");
+    src.stop();
+    let wav = wavs(dir.path()).pop().unwrap();
+    assert_take(&wav, None);
+    assert_eq!(manifest_of(&wav)["state"], "complete");
 }
 
 /// 20,000 garbage datagrams: the daemon keeps answering, every error reply
