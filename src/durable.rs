@@ -64,6 +64,16 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to`, both names in the directory `dir` (opened as
+/// `dir_file`), only if nothing has the name `to` yet (`AlreadyExists`
+/// otherwise): a file or link someone else put there is never replaced.
+pub fn rename_new(dir_file: &File, dir: &Path, from: &str, to: &str) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    renameat2(dir_file, from, dir_file, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)?;
+    log(|| Step::Rename(dir.join(from), dir.join(to)));
+    Ok(())
+}
+
 fn parent(p: &Path) -> PathBuf {
     p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()
 }

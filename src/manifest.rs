@@ -82,6 +82,10 @@ pub struct Manifest {
     /// Markers (`/record/mark`), in the files as cue points once final.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub markers: Vec<crate::wav::Marker>,
+    /// SHA-256 of each file (in the order of `files`), set when the take
+    /// is archived: what its copy was verified against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sha256: Vec<String>,
     /// What started the take: "command", "transport rolled at …",
     /// "clock boundary …".
     #[serde(default, skip_serializing_if = "Option::is_none")]

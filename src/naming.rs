@@ -21,6 +21,8 @@ pub enum NameError {
     Control(String),
     #[error("file name {0:?}: a FLAC take's file name ends in .flac")]
     Extension(String),
+    #[error("file name {0:?} ends in .take.json, which capstan keeps for take manifests")]
+    Manifest(String),
 }
 
 /// Makes a string safe as part of a file name: path separators, control
@@ -46,12 +48,21 @@ pub fn validate_user_name(name: &str, ext: &str) -> Result<String, NameError> {
     if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
         return Err(NameError::Escapes(name.into()));
     }
+    if name.ends_with(crate::manifest::SUFFIX) {
+        return Err(NameError::Manifest(name.into()));
+    }
     match p.extension() {
         None => Ok(format!("{name}.{ext}")),
         Some(e) if ext == "flac" && e != "flac" => Err(NameError::Extension(name.into())),
         Some(_) => Ok(name.to_owned()),
     }
 }
+
+/// The longest name of one directory (NAME_MAX on Linux filesystems).
+const MAX_DIR_NAME: usize = 255;
+/// The longest path a layout may give below `--dir`: PATH_MAX (4096) less
+/// room for the directory itself and the take's file names.
+const MAX_LAYOUT_PATH: usize = 1024;
 
 /// The subdirectory a `--dir-layout` pattern (strftime, e.g. `%Y/%m/%d`)
 /// gives for `when`: relative, every component a plain name (no `..`, no
@@ -77,6 +88,28 @@ where
         || out.chars().any(char::is_control)
     {
         return Err(bad("must give a relative path of plain names (no '..', no leading '/')"));
+    }
+    // Each piece as written: `Path` drops a `.` or an empty piece (`%Y/.`,
+    // `%Y//%m`), which would then fail every take.
+    let parts: Vec<&str> = out.split('/').collect();
+    if parts.iter().any(|c| c.is_empty() || c.starts_with('.')) {
+        return Err(bad("each directory must be a plain name, not empty and not starting with '.'"));
+    }
+    if let Some(c) = parts.iter().find(|c| c.len() > MAX_DIR_NAME) {
+        return Err(bad(&format!("the directory name {c:?} is longer than {MAX_DIR_NAME} bytes")));
+    }
+    if parts.iter().any(|c| c.ends_with(crate::manifest::SUFFIX)) {
+        return Err(bad("a directory must not be named like a manifest"));
+    }
+    if parts.len() > crate::takefiles::MAX_DEPTH {
+        return Err(bad(&format!(
+            "{} levels deep; recovery and retention look at most {} levels below --dir",
+            parts.len(),
+            crate::takefiles::MAX_DEPTH
+        )));
+    }
+    if out.len() > MAX_LAYOUT_PATH {
+        return Err(bad(&format!("gives a path of {} bytes; at most {MAX_LAYOUT_PATH}", out.len())));
     }
     Ok(p)
 }
@@ -138,6 +171,16 @@ mod tests {
         for bad in ["/%Y", "../%Y", "%Y/../x", "%Q", ""] {
             assert!(dated_dir(bad, &when).is_err(), "{bad:?}");
         }
+        // Layouts that passed and then failed every take, or made takes
+        // that recovery and retention never found.
+        let long = "x".repeat(256);
+        let deep = "%Y/%m/%d/%H/%M/%S/x";
+        let huge = format!("{}/", "y".repeat(200)).repeat(6);
+        for bad in ["%Y/.", "%Y//%m", ".capstan.lock", "%Y/.hidden", "x.take.json", &long, deep, &huge] {
+            assert!(dated_dir(bad, &when).is_err(), "{bad:?}");
+        }
+        assert!(dated_dir("%Y/%m/%d/%H/%M/%S", &when).is_ok(), "six levels are found");
+        assert!(matches!(validate_user_name("x.take.json", "wav"), Err(NameError::Manifest(_))));
         assert!(matches!(validate_user_name("kick.wav", "flac"), Err(NameError::Extension(_))));
     }
 

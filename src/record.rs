@@ -145,7 +145,7 @@ fn record_take(
             Some(DiskEvent::Started { first_frame_time, .. }) => {
                 tracing::debug!(first_frame_time, "first frame on disk");
             }
-            Some(DiskEvent::Transport(_) | DiskEvent::Level(_)) | None => {}
+            Some(DiskEvent::Transport(_) | DiskEvent::Level(_) | DiskEvent::Marked { .. }) | None => {}
         }
         live.tick(engine);
         if !jack_gone && engine.jack.shutdown.load(Relaxed) {

@@ -104,11 +104,16 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
         files.push((f.path.clone(), r));
     }
     let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
-    // Markers the manifest saved, as far as the audio reached, go into the
-    // files as cue points (as a normal stop would have written them).
+    // Every marker the manifest saved goes into the files as a cue point
+    // (as a normal stop would have written them); one past the audio that
+    // reached the disk is put on its last frame, and the manifest keeps its
+    // true frame and says so.
     m.markers.sort_by_key(|k| k.frame);
-    m.markers.retain(|k| k.frame < frames);
-    let trailer = wav::cue::trailer(&m.markers);
+    let last = frames.saturating_sub(1);
+    let clamped = m.markers.iter().filter(|k| k.frame > last).count();
+    let cues: Vec<wav::Marker> =
+        m.markers.iter().map(|k| wav::Marker { frame: k.frame.min(last), ..k.clone() }).collect();
+    let trailer = wav::cue::trailer(&cues);
     for (f, (_, r)) in opened.iter().zip(&files) {
         if let Some(info) = &f.info {
             wav::append_trailer(&f.file, info, r.frames_after, &trailer)
@@ -132,6 +137,14 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
             .collect::<Vec<_>>()
             .join("; ")
     ));
+    if clamped > 0 {
+        if let Some(r) = &mut m.recovery {
+            r.push_str(&format!(
+                "; {clamped} marker(s) past the recovered audio put on its last frame in the files \
+                 (their true frames are in this manifest)"
+            ));
+        }
+    }
     m.save(mpath).with_context(|| format!("updating {}", mpath.display()))?;
     Ok(Some(Recovered { manifest: mpath.to_owned(), files, frames }))
 }

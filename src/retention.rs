@@ -153,11 +153,7 @@ pub fn takes(dir: &Path, archive: Option<&Path>) -> Result<(Vec<TakeOnDisk>, Vec
 /// Checks again, right before a file is removed or copied, that it is still
 /// the take's own.
 fn recheck(t: &TakeOnDisk, f: &Path) -> Result<()> {
-    let dir = f.parent().unwrap_or(Path::new("."));
-    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let uid = t.files.iter().position(|x| x == f).and_then(|i| t.uids[i].as_deref());
-    takefiles::open(dir, name, &t.take, uid, false)?;
-    Ok(())
+    open_own(t, f).map(drop)
 }
 
 /// What a policy does to a directory.
@@ -208,30 +204,40 @@ fn same_volume(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Moves a take to `archive`: copy every file and the manifest, fsync,
-/// verify sizes, and only then delete the originals (manifest last). A crash
-/// at any point leaves at least one complete copy; re-running finishes.
+/// Moves a take to `archive`: copy every file, fsync, verify the copy's
+/// content against the original (SHA-256, recorded in the archived
+/// manifest), and only then delete the originals (manifest last). Nothing in
+/// the archive is followed or replaced: each copy is made under a fresh
+/// temporary name created exclusively and takes its final name only if that
+/// name is free, or holds a verified copy of the same content (left by an
+/// interrupted run). A crash at any point leaves at least one complete
+/// copy; re-running finishes.
 pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
     fs::create_dir_all(archive).with_context(|| format!("creating {}", archive.display()))?;
-    let mut copies = t.files.clone();
-    copies.push(t.manifest.clone());
-    for src in &copies {
-        if src != &t.manifest {
-            recheck(t, src)?;
+    let archive_dir = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let mut sums = Vec::new();
+    for f in &t.files {
+        let mut src = open_own(t, f)?;
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        sums.push(copy_verified(&mut src, &archive_dir, archive, name)?);
+    }
+    let mut m = Manifest::load(&t.manifest).with_context(|| format!("reading {}", t.manifest.display()))?;
+    m.sha256 = sums;
+    let mname = t.manifest.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match takefiles::open_regular(archive, mname, false) {
+        // An interrupted run's copy of this very take (same files, same
+        // content) is taken; anything else at that name is not ours.
+        Ok(_) => match Manifest::load(&archive.join(mname)) {
+            Ok(a) if a.take_id == m.take_id && a.files == m.files && a.sha256 == m.sha256 => {}
+            _ => bail!("{} already holds a different {mname}; original kept", archive.display()),
+        },
+        Err(takefiles::NotOurs::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let json = serde_json::to_vec_pretty(&m)?;
+            let tmp = copy_new(&mut json.as_slice(), archive, mname)?.0;
+            place(&archive_dir, archive, &tmp, mname)
+                .with_context(|| format!("{} already holds a {mname}; original kept", archive.display()))?;
         }
-        let dst = archive.join(src.file_name().unwrap_or_default());
-        let len = fs::metadata(src).with_context(|| format!("reading {}", src.display()))?.len();
-        if fs::metadata(&dst).is_ok_and(|m| m.len() == len) && src != &t.manifest {
-            continue; // copied by an earlier, interrupted run
-        }
-        let tmp = archive.join(format!(".{}.part", dst.file_name().unwrap_or_default().to_string_lossy()));
-        fs::copy(src, &tmp).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-        crate::durable::sync_file(&File::open(&tmp)?, &tmp)?;
-        if fs::metadata(&tmp)?.len() != len {
-            let _ = fs::remove_file(&tmp);
-            bail!("copy of {} has the wrong size; original kept", src.display());
-        }
-        crate::durable::rename(&tmp, &dst)?;
+        Err(e) => bail!("{e}; original kept"),
     }
     crate::durable::sync_dir(archive)?;
     #[cfg(feature = "test-hooks")]
@@ -244,6 +250,109 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
     }
     fs::remove_file(&t.manifest)?;
     Ok(())
+}
+
+/// Opens a take's file, checking (again) that it is the take's own.
+fn open_own(t: &TakeOnDisk, f: &Path) -> Result<File> {
+    let dir = f.parent().unwrap_or(Path::new("."));
+    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let uid = t.files.iter().position(|x| x == f).and_then(|i| t.uids[i].as_deref());
+    let mut file = takefiles::open(dir, name, &t.take, uid, false)?.file;
+    // Reading the header moved the file's position.
+    std::io::Seek::rewind(&mut file)?;
+    Ok(file)
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of everything `r` reads.
+fn sha256_of(r: &mut impl std::io::Read) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(hex(&h.finalize())),
+            n => h.update(&buf[..n]),
+        }
+    }
+}
+
+/// Copies `src` into a new temporary file in `dir` (created exclusively
+/// under a name nobody has: never a planted link), synced; returns its name
+/// and the SHA-256 of what was copied.
+fn copy_new(src: &mut impl std::io::Read, dir: &Path, name: &str) -> Result<(String, String)> {
+    use sha2::Digest;
+    use std::io::Write;
+    for n in 0..100u32 {
+        let tmp = format!(".{name}.{}-{n}.part", std::process::id());
+        let mut out = match crate::durable::create_new(&dir.join(&tmp)) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            other => other.with_context(|| format!("creating {}", dir.join(&tmp).display()))?,
+        };
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let copied = (|| -> std::io::Result<()> {
+            loop {
+                match src.read(&mut buf)? {
+                    0 => break,
+                    k => {
+                        h.update(&buf[..k]);
+                        out.write_all(&buf[..k])?;
+                    }
+                }
+            }
+            crate::durable::sync_file(&out, &dir.join(&tmp))
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_file(dir.join(&tmp));
+            return Err(e).with_context(|| format!("copying to {}", dir.join(&tmp).display()));
+        }
+        return Ok((tmp, hex(&h.finalize())));
+    }
+    bail!("no free temporary name for {name} in {}", dir.display())
+}
+
+/// Gives the temporary file `tmp` its final `name`, only if the name is free.
+fn place(dir_file: &File, dir: &Path, tmp: &str, name: &str) -> std::io::Result<()> {
+    let placed = crate::durable::rename_new(dir_file, dir, tmp, name);
+    if placed.is_err() {
+        let _ = fs::remove_file(dir.join(tmp));
+    }
+    placed
+}
+
+/// Copies one file of a take into the archive and verifies the copy by its
+/// content; returns its SHA-256.
+fn copy_verified(src: &mut File, dir_file: &File, dir: &Path, name: &str) -> Result<String> {
+    let (tmp, sum) = copy_new(src, dir, name)?;
+    let written = takefiles::open_regular(dir, &tmp, false)
+        .map_err(anyhow::Error::from)
+        .and_then(|(_, mut f)| sha256_of(&mut f).map_err(anyhow::Error::from));
+    if written.as_deref().ok() != Some(sum.as_str()) {
+        let _ = fs::remove_file(dir.join(&tmp));
+        bail!("the copy of {name} in {} does not read back as written; original kept", dir.display());
+    }
+    match place(dir_file, dir, &tmp, name) {
+        Ok(()) => Ok(sum),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // An interrupted run's copy counts only if its content is the
+            // original's; anything else there (a link, another file) is
+            // left alone, and so is the take.
+            let same = takefiles::open_regular(dir, name, false)
+                .ok()
+                .and_then(|(_, mut f)| sha256_of(&mut f).ok())
+                .is_some_and(|s| s == sum);
+            if same {
+                Ok(sum)
+            } else {
+                bail!("{} already holds a different {name}; original kept", dir.display())
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("naming {}", dir.join(name).display())),
+    }
 }
 
 pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
@@ -456,6 +565,58 @@ mod tests {
         apply(d.path(), &p, false).unwrap();
         assert!(arch.path().join("b.take.json").exists());
         assert!(!d.path().join("b.wav").exists());
+    }
+
+    /// Links and files planted in the archive: at the temporary name a
+    /// copy once overwrote the link's target outside both directories; at
+    /// the final name (same length) the take counted as archived and the
+    /// original was deleted while the only "copy" was someone else's data.
+    /// Now nothing planted is followed or replaced, the take stays where
+    /// it is, and the archived manifest records each copy's SHA-256.
+    #[test]
+    fn archive_follows_no_planted_link_and_verifies_copies_by_content() {
+        let d = setup();
+        let arch = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"someone else's").unwrap();
+        let pid = std::process::id();
+        for name in [".a.wav.part".to_string(), format!(".a.wav.{pid}-0.part")] {
+            std::os::unix::fs::symlink(&victim, arch.path().join(name)).unwrap();
+        }
+        // b: a file of the same length at the final name.
+        let blen = fs::metadata(d.path().join("b.wav")).unwrap().len() as usize;
+        fs::write(arch.path().join("b.wav"), vec![7u8; blen]).unwrap();
+        // c: a link at the final name to a copy of the same length.
+        let clen = fs::metadata(d.path().join("c.wav")).unwrap().len() as usize;
+        fs::write(outside.path().join("c-like"), vec![9u8; clen]).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("c-like"), arch.path().join("c.wav")).unwrap();
+        let p = Policy { keep_last: Some(1), archive: Some(arch.path().to_owned()), ..Default::default() };
+        let lines = apply(d.path(), &p, false).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"someone else's");
+        assert_eq!(fs::read(arch.path().join("b.wav")).unwrap(), vec![7u8; blen]);
+        assert_eq!(fs::read(outside.path().join("c-like")).unwrap(), vec![9u8; clen]);
+        for kept in ["b", "c"] {
+            assert!(d.path().join(format!("{kept}.wav")).exists(), "{kept}: {lines:?}");
+            assert!(Manifest::path(d.path(), kept).exists());
+            assert!(lines
+                .iter()
+                .any(|l| l.starts_with("failed") && l.contains(&format!("{kept}.take.json"))));
+        }
+        // a was archived, verified by content.
+        assert!(!d.path().join("a.wav").exists(), "{lines:?}");
+        let m = Manifest::load(&Manifest::path(arch.path(), "a")).unwrap();
+        let mut f = fs::File::open(arch.path().join("a.wav")).unwrap();
+        assert_eq!(m.sha256, vec![sha256_of(&mut f).unwrap()]);
+        // No temporary file of ours is left behind.
+        let parts: Vec<_> = fs::read_dir(arch.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".part"))
+            .collect();
+        assert!(parts.is_empty(), "{parts:?}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) 
 
 /// How deep take directories may lie below the recorder's directory
 /// (`--dir-layout %Y/%m/%d/%H` is four).
-const MAX_DEPTH: usize = 6;
+pub const MAX_DEPTH: usize = 6;
 
 /// The manifests in `dir` and in its subdirectories (dated take
 /// directories, `--dir-layout`), sorted: at most [`MAX_DEPTH`] levels deep,
@@ -160,6 +160,50 @@ pub fn manifest_paths(dir: &Path, skip: Option<&Path>) -> io::Result<Vec<PathBuf
     Ok(out)
 }
 
+/// Makes (as needed) the take subdirectory `sub` (relative, plain names:
+/// `naming::dated_dir`) below `base`, one component at a time, never
+/// through a symbolic link: a link planted at `2026` in the take directory
+/// once sent takes to its target. Returns the directory's path, or why it
+/// is not ours.
+pub fn make_take_dir(base: &Path, sub: &Path) -> io::Result<PathBuf> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut at: std::os::fd::OwnedFd = std::fs::File::open(base)?.into();
+    let mut path = base.to_owned();
+    for part in sub.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a plain name", sub.display()),
+            ));
+        };
+        path.push(name);
+        match mkdirat(&at, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot create {}: {e}", path.display()),
+                ))
+            }
+        }
+        at = match openat(&at, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a link or not a directory: not a take directory of ours", path.display()),
+                ))
+            }
+            Err(e) => {
+                return Err(io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", path.display())))
+            }
+        };
+    }
+    Ok(path)
+}
+
 /// The take name of a manifest path (`<take>.take.json`).
 pub fn take_name(manifest_path: &Path) -> Option<String> {
     let name = manifest_path.file_name()?.to_str()?;
@@ -171,6 +215,29 @@ mod tests {
     use super::*;
     use crate::disk::{Layout, Take, TakeSpec};
     use crate::wav::SampleFormat;
+
+    /// A link named like a dated directory (`2026`) once sent takes to its
+    /// target; now the take is refused and the target is untouched.
+    #[test]
+    fn take_directories_are_made_without_following_links() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("takes");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let made = make_take_dir(&base, Path::new("2025/11/26")).unwrap();
+        assert_eq!(made, base.join("2025/11/26"));
+        assert!(made.is_dir());
+        assert_eq!(make_take_dir(&base, Path::new("2025/11/26")).unwrap(), made, "existing: fine");
+        std::os::unix::fs::symlink(&outside, base.join("2026")).unwrap();
+        std::os::unix::fs::symlink(&outside, base.join("2025/12")).unwrap();
+        std::fs::write(base.join("2024"), b"a file").unwrap();
+        for sub in ["2026", "2026/01", "2025/12/01", "2024/01"] {
+            let e = make_take_dir(&base, Path::new(sub)).unwrap_err();
+            assert!(e.to_string().contains("not a take directory of ours"), "{sub}: {e}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing made through the links");
+    }
 
     /// A finished take in `dir`: its name and its file's FILE_UID.
     fn take(dir: &Path, project: &str) -> (String, String) {

@@ -54,8 +54,10 @@ impl Daemon {
         if let Command::Mark { label } = cmd {
             // Now, not when a queued command's turn comes: a marker is
             // where the command was taken.
-            let r = self.mark(label, when);
-            return self.osc.answer(&to, r);
+            if let Err(r) = self.mark(&to, label, when) {
+                self.osc.answer(&to, Err(r));
+            }
+            return;
         }
         if let Some(at) = when.filter(|t| *t > SystemTime::now()) {
             if super::timed::runs_at_its_time(&cmd) {
@@ -90,7 +92,7 @@ impl Daemon {
             Command::Stop { take_id } => self.stop(Some(to.clone()), take_id, None),
             Command::Rotate { take_id, file } => self.rotate(Some(to.clone()), take_id, file, None),
             Command::Status { .. } => now(self.status()),
-            Command::Mark { label } => self.mark(label, None).map(Some),
+            Command::Mark { label } => self.mark(to, label, None).map(|()| None),
             Command::Arm(on) => self.arm(on).map(Some),
             Command::ConfigTrigger(t) => self.set_trigger(t).map(Some),
             Command::List => now(self

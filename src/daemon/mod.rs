@@ -121,6 +121,9 @@ pub struct Daemon {
     clock_boundary: Option<SystemTime>,
     /// Commands timetagged for later, soonest first.
     timed: Vec<timed::Timed>,
+    /// Markers sent to the disk thread, answered once it has saved them
+    /// (frame time, who asked, the reply, since when).
+    marks: std::collections::VecDeque<(u64, endpoint::Requester, Vec<OscType>, Instant)>,
     /// Triggers act (`/trigger/arm`); on when one is configured.
     armed: bool,
     /// Trigger changes not yet acted on.
@@ -205,6 +208,7 @@ impl Daemon {
             config_changed: false,
             clock_boundary: None,
             timed: Vec::new(),
+            marks: std::collections::VecDeque::new(),
             armed: args.settings.trigger.is_some(),
             trigger_events: VecDeque::new(),
             level_take: false,
@@ -235,7 +239,8 @@ impl Daemon {
     /// 20 ms for it, 2 ms while the disk thread owes an answer), the disk
     /// thread's events, then background work. Never waits on the disk.
     pub fn step(&mut self) {
-        let wait = if self.op.is_some() { BUSY_WAIT } else { IDLE_WAIT };
+        let busy = self.op.is_some() || !self.marks.is_empty();
+        let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
         if let Some((from, messages)) = self.osc.receive(wait) {
             for (m, when) in messages {
                 self.message(m, from, when);
@@ -243,6 +248,7 @@ impl Daemon {
         }
         self.disk_events();
         self.check_pending();
+        self.check_marks();
         self.poll();
     }
 

@@ -146,6 +146,29 @@ impl Daemon {
             DiskEvent::Finished(r) => self.take_finished(r),
             DiskEvent::Transport(e) => self.transport_changed(e),
             DiskEvent::Level(e) => self.level_changed(e),
+            DiskEvent::Marked { frame_time, saved } => self.marked(frame_time, saved),
+        }
+    }
+
+    /// The disk thread saved (or dropped) the marker at `frame_time`: its
+    /// requester gets the reply now.
+    fn marked(&mut self, frame_time: u64, saved: Result<(), String>) {
+        let Some(i) = self.marks.iter().position(|m| m.0 == frame_time) else { return };
+        let Some((_, to, reply, _)) = self.marks.remove(i) else { return };
+        let answer = saved.map(|()| reply).map_err(|e| Refusal::new(Code::Write, e));
+        self.osc.answer(&to, answer);
+    }
+
+    /// Markers the disk thread has not confirmed within [`CONFIRM`] are
+    /// answered with code 9: they are not known to be saved.
+    pub(super) fn check_marks(&mut self) {
+        while self.marks.front().is_some_and(|m| m.3.elapsed() >= CONFIRM) {
+            let Some((_, to, _, _)) = self.marks.pop_front() else { return };
+            let r = Refusal::new(
+                Code::Write,
+                "the disk thread did not confirm the marker within 3 s; it is saved only if the take goes on",
+            );
+            self.osc.answer(&to, Err(r));
         }
     }
 
@@ -179,7 +202,7 @@ impl Daemon {
     }
 
     fn take_finished(&mut self, r: TakeReport) {
-        self.note_ended_by(&r.name);
+        self.note_ended_by(&r);
         let is_current = self.current.as_ref().is_some_and(|c| c.name == r.name);
         if is_current {
             self.level_take = false; // whatever ended it, silence ends no other take
@@ -364,10 +387,9 @@ impl Daemon {
                 } else {
                     naming::dated_dir(p, &now.with_timezone(&chrono::Local))
                 };
-                let d = a.dir.join(sub.map_err(|e| Refusal::new(Code::File, e))?);
-                std::fs::create_dir_all(&d)
-                    .map_err(|e| Refusal::new(Code::File, format!("cannot create {}: {e}", d.display())))?;
-                d
+                let sub = sub.map_err(|e| Refusal::new(Code::File, e))?;
+                crate::takefiles::make_take_dir(&a.dir, &sub)
+                    .map_err(|e| Refusal::new(Code::File, e.to_string()))?
             }
         };
         let spec = TakeSpec {
@@ -404,10 +426,12 @@ impl Daemon {
         }
     }
 
-    /// Writes what ended take `name` into its (final) manifest.
-    fn note_ended_by(&mut self, name: &str) {
+    /// Writes what ended a take into its (final) manifest, beside its
+    /// files (a dated subdirectory with `--dir-layout`).
+    fn note_ended_by(&mut self, r: &TakeReport) {
         let Some(why) = self.ended_by.take() else { return };
-        let path = crate::manifest::Manifest::path(&self.args.dir, name);
+        let dir = r.files.first().and_then(|f| f.path.parent()).unwrap_or(&self.args.dir);
+        let path = crate::manifest::Manifest::path(dir, &r.name);
         let saved = crate::manifest::Manifest::load(&path).and_then(|mut m| {
             m.ended_by = Some(why);
             m.save(&path)
@@ -459,15 +483,28 @@ impl Daemon {
     /// frame time and the frame offset in the take.
     pub(super) fn mark(
         &mut self,
+        to: &Requester,
         label: Option<String>,
         when: Option<SystemTime>,
-    ) -> Result<Vec<OscType>, Refusal> {
+    ) -> Result<(), Refusal> {
         let (Some(engine), Some(c)) = (self.engine.as_ref(), self.current.as_mut()) else {
             return Err(Refusal::new(Code::NotRecording, "no take is running"));
         };
-        let first = match (self.state.get(), c.first_frame_time) {
-            (State::Recording, Some(first)) => first,
-            (State::Starting, _) => {
+        // While a rotation is under way (0.7 s before each clock boundary)
+        // the next take has no first frame yet, and the take it ends is
+        // still recording: the marker is placed by its frame (the disk
+        // thread puts one past the cut into the next take), and the reply
+        // names the take being ended.
+        let rotating = match &self.op {
+            Some(Pending { op: Operation::Rotate { old, old_report: None, .. }, .. }) => Some(old),
+            _ => None,
+        };
+        let (id, first) = match (self.state.get(), c.first_frame_time, rotating) {
+            (State::Recording, Some(first), _) => (c.id.clone(), first),
+            (State::Recording, None, Some(old)) if old.first_frame_time.is_some() => {
+                (old.id.clone(), old.first_frame_time.unwrap_or_default())
+            }
+            (State::Starting, _, _) => {
                 return Err(Refusal::new(Code::NotRecording, "the take has not started yet"))
             }
             _ => return Err(Refusal::new(Code::NotRecording, "no take is recording")),
@@ -487,8 +524,10 @@ impl Daemon {
         let label = crate::wav::cue::clip(&label.unwrap_or_else(|| format!("M{}", c.marks + 1)));
         c.marks += 1;
         engine.mark(frame_time, label.clone());
-        tracing::info!(take = %c.id, frame_time, frame = frame_time - first, "marker {label:?}");
-        Ok(vec![s(c.id.clone()), count(frame_time), count(frame_time - first), s(label)])
+        tracing::info!(take = %id, frame_time, frame = frame_time - first, "marker {label:?}");
+        let reply = vec![s(id), count(frame_time), count(frame_time - first), s(label)];
+        self.marks.push_back((frame_time, to.clone(), reply, Instant::now()));
+        Ok(())
     }
 
     /// `/record/start`: answered when the take's first frame is written.

@@ -16,22 +16,24 @@ impl DiskWriter {
     }
 
     /// Puts a marker into the take (segment) that holds JACK frame
-    /// `frame_time`; until the take's first frame is known, it waits.
+    /// `frame_time`; until the take's first frame is known, it waits (and
+    /// is saved with the take's start). Reports when it is saved.
     pub(super) fn mark(&mut self, frame_time: u64, label: String) {
-        let Some(a) = &mut self.active else {
-            return tracing::warn!(frame_time, "marker {label:?} with no take running dropped");
+        let saved = match &mut self.active {
+            None => Err("no take is running; marker dropped".to_string()),
+            Some(a) => match a.segment_first {
+                None => return a.marks.push((frame_time, label)),
+                Some(first) if frame_time >= first => a
+                    .take
+                    .add_marker(frame_time - first, frame_time, label)
+                    .map_err(|e| format!("marker not saved in the manifest: {e}")),
+                Some(_) => Err("before the segment's first frame; marker dropped".to_string()),
+            },
         };
-        match a.segment_first {
-            None => a.marks.push((frame_time, label)),
-            Some(first) if frame_time >= first => {
-                if let Err(e) = a.take.add_marker(frame_time - first, frame_time, label) {
-                    tracing::error!(take = %a.take.name, "marker not saved in the manifest: {e}");
-                }
-            }
-            Some(_) => {
-                tracing::warn!(frame_time, "marker {label:?} before the segment's first frame dropped")
-            }
+        if let Err(e) = &saved {
+            tracing::warn!(frame_time, "{e}");
         }
+        let _ = self.events.send(DiskEvent::Marked { frame_time, saved });
     }
 
     /// Ends the active take: finalize every file and report. A rotated-in

@@ -213,4 +213,10 @@ pub enum DiskEvent {
     Transport(super::transport::TransportEvent),
     /// Sound began or ended (see [`super::level`]).
     Level(super::level::LevelEvent),
+    /// The marker at `frame_time` is saved in its take's manifest (synced),
+    /// or why not.
+    Marked {
+        frame_time: u64,
+        saved: Result<(), String>,
+    },
 }

@@ -89,10 +89,12 @@ impl DiskWriter {
         a.started = Some(wall.into());
         a.take.set_origin(jack_first, wall)?;
         for (frame_time, label) in std::mem::take(&mut a.marks) {
-            match frame_time.checked_sub(jack_first) {
-                Some(frame) => a.take.add_marker(frame, frame_time, label)?,
-                None => tracing::warn!(frame_time, "marker {label:?} before the take's first frame dropped"),
-            }
+            let saved = match frame_time.checked_sub(jack_first) {
+                Some(frame) => a.take.add_marker(frame, frame_time, label).map_err(|e| e.to_string()),
+                None => Err("before the take's first frame; marker dropped".to_string()),
+            };
+            let _ = self.events.send(DiskEvent::Marked { frame_time, saved: saved.clone() });
+            saved.map_err(|e| tracing::warn!(frame_time, "{e}")).ok();
         }
         let _ =
             self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: jack_first });

@@ -397,8 +397,11 @@ fn markers_are_cue_points_at_their_frames_and_survive_a_crash() {
     );
     for (r, t) in [(&future, ahead), (&past, back)] {
         let off = wall(r) as i64 - micros(t) as i64;
+        // The figure is the clocks' agreement under whatever load the
+        // machine has (make bench measures it); the frame-exact checks are
+        // below. This bound only catches a marker in the wrong place.
         eprintln!("timetagged marker: {off} us from its timetag by the source's clock");
-        assert!(off.abs() <= 2000, "timetagged marker {off} us away from its timetag");
+        assert!(off.abs() <= 20_000, "timetagged marker {off} us away from its timetag");
     }
     // The file's cue points, read from the raw chunks.
     let (points, labels) = cue_points(&file);
@@ -432,6 +435,10 @@ fn markers_are_cue_points_at_their_frames_and_survive_a_crash() {
     std::thread::sleep(Duration::from_millis(200));
     let saved = send(mark("before the crash"));
     std::thread::sleep(Duration::from_millis(1500)); // past a checkpoint
+                                                     // Acknowledged markers are saved: one 3 s ahead (past the audio that
+                                                     // will reach the disk) and one killed right after its reply.
+    let ahead = send(timed("ahead", std::time::SystemTime::now() + Duration::from_secs(3)));
+    let last = send(mark("acknowledged"));
     let mut c = d.child.take().unwrap();
     c.kill().unwrap();
     c.wait().unwrap();
@@ -442,11 +449,23 @@ fn markers_are_cue_points_at_their_frames_and_survive_a_crash() {
         c
     });
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let frames = hound::WavReader::open(&files).unwrap().duration() as u64;
+    assert!(frames > whole(&saved[3]));
+    assert!(whole(&ahead[3]) >= frames, "the marker ahead lies past the recovered audio");
     let (points, labels) = cue_points(&files);
-    assert_eq!(points.len(), 1);
-    assert_eq!(points[0].1, whole(&saved[3]));
-    assert_eq!(labels[&points[0].0], "before the crash");
-    assert!(hound::WavReader::open(&files).unwrap().duration() as u64 > whole(&saved[3]));
+    let got: Vec<(u64, &str)> = points.iter().map(|(id, at)| (*at, labels[id].as_str())).collect();
+    let mut want: Vec<(u64, &str)> =
+        [(&saved, "before the crash"), (&ahead, "ahead"), (&last, "acknowledged")]
+            .iter()
+            .map(|(r, l)| (whole(&r[3]).min(frames - 1), *l))
+            .collect();
+    want.sort();
+    assert_eq!(got, want, "every acknowledged marker, clamped to the audio");
+    let m = manifest_of(&files);
+    let true_frames: Vec<u64> =
+        m["markers"].as_array().unwrap().iter().map(|k| k["frame"].as_u64().unwrap()).collect();
+    assert!(true_frames.contains(&whole(&ahead[3])), "the manifest keeps the true frame: {m}");
+    assert!(m["recovery"].as_str().unwrap().contains("marker(s) past the recovered audio"), "{m}");
     let again = run({
         let mut c = Command::new(CAPSTAN);
         c.arg("recover").arg(dir.path());
