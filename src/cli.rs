@@ -136,8 +136,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
             if policy.is_empty() {
                 anyhow::bail!("no retention rule given (--keep-last, --max-age, --max-total, --keep-free)");
             }
+            crate::lock::check_dir(&dir)?;
             // Never under a running recorder: it prunes its own directory.
-            let _lock = if dry_run { None } else { Some(crate::lock::acquire(&dir)?) };
+            let _lock = if dry_run { None } else { Some(crate::lock::acquire_for_takes(&dir)?) };
             let lines = crate::retention::apply(&dir, &policy, dry_run)?;
             if lines.is_empty() {
                 println!("nothing to prune in {}", dir.display());

@@ -193,6 +193,7 @@ impl Engine {
         let mut handler = JackCapture {
             ports: jack_ports,
             core: Capture::new(cap_rings, capture.clone()),
+            counters: capture.clone(),
             midi: midi_control,
         };
         // Everything the callback touches exists now: keep it resident (a

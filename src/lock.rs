@@ -20,6 +20,15 @@ pub enum LockError {
         "another capstan (pid {pid}) is already recording into {dir}; stop it first or use another directory"
     )]
     Held { dir: PathBuf, pid: i32 },
+    #[error(
+        "{dir} is below {holder}, where another capstan (pid {pid}) is recording; its takes are its own \
+         business until it stops"
+    )]
+    HeldAbove { dir: PathBuf, holder: PathBuf, pid: i32 },
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{0}: no such directory")]
+    Missing(PathBuf),
     #[error("cannot lock {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -62,7 +71,16 @@ impl Claim {
                 break;
             }
         }
-        std::fs::create_dir_all(dir).map_err(|source| LockError::Io { path: dir.to_owned(), source })?;
+        if let Some(file) = created_dirs.last().and_then(|d| d.parent()).or(Some(dir)).filter(|d| d.is_file())
+        {
+            return Err(LockError::NotADirectory(file.to_owned()));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                LockError::NotADirectory(dir.to_owned())
+            }
+            _ => LockError::Io { path: dir.to_owned(), source },
+        })?;
         let created_lock_file = !dir.join(LOCK_FILE).exists();
         let mut claim = Claim { lock: None, created_dirs, created_lock_file };
         claim.lock = Some(acquire(dir)?); // on Err, `claim` drops and undoes
@@ -110,16 +128,23 @@ impl Drop for Claim {
 }
 
 pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+    check_dir(dir)?;
     let path = dir.join(LOCK_FILE);
     let io = |source: std::io::Error| LockError::Io { path: path.clone(), source };
+    // Never through a link, never blocking on a FIFO: a lock file planted
+    // as a link would otherwise be followed and truncated.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
         .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
     if fcntl(&file, FcntlArg::F_SETLK(&flock(libc::F_WRLCK as libc::c_short))).is_err() {
         let mut probe = flock(libc::F_WRLCK as libc::c_short);
         let pid = match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {
@@ -129,9 +154,61 @@ pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
         return Err(LockError::Held { dir: dir.to_owned(), pid });
     }
     // Informational only: the lock, not the file's content, is the truth.
+    // (A lock file capstan did not make, a regular file of that name, is
+    // still written here: the name is capstan's own.)
     file.set_len(0).map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
     Ok(DirLock { _file: file, path })
+}
+
+/// That `dir` is an existing directory, or a sentence saying what it is.
+pub fn check_dir(dir: &Path) -> Result<(), LockError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(LockError::NotADirectory(dir.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LockError::Missing(dir.to_owned())),
+        Err(source) => Err(LockError::Io { path: dir.to_owned(), source }),
+    }
+}
+
+/// Who holds the lock file `dir/.capstan.lock`, if anyone does (read
+/// without creating anything).
+fn holder(dir: &Path) -> Option<i32> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(LOCK_FILE))
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let mut probe = flock(libc::F_WRLCK as libc::c_short);
+    match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) if probe.l_type != libc::F_UNLCK as libc::c_short => Some(probe.l_pid),
+        _ => None,
+    }
+}
+
+/// The lock for working on the takes under `dir` (recover, prune): a
+/// recorder holds every directory below its own, wherever it writes takes
+/// (dated subdirectories, an NSM client's `takes/` folder). Refused if a
+/// recorder holds `dir` or a directory above it; otherwise the lock of the
+/// nearest directory above that has a lock file (a recorder's directory)
+/// is taken, so that none starts meanwhile, and only where there is none is
+/// a lock file made in `dir` itself.
+pub fn acquire_for_takes(dir: &Path) -> Result<DirLock, LockError> {
+    check_dir(dir)?;
+    let full = std::fs::canonicalize(dir).map_err(|source| LockError::Io { path: dir.to_owned(), source })?;
+    for above in full.ancestors() {
+        if let Some(pid) = holder(above) {
+            if above == full {
+                return Err(LockError::Held { dir: dir.to_owned(), pid });
+            }
+            return Err(LockError::HeldAbove { dir: dir.to_owned(), holder: above.to_owned(), pid });
+        }
+    }
+    match full.ancestors().find(|a| a.join(LOCK_FILE).is_file()) {
+        Some(recorder_dir) => acquire(recorder_dir),
+        None => acquire(dir),
+    }
 }
 
 #[cfg(test)]

@@ -148,11 +148,13 @@ fn record_take(
             Some(DiskEvent::Transport(_) | DiskEvent::Level(_) | DiskEvent::Marked { .. }) | None => {}
         }
         live.tick(engine);
-        if !jack_gone && engine.jack.shutdown.load(Relaxed) {
+        let died = engine.capture.callback_died.load(Relaxed);
+        if !jack_gone && (engine.jack.shutdown.load(Relaxed) || died) {
             jack_gone = true;
             live.clear();
-            tracing::error!("JACK server shut down mid-take; finalizing what was recorded");
-            engine.abort_take("JACK server shut down during the take; it holds everything up to then");
+            let what = if died { "the JACK process callback panicked" } else { "JACK server shut down" };
+            tracing::error!("{what} mid-take; finalizing what was recorded");
+            engine.abort_take(&format!("{what} during the take; it holds everything up to then"));
         }
         if term.load(Relaxed) && stop_sent.is_none() && !jack_gone {
             live.clear();

@@ -17,6 +17,10 @@ pub struct Recovered {
     pub files: Vec<(PathBuf, wav::Repair)>,
     /// Frames per channel now in the take (the shortest file).
     pub frames: u64,
+    /// The take never began (no first frame, no audio: a take prepared
+    /// for the next clock boundary or a start cut short by the crash): its
+    /// empty files and manifest were removed instead.
+    pub removed: bool,
 }
 
 /// Manifests under `path`: a directory (not recursive), a manifest, or an
@@ -104,6 +108,17 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
         files.push((f.path.clone(), r));
     }
     let frames = files.iter().map(|(_, r)| r.frames_after).min().unwrap_or(0);
+    let never_started =
+        m.first_frame_time.is_none() && m.started.is_none() && files.iter().all(|(_, r)| r.frames_after == 0);
+    if never_started {
+        // Every file was checked above to be this take's own.
+        for (p, _) in &files {
+            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        std::fs::remove_file(mpath).with_context(|| format!("removing {}", mpath.display()))?;
+        crate::durable::sync_dir(dir)?;
+        return Ok(Some(Recovered { manifest: mpath.to_owned(), files, frames: 0, removed: true }));
+    }
     // Every marker the manifest saved goes into the files as a cue point
     // (as a normal stop would have written them); one past the audio that
     // reached the disk is put on its last frame, and the manifest keeps its
@@ -146,7 +161,7 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
         }
     }
     m.save(mpath).with_context(|| format!("updating {}", mpath.display()))?;
-    Ok(Some(Recovered { manifest: mpath.to_owned(), files, frames }))
+    Ok(Some(Recovered { manifest: mpath.to_owned(), files, frames, removed: false }))
 }
 
 /// The `capstan recover` command: takes the directory's lock first (a
@@ -158,13 +173,24 @@ pub fn run(path: &Path) -> Result<std::process::ExitCode> {
     } else {
         path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()
     };
-    // A running recorder recovers its own takes; never touch them under it.
-    let _lock = crate::lock::acquire(&dir)?;
+    if !path.exists() {
+        anyhow::bail!("{}: no such directory or file", path.display());
+    }
+    // A running recorder recovers its own takes; never touch them under it
+    // (nor in a directory below its own).
+    let _lock = crate::lock::acquire_for_takes(&dir)?;
     let report = recover(path)?;
     if report.recovered.is_empty() && report.failed.is_empty() {
         println!("nothing to recover in {}", path.display());
     }
     for r in &report.recovered {
+        if r.removed {
+            println!(
+                "removed {}: the take never began (no audio); its empty files are gone",
+                r.manifest.display()
+            );
+            continue;
+        }
         println!("recovered {} ({} frames)", r.manifest.display(), r.frames);
         for (p, rep) in &r.files {
             println!("  {}: header had {} frames, now {}", p.display(), rep.frames_before, rep.frames_after);
@@ -192,6 +218,30 @@ mod tests {
         let take = Take::create(spec, chrono::Local::now()).unwrap();
         let path = take.paths()[0].to_owned();
         (take, path)
+    }
+
+    /// A take prepared for the next clock boundary (or a start cut short)
+    /// that a kill -9 left behind with no first frame and no audio is
+    /// removed, not kept as an empty "recovered" take; one that began is
+    /// recovered even with no audio.
+    #[test]
+    fn a_take_that_never_began_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (take, wav) = open_take(dir.path());
+        let manifest = Manifest::path(dir.path(), &take.name);
+        std::mem::forget(take); // the crash
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let done = recover(dir.path()).unwrap().recovered;
+        assert_eq!(done.len(), 1);
+        assert!(done[0].removed);
+        assert!(!wav.exists() && !manifest.exists());
+        assert!(dir.path().join("notes.txt").exists());
+        // Begun (a first frame), no audio yet: recovered.
+        let (mut take, wav) = open_take(dir.path());
+        take.set_origin(77, std::time::SystemTime::now()).unwrap();
+        std::mem::forget(take);
+        let done = recover(dir.path()).unwrap().recovered;
+        assert!(!done[0].removed && wav.exists());
     }
 
     #[test]

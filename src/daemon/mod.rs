@@ -111,6 +111,9 @@ pub struct Daemon {
     retention: housekeeping::Retention,
     last_progress: Instant,
     last_jack_try: Instant,
+    /// The process callback died (a panic): the engine is closed and
+    /// reopened like after JACK's death.
+    callback_dead: bool,
     /// Frames lost so far in the running take, as last reported.
     lost_reported: u64,
     notices: Vec<Notice>,
@@ -168,6 +171,10 @@ impl Daemon {
         match crate::recover::recover(&args.dir) {
             Ok(report) => {
                 for r in report.recovered {
+                    if r.removed {
+                        tracing::warn!("removed a take that never began: {}", r.manifest.display());
+                        continue;
+                    }
                     tracing::warn!(
                         "recovered an interrupted take: {} ({} frames)",
                         r.manifest.display(),
@@ -203,6 +210,7 @@ impl Daemon {
             retention: Default::default(),
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
+            callback_dead: false,
             lost_reported: 0,
             notices: Vec::new(),
             config_changed: false,
@@ -353,6 +361,7 @@ impl Daemon {
             tracing::warn!("{err}");
         }
         self.engine = Some(e);
+        self.callback_dead = false;
         self.listen_for_sound();
         Ok(())
     }
@@ -402,7 +411,16 @@ impl Daemon {
         self.run_timed();
         self.rotate_on_clock();
         self.follow_triggers();
-        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
+        if let Some(e) = &self.engine {
+            if e.capture.callback_died.load(Relaxed) && !self.callback_dead {
+                tracing::error!(
+                    "the JACK process callback panicked and JACK no longer calls it; the take ends with \
+                     what arrived and the client is reopened"
+                );
+                self.callback_dead = true;
+            }
+        }
+        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed) || self.callback_dead);
         if gone {
             self.jack_gone();
         } else if self.engine.is_none() && self.last_jack_try.elapsed() > Duration::from_secs(2) {
@@ -459,19 +477,24 @@ impl Daemon {
     /// manifest says why); the engine closes once the take is final.
     fn jack_gone(&mut self) {
         let taking = matches!(self.state.get(), State::Starting | State::Recording | State::Stopping);
+        let what = if self.callback_dead {
+            "the JACK process callback stopped running"
+        } else {
+            "JACK server shut down"
+        };
         match &self.op {
             Some(p) if p.is_abort() => return, // waiting for the take to end
             _ if taking => {
-                self.abandon_pending(Code::JackGone, "JACK server shut down");
+                self.abandon_pending(Code::JackGone, what);
                 let engine = self.engine.as_ref().expect("gone, not closed");
-                engine.abort_take("JACK server shut down during the take; it holds everything up to then");
+                engine.abort_take(&format!("{what} during the take; it holds everything up to then"));
                 self.begin(takes::Operation::Abort);
                 return;
             }
             _ => {}
         }
         if self.state.get() != State::Error {
-            self.fail(Code::JackGone, "JACK server shut down".into());
+            self.fail(Code::JackGone, what.into());
         }
         if let Some(e) = self.engine.take() {
             for ev in e.close() {

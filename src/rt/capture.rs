@@ -18,6 +18,22 @@ pub struct CaptureCounters {
     pub overflow_frames: AtomicU64,
     /// How long each callback took.
     pub callback: CallbackTimes,
+    /// The callback panicked: rust-jack then asks JACK to stop calling it,
+    /// and no more audio arrives while the server runs on.
+    pub callback_died: std::sync::atomic::AtomicBool,
+}
+
+/// Notes a panic unwinding out of the callback (an atomic store in `drop`:
+/// real-time safe, like the rest of the unwinding path up to rust-jack's
+/// `catch_unwind`).
+struct DeathWatch<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for DeathWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Relaxed);
+        }
+    }
 }
 
 /// A lock-free histogram of callback durations: 1 µs buckets up to 1 ms,
@@ -235,6 +251,8 @@ unsafe fn push_unread(ring: &mut ringbuf::HeapProd<f32>, src: &[f32]) {
 pub struct JackCapture {
     pub ports: Vec<jack::Port<jack::AudioIn>>,
     pub core: Capture,
+    /// The same counters as the core's: where a panic is noted.
+    pub counters: Arc<CaptureCounters>,
     /// The MIDI control input (`--midi`).
     pub midi: Option<super::midi::MidiControl>,
 }
@@ -245,6 +263,7 @@ impl jack::ProcessHandler for JackCapture {
         // A monotonic clock read at entry and exit (vDSO, no syscall) is the
         // only thing the instrumentation adds to this thread.
         let entry = std::time::Instant::now();
+        let _watch = DeathWatch(&self.counters.callback_died);
         super::guard(|| {
             // The frame time and the audio read in one callback belong
             // together (measured on JACK2 and PipeWire; see disk::timeline).
@@ -296,6 +315,21 @@ impl jack::ProcessHandler for JackCapture {
 mod tests {
     use super::*;
     use crate::rings;
+
+    /// A panic unwinding through the callback's watch is noted; a normal
+    /// return is not.
+    #[test]
+    fn a_panic_in_the_callback_is_noted() {
+        let counters = CaptureCounters::default();
+        drop(DeathWatch(&counters.callback_died));
+        assert!(!counters.callback_died.load(Relaxed));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _watch = DeathWatch(&counters.callback_died);
+            panic!("in the callback");
+        }));
+        assert!(r.is_err());
+        assert!(counters.callback_died.load(Relaxed));
+    }
     use ringbuf::traits::Consumer;
 
     #[test]
