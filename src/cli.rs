@@ -40,6 +40,10 @@ pub enum Command {
         /// Print what would happen; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Go ahead even if every take in the directory would go (asked for
+        /// on a terminal).
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         policy: crate::retention::Policy,
     },
@@ -77,7 +81,9 @@ pub struct CtlArgs {
     #[arg(long)]
     pub json: bool,
     /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
-    /// status | mark [label] | list | reset
+    /// status | mark [label] | list | files [index] | reset | subscribe
+    /// (on a terminal the reply is printed labelled, in human units; piped,
+    /// as bare values on one line; --json for scripts)
     pub command: String,
     pub args: Vec<String>,
 }
@@ -132,13 +138,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
-        Command::Prune { dir, dry_run, policy } => {
+        Command::Prune { dir, dry_run, yes, policy } => {
             if policy.is_empty() {
                 anyhow::bail!("no retention rule given (--keep-last, --max-age, --max-total, --keep-free)");
             }
+            policy.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
             crate::lock::check_dir(&dir)?;
             // Never under a running recorder: it prunes its own directory.
             let _lock = if dry_run { None } else { Some(crate::lock::acquire_for_takes(&dir)?) };
+            let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            if !dry_run && !yes && interactive {
+                if let Some(n) = crate::retention::removes_every_take(&dir, &policy)? {
+                    anyhow::bail!(
+                        "this would remove all {n} takes in {}; look first with --dry-run, then add --yes",
+                        dir.display()
+                    );
+                }
+            }
             let lines = crate::retention::apply(&dir, &policy, dry_run)?;
             if lines.is_empty() {
                 println!("nothing to prune in {}", dir.display());
@@ -160,8 +176,11 @@ fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

@@ -38,27 +38,95 @@ fn json(kind: Kind, a: &OscType) -> serde_json::Value {
     }
 }
 
-/// Prints the values of a `/reply` or `/error` (after the path).
-fn print(fields: &[(&str, Kind)], values: &[OscType], as_json: bool) {
-    if as_json {
-        let obj: serde_json::Map<String, serde_json::Value> =
-            fields.iter().zip(values).map(|((name, kind), v)| (name.to_string(), json(*kind, v))).collect();
-        println!("{}", serde_json::Value::Object(obj));
+/// A byte count for people: `37.0 MiB`.
+fn human_bytes(v: f64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let (mut x, mut u) = (v, 0);
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} bytes")
     } else {
-        let kinds = fields.iter().map(|f| Some(f.1)).chain(std::iter::repeat(None));
-        println!("{}", values.iter().zip(kinds).map(|(v, k)| show(k, v)).collect::<Vec<_>>().join(" "));
+        format!("{x:.1} {}", units[u])
+    }
+}
+
+/// One labelled value for a terminal, in human units.
+fn labelled(name: &str, kind: Option<Kind>, v: &OscType) -> String {
+    let value = match (name, v) {
+        (n, OscType::Double(x)) if n.ends_with("bytes") => human_bytes(*x),
+        ("seconds", OscType::Double(x)) => format!("{x:.3} s"),
+        (n, OscType::String(t)) if t.is_empty() && n != "files" => "-".into(),
+        _ => show(kind, v),
+    };
+    format!("{name}: {value}")
+}
+
+/// How the reply is printed: one JSON object, labelled lines for a person
+/// at a terminal, or the bare values on one line for scripts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Style {
+    Json,
+    Human,
+    Plain,
+}
+
+/// Prints the values of a `/reply` or `/error` (after the path).
+fn print(fields: &[(&str, Kind)], values: &[OscType], style: Style) {
+    match style {
+        Style::Json => {
+            let obj: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .zip(values)
+                .map(|((name, kind), v)| (name.to_string(), json(*kind, v)))
+                .collect();
+            println!("{}", serde_json::Value::Object(obj));
+        }
+        Style::Human if values.is_empty() => println!("(nothing: no take is running)"),
+        Style::Human => {
+            for (i, v) in values.iter().enumerate() {
+                let (name, kind) = fields.get(i).map_or(("value", None), |f| (f.0, Some(f.1)));
+                println!("{}", labelled(name, kind, v));
+            }
+        }
+        Style::Plain if values.is_empty() => {}
+        Style::Plain => {
+            let kinds = fields.iter().map(|f| Some(f.1)).chain(std::iter::repeat(None));
+            println!("{}", values.iter().zip(kinds).map(|(v, k)| show(k, v)).collect::<Vec<_>>().join(" "));
+        }
     }
 }
 
 pub fn run(args: CtlArgs) -> Result<ExitCode> {
-    let known = ["start", "stop", "rotate", "status", "mark", "list", "reset", "subscribe"];
+    let known = ["start", "stop", "rotate", "status", "mark", "list", "files", "reset", "subscribe"];
     if !known.contains(&args.command.as_str()) {
         bail!("unknown command {:?} (use one of: {})", args.command, known.join(", "));
     }
+    let style = if args.json {
+        Style::Json
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Style::Human
+    } else {
+        Style::Plain
+    };
     let path = format!("/record/{}", args.command);
     let socket = UdpSocket::bind("127.0.0.1:0").or_else(|_| UdpSocket::bind("0.0.0.0:0"))?;
     socket.connect(&args.osc).with_context(|| format!("bad --osc address {:?}", args.osc))?;
-    let msg = osc::encode(&path, args.args.iter().map(|a| OscType::String(a.clone())).collect());
+    let values = if args.command == "files" {
+        // `/record/files` takes the index to page from, a number.
+        let offset = match args.args.first() {
+            None => 0,
+            Some(a) => a.parse::<i32>().ok().filter(|n| *n >= 0).with_context(|| {
+                format!("ctl files takes the index of the first path to list, a whole number; got {a:?}")
+            })?,
+        };
+        vec![OscType::Int(offset)]
+    } else {
+        args.args.iter().map(|a| OscType::String(a.clone())).collect()
+    };
+    let msg = osc::encode(&path, values);
     socket.send(&msg).with_context(|| format!("sending to {}", args.osc))?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout.max(0.1));
     let mut buf = vec![0u8; 65536];
@@ -81,12 +149,12 @@ pub fn run(args: CtlArgs) -> Result<ExitCode> {
         let for_us = matches!(m.args.first(), Some(OscType::String(p)) if *p == path);
         match m.addr.as_str() {
             "/reply" if for_us => {
-                print(replies::reply_fields(&path).unwrap_or(&[]), &m.args[1..], args.json);
+                print(replies::reply_fields(&path).unwrap_or(&[]), &m.args[1..], style);
                 return Ok(ExitCode::SUCCESS);
             }
             "/error" if for_us => {
                 if args.json {
-                    print(&[("code", Kind::Int), ("message", Kind::Text)], &m.args[1..], true);
+                    print(&[("code", Kind::Int), ("message", Kind::Text)], &m.args[1..], Style::Json);
                 } else {
                     eprintln!(
                         "capstan ctl: {}",
@@ -100,4 +168,22 @@ pub fn run(args: CtlArgs) -> Result<ExitCode> {
     }
     eprintln!("capstan ctl: no reply from {} within {} s", args.osc, args.timeout);
     Ok(ExitCode::from(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_labelled_in_human_units() {
+        assert_eq!(human_bytes(512.0), "512 bytes");
+        assert_eq!(human_bytes(38_797_312.0), "37.0 MiB");
+        assert_eq!(
+            labelled("free_bytes", Some(Kind::Count), &OscType::Double(3.0 * 1024.0 * 1024.0 * 1024.0)),
+            "free_bytes: 3.0 GiB"
+        );
+        assert_eq!(labelled("seconds", Some(Kind::Real), &OscType::Double(4.1)), "seconds: 4.100 s");
+        assert_eq!(labelled("take_id", Some(Kind::Text), &OscType::String(String::new())), "take_id: -");
+        assert_eq!(labelled("xruns", Some(Kind::Int), &OscType::Int(3)), "xruns: 3");
+    }
 }

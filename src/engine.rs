@@ -33,6 +33,8 @@ pub enum EngineError {
     Activate(String),
     #[error("cannot start the disk thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Sources(#[from] crate::ports::SelectError),
 }
 
 /// What JACK's notification thread tells us. Atomics only: the notification

@@ -75,12 +75,7 @@ impl Claim {
         {
             return Err(LockError::NotADirectory(file.to_owned()));
         }
-        std::fs::create_dir_all(dir).map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
-                LockError::NotADirectory(dir.to_owned())
-            }
-            _ => LockError::Io { path: dir.to_owned(), source },
-        })?;
+        make_dir(dir)?;
         let created_lock_file = !dir.join(LOCK_FILE).exists();
         let mut claim = Claim { lock: None, created_dirs, created_lock_file };
         claim.lock = Some(acquire(dir)?); // on Err, `claim` drops and undoes
@@ -112,6 +107,14 @@ impl Created {
 }
 
 impl Claim {
+    /// The lock, kept for good: what the claim created stays (the start
+    /// succeeded).
+    pub fn keep(mut self) -> DirLock {
+        self.created_dirs.clear();
+        self.created_lock_file = false;
+        self.lock.take().expect("a claim holds its lock")
+    }
+
     /// What this claim created.
     pub fn created(&self) -> Created {
         let lock_file = self.lock.as_ref().filter(|_| self.created_lock_file).map(|l| l.path.clone());
@@ -159,6 +162,17 @@ pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
     file.set_len(0).map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
     Ok(DirLock { _file: file, path })
+}
+
+/// Makes `dir` (and its parents) if missing; a file in the way is said
+/// as such.
+pub fn make_dir(dir: &Path) -> Result<(), LockError> {
+    std::fs::create_dir_all(dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+            LockError::NotADirectory(dir.to_owned())
+        }
+        _ => LockError::Io { path: dir.to_owned(), source },
+    })
 }
 
 /// That `dir` is an existing directory, or a sentence saying what it is.

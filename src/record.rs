@@ -42,7 +42,10 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
             bail!("--duration must be a positive number of seconds, got {d}");
         }
     }
-    args.format.validate().map_err(anyhow::Error::msg)?;
+    args.format.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+    if args.format.file_format == crate::settings::FileFormat::Flac && args.format.sample_format.is_none() {
+        tracing::info!("FLAC holds integers: recording s24 (--sample-format s16 for 16 bits)");
+    }
     let ext = args.format.file_format.ext();
     let file = args.file.as_deref().map(|f| naming::validate_user_name(f, ext)).transpose()?;
 
@@ -109,7 +112,7 @@ fn record_take(
         project: args.format.project_name().to_string(),
         file,
         layout: args.format.layout,
-        format: args.format.sample_format,
+        format: args.format.sample_format(),
         sample_rate: engine.sample_rate,
         port_names: engine.port_names.clone(),
         max_frames: args.duration.map(|d| (d * engine.sample_rate as f64).round() as u64 + lead_in(args)),
@@ -180,7 +183,7 @@ fn record_take(
             disk: engine.disk_stats.summary(),
             take: &report,
             channels: engine.port_names.len(),
-            sample_format: args.format.sample_format.to_string(),
+            sample_format: args.format.sample_format().to_string(),
             xruns,
             jack_shutdown: jack_gone,
             sources,
@@ -189,7 +192,12 @@ fn record_take(
     } else {
         print!(
             "{}",
-            status::summary(&report, engine.port_names.len(), &args.format.sample_format.to_string(), xruns)
+            status::summary(
+                &report,
+                engine.port_names.len(),
+                &args.format.sample_format().to_string(),
+                xruns
+            )
         );
         print!("{}", status::costs(engine));
     }

@@ -48,6 +48,18 @@ mod secs_opt {
 }
 
 impl Policy {
+    /// Checks every value (the same words for `--keep-free` and
+    /// `capstan.json`'s `retention.keep_free`): a typo must never delete
+    /// takes.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(f) = self.keep_free {
+            if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
+                return Err(format!("retention.keep_free must be between 0 and 1 (a fraction), got {f}"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keep_last.is_none()
             && self.max_age.is_none()
@@ -365,6 +377,14 @@ pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
         }
     }
     fs::remove_file(&t.manifest).with_context(|| format!("removing {}", t.manifest.display()))
+}
+
+/// `Some(n)` when the policy would remove every one of the `n` (> 0)
+/// finished takes in `dir`: likely a mistake (`--keep-free 2` for 0.2).
+pub fn removes_every_take(dir: &Path, policy: &Policy) -> Result<Option<usize>> {
+    let p = plan(dir, policy, SystemTime::now())?;
+    let (all, _) = takes(dir, policy.archive.as_deref())?;
+    Ok((!all.is_empty() && p.remove.len() == all.len()).then_some(all.len()))
 }
 
 /// Applies the policy; returns one line per take moved or deleted.

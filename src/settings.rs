@@ -40,9 +40,10 @@ pub struct TakeFormat {
     pub project: Option<String>,
     #[arg(long, value_enum, default_value_t = Layout::Interleaved)]
     pub layout: Layout,
-    /// float32 (default, lossless), s16, s24 or s32.
-    #[arg(long, default_value_t = SampleFormat::F32)]
-    pub sample_format: SampleFormat,
+    /// float32 (lossless), s16, s24 or s32 [default: float32 for WAV, s24
+    /// for FLAC, which holds integers only].
+    #[arg(long)]
+    pub sample_format: Option<SampleFormat>,
     /// Seconds of audio the ring buffers hold per port (0.5-600).
     #[arg(long, default_value_t = defaults::BUFFER_SECONDS)]
     pub buffer_seconds: f64,
@@ -136,7 +137,7 @@ impl Default for TakeFormat {
         TakeFormat {
             project: None,
             layout: Layout::Interleaved,
-            sample_format: SampleFormat::F32,
+            sample_format: None,
             buffer_seconds: defaults::BUFFER_SECONDS,
             time_reference: TimeReference::Midnight,
             utc: false,
@@ -144,6 +145,25 @@ impl Default for TakeFormat {
             file_format: FileFormat::Wav,
         }
     }
+}
+
+/// A validation message as the command line says it: its leading
+/// `capstan.json` key (`buffer_seconds`, `retention.keep_free`, `dir_layout`)
+/// becomes the flag the user typed (`--buffer-seconds`, `--keep-free`).
+pub fn flag_words(message: &str) -> String {
+    let key_len =
+        message.find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c == '.')).unwrap_or(message.len());
+    let key = &message[..key_len];
+    let known = serde_json::to_value(Settings::default()).expect("plain data serializes");
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let is_key = match key.split_once('.') {
+        Some((group, k)) => known.get(group).and_then(|g| g.get(k)).is_some(),
+        None => known.get(key).is_some(),
+    };
+    if key.is_empty() || !is_key {
+        return message.to_owned();
+    }
+    format!("--{}{}", leaf.replace('_', "-"), &message[key_len..])
 }
 
 fn range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
@@ -155,6 +175,15 @@ fn range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
 }
 
 impl TakeFormat {
+    /// The sample format takes are written in: the one chosen, else JACK's
+    /// own float32 for WAV and s24 for FLAC (which holds integers only).
+    pub fn sample_format(&self) -> SampleFormat {
+        self.sample_format.unwrap_or(match self.file_format {
+            FileFormat::Wav => SampleFormat::F32,
+            FileFormat::Flac => SampleFormat::S24,
+        })
+    }
+
     /// The project name takes are named after.
     pub fn project_name(&self) -> &str {
         self.project.as_deref().unwrap_or(defaults::PROJECT)
@@ -176,7 +205,7 @@ impl TakeFormat {
     pub fn validate(&self) -> Result<(), String> {
         range("buffer_seconds", self.buffer_seconds, 0.5, 600.0)?;
         if self.file_format == FileFormat::Flac {
-            crate::flac::FlacSpec::new(1, 48_000, self.sample_format)?;
+            crate::flac::FlacSpec::new(1, 48_000, self.sample_format())?;
         }
         if self.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
             return Err("project must not be empty".into());
@@ -256,7 +285,7 @@ pub struct Settings {
     pub midi: bool,
     /// With --midi: a note-on of this note (0-127, any channel) starts a
     /// take, or ends the running one.
-    #[arg(long, value_name = "NOTE")]
+    #[arg(long, value_name = "NOTE", requires = "midi")]
     pub midi_note: Option<u8>,
     /// With --trigger transport: go on recording this many seconds after
     /// the transport stops (0-600), so that tails are kept.
@@ -327,11 +356,22 @@ impl Settings {
         range("min_minutes", self.min_minutes, 0.0, 1e6)?;
         range("min_free_fraction", self.min_free_fraction, 0.0, 1.0)?;
         range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
-        if let Some(f) = self.retention.keep_free {
-            range("retention.keep_free", f, 0.0, 1.0)?;
-        }
+        self.retention.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
+        }
+        Ok(())
+    }
+
+    /// [`Settings::validate`], worded for the command line: flags instead
+    /// of `capstan.json`'s keys, and flags that would do nothing without
+    /// another one refused (a session's file may keep a value for later).
+    pub fn validate_command_line(&self) -> Result<(), String> {
+        self.validate().map_err(|e| flag_words(&e))?;
+        if self.post_roll > 0.0 && self.trigger != Some(Trigger::Transport) {
+            return Err("--post-roll needs --trigger transport: it is what is recorded after the transport \
+                        stops"
+                .into());
         }
         Ok(())
     }
@@ -423,6 +463,40 @@ mod tests {
             assert!(from_flag.contains(reason), "{flag}: {from_flag}");
             assert_eq!(from_flag, from_file, "{flag} and {json}");
         }
+    }
+
+    /// On the command line a refusal names the flag the user typed; the
+    /// file's words stay the file's.
+    #[test]
+    fn the_command_line_names_flags() {
+        let said = |args: &[&str]| daemon_settings(args).unwrap().validate_command_line().unwrap_err();
+        assert!(said(&["--buffer-seconds", "0.1"]).starts_with("--buffer-seconds must be between 0.5"));
+        assert!(said(&["--keep-free", "2"]).starts_with("--keep-free must be between 0 and 1"));
+        assert!(
+            said(&["--rotate-every", "soon"]).starts_with("--rotate-every"),
+            "{}",
+            said(&["--rotate-every", "soon"])
+        );
+        assert!(said(&["--post-roll", "2"]).contains("needs --trigger transport"));
+        assert!(said(&["--trigger", "level", "--post-roll", "2"]).contains("needs --trigger transport"));
+        daemon_settings(&["--trigger", "transport", "--post-roll", "2"])
+            .unwrap()
+            .validate_command_line()
+            .unwrap();
+        assert!(Settings::from_json(r#"{"retention": {"keep_free": 2}}"#)
+            .unwrap_err()
+            .starts_with("retention.keep_free"));
+        assert_eq!(flag_words("not a key at all"), "not a key at all");
+        assert!(crate::cli::Cli::try_parse_from(["capstan", "daemon", "--midi-note", "60"]).is_err());
+        // FLAC alone: s24; WAV alone: float32; a choice is kept.
+        let flac = daemon_settings(&["--format", "flac"]).unwrap();
+        flac.validate_command_line().unwrap();
+        assert_eq!(flac.format.sample_format(), crate::wav::SampleFormat::S24);
+        assert_eq!(Settings::default().format.sample_format(), crate::wav::SampleFormat::F32);
+        assert!(daemon_settings(&["--format", "flac", "--sample-format", "float32"])
+            .unwrap()
+            .validate()
+            .is_err());
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Daemon {
             }
             Command::ConfigGet => now(self.config_values()),
             Command::ConfigSampleFormat(f) => {
-                self.set_format(|t| t.sample_format = f)?;
+                self.set_format(|t| t.sample_format = Some(f))?;
                 now(vec![s(f.to_string())])
             }
             Command::ConfigLayout(l) => {
@@ -167,7 +167,7 @@ impl Daemon {
             s("port_names"),
             s(names.join(",")),
             s("sample_format"),
-            s(a.settings.format.sample_format.to_string()),
+            s(a.settings.format.sample_format().to_string()),
             s("layout"),
             s(layout_name(a.settings.format.layout)),
             s("preroll"),

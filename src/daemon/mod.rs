@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rosc::OscType;
 
 use crate::cli::DaemonArgs;
@@ -111,6 +111,8 @@ pub struct Daemon {
     retention: housekeeping::Retention,
     last_progress: Instant,
     last_jack_try: Instant,
+    /// An engine was opened before (the start-up checks are behind us).
+    engine_opened_once: bool,
     /// The process callback died (a panic): the engine is closed and
     /// reopened like after JACK's death.
     callback_dead: bool,
@@ -154,6 +156,7 @@ fn s(v: impl Into<String>) -> OscType {
 
 /// `capstan daemon`: runs until SIGINT/SIGTERM.
 pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
+    args.settings.validate_command_line().map_err(anyhow::Error::msg)?;
     let d = Daemon::open(args, Hosting::default())?;
     let term = crate::signals::stop_flag()?;
     d.serve(&term, |_| {});
@@ -165,8 +168,21 @@ impl Daemon {
     /// interrupted takes, listens for OSC and opens the JACK client.
     pub fn open(args: DaemonArgs, hosting: Hosting) -> Result<Daemon> {
         args.settings.validate().map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-        let lock = if hosting.lock_held { None } else { Some(lock::acquire(&args.dir)?) };
+        // The OSC port first: a busy port is said before anything is made.
+        let socket = bind_osc(
+            &args.settings.osc_bind,
+            args.settings.osc_port,
+            hosting.osc_fallback,
+            &hosting.avoid_ports,
+        )?;
+        // Made (directory, lock file) only now, and removed again if the
+        // start fails before it is used.
+        let lock = if hosting.lock_held {
+            lock::make_dir(&args.dir)?; // the host's lock covers it
+            None
+        } else {
+            Some(lock::Claim::acquire(&args.dir)?)
+        };
         // Takes a crash left open are repaired before anything else happens.
         match crate::recover::recover(&args.dir) {
             Ok(report) => {
@@ -191,12 +207,6 @@ impl Daemon {
             }
             Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
         }
-        let socket = bind_osc(
-            &args.settings.osc_bind,
-            args.settings.osc_port,
-            hosting.osc_fallback,
-            &hosting.avoid_ports,
-        )?;
         let mut d = Daemon {
             osc: Endpoint::new(socket),
             hosting,
@@ -211,6 +221,7 @@ impl Daemon {
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
             callback_dead: false,
+            engine_opened_once: false,
             lost_reported: 0,
             notices: Vec::new(),
             config_changed: false,
@@ -224,7 +235,7 @@ impl Daemon {
             next_cause: None,
             ended_by: None,
             next_take_time: None,
-            _lock: lock,
+            _lock: None,
             args,
         };
         match d.open_engine() {
@@ -240,6 +251,7 @@ impl Daemon {
             d.args.dir.display(),
             d.osc_addr().map(|a| a.to_string()).unwrap_or_default()
         );
+        d._lock = lock.map(lock::Claim::keep);
         Ok(d)
     }
 
@@ -340,6 +352,17 @@ impl Daemon {
                 }
             }
         };
+        let inputs = self.args.settings.ports as usize;
+        if sources.len() > inputs {
+            let e = ports::SelectError::TooMany { matched: sources.len(), ports: inputs };
+            // At start a mistake to say (as `record` does); later (JACK
+            // back, fewer inputs set over OSC) the first inputs' worth.
+            if self.engine_opened_once {
+                tracing::warn!("{e}; the first {inputs} are connected");
+            } else {
+                return Err(e.into());
+            }
+        }
         let history = self.args.settings.effective_preroll() + 1.0;
         let names =
             crate::ports::input_names(self.args.settings.ports as usize, &self.args.settings.port_names)
@@ -361,6 +384,7 @@ impl Daemon {
             tracing::warn!("{err}");
         }
         self.engine = Some(e);
+        self.engine_opened_once = true;
         self.callback_dead = false;
         self.listen_for_sound();
         Ok(())

@@ -344,7 +344,7 @@ impl Daemon {
     pub(super) fn preflight(&self, sample_rate: u32) -> Result<(), String> {
         let a = &self.args;
         let bps =
-            sample_rate as u64 * a.settings.ports as u64 * a.settings.format.sample_format.bytes() as u64;
+            sample_rate as u64 * a.settings.ports as u64 * a.settings.format.sample_format().bytes() as u64;
         let limits = Limits {
             min_minutes: a.settings.min_minutes,
             reserve: 0.2,
@@ -373,10 +373,7 @@ impl Daemon {
         };
         self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let a = &self.args;
-        let project = match &take_id {
-            Some(id) => format!("{}_{}", a.settings.format.project_name(), naming::sanitize(id)),
-            None => a.settings.format.project_name().to_string(),
-        };
+        let project = a.settings.format.project_name().to_string();
         let sources = engine.connections();
         let dir = match &a.settings.dir_layout {
             None => a.dir.clone(),
@@ -397,7 +394,7 @@ impl Daemon {
             project,
             file,
             layout: a.settings.format.layout,
-            format: a.settings.format.sample_format,
+            format: a.settings.format.sample_format(),
             sample_rate: engine.sample_rate,
             port_names: engine.port_names.clone(),
             max_frames: None,

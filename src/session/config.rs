@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(SessionConfig::load(dir.path()).unwrap(), Some(c));
         std::fs::write(dir.path().join(FILE), r#"{"ports": 3}"#).unwrap();
         let c = SessionConfig::load(dir.path()).unwrap().unwrap();
-        assert_eq!((c.ports, c.osc_port, c.format.sample_format), (3, defaults::OSC_PORT, SampleFormat::F32));
+        assert_eq!(
+            (c.ports, c.osc_port, c.format.sample_format()),
+            (3, defaults::OSC_PORT, SampleFormat::F32)
+        );
     }
 
     #[test]

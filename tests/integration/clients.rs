@@ -110,6 +110,35 @@ fn sclang_runs_the_example_and_decodes_every_value() {
     assert!(lines.contains("Symbol='/recording/progress'"), "{lines}");
 }
 
+/// The SuperCollider block of docs/osc-api.md, run as written by headless
+/// sclang (only the port changed): the reply to the stop and the state push
+/// arrive (the push needed a subscribe the block once lacked).
+#[test]
+fn the_documented_supercollider_block_runs_as_written() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/osc-api.md")).unwrap();
+    let block =
+        doc.split("```supercollider\n").nth(1).and_then(|b| b.split("```").next()).expect("the block");
+    let code = block.replace("7770", &d.port.to_string());
+    let file = dir.path().join("block.scd");
+    std::fs::write(&file, format!("{code}\nfork {{ 3.wait; 0.exit }};\n")).unwrap();
+    let mut c = Command::new("sclang");
+    c.arg("-u").arg(free_port().to_string()).arg(&file);
+    c.env("QT_QPA_PLATFORM", "offscreen")
+        .env("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox")
+        .stdin(Stdio::null());
+    let out = wait_output(
+        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+        Duration::from_secs(60),
+    );
+    let said = text(&out.stdout);
+    assert!(said.contains("[ /reply, /record/stop, 1, "), "{said}\n{}", text(&out.stderr));
+    assert!(said.contains("[ /recording/state, 1, recording, "), "{said}");
+}
+
 /// liblo: oscsend encodes each command; capstan's reply datagrams are handed
 /// to oscdump byte for byte, and oscdump, subscribed, also gets the pushes.
 /// It prints each message's type tags: only `s`, `i` and `d`, as documented.

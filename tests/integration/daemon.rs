@@ -318,7 +318,11 @@ fn settings_over_osc_apply_between_takes_and_keep_the_patching() {
     let server = JackServer::start(256);
     let src = server.source(3);
     let dir = tempdir();
-    let d = Daemon::start(&server, dir.path(), &["--ports", "2", "--name", "cfg", "--connect", "src:out_*"]);
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--ports", "2", "--name", "cfg", "--connect", "src:out_1", "--connect", "src:out_2"],
+    );
     let (addr, args) = osc(d.port, "/config/sample_format", vec![s("s24")]).unwrap();
     assert_eq!((addr.as_str(), &args[1]), ("/reply", &s("s24")));
     assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
@@ -609,10 +613,12 @@ fn a_bad_setting_is_refused_alike_from_the_command_line_and_over_osc() {
     };
     let out = daemon(&["--buffer-seconds", "0.1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("buffer_seconds must be between 0.5 and 600, got 0.1"));
+    // The same sentence, naming what the user typed: the flag here, the
+    // setting's name over OSC and in capstan.json.
+    assert!(text(&out.stderr).contains("--buffer-seconds must be between 0.5 and 600, got 0.1"));
     let out = daemon(&["--preroll", "601"]);
     let flag = text(&out.stderr);
-    assert!(flag.contains("preroll must be between 0 and 600, got 601"), "{flag}");
+    assert!(flag.contains("--preroll must be between 0 and 600, got 601"), "{flag}");
     let d = Daemon::start(&server, dir.path(), &[]);
     let (addr, args) = osc(d.port, "/config/preroll", vec![OscType::Int(601)]).unwrap();
     assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(12)), "{args:?}");

@@ -56,19 +56,80 @@ impl JackServer {
         Self::start_jackd(name, ServerKind::Jack2Async, period)
     }
 
+    /// A jackd of our own. JACK2 allows 8 servers per user, and on a busy
+    /// machine other servers may hold every slot: a server that exits at
+    /// once is started again until a slot is free (up to 10 minutes), so a
+    /// test waits for the machine instead of failing because of it.
     fn start_jackd(name: String, kind: ServerKind, period: u32) -> JackServer {
-        let mut cmd = Command::new("jackd");
-        die_with_parent(&mut cmd);
-        cmd.arg("-n").arg(&name).arg("-R");
-        if kind == ServerKind::Jack2Sync {
-            cmd.arg("-S");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut waited = false;
+        loop {
+            let log = tempfile::NamedTempFile::new().unwrap();
+            let mut cmd = Command::new("jackd");
+            die_with_parent(&mut cmd);
+            cmd.arg("-n").arg(&name).arg("-R");
+            if kind == ServerKind::Jack2Sync {
+                cmd.arg("-S");
+            }
+            cmd.args(["-d", "dummy", "-r", "48000", "-p", &period.to_string()]);
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(log.reopen().unwrap())
+                .spawn()
+                .expect("jackd (apt-get install jackd2)");
+            let mut server = JackServer { name: name.clone(), kind, child: Some(child), runtime: None };
+            match server.wait_until_up_or_exit() {
+                Ok(()) => {
+                    if waited {
+                        eprintln!("jackd {name}: a server slot came free");
+                    }
+                    return server;
+                }
+                Err(why) => {
+                    server.child = None;
+                    let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+                    assert!(Instant::now() < deadline, "jackd {name} never came up ({why}): {said}");
+                    if !waited {
+                        eprintln!("jackd {name} did not start ({why}); waiting for a free server slot");
+                    }
+                    waited = true;
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            }
         }
-        cmd.args(["-d", "dummy", "-r", "48000", "-p", &period.to_string()]);
-        let child =
-            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("jackd (apt-get install jackd2)");
-        let server = JackServer { name, kind, child: Some(child), runtime: None };
-        server.wait_until_up();
-        server
+    }
+
+    /// Waits until the server answers; `Err` if it exited first (or never
+    /// answered within 15 s, then it is stopped).
+    fn wait_until_up_or_exit(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.answers() {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(format!("exited: {status}"));
+                }
+            }
+            if Instant::now() > deadline {
+                if let Some(mut c) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err("no answer in 15 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        self.cmd("jack_lsp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     fn start_pipewire(name: String, period: u32) -> JackServer {
@@ -93,14 +154,7 @@ impl JackServer {
     fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let ok = self
-                .cmd("jack_lsp")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
+            if self.answers() {
                 return;
             }
             assert!(Instant::now() < deadline, "{:?} server {} did not come up", self.kind, self.name);

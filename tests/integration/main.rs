@@ -11,3 +11,4 @@ mod session;
 mod storage;
 mod timeline;
 mod triggers;
+mod usage;

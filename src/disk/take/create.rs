@@ -24,9 +24,15 @@ impl Take {
             let names = if mono { naming::file_names(stem, ports, ext) } else { vec![file.clone()] };
             return Self::create_files(spec.clone(), stem.to_owned(), &names, now);
         }
+        // A client's take id goes into the file name, never into the
+        // project the files are tagged with.
+        let base = match &spec.take_id {
+            Some(id) => format!("{}_{}", spec.project, naming::sanitize(id)),
+            None => spec.project.clone(),
+        };
         let mut seq = 1;
         loop {
-            let stem = naming::default_stem(&spec.project, now, seq, 1);
+            let stem = naming::default_stem(&base, now, seq, 1);
             if !naming::stem_taken(&spec.dir, &stem) {
                 match Self::create_files(
                     spec.clone(),
