@@ -19,6 +19,8 @@ command -v sox >/dev/null || need+=(sox)
 command -v soxi >/dev/null || need+=(sox)
 command -v flac >/dev/null || need+=(flac)
 command -v metaflac >/dev/null || need+=(flac)
+command -v ip >/dev/null || need+=(iproute2)
+command -v script >/dev/null || need+=(bsdutils)
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1

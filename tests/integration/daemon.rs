@@ -483,6 +483,63 @@ fn hostile_timetags_neither_crash_nor_fill_the_timed_table() {
     assert_eq!(manifest_of(&wav)["state"], "complete");
 }
 
+/// A peer off this machine (192.0.2.1, a test host in a network namespace
+/// of this test's own) sending 16 × /config/get in one 336-byte bundle
+/// once drew 6,144 bytes: 18 times what it sent. Now 300 such bundles draw
+/// at most 3 times their bytes plus the 4 KiB allowance and its refill,
+/// and the daemon still answers loopback in full.
+#[test]
+fn a_remote_peer_draws_at_most_three_times_what_it_sends() {
+    let server = JackServer::start(256);
+    let dir = tempdir();
+    // Everything from here on runs in this thread's own network namespace
+    // (the daemon, spawned from it, too); JACK's sockets are files.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
+                for args in [&["link", "set", "lo", "up"][..], &["addr", "add", "192.0.2.1/32", "dev", "lo"]]
+                {
+                    assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+                }
+                let d = Daemon::start(&server, dir.path(), &["--osc-bind", "0.0.0.0"]);
+                let peer = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
+                peer.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                let get =
+                    rosc::OscPacket::Message(rosc::OscMessage { addr: "/config/get".into(), args: vec![] });
+                let bundle = rosc::encoder::encode(&rosc::OscPacket::Bundle(rosc::OscBundle {
+                    timetag: rosc::OscTime { seconds: 0, fractional: 1 },
+                    content: vec![get; 16],
+                }))
+                .unwrap();
+                let (mut sent, mut got) = (0usize, 0usize);
+                let mut buf = [0u8; 65536];
+                let t = Instant::now();
+                for _ in 0..300 {
+                    sent += peer.send_to(&bundle, ("192.0.2.1", d.port)).unwrap();
+                    while let Ok(n) = peer.recv(&mut buf) {
+                        got += n;
+                    }
+                }
+                let until = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < until {
+                    if let Ok(n) = peer.recv(&mut buf) {
+                        got += n;
+                    }
+                }
+                let secs = t.elapsed().as_secs_f64();
+                let bound = 3 * sent + 4096 + (1024.0 * secs) as usize;
+                eprintln!("a remote peer sent {sent} bytes and drew {got} in {secs:.2} s (bound {bound})");
+                assert!(got > 0, "the remote peer is answered");
+                assert!(got <= bound, "{got} bytes drawn by {sent} sent");
+                // Loopback is not limited: a /config/get is answered in full.
+                assert_eq!(osc(d.port, "/config/get", vec![]).unwrap().0, "/reply");
+            })
+            .join()
+            .unwrap()
+    });
+}
+
 /// 20,000 garbage datagrams: the daemon keeps answering, every error reply
 /// is short, and the log grows by a few short lines a second.
 #[test]
