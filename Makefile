@@ -23,6 +23,7 @@ test: setup
 	$(CARGO) test -p capstan --lib -- test_hooks_exist_only_with_their_feature
 
 lint: setup
+	python3 scripts/modgraph.py --check docs/architecture.md
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --features capstan/test-hooks -- -D warnings

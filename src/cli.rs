@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-pub use crate::settings::{Settings, TakeFormat};
+pub use crate::ctl::CtlArgs;
+pub use crate::daemon::DaemonArgs;
+pub use crate::record::RecordArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "capstan", version, about = "Lossless multitrack recorder for JACK")]
@@ -53,76 +55,6 @@ pub enum Command {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct DaemonArgs {
-    /// JACK client name.
-    #[arg(long, default_value = "capstan")]
-    pub name: String,
-    /// Directory for the takes (created if missing; locked against a second
-    /// capstan).
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
-    #[command(flatten)]
-    pub settings: Settings,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct CtlArgs {
-    /// Where the daemon listens.
-    #[arg(long, default_value = "127.0.0.1:7770")]
-    pub osc: String,
-    /// Seconds to wait for the reply.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout: f64,
-    /// Print the reply as one JSON object with named values (frame and byte
-    /// counts as exact integers).
-    #[arg(long)]
-    pub json: bool,
-    /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
-    /// status | mark [label] | list | files [index] | reset | subscribe
-    /// (on a terminal the reply is printed labelled, in human units; piped,
-    /// as bare values on one line; --json for scripts)
-    pub command: String,
-    pub args: Vec<String>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct RecordArgs {
-    /// JACK client name (JACK renames it, e.g. capstan-01, if taken).
-    #[arg(long, default_value = "capstan")]
-    pub name: String,
-    /// Number of input ports (in_1 … in_N). Default: as many as --connect
-    /// matches, or 2.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub ports: Option<u16>,
-    /// Connect the JACK output ports matching this pattern (`*` is a
-    /// wildcard) to in_1, in_2, … in order. Repeatable. A pattern that matches
-    /// nothing is an error.
-    #[arg(long, short = 'c', value_name = "PATTERN")]
-    pub connect: Vec<String>,
-    /// Stop after this many seconds (exactly duration × rate frames).
-    #[arg(long, short = 'd', value_name = "SECONDS")]
-    pub duration: Option<f64>,
-    /// Directory for the takes (created if missing).
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
-    /// File name (inside --dir) instead of the default; never overwritten.
-    /// In the mono layout it is the stem of the per-port names.
-    #[arg(long)]
-    pub file: Option<String>,
-    #[command(flatten)]
-    pub format: TakeFormat,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Test hook (builds with the `test-hooks` feature only): start the file
-    /// with this many frames of sparse silence (reaches the 4 GiB RF64
-    /// promotion quickly).
-    #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true, default_value_t = 0)]
-    pub test_lead_in_frames: u64,
 }
 
 /// Parses the command line, sets up logging and runs the command.

@@ -9,9 +9,29 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rosc::{OscPacket, OscType};
 
-use crate::cli::CtlArgs;
 use crate::control::osc;
 use crate::control::replies::{self, Kind};
+
+/// `capstan ctl`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// Where the daemon listens.
+    #[arg(long, default_value = "127.0.0.1:7770")]
+    pub osc: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Print the reply as one JSON object with named values (frame and byte
+    /// counts as exact integers).
+    #[arg(long)]
+    pub json: bool,
+    /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
+    /// status | mark [label] | list | files [index] | reset | subscribe
+    /// (on a terminal the reply is printed labelled, in human units; piped,
+    /// as bare values on one line; --json for scripts)
+    pub command: String,
+    pub args: Vec<String>,
+}
 
 /// A value for people: counts of frames and bytes as integers, real
 /// numbers with three decimals.

@@ -312,7 +312,7 @@ impl Engine {
     }
 
     /// Listens for sound on the inputs (`Some`), or stops listening.
-    pub fn watch_level(&self, spec: Option<disk::level::LevelSpec>) {
+    pub fn watch_level(&self, spec: Option<crate::vocab::LevelSpec>) {
         let _ = self.commands.send(DiskCommand::Level(spec));
     }
 

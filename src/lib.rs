@@ -34,6 +34,8 @@ pub mod signals;
 pub mod status;
 pub mod takefiles;
 pub mod testsignal;
+pub mod vocab;
+pub mod volume;
 pub mod wav;
 
 /// In debug and test builds every allocation goes through the guard's

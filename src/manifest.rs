@@ -7,11 +7,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::disk::Gap;
 use crate::durable;
+use crate::vocab::Gap;
 
 /// Suffix of manifest files: `<take name>.take.json`.
-pub const SUFFIX: &str = ".take.json";
+pub const SUFFIX: &str = crate::vocab::MANIFEST_SUFFIX;
 
 /// The largest manifest read. capstan's own stay far below it (10,000
 /// markers and 1,024 ports take about 4 MB); a larger file is not ours, and
@@ -120,7 +120,7 @@ pub struct Continuation {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RtStats {
     pub callback: crate::rt::CallbackSummary,
-    pub disk: crate::disk::DiskSummary,
+    pub disk: crate::vocab::DiskSummary,
     /// The ring high-water mark in seconds of audio.
     pub ring_high_water_seconds: f64,
     /// Frames our rings could not take (the callback dropped the cycle).

@@ -48,7 +48,7 @@ pub fn validate_user_name(name: &str, ext: &str) -> Result<String, NameError> {
     if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
         return Err(NameError::Escapes(name.into()));
     }
-    if name.ends_with(crate::manifest::SUFFIX) {
+    if name.ends_with(crate::vocab::MANIFEST_SUFFIX) {
         return Err(NameError::Manifest(name.into()));
     }
     match p.extension() {
@@ -98,14 +98,14 @@ where
     if let Some(c) = parts.iter().find(|c| c.len() > MAX_DIR_NAME) {
         return Err(bad(&format!("the directory name {c:?} is longer than {MAX_DIR_NAME} bytes")));
     }
-    if parts.iter().any(|c| c.ends_with(crate::manifest::SUFFIX)) {
+    if parts.iter().any(|c| c.ends_with(crate::vocab::MANIFEST_SUFFIX)) {
         return Err(bad("a directory must not be named like a manifest"));
     }
-    if parts.len() > crate::takefiles::MAX_DEPTH {
+    if parts.len() > crate::vocab::TAKE_DIR_DEPTH {
         return Err(bad(&format!(
             "{} levels deep; recovery and retention look at most {} levels below --dir",
             parts.len(),
-            crate::takefiles::MAX_DEPTH
+            crate::vocab::TAKE_DIR_DEPTH
         )));
     }
     if out.len() > MAX_LAYOUT_PATH {

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::cli::RecordArgs;
 use crate::disk::{DiskEvent, StopAt, Take, TakeReport, TakeSpec};
 use crate::engine::{self, Engine};
 use crate::{naming, ports, status};
@@ -17,6 +16,44 @@ const RECORD_SPACE_GUARD: crate::disk::SpaceGuard =
 
 /// How long a stop may take before we stop waiting for JACK's cycles.
 const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+/// `capstan record`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// JACK client name (JACK renames it, e.g. capstan-01, if taken).
+    #[arg(long, default_value = "capstan")]
+    pub name: String,
+    /// Number of input ports (in_1 … in_N). Default: as many as --connect
+    /// matches, or 2.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ports: Option<u16>,
+    /// Connect the JACK output ports matching this pattern (`*` is a
+    /// wildcard) to in_1, in_2, … in order. Repeatable. A pattern that matches
+    /// nothing is an error.
+    #[arg(long, short = 'c', value_name = "PATTERN")]
+    pub connect: Vec<String>,
+    /// Stop after this many seconds (exactly duration × rate frames).
+    #[arg(long, short = 'd', value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Directory for the takes (created if missing).
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
+    /// File name (inside --dir) instead of the default; never overwritten.
+    /// In the mono layout it is the stem of the per-port names.
+    #[arg(long)]
+    pub file: Option<String>,
+    #[command(flatten)]
+    pub format: crate::settings::TakeFormat,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Test hook (builds with the `test-hooks` feature only): start the file
+    /// with this many frames of sparse silence (reaches the 4 GiB RF64
+    /// promotion quickly).
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub test_lead_in_frames: u64,
+}
 
 #[derive(serde::Serialize)]
 struct JsonSummary<'a> {
@@ -33,7 +70,7 @@ struct JsonSummary<'a> {
     /// Real-time callback duration (µs).
     callback: crate::rt::CallbackSummary,
     /// Ring high-water and write batches.
-    disk: crate::disk::DiskSummary,
+    disk: crate::vocab::DiskSummary,
 }
 
 pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
@@ -43,7 +80,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
         }
     }
     args.format.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
-    if args.format.file_format == crate::settings::FileFormat::Flac && args.format.sample_format.is_none() {
+    if args.format.file_format == crate::vocab::FileFormat::Flac && args.format.sample_format.is_none() {
         tracing::info!("FLAC holds integers: recording s24 (--sample-format s16 for 16 bits)");
     }
     let ext = args.format.file_format.ext();

@@ -209,7 +209,8 @@ pub fn run(path: &Path) -> Result<std::process::ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{Layout, Take, TakeSpec};
+    use crate::disk::{Take, TakeSpec};
+    use crate::vocab::Layout;
     use crate::wav::SampleFormat;
     use std::io::Write;
 

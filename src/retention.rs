@@ -182,7 +182,7 @@ pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Plan> {
     let mut out: Vec<(TakeOnDisk, String)> = Vec::new();
     let n = all.len();
     let mut total: u64 = all.iter().map(|t| t.bytes).sum();
-    let (mut free, vol) = crate::control::preflight::space(dir).unwrap_or((0, 0));
+    let (mut free, vol) = crate::volume::space(dir).unwrap_or((0, 0));
     let frees_space = policy.archive.as_ref().is_none_or(|a| !same_volume(dir, a));
     for (i, t) in all.into_iter().enumerate() {
         let remaining = n - i;

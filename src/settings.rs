@@ -6,8 +6,8 @@
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::disk::Layout;
 use crate::retention::Policy;
+pub use crate::vocab::{FileFormat, Layout, LoudnessMode, TimeReference, Trigger};
 use crate::wav::SampleFormat;
 
 /// The format version of `capstan.json` this capstan writes and reads.
@@ -64,72 +64,6 @@ pub struct TakeFormat {
     #[arg(long = "format", value_enum, default_value_t = FileFormat::Wav)]
     #[serde(rename = "format")]
     pub file_format: FileFormat,
-}
-
-/// What the takes' files are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    #[default]
-    Wav,
-    Flac,
-}
-
-impl FileFormat {
-    /// The files' extension, without the dot.
-    pub fn ext(self) -> &'static str {
-        match self {
-            FileFormat::Wav => "wav",
-            FileFormat::Flac => "flac",
-        }
-    }
-}
-
-/// Whether takes are measured for loudness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LoudnessMode {
-    /// On for takes of up to [`LoudnessMode::AUTO_MAX_INPUTS`] inputs.
-    #[default]
-    Auto,
-    On,
-    Off,
-}
-
-impl LoudnessMode {
-    pub const AUTO_MAX_INPUTS: usize = 8;
-
-    /// Whether a take of `inputs` inputs is measured.
-    pub fn measures(self, inputs: usize) -> bool {
-        match self {
-            LoudnessMode::Auto => inputs <= Self::AUTO_MAX_INPUTS,
-            LoudnessMode::On => true,
-            LoudnessMode::Off => false,
-        }
-    }
-}
-
-/// What starts and stops takes besides commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// JACK transport: a take starts with the cycle in which it starts
-    /// rolling and ends when it stops (after `post_roll`).
-    Transport,
-    /// Sound: a take starts `preroll` before the first sample above
-    /// `threshold` on any input and ends `hold` after the last one.
-    Level,
-}
-
-/// What the bext time_reference of a take holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TimeReference {
-    /// Samples since (local, or UTC) midnight of the first frame.
-    #[default]
-    Midnight,
-    /// JACK's frame time of the first frame (capstan 0.1's stamp).
-    Jack,
 }
 
 impl Default for TakeFormat {
@@ -409,8 +343,8 @@ impl Settings {
     }
 
     /// What `--trigger level` listens for, at `rate`.
-    pub fn level_spec(&self, rate: u32) -> crate::disk::level::LevelSpec {
-        crate::disk::level::LevelSpec {
+    pub fn level_spec(&self, rate: u32) -> crate::vocab::LevelSpec {
+        crate::vocab::LevelSpec {
             threshold: 10f64.powf(self.threshold / 20.0) as f32,
             hold: (self.hold * rate as f64).round() as u64,
         }

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::disk::{GapCause, TakeReport};
+use crate::disk::TakeReport;
 use crate::engine::Engine;
+use crate::vocab::GapCause;
 
 /// Peak in dBFS, "-inf" for silence.
 pub fn dbfs(peak: f32) -> String {

@@ -23,7 +23,6 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::manifest;
 use crate::wav;
 
 /// Why a listed file is left alone.
@@ -58,7 +57,7 @@ fn entry_name(name: &str) -> bool {
 /// Whether `name` can name a take's audio file: a plain name, not a
 /// manifest.
 pub fn plain_name(name: &str) -> bool {
-    entry_name(name) && !name.ends_with(manifest::SUFFIX)
+    entry_name(name) && !name.ends_with(crate::vocab::MANIFEST_SUFFIX)
 }
 
 /// Opens a regular file in `dir` without following a link and without
@@ -126,7 +125,7 @@ pub fn open(dir: &Path, name: &str, take: &str, uid: Option<&str>, write: bool) 
 
 /// How deep take directories may lie below the recorder's directory
 /// (`--dir-layout %Y/%m/%d/%H` is four).
-pub const MAX_DEPTH: usize = 6;
+pub const MAX_DEPTH: usize = crate::vocab::TAKE_DIR_DEPTH;
 
 /// The manifests in `dir` and in its subdirectories (dated take
 /// directories, `--dir-layout`), sorted: at most [`MAX_DEPTH`] levels deep,
@@ -150,7 +149,7 @@ pub fn manifest_paths(dir: &Path, skip: Option<&Path>) -> io::Result<Vec<PathBuf
             let p = e.path();
             if kind.is_dir() && depth < MAX_DEPTH {
                 todo.push((p, depth + 1));
-            } else if !kind.is_dir() && p.to_string_lossy().ends_with(manifest::SUFFIX) {
+            } else if !kind.is_dir() && p.to_string_lossy().ends_with(crate::vocab::MANIFEST_SUFFIX) {
                 // Links and FIFOs too: loading refuses them, and says so.
                 out.push(p);
             }
@@ -207,13 +206,14 @@ pub fn make_take_dir(base: &Path, sub: &Path) -> io::Result<PathBuf> {
 /// The take name of a manifest path (`<take>.take.json`).
 pub fn take_name(manifest_path: &Path) -> Option<String> {
     let name = manifest_path.file_name()?.to_str()?;
-    name.strip_suffix(manifest::SUFFIX).filter(|n| !n.is_empty()).map(str::to_owned)
+    name.strip_suffix(crate::vocab::MANIFEST_SUFFIX).filter(|n| !n.is_empty()).map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{Layout, Take, TakeSpec};
+    use crate::disk::{Take, TakeSpec};
+    use crate::vocab::Layout;
     use crate::wav::SampleFormat;
 
     /// A link named like a dated directory (`2026`) once sent takes to its

@@ -71,8 +71,8 @@ pub enum Command {
     ConfigGet,
     ConfigPorts(u16),
     ConfigSampleFormat(crate::wav::SampleFormat),
-    ConfigLayout(crate::disk::Layout),
-    ConfigFormat(crate::settings::FileFormat),
+    ConfigLayout(crate::vocab::Layout),
+    ConfigFormat(crate::vocab::FileFormat),
     /// `/trigger/arm` (true) and `/trigger/disarm` (false).
     Arm(bool),
     /// A trigger setting (`/config/trigger`, `/config/rotate_every`, …).
@@ -83,7 +83,7 @@ pub enum Command {
 /// A trigger setting sent over OSC.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerSetting {
-    Trigger(Option<crate::settings::Trigger>),
+    Trigger(Option<crate::vocab::Trigger>),
     RotateEvery(Option<String>),
     PostRoll(f64),
     Threshold(f64),
@@ -252,8 +252,8 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         }
         "/config/trigger" => Command::ConfigTrigger(TriggerSetting::Trigger(
             match one_string(m)?.to_ascii_lowercase().as_str() {
-                "transport" => Some(crate::settings::Trigger::Transport),
-                "level" => Some(crate::settings::Trigger::Level),
+                "transport" => Some(crate::vocab::Trigger::Transport),
+                "level" => Some(crate::vocab::Trigger::Level),
                 "none" | "" => None,
                 other => {
                     return Err(Refusal::new(
@@ -270,8 +270,8 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/config/threshold" => Command::ConfigTrigger(TriggerSetting::Threshold(number(m)?)),
         "/config/hold" => Command::ConfigTrigger(TriggerSetting::Hold(number(m)?)),
         "/config/format" => match one_string(m)?.to_ascii_lowercase().as_str() {
-            "wav" => Command::ConfigFormat(crate::settings::FileFormat::Wav),
-            "flac" => Command::ConfigFormat(crate::settings::FileFormat::Flac),
+            "wav" => Command::ConfigFormat(crate::vocab::FileFormat::Wav),
+            "flac" => Command::ConfigFormat(crate::vocab::FileFormat::Flac),
             other => {
                 return Err(Refusal::new(
                     Code::BadArgs,
@@ -280,8 +280,8 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
             }
         },
         "/config/layout" => match one_string(m)?.to_ascii_lowercase().as_str() {
-            "interleaved" => Command::ConfigLayout(crate::disk::Layout::Interleaved),
-            "mono" => Command::ConfigLayout(crate::disk::Layout::Mono),
+            "interleaved" => Command::ConfigLayout(crate::vocab::Layout::Interleaved),
+            "mono" => Command::ConfigLayout(crate::vocab::Layout::Mono),
             other => {
                 return Err(Refusal::new(
                     Code::BadArgs,
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn parses_and_checks_config_commands() {
-        use crate::{disk::Layout, wav::SampleFormat};
+        use crate::{vocab::Layout, wav::SampleFormat};
         let s = |v: &str| OscType::String(v.into());
         assert_eq!(one(&msg("/config/get", vec![])).unwrap(), Command::ConfigGet);
         assert_eq!(one(&msg("/config/ports", vec![OscType::Int(24)])).unwrap(), Command::ConfigPorts(24));
@@ -551,7 +551,7 @@ mod tests {
         );
         assert_eq!(
             one(&msg("/config/format", vec![s("FLAC")])).unwrap(),
-            Command::ConfigFormat(crate::settings::FileFormat::Flac)
+            Command::ConfigFormat(crate::vocab::FileFormat::Flac)
         );
         assert_eq!(
             one(&msg("/config/preroll", vec![OscType::Double(2.5)])).unwrap(),

@@ -22,12 +22,7 @@ impl Default for Limits {
     }
 }
 
-/// Free and total bytes of the volume holding `dir`.
-pub fn space(dir: &Path) -> std::io::Result<(u64, u64)> {
-    let s = statvfs(dir).map_err(std::io::Error::from)?;
-    let frag = s.fragment_size() as u64;
-    Ok((s.blocks_available() as u64 * frag, s.blocks() as u64 * frag))
-}
+pub use crate::volume::space;
 
 /// Can a take of `bytes_per_second` start in `dir`? The error says why not.
 pub fn check(dir: &Path, bytes_per_second: u64, limits: &Limits) -> Result<(), String> {

@@ -10,12 +10,12 @@ use rosc::{OscMessage, OscType};
 
 use super::endpoint::Requester;
 use super::{s, Daemon};
-use crate::cli::DaemonArgs;
 use crate::control::osc::{self, Code, Command, Refusal};
 use crate::control::preflight;
 use crate::control::replies::count;
 use crate::control::state::State;
-use crate::disk::Layout;
+use crate::daemon::DaemonArgs;
+use crate::vocab::Layout;
 
 /// Commands that may wait for the disk thread at once; more are refused.
 const MAX_QUEUED: usize = 16;
@@ -180,8 +180,8 @@ impl Daemon {
             s(self.engine.as_ref().map(|e| e.client().name().to_string()).unwrap_or_default()),
             s("time_reference"),
             s(match a.settings.format.time_reference {
-                crate::settings::TimeReference::Midnight => "midnight",
-                crate::settings::TimeReference::Jack => "jack",
+                crate::vocab::TimeReference::Midnight => "midnight",
+                crate::vocab::TimeReference::Jack => "jack",
             }),
             s("utc"),
             OscType::Int(a.settings.format.utc as i32),
@@ -191,8 +191,8 @@ impl Daemon {
             s(a.settings.rotate_every.clone().unwrap_or_default()),
             s("trigger"),
             s(match a.settings.trigger {
-                Some(crate::settings::Trigger::Transport) => "transport",
-                Some(crate::settings::Trigger::Level) => "level",
+                Some(crate::vocab::Trigger::Transport) => "transport",
+                Some(crate::vocab::Trigger::Level) => "level",
                 None => "",
             }),
             s("armed"),

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use rosc::OscType;
 
-use crate::cli::DaemonArgs;
 use crate::control::osc::{self, Code, Command};
 use crate::control::replies::count;
 use crate::control::state::{State, StateCell};
@@ -148,6 +147,31 @@ pub struct Daemon {
 
 fn now_unix() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `capstan daemon`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// JACK client name.
+    #[arg(long, default_value = "capstan")]
+    pub name: String,
+    /// Directory for the takes (created if missing; locked against a second
+    /// capstan).
+    #[arg(long, default_value = ".")]
+    pub dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub settings: crate::settings::Settings,
+}
+
+impl Default for DaemonArgs {
+    /// What `capstan daemon` runs with when no flag is given.
+    fn default() -> Self {
+        DaemonArgs {
+            name: "capstan".into(),
+            dir: std::path::PathBuf::from("."),
+            settings: Default::default(),
+        }
+    }
 }
 
 fn s(v: impl Into<String>) -> OscType {

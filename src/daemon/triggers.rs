@@ -9,7 +9,7 @@ use crate::disk::level::{LevelChange, LevelEvent};
 use crate::disk::transport::{TransportChange, TransportEvent};
 use crate::disk::{StartAt, StopAt};
 use crate::rt::midi::{MidiEvent, MidiKind};
-use crate::settings::Trigger;
+use crate::vocab::Trigger;
 
 use super::Daemon;
 

@@ -3,14 +3,7 @@
 //! to the frame. Measured on the disk thread from the cycles as they
 //! arrive, never in the callback. Disk thread only.
 
-/// What to listen for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LevelSpec {
-    /// Linear threshold: a sample whose magnitude exceeds it is sound.
-    pub threshold: f32,
-    /// Frames below the threshold on every input that end the sound.
-    pub hold: u64,
-}
+use crate::vocab::LevelSpec;
 
 /// What the sound did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

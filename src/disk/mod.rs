@@ -54,13 +54,14 @@ use crate::manifest::RtStats;
 use crate::rings::{CycleRecord, DiskRings};
 use crate::rt::capture::CallbackWindow;
 use crate::rt::CaptureCounters;
+use crate::vocab::{DiskSummary, Gap, GapCause};
 use crate::wav::WavError;
 use cursor::cut_gaps;
 use history::History;
 pub use report::*;
 pub use space::{SpaceGuard, CHECKPOINT_INTERVAL};
 pub use stats::*;
-pub use take::{FileReport, Layout, Take, TakeSpec};
+pub use take::{FileReport, Take, TakeSpec};
 use timeline::{Placement, Timeline};
 
 /// A run of silence this long or longer is written sparse (the file is

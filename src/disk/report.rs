@@ -3,39 +3,6 @@
 
 use super::*;
 
-/// Why frames in a take are silence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GapCause {
-    /// The rings were full: the disk did not keep up (our loss).
-    Overflow,
-    /// JACK's frame time jumped: the server skipped cycles (an xrun).
-    JackSkipped,
-    /// JACK began the next cycle while the callback was still copying this
-    /// one (an xrun in JACK2's asynchronous mode): the buffers may mix two
-    /// cycles, so the cycle is not used.
-    Torn,
-}
-
-impl std::fmt::Display for GapCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Overflow => "ring buffer overflow (disk too slow)",
-            Self::JackSkipped => "JACK skipped cycles (xrun)",
-            Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
-        })
-    }
-}
-
-/// A run of silence written in place of frames that never arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Gap {
-    /// Frame offset in the take.
-    pub at: u64,
-    pub frames: u64,
-    pub cause: GapCause,
-}
-
 /// When a take ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopAt {
@@ -103,7 +70,7 @@ pub enum DiskCommand {
         at: StopAt,
     },
     /// Listen for sound (`Some`), or stop listening (see [`super::level`]).
-    Level(Option<super::level::LevelSpec>),
+    Level(Option<crate::vocab::LevelSpec>),
     /// A marker at JACK frame time `frame_time` (unwrapped) in the take
     /// that holds that frame: the running one, or the one a pending
     /// rotation starts.

@@ -24,16 +24,6 @@ pub struct DiskStats {
     pub momentary: AtomicU64,
 }
 
-/// The disk side's numbers, for summaries and status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DiskSummary {
-    pub ring_high_water_frames: u64,
-    pub ring_high_water_percent: f64,
-    pub write_batches: u64,
-    pub write_mean_us: f64,
-    pub write_max_us: f64,
-}
-
 impl DiskStats {
     /// The running take's momentary loudness in LUFS (-inf: silence, not
     /// measured or no take).

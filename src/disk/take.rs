@@ -7,19 +7,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Local};
 
 use super::audiofile::AudioFile;
-use super::Gap;
 use crate::manifest::{Continuation, Manifest, RtStats, TakeState};
-use crate::settings::FileFormat;
-use crate::settings::TimeReference;
+use crate::vocab::{FileFormat, Gap, Layout, TimeReference};
 use crate::wav::{Bext, Ixml, SampleFormat, WavError};
-
-/// One interleaved file, or one mono file per port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    Interleaved,
-    Mono,
-}
 
 /// Everything needed to create a take's files.
 #[derive(Debug, Clone)]

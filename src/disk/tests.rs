@@ -3,6 +3,7 @@
 use super::*;
 use crate::rings;
 use crate::rt::{Capture, CaptureCounters};
+use crate::vocab::Layout;
 use crate::wav::SampleFormat;
 use std::sync::mpsc::channel;
 

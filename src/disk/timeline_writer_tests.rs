@@ -8,6 +8,7 @@ use chrono::Local;
 
 use super::*;
 use crate::rt::Capture;
+use crate::vocab::Layout;
 use crate::wav::SampleFormat;
 
 fn signal(t: u64, c: usize) -> f32 {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::DaemonArgs;
+use crate::daemon::DaemonArgs;
 use crate::settings::{defaults, Settings};
 
 pub const FILE: &str = "capstan.json";

@@ -331,11 +331,9 @@ fn update_label(client: &nsm::Client, daemon: &Daemon, session: &mut Session) {
 /// defaults, takes in `$HOME/capstan`, and say so. A late `open` is refused
 /// with a reason (nsmd shows it), since the recorder is already running.
 fn unmanaged(why: &str, client: Option<nsm::Client>, term: &AtomicBool) -> Result<ExitCode> {
-    use clap::Parser;
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let dir = home.join("capstan");
-    let cli = crate::cli::Cli::try_parse_from(["capstan", "daemon", "--dir", &dir.to_string_lossy()])?;
-    let crate::cli::Command::Daemon(args) = cli.command else { unreachable!("parsed a daemon command") };
+    let args = crate::daemon::DaemonArgs { dir: dir.clone(), ..Default::default() };
     tracing::warn!(
         "no session manager ({why}); running unmanaged: takes in {}, OSC on {}:{}",
         dir.display(),

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
-use super::{AudioFile, Layout, Take, TakeSpec};
+use super::{AudioFile, Take, TakeSpec};
 use crate::manifest::{Manifest, PortInfo, TakeState};
 use crate::naming;
-use crate::settings::FileFormat;
+use crate::vocab::FileFormat;
+use crate::vocab::Layout;
 use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavSpec, WavWriter};
 
 impl Take {
