@@ -10,6 +10,11 @@
 //! Everything under [`rt`] runs on JACK's real-time thread and is checked by
 //! an allocation guard in debug and test builds. Nothing else does.
 
+// Every unsafe operation sits in its own block with a `// SAFETY:` comment
+// saying why it is sound (rtrb's lints).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cli;
 pub mod control;
 pub mod ctl;

@@ -5,7 +5,7 @@
 //! how many frames to take from every port ring and where JACK's timeline
 //! jumped, which is what keeps all channels sample-aligned.
 
-use ringbuf::traits::{Producer, Split};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 /// One JACK process cycle as the callback saw it. `Copy` and small: pushing it
@@ -61,16 +61,52 @@ pub struct CycleClock {
     pub transport_frame: u32,
 }
 
+/// The callback's end of the port rings. A cycle goes into every ring or
+/// into none ([`PortWriter::push_cycle`]), and the reader gives frames back
+/// to every ring at once, in port order ([`PortReader::release`]): so every
+/// ring holds the same frames, and the last ring has the least room. Both
+/// invariants are held here, by these two types alone (their rings are
+/// private), and the callback's unchecked copy relies on nothing else.
+pub struct PortWriter {
+    rings: Vec<HeapProd<f32>>,
+}
+
+/// The disk thread's end of the port rings: frames are read in place and
+/// released on every port at once.
+pub struct PortReader {
+    rings: Vec<HeapCons<f32>>,
+}
+
+/// What [`PortWriter::push_cycle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The cycle is in every ring.
+    Whole,
+    /// It is in every ring, but a port's buffer was shorter than the cycle
+    /// (never seen from JACK): the rest of that port is silence, and the
+    /// cycle must not pass for audio.
+    Short,
+    /// Some ring lacked room: the cycle is in none of them.
+    NoRoom,
+}
+
 /// The callback's ends.
 pub struct CaptureRings {
-    pub ports: Vec<HeapProd<f32>>,
+    pub ports: PortWriter,
     pub cycles: HeapProd<CycleRecord>,
 }
 
 /// The disk thread's ends.
 pub struct DiskRings {
-    pub ports: Vec<HeapCons<f32>>,
+    pub ports: PortReader,
     pub cycles: HeapCons<CycleRecord>,
+}
+
+/// `ports` rings of `frames` each, as a writer and a reader. Not real-time
+/// safe (allocates).
+pub fn port_rings(ports: usize, frames: usize) -> (PortWriter, PortReader) {
+    let (w, r) = (0..ports).map(|_| HeapRb::<f32>::new(frames).split()).unzip();
+    (PortWriter { rings: w }, PortReader { rings: r })
 }
 
 /// Allocates the rings: `frames` of audio per port and room for the records
@@ -81,14 +117,132 @@ pub struct DiskRings {
 /// Not real-time safe (allocates); call before activating the client.
 pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
     let frames = frames.max(8192);
-    let (mut cap_ports, mut disk_ports) = (Vec::with_capacity(ports), Vec::with_capacity(ports));
-    for _ in 0..ports {
-        let (p, c) = HeapRb::<f32>::new(frames).split();
-        cap_ports.push(p);
-        disk_ports.push(c);
-    }
+    let (wp, rp) = port_rings(ports, frames);
     let (cp, cc) = HeapRb::<CycleRecord>::new(frames / 16 + 64).split();
-    (CaptureRings { ports: cap_ports, cycles: cp }, DiskRings { ports: disk_ports, cycles: cc })
+    (CaptureRings { ports: wp, cycles: cp }, DiskRings { ports: rp, cycles: cc })
+}
+
+impl PortWriter {
+    /// Frames every ring has room for: the last ring's room, the smallest
+    /// (see the type's invariants). One read of the reader's index per
+    /// cycle. Real-time safe.
+    pub fn room(&self) -> usize {
+        self.rings.last().map_or(usize::MAX, |r| r.vacant_len())
+    }
+
+    /// Pushes one cycle of `n` frames, `buffer(i)` being port `i`'s buffer,
+    /// into every ring, or nothing if there is no room. Real-time safe: no
+    /// allocation, no lock, no syscall; each ring's write index is stored
+    /// once, and the reader's index is read once for all of them.
+    #[inline]
+    pub fn push_cycle<'a>(&mut self, n: usize, buffer: impl Fn(usize) -> &'a [f32]) -> Pushed {
+        if self.room() < n {
+            return Pushed::NoRoom;
+        }
+        let mut pushed = Pushed::Whole;
+        for (i, ring) in self.rings.iter_mut().enumerate() {
+            let buf = buffer(i);
+            let got = &buf[..n.min(buf.len())];
+            // SAFETY: every ring has room for `n >= got.len()` frames: the
+            // last ring has the least room (a cycle goes into all rings,
+            // and `PortReader::release` frees all of them at once, in port
+            // order), and it had `n` above.
+            unsafe { push_unread(ring, got) };
+            if got.len() < n {
+                ring.push_iter(std::iter::repeat_n(0.0, n - got.len()));
+                pushed = Pushed::Short;
+            }
+        }
+        pushed
+    }
+
+    pub fn len(&self) -> usize {
+        self.rings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rings.is_empty()
+    }
+
+    /// Frames in the rings, as the writer sees them (the same in every
+    /// ring).
+    pub fn occupied(&self) -> usize {
+        self.rings.first().map_or(0, |r| r.occupied_len())
+    }
+
+    /// Writes every free slot once (the indices do not move), so that the
+    /// pages are mapped now. Not real-time safe.
+    fn prefault(&mut self) {
+        for p in &mut self.rings {
+            let (a, b) = p.vacant_slices_mut();
+            a.iter_mut().chain(b).for_each(|s| {
+                s.write(0.0);
+            });
+        }
+    }
+}
+
+/// Copies `src` into `ring` and publishes it, like `push_slice`, but
+/// without reading the reader's index: `push_slice` reads it for every
+/// port, a cache line the disk thread has just written (it releases frames
+/// every cycle).
+///
+/// # Safety
+/// `ring` must have at least `src.len()` vacant slots.
+#[inline]
+unsafe fn push_unread(ring: &mut HeapProd<f32>, src: &[f32]) {
+    use ringbuf::traits::Raw;
+    let n = src.len();
+    let modulus = 2 * ring.capacity().get();
+    // The producer's own index: kept in the producer, no atomic read.
+    let w = ring.write_index();
+    // SAFETY: the caller guarantees the `n` slots from `w` on are vacant,
+    // so they belong to the producer (held here through `&mut`); the range
+    // is at most the capacity. They are written in full before the write
+    // index publishes them.
+    unsafe {
+        let (a, b) = ring.unsafe_slices_mut(w, (w + n) % modulus);
+        let k = a.len().min(n);
+        debug_assert_eq!(k + b.len().min(n - k), n);
+        std::ptr::copy_nonoverlapping(src.as_ptr(), a.as_mut_ptr().cast::<f32>(), k);
+        std::ptr::copy_nonoverlapping(src[k..].as_ptr(), b.as_mut_ptr().cast::<f32>(), n - k);
+        ring.advance_write_index(n);
+    }
+}
+
+impl PortReader {
+    pub fn len(&self) -> usize {
+        self.rings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rings.is_empty()
+    }
+
+    /// Frames each ring holds at most.
+    pub fn capacity(&self) -> usize {
+        self.rings.first().map_or(0, |r| r.capacity().get())
+    }
+
+    /// Frames waiting in the rings (the same in every ring).
+    pub fn occupied(&self) -> usize {
+        self.rings.first().map_or(0, |r| r.occupied_len())
+    }
+
+    /// Port `i`'s waiting frames, in place: one slice, or two where the
+    /// ring wraps (at the same place in every ring).
+    pub fn slices(&self, i: usize) -> (&[f32], &[f32]) {
+        self.rings[i].as_slices()
+    }
+
+    /// Gives the oldest `n` frames back to the writer, on every ring, in
+    /// port order (the writer checks the room of the last ring only).
+    pub fn release(&mut self, n: usize) {
+        for r in &mut self.rings {
+            let got = r.skip(n);
+            debug_assert_eq!(got, n, "port ring out of step with the others");
+        }
+    }
 }
 
 impl CaptureRings {
@@ -100,12 +254,7 @@ impl CaptureRings {
     /// docs/benchmarks.md). Not needed once `mlockall` succeeded (it maps
     /// every page). Not real-time safe.
     pub fn prefault(&mut self) {
-        for p in &mut self.ports {
-            let (a, b) = p.vacant_slices_mut();
-            a.iter_mut().chain(b).for_each(|s| {
-                s.write(0.0);
-            });
-        }
+        self.ports.prefault();
         let (a, b) = self.cycles.vacant_slices_mut();
         a.iter_mut().chain(b).for_each(|s| {
             s.write(CycleRecord::default());
@@ -116,15 +265,36 @@ impl CaptureRings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringbuf::traits::Observer;
 
     #[test]
     fn rings_start_empty_after_prefaulting() {
         let (mut cap, disk) = allocate(3, 10_000);
         cap.prefault();
-        assert!(disk.ports.iter().all(|c| c.is_empty()));
+        assert_eq!(disk.ports.occupied(), 0);
         assert!(disk.cycles.is_empty());
-        assert_eq!(cap.ports[0].vacant_len(), 10_000);
-        assert_eq!(cap.ports[0].push_slice(&[1.0; 4]), 4);
+        assert_eq!(cap.ports.room(), 10_000);
+        assert_eq!(cap.ports.push_cycle(4, |_| &[1.0; 4]), Pushed::Whole);
+        assert_eq!(disk.ports.occupied(), 4);
+    }
+
+    /// A cycle goes into every ring or none; short buffers are padded and
+    /// said; releasing frees every ring, so the room stays the same on all.
+    #[test]
+    fn cycles_go_into_every_ring_or_none() {
+        let (mut w, mut r) = port_rings(3, 10);
+        let bufs = [[1.0f32; 6], [2.0; 6], [3.0; 6]];
+        assert_eq!(w.push_cycle(6, |i| &bufs[i]), Pushed::Whole);
+        assert_eq!(w.push_cycle(6, |i| &bufs[i]), Pushed::NoRoom);
+        assert_eq!(r.occupied(), 6);
+        r.release(4);
+        assert_eq!(w.push_cycle(6, |i| &bufs[i][..if i == 1 { 2 } else { 6 }]), Pushed::Short);
+        assert_eq!(r.occupied(), 8);
+        for i in 0..3 {
+            let (a, b) = r.slices(i);
+            let all: Vec<f32> = a.iter().chain(b).copied().collect();
+            let v = (i + 1) as f32;
+            let second = if i == 1 { vec![v, v, 0.0, 0.0, 0.0, 0.0] } else { vec![v; 6] };
+            assert_eq!(all, [vec![v; 2], second].concat(), "port {i}");
+        }
     }
 }

@@ -401,7 +401,7 @@ fn paced(
 
 /// See [`Cmd::RtBench`]. Prints one JSON object.
 fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Result<()> {
-    use ringbuf::traits::{Consumer, Observer};
+    use ringbuf::traits::Consumer;
     let ring = (ring_seconds * 48000.0) as usize;
     let period = Duration::from_secs_f64(frames as f64 / 48000.0);
     let inputs: Vec<Vec<f32>> = (0..ports)
@@ -428,17 +428,17 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
                 while let Some(rec) = disk.cycles.try_pop() {
                     if rec.queued {
                         let n = rec.nframes as usize;
-                        for r in &mut disk.ports {
-                            let (a, b) = r.as_slices();
+                        for p in 0..disk.ports.len() {
+                            let (a, b) = disk.ports.slices(p);
                             sum += a.iter().chain(b).take(n).sum::<f32>();
-                            r.skip(n);
                         }
+                        disk.ports.release(n);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
             std::hint::black_box(sum);
-            disk.ports[0].occupied_len()
+            disk.ports.occupied()
         })
     };
     let times = paced(cycles, period, |i| {

@@ -11,8 +11,7 @@
 
 use std::collections::VecDeque;
 
-use ringbuf::traits::{Consumer, Observer};
-use ringbuf::HeapCons;
+use crate::rings::PortReader;
 
 /// A stretch of the timeline: `len` frames from position `at`, held in the
 /// rings from ring offset `src` on, or silence (`src` None).
@@ -27,7 +26,7 @@ struct Span {
 /// offset counts every frame the callback ever queued (all rings move in
 /// lockstep, so one count serves every port).
 pub(super) struct History {
-    rings: Vec<HeapCons<f32>>,
+    rings: PortReader,
     /// In position order, without holes: `[start, end)`.
     spans: VecDeque<Span>,
     len: u64,
@@ -45,7 +44,7 @@ pub(super) struct History {
 }
 
 impl History {
-    pub(super) fn new(rings: Vec<HeapCons<f32>>, cap: usize) -> History {
+    pub(super) fn new(rings: PortReader, cap: usize) -> History {
         History { rings, spans: VecDeque::new(), len: 0, end: 0, cap, released: 0, accepted: 0, newest: 0 }
     }
 
@@ -71,11 +70,11 @@ impl History {
     /// fill that matters for overflow.
     pub(super) fn unhandled(&self) -> usize {
         let held = (self.accepted - self.released) as usize;
-        self.rings.first().map_or(0, |r| r.occupied_len().saturating_sub(held))
+        self.rings.occupied().saturating_sub(held)
     }
 
     pub(super) fn ring_capacity(&self) -> usize {
-        self.rings.first().map_or(0, |r| r.capacity().get())
+        self.rings.capacity()
     }
 
     /// Appends `n` frames at position `t`: ring frames from offset `src` on,
@@ -160,13 +159,7 @@ impl History {
     fn release(&mut self) {
         let needed = self.spans.iter().filter_map(|s| s.src).fold(self.newest, u64::min);
         if needed > self.released {
-            let n = (needed - self.released) as usize;
-            // In port order: the callback checks the room of the last
-            // port's ring only, which this keeps the smallest.
-            for r in &mut self.rings {
-                let got = r.skip(n);
-                debug_assert_eq!(got, n, "port ring out of step with the cycle log");
-            }
+            self.rings.release((needed - self.released) as usize);
             self.released = needed;
         }
     }
@@ -207,23 +200,24 @@ impl History {
         let idx = (src - self.released) as usize;
         // Every ring's read index is the same, so the wrap is at the same
         // place in all of them; the first ring (pushed first) shows where.
-        let split = self.rings.first().map_or(0, |r| r.as_slices().0.len());
+        let ports = 0..self.rings.len();
+        let split = if self.rings.is_empty() { 0 } else { self.rings.slices(0).0.len() };
         let mut chans: Vec<&[f32]> = Vec::with_capacity(self.rings.len());
         if idx + n <= split || idx >= split {
             let in_second = idx >= split;
             let at = if in_second { idx - split } else { idx };
-            chans.extend(self.rings.iter().map(|r| {
-                let (x, y) = r.as_slices();
+            chans.extend(ports.map(|i| {
+                let (x, y) = self.rings.slices(i);
                 let s = if in_second { y } else { x };
                 &s[at..at + n]
             }));
             return f(n, Some(&chans));
         }
         let first = split - idx;
-        chans.extend(self.rings.iter().map(|r| &r.as_slices().0[idx..split]));
+        chans.extend(ports.clone().map(|i| &self.rings.slices(i).0[idx..split]));
         f(first, Some(&chans))?;
         chans.clear();
-        chans.extend(self.rings.iter().map(|r| &r.as_slices().1[..n - first]));
+        chans.extend(ports.map(|i| &self.rings.slices(i).1[..n - first]));
         f(n - first, Some(&chans))
     }
 }
@@ -231,13 +225,12 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringbuf::traits::{Producer, Split};
-    use ringbuf::{HeapProd, HeapRb};
+    use crate::rings::PortWriter;
 
     /// Two rings of `size` frames and a history of `cap` over them.
-    fn bed(size: usize, cap: usize) -> (Vec<HeapProd<f32>>, History) {
-        let (prods, conss): (Vec<_>, Vec<_>) = (0..2).map(|_| HeapRb::<f32>::new(size).split()).unzip();
-        (prods, History::new(conss, cap))
+    fn bed(size: usize, cap: usize) -> (PortWriter, History) {
+        let (w, r) = crate::rings::port_rings(2, size);
+        (w, History::new(r, cap))
     }
 
     fn value(t: u64, c: usize) -> f32 {
@@ -246,11 +239,9 @@ mod tests {
 
     /// Pushes a cycle of `n` frames of position `t` into the rings, as the
     /// callback does, and accepts it; returns its ring offset.
-    fn cycle(prods: &mut [HeapProd<f32>], h: &mut History, t: u64, n: usize) -> u64 {
-        for (c, p) in prods.iter_mut().enumerate() {
-            let v: Vec<f32> = (0..n as u64).map(|i| value(t + i, c)).collect();
-            assert_eq!(p.push_slice(&v), n, "ring full");
-        }
+    fn cycle(prods: &mut PortWriter, h: &mut History, t: u64, n: usize) -> u64 {
+        let v: Vec<Vec<f32>> = (0..2).map(|c| (0..n as u64).map(|i| value(t + i, c)).collect()).collect();
+        assert_eq!(prods.push_cycle(n, |c| &v[c]), crate::rings::Pushed::Whole, "ring full");
         h.accept(n)
     }
 
@@ -286,7 +277,7 @@ mod tests {
         h.trim();
         assert_eq!((h.len(), h.start()), (10, t - 10));
         // Only what the window reads is still in the rings.
-        assert_eq!(prods[1].occupied_len(), 8);
+        assert_eq!(prods.occupied(), 8);
         for c in 0..2 {
             let want: Vec<Option<f32>> = (t - 10..t).map(|x| (x < t - 2).then(|| value(x, c))).collect();
             assert_eq!(read(&h, 0, 10)[c], want, "channel {c}");
@@ -296,7 +287,7 @@ mod tests {
         h.push(t + 100, 3, Some(src));
         h.trim();
         assert_eq!((h.len(), h.start()), (3, t + 100));
-        assert_eq!(prods[0].occupied_len(), 3);
+        assert_eq!(prods.occupied(), 3);
     }
 
     /// A repeated cycle's newer copy replaces the older frames in place;
@@ -321,9 +312,9 @@ mod tests {
         h.trim();
         assert_eq!(h.start(), 3);
         assert_eq!(read(&h, 0, 9)[0][..2], [Some(value(3, 0)), Some(value(104, 0))]);
-        assert_eq!(prods[0].occupied_len(), 16 - 3);
+        assert_eq!(prods.occupied(), 16 - 3);
         h.cap = 4;
         h.trim();
-        assert_eq!(prods[0].occupied_len(), 4, "only 8..12 read now");
+        assert_eq!(prods.occupied(), 4, "only 8..12 read now");
     }
 }

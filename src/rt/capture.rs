@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ringbuf::traits::{Observer, Producer};
 
-use crate::rings::{CaptureRings, CycleClock, CycleRecord, Transport};
+use crate::rings::{CaptureRings, CycleClock, CycleRecord, Pushed, Transport};
 
 /// Counters the callback updates and every other thread may read.
 #[derive(Debug, Default)]
@@ -166,31 +166,19 @@ impl Capture {
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
         let n = nframes as usize;
-        // One space check for every port: all rings got the same pushes, and
-        // the disk thread frees them in port order (`History::release`),
-        // so the last port's ring has the least room of all. One read of the
-        // consumer's index per cycle instead of one per port.
-        let room = self.rings.ports.last().map_or(usize::MAX, |r| r.vacant_len());
-        let fits = room >= n && self.rings.cycles.vacant_len() > 0;
-        let mut short = false;
-        if fits {
-            for (i, ring) in self.rings.ports.iter_mut().enumerate() {
-                let buf = buffer(i);
-                let got = &buf[..n.min(buf.len())];
-                // SAFETY: every ring has room for `n >= got.len()` frames
-                // (checked above on the ring with the least room).
-                unsafe { push_unread(ring, got) };
-                if got.len() < n {
-                    // A port buffer shorter than the cycle (never seen from
-                    // JACK): silence keeps the rings in step, and the cycle is
-                    // reported as a torn gap, never passed off as audio.
-                    ring.push_iter(std::iter::repeat_n(0.0, n - got.len()));
-                    short = true;
-                }
-            }
+        // The cycle log must have room too, or the audio would be in the
+        // rings with no record saying where it belongs.
+        let pushed = if self.rings.cycles.vacant_len() > 0 {
+            self.rings.ports.push_cycle(n, buffer)
         } else {
+            Pushed::NoRoom
+        };
+        let fits = pushed != Pushed::NoRoom;
+        if !fits {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);
         }
+        // A port buffer shorter than the cycle is reported as a torn gap.
+        let short = pushed == Pushed::Short;
         // The frame time after the copies: the buffer reads above come first
         // (a load is not reordered before earlier loads on x86; the fence
         // keeps the compiler from doing it). JACK advances its frame time
@@ -214,35 +202,6 @@ impl Capture {
         } else {
             self.unlogged = self.unlogged.saturating_add(nframes);
         }
-    }
-}
-
-/// Copies `src` into `ring` and publishes it, like `push_slice`, but
-/// without reading the disk thread's index: `push_slice` reads it for every
-/// port, a cache line the disk thread has just written (it releases frames
-/// every cycle), so one cache miss per port per cycle; the one room check
-/// per cycle stands for it. Real-time safe: a memcpy and one atomic store.
-///
-/// # Safety
-/// `ring` must have room for `src.len()` frames.
-#[inline]
-unsafe fn push_unread(ring: &mut ringbuf::HeapProd<f32>, src: &[f32]) {
-    use ringbuf::traits::Raw;
-    let n = src.len();
-    let modulus = 2 * ring.capacity().get();
-    // The producer's own index: kept in the producer, no atomic read.
-    let w = ring.write_index();
-    // SAFETY: the caller guarantees the `n` slots from `w` on are vacant,
-    // so they belong to the producer (held here through `&mut`); the range
-    // is at most the capacity. They are written in full before the write
-    // index publishes them.
-    unsafe {
-        let (a, b) = ring.unsafe_slices_mut(w, (w + n) % modulus);
-        let k = a.len().min(n);
-        debug_assert_eq!(k + b.len().min(n - k), n);
-        std::ptr::copy_nonoverlapping(src.as_ptr(), a.as_mut_ptr().cast::<f32>(), k);
-        std::ptr::copy_nonoverlapping(src[k..].as_ptr(), b.as_mut_ptr().cast::<f32>(), n - k);
-        ring.advance_write_index(n);
     }
 }
 
@@ -349,8 +308,9 @@ mod tests {
         assert_eq!(recs.len(), 3);
         assert!(recs[0].queued && recs[1].queued && !recs[2].queued);
         assert_eq!(recs[2].frame_time, 8192);
-        for (p, ring) in disk.ports.iter().enumerate() {
-            assert_eq!(ring.occupied_len(), 8192, "port {p}");
+        for p in 0..3 {
+            let (a, b) = disk.ports.slices(p);
+            assert_eq!(a.len() + b.len(), 8192, "port {p}");
         }
     }
 
@@ -369,41 +329,18 @@ mod tests {
             t += n;
             while let Some(rec) = disk.cycles.try_pop() {
                 assert!(rec.queued, "cycle at {} dropped", rec.frame_time);
-                for (p, ring) in disk.ports.iter_mut().enumerate() {
-                    let mut got = vec![0.0; rec.nframes as usize];
-                    assert_eq!(ring.pop_slice(&mut got), got.len());
+                for p in 0..2 {
+                    let (a, b) = disk.ports.slices(p);
+                    let got: Vec<f32> = a.iter().chain(b).take(rec.nframes as usize).copied().collect();
                     let want: Vec<f32> =
                         (0..rec.nframes).map(|i| ((next_read + i) * 2 + p as u32) as f32).collect();
                     assert_eq!(got, want, "port {p} at {next_read}");
                 }
+                disk.ports.release(rec.nframes as usize);
                 next_read += rec.nframes;
             }
         }
         assert_eq!(next_read, t);
-    }
-
-    /// The disk thread frees the rings one port after another; a cycle
-    /// arriving in the middle of that must still go into every ring or none
-    /// (the one space check reads the ring freed last).
-    #[test]
-    fn a_cycle_during_a_partial_drain_is_queued_whole_or_not_at_all() {
-        let (cap, mut disk) = rings::allocate(3, 8192);
-        let counters = Arc::new(CaptureCounters::default());
-        let mut c = Capture::new(cap, counters.clone());
-        let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
-        for k in 0..2u32 {
-            c.process_cycle(k * 4096, 4096, 48000, Default::default(), |i| &bufs[i], || k * 4096);
-        }
-        // The disk thread has freed the first two ports' oldest cycle, not
-        // yet the third's.
-        let mut scratch = vec![0f32; 4096];
-        for ring in &mut disk.ports[..2] {
-            assert_eq!(ring.pop_slice(&mut scratch), 4096);
-        }
-        crate::rt::guard(|| c.process_cycle(8192, 4096, 48000, Default::default(), |i| &bufs[i], || 8192));
-        assert_eq!(counters.overflow_frames.load(Relaxed), 4096, "no room in the third ring yet");
-        let occupied: Vec<usize> = disk.ports.iter().map(|r| r.occupied_len()).collect();
-        assert_eq!(occupied, vec![4096, 4096, 8192], "nothing pushed into any ring");
     }
 
     /// A port buffer shorter than the cycle keeps the rings in step (the
@@ -418,7 +355,10 @@ mod tests {
         });
         let rec = disk.cycles.try_pop().unwrap();
         assert!(rec.queued && rec.overtaken, "{rec:?}");
-        assert!(disk.ports.iter().all(|r| r.occupied_len() == 256));
+        assert!((0..2).all(|p| {
+            let (a, b) = disk.ports.slices(p);
+            a.len() + b.len() == 256
+        }));
     }
 
     #[test]
@@ -457,7 +397,7 @@ mod tests {
         // Drain the log and some audio, then one more cycle.
         let n = disk.cycles.pop_iter().count();
         assert_eq!(n, slots);
-        disk.ports[0].clear();
+        disk.ports.release(disk.ports.occupied());
         c.process_cycle(t, 16, 48000, Default::default(), |_| &buf, || t);
         let rec = disk.cycles.try_pop().unwrap();
         assert_eq!(rec.unlogged_before, 32);
