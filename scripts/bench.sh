@@ -34,7 +34,7 @@ fi
 # capstan-loud: capstan interleaved with EBU R 128 loudness measured
 # (`--loudness on`; `auto`, the default, measures takes of up to 8 inputs).
 # capstan-flac: one s24 FLAC file per input (--format flac --layout mono).
-# capstan-buffered: capstan interleaved without O_DIRECT (CAPSTAN_DIRECT_IO=0).
+# capstan-buffered: capstan interleaved without O_DIRECT (--buffered-io, hidden).
 # capstan-s24: capstan interleaved, 24-bit integer.
 # capstan-base: the capstan binary at $BENCH_BASE_BIN (an older build, for
 #   an A/B of a change in the same run).
@@ -79,17 +79,17 @@ for period in $periods; do
         x0=$(cat "$out/src.xruns" 2>/dev/null || echo 0)
         case $rec in
           capstan|capstan-*)
-            layout=interleaved fmt=(--format wav); loud=off direct=1 exe="$bin/capstan"
+            layout=interleaved fmt=(--format wav); loud=off io=() exe="$bin/capstan"
             case $rec in
               capstan-mono) layout=mono ;;
               capstan-loud) loud=on ;;
               capstan-flac) layout=mono fmt=(--format flac --sample-format s24) ;;
-              capstan-buffered) direct=0 ;;
+              capstan-buffered) io=(--buffered-io) ;;
               capstan-s24) fmt=(--format wav --sample-format s24) ;;
               capstan-base) exe=${BENCH_BASE_BIN:?capstan-base needs BENCH_BASE_BIN} ;;
             esac
-            CAPSTAN_DIRECT_IO=$direct "$exe" record -q --json --connect 'src:out_*' --duration "$secs" \
-              --layout "$layout" --loudness "$loud" "${fmt[@]}" --dir "$out/takes" >"$out/summary.json" \
+            "$exe" record -q --json --connect 'src:out_*' --duration "$secs" \
+              --layout "$layout" --loudness "$loud" "${fmt[@]}" "${io[@]}" --dir "$out/takes" >"$out/summary.json" \
               2>"$out/rec.err" || true ;;
           null)
             /usr/bin/time -f '%U %S %M' -o "$out/time.txt" "$bin/capstan-testsig" sink --channels "$ch" \

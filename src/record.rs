@@ -80,6 +80,7 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
         }
     }
     args.format.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+    crate::wav::use_direct_io(!args.format.buffered_io);
     if args.format.file_format == crate::vocab::FileFormat::Flac && args.format.sample_format.is_none() {
         tracing::info!("FLAC holds integers: recording s24 (--sample-format s16 for 16 bits)");
     }

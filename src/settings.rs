@@ -64,6 +64,11 @@ pub struct TakeFormat {
     #[arg(long = "format", value_enum, default_value_t = FileFormat::Wav)]
     #[serde(rename = "format")]
     pub file_format: FileFormat,
+    /// Write through the page cache instead of O_DIRECT (for measuring
+    /// the difference: make bench's capstan-buffered row).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub buffered_io: bool,
 }
 
 impl Default for TakeFormat {
@@ -77,6 +82,7 @@ impl Default for TakeFormat {
             utc: false,
             loudness: LoudnessMode::Auto,
             file_format: FileFormat::Wav,
+            buffered_io: false,
         }
     }
 }

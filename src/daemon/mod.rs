@@ -181,6 +181,7 @@ fn s(v: impl Into<String>) -> OscType {
 /// `capstan daemon`: runs until SIGINT/SIGTERM.
 pub fn run(args: DaemonArgs, _quiet: bool) -> Result<ExitCode> {
     args.settings.validate_command_line().map_err(anyhow::Error::msg)?;
+    crate::wav::use_direct_io(!args.settings.format.buffered_io);
     let d = Daemon::open(args, Hosting::default())?;
     let term = crate::signals::stop_flag()?;
     d.serve(&term, |_| {});

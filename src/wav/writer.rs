@@ -646,11 +646,17 @@ fn aligned_data_at(chunks_end: u64) -> u64 {
     (chunks_end + 16).next_multiple_of(ALIGN as u64)
 }
 
-/// O_DIRECT unless `CAPSTAN_DIRECT_IO=0` (for measuring the difference;
-/// docs/benchmarks.md).
+/// Whether new files try O_DIRECT (the default).
+static DIRECT_IO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Switches O_DIRECT off for files made from now on: the hidden
+/// `--buffered-io` flag, for measuring the difference (docs/benchmarks.md).
+pub fn use_direct_io(on: bool) {
+    DIRECT_IO.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn direct_io_wanted() -> bool {
-    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WANTED.get_or_init(|| std::env::var("CAPSTAN_DIRECT_IO").map_or(true, |v| v != "0"))
+    DIRECT_IO.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The file behind `file` opened again, write-only with O_DIRECT (through
