@@ -43,6 +43,20 @@ pub mod vocab;
 pub mod volume;
 pub mod wav;
 
+/// Test support: a seeded pseudo-random source for property and fuzz tests.
+#[cfg(test)]
+pub(crate) mod test_rng {
+    /// xorshift64: the same sequence for the same seed, on every machine.
+    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+}
+
 /// In debug and test builds every allocation goes through the guard's
 /// allocator, so an allocation inside [`rt::guard`] aborts loudly.
 #[cfg(debug_assertions)]

@@ -451,13 +451,7 @@ mod tests {
     /// panics, and whatever is accepted is the exact encoding of a message.
     #[test]
     fn random_damage_never_becomes_a_command_silently() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let seeds = [
             encode("/record/start", vec![OscType::String("take".into())]),
             encode("/config/preroll", vec![OscType::Float(2.0)]),
@@ -656,13 +650,7 @@ mod tests {
     /// timetag comes out as "now" or a time after 1970.
     #[test]
     fn random_bundles_with_random_timetags_never_panic() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
         fn packet(next: &mut dyn FnMut() -> u64, depth: u32) -> OscPacket {
             if depth > 3 || next() % 3 == 0 {
                 let addr = ["/record/start", "/record/stop", "/record/mark", "/record/status", "/x"]

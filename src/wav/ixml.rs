@@ -192,13 +192,7 @@ mod tests {
     /// accepts, with the text back where it is allowed.
     #[test]
     fn any_name_gives_well_formed_ixml() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
         let special = [
             '\u{FFFE}',
             '\u{FFFF}',
