@@ -58,25 +58,10 @@ fn json(kind: Kind, a: &OscType) -> serde_json::Value {
     }
 }
 
-/// A byte count for people: `37.0 MiB`.
-fn human_bytes(v: f64) -> String {
-    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let (mut x, mut u) = (v, 0);
-    while x >= 1024.0 && u + 1 < units.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} bytes")
-    } else {
-        format!("{x:.1} {}", units[u])
-    }
-}
-
 /// One labelled value for a terminal, in human units.
 fn labelled(name: &str, kind: Option<Kind>, v: &OscType) -> String {
     let value = match (name, v) {
-        (n, OscType::Double(x)) if n.ends_with("bytes") => human_bytes(*x),
+        (n, OscType::Double(x)) if n.ends_with("bytes") => crate::status::bytes(*x as u64),
         ("seconds", OscType::Double(x)) => format!("{x:.3} s"),
         (n, OscType::String(t)) if t.is_empty() && n != "files" => "-".into(),
         _ => show(kind, v),
@@ -196,11 +181,10 @@ mod tests {
 
     #[test]
     fn values_are_labelled_in_human_units() {
-        assert_eq!(human_bytes(512.0), "512 bytes");
-        assert_eq!(human_bytes(38_797_312.0), "37.0 MiB");
+        assert_eq!(labelled("bytes", Some(Kind::Count), &OscType::Double(38_797_312.0)), "bytes: 37.0 MiB");
         assert_eq!(
             labelled("free_bytes", Some(Kind::Count), &OscType::Double(3.0 * 1024.0 * 1024.0 * 1024.0)),
-            "free_bytes: 3.0 GiB"
+            "free_bytes: 3.00 GiB"
         );
         assert_eq!(labelled("seconds", Some(Kind::Real), &OscType::Double(4.1)), "seconds: 4.100 s");
         assert_eq!(labelled("take_id", Some(Kind::Text), &OscType::String(String::new())), "take_id: -");
