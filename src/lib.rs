@@ -1,14 +1,19 @@
 //! capstan: a lossless multitrack recorder for JACK.
 //!
-//! Data flow, one module per stage:
+//! Data flow, one module per stage (docs/architecture.md has the module
+//! graph):
 //!
 //! ```text
 //! JACK ports ──► rt::capture (real-time callback) ──► rings (SPSC, per port + cycle log)
-//!            ──► disk::DiskWriter (disk thread) ──► wav::WavWriter ──► files
+//!            ──► disk::DiskWriter (disk thread) ──► wav / flac writers ──► files
+//! control: daemon (OSC) / session (NSM) / record ──► engine ──► disk commands
 //! ```
 //!
-//! Everything under [`rt`] runs on JACK's real-time thread and is checked by
-//! an allocation guard in debug and test builds. Nothing else does.
+//! What runs on JACK's real-time thread is `rt::JackCapture::process` and
+//! what it calls (`rt::Capture::process_cycle`, `rings::PortWriter::push_cycle`,
+//! `rt::CallbackTimes::record`, the MIDI parser), checked by an allocation
+//! guard in debug and test builds; the methods of `rt` that say "not
+//! real-time" (summaries, windows, prefaulting) run on other threads.
 
 // Every unsafe operation sits in its own block with a `// SAFETY:` comment
 // saying why it is sound (rtrb's lints).
