@@ -11,6 +11,10 @@
 //! [`message`] is the pure codec; [`Client`] adds the socket.
 
 pub mod message;
+/// A protocol-level NSM server for tests (behaves like nsmd, launches and
+/// drives a client): only in test builds and with the `test-server` feature,
+/// never in the recorder users run.
+#[cfg(any(test, feature = "test-server"))]
 pub mod server;
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
