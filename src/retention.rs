@@ -225,6 +225,20 @@ fn same_volume(a: &Path, b: &Path) -> bool {
 /// interrupted run). A crash at any point leaves at least one complete
 /// copy; re-running finishes.
 pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
+    copy_to_archive(t, archive)?;
+    // A crash from here on leaves both copies; the next run finds the
+    // archived ones verified and deletes the originals.
+    for f in &t.files {
+        recheck(t, f)?;
+        fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
+    }
+    fs::remove_file(&t.manifest)?;
+    Ok(())
+}
+
+/// The first half of [`archive_take`]: every file and the manifest copied
+/// into `archive`, verified and synced; nothing deleted yet.
+fn copy_to_archive(t: &TakeOnDisk, archive: &Path) -> Result<()> {
     fs::create_dir_all(archive).with_context(|| format!("creating {}", archive.display()))?;
     let archive_dir = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let mut sums = Vec::new();
@@ -252,15 +266,6 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         Err(e) => bail!("{e}; original kept"),
     }
     crate::durable::sync_dir(archive)?;
-    #[cfg(feature = "test-hooks")]
-    if std::env::var_os("CAPSTAN_TEST_CRASH_AFTER_COPY").is_some() {
-        std::process::abort(); // test hook: a crash between copy and delete
-    }
-    for f in &t.files {
-        recheck(t, f)?;
-        fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
-    }
-    fs::remove_file(&t.manifest)?;
     Ok(())
 }
 
@@ -585,6 +590,17 @@ mod tests {
         apply(d.path(), &p, false).unwrap();
         assert!(arch.path().join("b.take.json").exists());
         assert!(!d.path().join("b.wav").exists());
+        // A crash between the copy (files and manifest archived, synced)
+        // and the delete: both copies exist, and the next run finishes.
+        let (all, _) = takes(d.path(), Some(arch.path())).unwrap();
+        let c = all.iter().find(|t| t.take == "c").unwrap();
+        copy_to_archive(c, arch.path()).unwrap();
+        assert!(d.path().join("c.wav").exists() && arch.path().join("c.wav").exists());
+        assert!(arch.path().join("c.take.json").exists() && Manifest::path(d.path(), "c").exists());
+        apply(d.path(), &Policy { keep_last: Some(1), ..p }, false).unwrap();
+        assert!(!d.path().join("c.wav").exists() && !Manifest::path(d.path(), "c").exists());
+        let archived = fs::read(arch.path().join("c.wav")).unwrap();
+        assert_eq!(archived.len() as u64, header() + 300);
     }
 
     /// Links and files planted in the archive: at the temporary name a
