@@ -380,10 +380,14 @@ impl Daemon {
         let inputs = self.args.settings.ports as usize;
         if sources.len() > inputs {
             let e = ports::SelectError::TooMany { matched: sources.len(), ports: inputs };
-            // At start a mistake to say (as `record` does); later (JACK
-            // back, fewer inputs set over OSC) the first inputs' worth.
-            if self.engine_opened_once {
+            // At a command-line start a mistake to say (as `record` does);
+            // later (JACK back, fewer inputs set over OSC), or in a session
+            // (which must open whatever hardware is plugged in now, and
+            // shows the warning in the manager's window), the first inputs'
+            // worth.
+            if self.engine_opened_once || self.hosting.lock_held {
                 tracing::warn!("{e}; the first {inputs} are connected");
+                self.notice(2, format!("{e}; the first {inputs} are connected"));
             } else {
                 return Err(e.into());
             }

@@ -400,3 +400,30 @@ fn a_taken_port_falls_back_to_one_no_sibling_capstan_saved() {
     assert_eq!(first.terminate().0.code(), Some(0));
     assert_eq!(second.terminate().0.code(), Some(0));
 }
+
+/// In a session, saved --connect patterns that now match more ports than
+/// the session's inputs (more hardware plugged in) still open the session:
+/// the first inputs' worth are connected and the manager shows why. (On
+/// the command line the same is refused, as `record` refuses it.)
+#[test]
+fn a_session_whose_patterns_match_more_ports_opens_and_says_so() {
+    let server = JackServer::start(256);
+    let _src = server.source(3);
+    let session = tempdir();
+    let path = session.path().join("capstan.nCON");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(path.join("capstan.json"), r#"{"ports": 2, "connect": ["src:out_*"]}"#).unwrap();
+    let mut m = Managed::launch(&server);
+    let reply = m.open(&path, "s", "nCON").unwrap();
+    assert!(reply.contains("2 inputs"), "{reply}");
+    let said = m.nsm.wait_for(
+        Duration::from_secs(5),
+        |m| matches!(m, ClientMessage::Message { text, .. } if text.contains("match 3 ports")),
+    );
+    assert!(said.is_some(), "the manager is told: {:?}", m.nsm.logged(|_| true));
+    let mut c = server.cmd("jack_lsp");
+    c.arg("-c");
+    let lsp = text(&run(c).stdout);
+    assert!(lsp.contains("nCON:in_2\n   src:out_2"), "{lsp}");
+    assert_eq!(m.terminate().0.code(), Some(0));
+}
