@@ -166,22 +166,38 @@ fn after_a_failed_sync_the_header_never_claims_more() {
 /// or the lost rest.
 #[test]
 fn a_partial_write_keeps_its_whole_frames() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut w, p) = probed(dir.path(), "a.wav");
-    w.append(&frames(w.spec, 1000, 0)).unwrap();
-    w.checkpoint().unwrap();
-    // Room for 3,316 frames and half of one more.
-    p.lock().unwrap().space = Some(3316 * 4 + 2);
-    let direct = w.is_direct();
-    let _ = w.append(&frames(w.spec, 20_000, 0));
-    let e = w.finalize().unwrap_err();
-    assert!(e.to_string().contains("No space left"), "{e}");
-    p.lock().unwrap().check().unwrap();
-    let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
-    // O_DIRECT writes whole blocks from the start of the last partial one
-    // (the checkpoint's 4,000 bytes are rewritten as part of it): three
-    // blocks fit, 3,072 frames in all.
-    assert_eq!(info.frames(), if direct { 3 * 4096 / 4 } else { 1000 + 3316 });
+    // The full disk is met by the append when its buffer is old enough to
+    // go out at once (as on a busy machine), else by the finalize: both
+    // orders are tried, and either call says so.
+    for buffer_old in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, p) = probed(dir.path(), "a.wav");
+        w.append(&frames(w.spec, 1000, 0)).unwrap();
+        w.checkpoint().unwrap();
+        // Room for 3,316 frames and half of one more.
+        p.lock().unwrap().space = Some(3316 * 4 + 2);
+        let direct = w.is_direct();
+        w.last_flush = if buffer_old {
+            std::time::Instant::now() - MAX_BUFFER_AGE * 2
+        } else {
+            std::time::Instant::now() + std::time::Duration::from_secs(60)
+        };
+        let appended = w.append(&frames(w.spec, 20_000, 0));
+        assert_eq!(appended.is_err(), buffer_old);
+        let finalized = w.finalize();
+        let e = appended.err().or(finalized.err()).expect("the full disk is reported");
+        assert!(e.to_string().contains("No space left"), "{e}");
+        p.lock().unwrap().check().unwrap();
+        let info = crate::wav::read_info(&dir.path().join("a.wav")).unwrap();
+        // O_DIRECT writes whole blocks from the start of the last partial
+        // one (the checkpoint's 4,000 bytes are rewritten as part of it):
+        // three blocks fit, 3,072 frames in all.
+        assert_eq!(
+            info.frames(),
+            if direct { 3 * 4096 / 4 } else { 1000 + 3316 },
+            "old buffer: {buffer_old}"
+        );
+    }
 }
 
 /// The audio starts on a 4 KiB boundary and goes out with O_DIRECT; where
