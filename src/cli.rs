@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use crate::ctl::CtlArgs;
-pub use crate::daemon::DaemonArgs;
-pub use crate::record::RecordArgs;
+use crate::ctl::CtlArgs;
+use crate::daemon::DaemonArgs;
+use crate::record::RecordArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "capstan", version, about = "Lossless multitrack recorder for JACK")]

@@ -71,9 +71,11 @@ impl Claim {
                 break;
             }
         }
-        if let Some(file) = created_dirs.last().and_then(|d| d.parent()).or(Some(dir)).filter(|d| d.is_file())
-        {
-            return Err(LockError::NotADirectory(file.to_owned()));
+        // A file where the directory, or its first missing parent, would
+        // go: name that file.
+        let in_the_way = created_dirs.last().and_then(|d| d.parent()).unwrap_or(dir);
+        if in_the_way.is_file() {
+            return Err(LockError::NotADirectory(in_the_way.to_owned()));
         }
         make_dir(dir)?;
         let created_lock_file = !dir.join(LOCK_FILE).exists();

@@ -174,6 +174,8 @@ pub struct Plan {
     pub remove: Vec<(TakeOnDisk, String)>,
     /// A line for each take left alone (see [`takes`]).
     pub left_alone: Vec<String>,
+    /// Finished takes found (those removed among them).
+    pub finished: usize,
 }
 
 /// What the policy does to `dir` now.
@@ -205,7 +207,7 @@ pub fn plan(dir: &Path, policy: &Policy, now: SystemTime) -> Result<Plan> {
             out.push((t, r));
         }
     }
-    Ok(Plan { remove: out, left_alone })
+    Ok(Plan { remove: out, left_alone, finished: n })
 }
 
 fn same_volume(a: &Path, b: &Path) -> bool {
@@ -284,17 +286,29 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Reads `r` to its end, handing each chunk to `f`.
+fn each_chunk(
+    r: &mut impl std::io::Read,
+    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(()),
+            n => f(&buf[..n])?,
+        }
+    }
+}
+
 /// SHA-256 of everything `r` reads.
 fn sha256_of(r: &mut impl std::io::Read) -> std::io::Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match r.read(&mut buf)? {
-            0 => return Ok(hex(&h.finalize())),
-            n => h.update(&buf[..n]),
-        }
-    }
+    each_chunk(r, |c| {
+        h.update(c);
+        Ok(())
+    })?;
+    Ok(hex(&h.finalize()))
 }
 
 /// Copies `src` into a new temporary file in `dir` (created exclusively
@@ -310,19 +324,11 @@ fn copy_new(src: &mut impl std::io::Read, dir: &Path, name: &str) -> Result<(Str
             other => other.with_context(|| format!("creating {}", dir.join(&tmp).display()))?,
         };
         let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let copied = (|| -> std::io::Result<()> {
-            loop {
-                match src.read(&mut buf)? {
-                    0 => break,
-                    k => {
-                        h.update(&buf[..k]);
-                        out.write_all(&buf[..k])?;
-                    }
-                }
-            }
-            crate::durable::sync_file(&out, &dir.join(&tmp))
-        })();
+        let copied = each_chunk(src, |c| {
+            h.update(c);
+            out.write_all(c)
+        })
+        .and_then(|()| crate::durable::sync_file(&out, &dir.join(&tmp)));
         if let Err(e) = copied {
             let _ = fs::remove_file(dir.join(&tmp));
             return Err(e).with_context(|| format!("copying to {}", dir.join(&tmp).display()));
@@ -388,13 +394,12 @@ pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
 /// finished takes in `dir`: likely a mistake (`--keep-free 2` for 0.2).
 pub fn removes_every_take(dir: &Path, policy: &Policy) -> Result<Option<usize>> {
     let p = plan(dir, policy, SystemTime::now())?;
-    let (all, _) = takes(dir, policy.archive.as_deref())?;
-    Ok((!all.is_empty() && p.remove.len() == all.len()).then_some(all.len()))
+    Ok((p.finished > 0 && p.remove.len() == p.finished).then_some(p.finished))
 }
 
 /// Applies the policy; returns one line per take moved or deleted.
 pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> {
-    let Plan { remove, left_alone: mut lines } = plan(dir, policy, SystemTime::now())?;
+    let Plan { remove, left_alone: mut lines, .. } = plan(dir, policy, SystemTime::now())?;
     for (t, why) in remove {
         let what = match &policy.archive {
             Some(a) => format!("move {} to {} ({why})", t.manifest.display(), a.display()),

@@ -135,21 +135,11 @@ impl Endpoint {
         }
     }
 
+    /// Sends `datagram` to every subscriber (within each one's budget).
     pub fn broadcast(&mut self, datagram: &[u8]) {
-        let mut gone = Vec::new();
-        for &to in &self.subscribers {
-            if !self.budget.spend(to.ip(), datagram.len(), Instant::now()) {
-                continue;
-            }
-            if let Err(e) = self.socket.send_to(datagram, to) {
-                // A local client that closed its socket: nobody listens.
-                if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    gone.push(to);
-                }
-                tracing::debug!("OSC push to {to}: {e}");
-            }
+        for to in self.subscribers.clone() {
+            self.send(to, datagram);
         }
-        self.subscribers.retain(|s| !gone.contains(s));
     }
 
     /// Adds (or renews) a subscriber. A full table drops the client that

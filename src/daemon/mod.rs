@@ -125,9 +125,8 @@ pub struct Daemon {
     clock_boundary: Option<SystemTime>,
     /// Commands timetagged for later, soonest first.
     timed: Vec<timed::Timed>,
-    /// Markers sent to the disk thread, answered once it has saved them
-    /// (frame time, who asked, the reply, since when).
-    marks: std::collections::VecDeque<(u64, endpoint::Requester, Vec<OscType>, Instant)>,
+    /// Markers sent to the disk thread, answered once it has saved them.
+    unsaved_marks: VecDeque<takes::UnsavedMark>,
     /// Triggers act (`/trigger/arm`); on when one is configured.
     armed: bool,
     /// Trigger changes not yet acted on.
@@ -252,7 +251,7 @@ impl Daemon {
             config_changed: false,
             clock_boundary: None,
             timed: Vec::new(),
-            marks: std::collections::VecDeque::new(),
+            unsaved_marks: VecDeque::new(),
             armed: args.settings.trigger.is_some(),
             trigger_events: VecDeque::new(),
             level_take: false,
@@ -284,7 +283,7 @@ impl Daemon {
     /// 20 ms for it, 2 ms while the disk thread owes an answer), the disk
     /// thread's events, then background work. Never waits on the disk.
     pub fn step(&mut self) {
-        let busy = self.op.is_some() || !self.marks.is_empty();
+        let busy = self.op.is_some() || !self.unsaved_marks.is_empty();
         let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
         if let Some((from, messages)) = self.osc.receive(wait) {
             for (m, when) in messages {

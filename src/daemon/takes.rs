@@ -41,6 +41,15 @@ pub enum Operation {
     Drain,
 }
 
+/// A marker the disk thread has not confirmed as saved yet: its requester
+/// is answered then.
+pub struct UnsavedMark {
+    frame_time: u64,
+    to: Requester,
+    reply: Vec<OscType>,
+    since: Instant,
+}
+
 pub struct Pending {
     op: Operation,
     since: Instant,
@@ -153,17 +162,17 @@ impl Daemon {
     /// The disk thread saved (or dropped) the marker at `frame_time`: its
     /// requester gets the reply now.
     fn marked(&mut self, frame_time: u64, saved: Result<(), String>) {
-        let Some(i) = self.marks.iter().position(|m| m.0 == frame_time) else { return };
-        let Some((_, to, reply, _)) = self.marks.remove(i) else { return };
-        let answer = saved.map(|()| reply).map_err(|e| Refusal::new(Code::Write, e));
-        self.osc.answer(&to, answer);
+        let Some(i) = self.unsaved_marks.iter().position(|m| m.frame_time == frame_time) else { return };
+        let Some(m) = self.unsaved_marks.remove(i) else { return };
+        let answer = saved.map(|()| m.reply).map_err(|e| Refusal::new(Code::Write, e));
+        self.osc.answer(&m.to, answer);
     }
 
     /// Markers the disk thread has not confirmed within [`CONFIRM`] are
     /// answered with code 9: they are not known to be saved.
     pub(super) fn check_marks(&mut self) {
-        while self.marks.front().is_some_and(|m| m.3.elapsed() >= CONFIRM) {
-            let Some((_, to, _, _)) = self.marks.pop_front() else { return };
+        while self.unsaved_marks.front().is_some_and(|m| m.since.elapsed() >= CONFIRM) {
+            let Some(UnsavedMark { to, .. }) = self.unsaved_marks.pop_front() else { return };
             let r = Refusal::new(
                 Code::Write,
                 "the disk thread did not confirm the marker within 3 s; it is saved only if the take goes on",
@@ -498,8 +507,8 @@ impl Daemon {
         };
         let (id, first) = match (self.state.get(), c.first_frame_time, rotating) {
             (State::Recording, Some(first), _) => (c.id.clone(), first),
-            (State::Recording, None, Some(old)) if old.first_frame_time.is_some() => {
-                (old.id.clone(), old.first_frame_time.unwrap_or_default())
+            (State::Recording, None, Some(Current { id, first_frame_time: Some(first), .. })) => {
+                (id.clone(), *first)
             }
             (State::Starting, _, _) => {
                 return Err(Refusal::new(Code::NotRecording, "the take has not started yet"))
@@ -523,7 +532,12 @@ impl Daemon {
         engine.mark(frame_time, label.clone());
         tracing::info!(take = %id, frame_time, frame = frame_time - first, "marker {label:?}");
         let reply = vec![s(id), count(frame_time), count(frame_time - first), s(label)];
-        self.marks.push_back((frame_time, to.clone(), reply, Instant::now()));
+        self.unsaved_marks.push_back(UnsavedMark {
+            frame_time,
+            to: to.clone(),
+            reply,
+            since: Instant::now(),
+        });
         Ok(())
     }
 

@@ -30,10 +30,7 @@ impl DiskWriter {
                 Some(_) => Err("before the segment's first frame; marker dropped".to_string()),
             },
         };
-        if let Err(e) = &saved {
-            tracing::warn!(frame_time, "{e}");
-        }
-        let _ = self.events.send(DiskEvent::Marked { frame_time, saved });
+        report_mark(&self.events, frame_time, saved);
     }
 
     /// Ends the active take: finalize every file and report. A rotated-in
@@ -105,4 +102,13 @@ impl DiskWriter {
             self.advance();
         }
     }
+}
+
+/// Tells the daemon whether the marker at `frame_time` is saved (and logs
+/// why not).
+pub(super) fn report_mark(events: &Sender<DiskEvent>, frame_time: u64, saved: Result<(), String>) {
+    if let Err(e) = &saved {
+        tracing::warn!(frame_time, "{e}");
+    }
+    let _ = events.send(DiskEvent::Marked { frame_time, saved });
 }

@@ -93,8 +93,7 @@ impl DiskWriter {
                 Some(frame) => a.take.add_marker(frame, frame_time, label).map_err(|e| e.to_string()),
                 None => Err("before the take's first frame; marker dropped".to_string()),
             };
-            let _ = self.events.send(DiskEvent::Marked { frame_time, saved: saved.clone() });
-            saved.map_err(|e| tracing::warn!(frame_time, "{e}")).ok();
+            super::finish::report_mark(&self.events, frame_time, saved);
         }
         let _ =
             self.events.send(DiskEvent::Started { name: a.take.name.clone(), first_frame_time: jack_first });
