@@ -33,6 +33,22 @@ fn take_file(dir: &Path, id: &str) -> PathBuf {
     wavs(dir).into_iter().find(|p| p.to_string_lossy().contains(&format!("_{id}_"))).unwrap()
 }
 
+/// Runs `script` in headless sclang (as root, without a display) with
+/// `env`, for at most 60 s.
+fn sclang(script: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new("sclang");
+    c.arg("-u").arg(free_port().to_string()).arg(script);
+    c.env("QT_QPA_PLATFORM", "offscreen").env("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox");
+    c.envs(env.iter().copied()).stdin(Stdio::null());
+    wait_output(
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sclang (apt-get install --no-install-recommends supercollider-language)"),
+        Duration::from_secs(60),
+    )
+}
+
 /// docs/examples/capstan.scd, run headless by sclang against a daemon:
 /// subscribe, start on a TempoClock beat with an integer take id, status,
 /// rotate, stop. Every value decodes (no `Char`, sclang's sign of a type it
@@ -45,19 +61,9 @@ fn sclang_runs_the_example_and_decodes_every_value() {
     let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*"]);
     let transcript = dir.path().join("sclang.txt");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/capstan.scd");
-    let mut c = Command::new("sclang");
-    c.arg("-u").arg(free_port().to_string()).arg(&example);
-    c.env("QT_QPA_PLATFORM", "offscreen")
-        .env("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox")
-        .env("CAPSTAN_PORT", d.port.to_string())
-        .env("CAPSTAN_TRANSCRIPT", &transcript)
-        .stdin(Stdio::null());
-    let out = wait_output(
-        c.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sclang (apt-get install --no-install-recommends supercollider-language)"),
-        Duration::from_secs(60),
+    let out = sclang(
+        &example,
+        &[("CAPSTAN_PORT", &d.port.to_string()), ("CAPSTAN_TRANSCRIPT", transcript.to_str().unwrap())],
     );
     assert!(out.status.success(), "sclang: {}\n{}", text(&out.stdout), text(&out.stderr));
     let (_, truth) = src.stop_truth();
@@ -125,15 +131,7 @@ fn the_documented_supercollider_block_runs_as_written() {
     let code = block.replace("7770", &d.port.to_string());
     let file = dir.path().join("block.scd");
     std::fs::write(&file, format!("{code}\nfork {{ 3.wait; 0.exit }};\n")).unwrap();
-    let mut c = Command::new("sclang");
-    c.arg("-u").arg(free_port().to_string()).arg(&file);
-    c.env("QT_QPA_PLATFORM", "offscreen")
-        .env("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox")
-        .stdin(Stdio::null());
-    let out = wait_output(
-        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
-        Duration::from_secs(60),
-    );
+    let out = sclang(&file, &[]);
     let said = text(&out.stdout);
     assert!(said.contains("[ /reply, /record/stop, 1, "), "{said}\n{}", text(&out.stderr));
     assert!(said.contains("[ /recording/state, 1, recording, "), "{said}");
