@@ -66,8 +66,10 @@ impl DiskWriter {
         let gaps = a.gaps;
         self.finalizer.submit(Box::new(move || {
             let (files, fin_err) = a.take.finalize(&gaps, xruns, msg.as_deref(), rt);
-            // What the files really hold (a failed last write loses its buffer).
-            let frames = files.iter().map(|f| f.frames).min().unwrap_or(0).min(frames);
+            // What the files really hold: a failed write loses the rest of
+            // its buffer, but the part that reached the file before the
+            // error (beyond the batches appended whole) is kept and counted.
+            let frames = files.iter().map(|f| f.frames).min().unwrap_or(0);
             let error = error.or(fin_err);
             let error_kind = error.as_ref().and_then(|e| e.io_error()).map(|e| format!("{:?}", e.kind()));
             let error = error.map(|e| e.to_string()).or(abort);

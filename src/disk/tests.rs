@@ -244,3 +244,35 @@ fn finalizing_never_holds_up_draining() {
     stop_drained(&mut w);
     assert_eq!(finished(&erx).frames, 4010 * 64 - 6 * 64);
 }
+
+/// The disk fills in the middle of a batch: the part of the batch that
+/// reached the file before ENOSPC is audio like any other, and the report
+/// counts exactly the frames the file's header claims (it said fewer:
+/// only the batches appended whole).
+#[test]
+fn a_take_ended_by_a_full_disk_reports_the_frames_its_file_holds() {
+    use crate::wav::writer::probe::Probe;
+    let (mut w, mut capture, erx, dir) = writer(0);
+    let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    // Cycles of 3,000 frames (24,000 bytes): the 44th takes the buffer past
+    // 1 MiB and out; the disk takes 256 blocks of it, part of that cycle.
+    let probe = Probe { space: Some((1 << 20) + 100), ..Default::default() };
+    take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
+    w.begin(take, StartAt::Next, 0);
+    let mut t = 1000u32;
+    while w.active.is_some() {
+        let b: Vec<Vec<f32>> =
+            (0..2).map(|c| (0..3000).map(|i| signal((t + i) as u64, c)).collect()).collect();
+        capture.process_cycle(t, 3000, 48000, Default::default(), |i| &b[i], || t);
+        t += 3000;
+        w.drain_cycles();
+        assert!(t < 1000 + 3000 * 100, "the disk never filled");
+    }
+    let r = finished(&erx);
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("No space left")), "{:?}", r.error);
+    let info = crate::wav::read_info(&r.files[0].path).unwrap();
+    assert_eq!(info.frames(), (1 << 20) / 8);
+    assert_eq!(r.files[0].frames, info.frames());
+    assert_eq!(r.frames, info.frames(), "the report and the file's header");
+    assert_signal(&samples(&r.files[0].path), 1000);
+}
