@@ -5,6 +5,7 @@ pub mod clock;
 pub mod log_limit;
 pub mod osc;
 pub mod preflight;
+pub mod recorder;
 pub mod replies;
 pub mod reply_budget;
 pub mod state;

@@ -12,6 +12,7 @@ use super::endpoint::Requester;
 use super::{s, Daemon};
 use crate::control::osc::{self, Code, Command, Refusal};
 use crate::control::preflight;
+use crate::control::recorder::Input;
 use crate::control::replies::count;
 use crate::control::state::State;
 use crate::daemon::DaemonArgs;
@@ -64,7 +65,7 @@ impl Daemon {
                 return self.schedule(to, cmd, at);
             }
         }
-        if self.op.is_some() && changes_recorder(&cmd) {
+        if self.recorder.waiting() && changes_recorder(&cmd) {
             if self.queued.len() >= MAX_QUEUED {
                 let r = Refusal::new(
                     Code::Busy,
@@ -96,15 +97,21 @@ impl Daemon {
             Command::Arm(on) => self.arm(on).map(Some),
             Command::ConfigTrigger(t) => self.set_trigger(t).map(Some),
             Command::List => now(self
-                .current
-                .iter()
+                .recorder
+                .current()
+                .into_iter()
                 .flat_map(|c| [s(c.id.clone()), s(osc::files_text(&c.files))])
                 .collect()),
             Command::Files(offset) => now(self.files(offset)?),
-            Command::Reset => now(self.reset()?),
+            Command::Reset => {
+                self.cancel_timed("/record/reset");
+                let jack_running = self.engine.is_some();
+                self.feed_command(Input::Reset { to: to.clone(), jack_running })?;
+                Ok(None)
+            }
             Command::Subscribe => {
                 self.osc.subscribe(to.from);
-                now(vec![s(self.state.get().name())])
+                now(vec![s(self.recorder.state().name())])
             }
             Command::Unsubscribe => {
                 self.osc.unsubscribe(to.from);
@@ -140,19 +147,12 @@ impl Daemon {
 
     /// A page of the running (or else the last) take's files.
     fn files(&self, offset: usize) -> Result<Vec<OscType>, Refusal> {
-        let (id, files) = match (&self.current, &self.last_files) {
-            (Some(c), _) => (&c.id, &c.files),
-            (None, Some((id, files))) => (id, files),
-            (None, None) => return Err(Refusal::new(Code::NotRecording, "no take to list")),
+        let Some((id, files)) = self.recorder.files() else {
+            return Err(Refusal::new(Code::NotRecording, "no take to list"));
         };
         let total = files.len().min(i32::MAX as usize) as i32;
         let page = osc::files_page(files, offset);
-        Ok(vec![
-            s(id.clone()),
-            OscType::Int(total),
-            OscType::Int(offset.min(i32::MAX as usize) as i32),
-            s(page),
-        ])
+        Ok(vec![s(id), OscType::Int(total), OscType::Int(offset.min(i32::MAX as usize) as i32), s(page)])
     }
 
     /// Every setting, as name/value pairs (`/config/get`).
@@ -225,7 +225,7 @@ impl Daemon {
     /// between takes. The client is re-created with the same name and every
     /// connection of the ports that remain is restored.
     pub(super) fn reconfigure(&mut self, change: impl FnOnce(&mut DaemonArgs)) -> Result<(), Refusal> {
-        if matches!(self.state.get(), State::Starting | State::Recording | State::Stopping) {
+        if matches!(self.recorder.state(), State::Starting | State::Recording | State::Stopping) {
             return Err(Refusal::new(Code::Busy, "stop the take first; this setting re-creates the inputs"));
         }
         let mut changed = self.args.clone();
@@ -242,7 +242,10 @@ impl Daemon {
         }
         if let Err(e) = self.open_engine() {
             self.last_jack_try = Instant::now();
-            self.fail(Code::JackGone, format!("re-creating the JACK client failed: {e}"));
+            self.feed(Input::Fail {
+                code: Code::JackGone,
+                text: format!("re-creating the JACK client failed: {e}"),
+            });
             return Err(Refusal::new(Code::JackGone, format!("setting saved, but JACK refused: {e}")));
         }
         let engine = self.engine.as_ref().expect("just opened");
@@ -262,24 +265,6 @@ impl Daemon {
         Ok(())
     }
 
-    pub(super) fn busy(&self) -> Refusal {
-        match (self.state.get(), &self.current) {
-            (State::Error, _) if self.engine.is_none() => Refusal::new(
-                Code::ErrorState,
-                "recorder is in ERROR: JACK is not running; capstan returns to idle by itself once it is",
-            ),
-            (State::Error, _) => Refusal::new(
-                Code::ErrorState,
-                format!(
-                    "recorder is in ERROR ({}); send /record/reset",
-                    self.error.as_ref().map_or("unknown", |e| e.1.as_str())
-                ),
-            ),
-            (st, Some(c)) => Refusal::new(Code::Busy, format!("take {} is already {st}", c.id)),
-            (st, None) => Refusal::new(Code::Busy, format!("recorder is {st}")),
-        }
-    }
-
     fn status(&self) -> Vec<OscType> {
         let (frames, bytes, lost, xruns, rate) = match &self.engine {
             Some(e) => {
@@ -294,11 +279,11 @@ impl Daemon {
             }
             None => (0, 0, 0, 0, 48000),
         };
-        let recording = matches!(self.state.get(), State::Recording | State::Stopping);
+        let recording = matches!(self.recorder.state(), State::Recording | State::Stopping);
         let (frames, bytes, lost) = if recording { (frames, bytes, lost) } else { (0, 0, 0) };
         let free = preflight::space(&self.args.dir).map_or(0, |s| s.0);
-        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
-        let err = self.error.as_ref().map(|e| e.1.clone()).unwrap_or_default();
+        let id = self.recorder.current().map(|c| c.id.clone()).unwrap_or_default();
+        let err = self.recorder.error().map(|e| e.1.to_string()).unwrap_or_default();
         let (cb, disk) = match &self.engine {
             Some(e) => (e.capture.callback.summary(), e.disk_stats.summary()),
             None => Default::default(),
@@ -308,7 +293,7 @@ impl Daemon {
             _ => f64::NEG_INFINITY,
         };
         vec![
-            s(self.state.get().name()),
+            s(self.recorder.state().name()),
             s(id),
             OscType::Double(frames as f64 / rate.max(1) as f64),
             count(bytes),
@@ -322,22 +307,5 @@ impl Daemon {
             OscType::Double(momentary),
             OscType::Int(self.armed as i32),
         ]
-    }
-
-    fn reset(&mut self) -> Result<Vec<OscType>, Refusal> {
-        self.cancel_timed("/record/reset");
-        match self.state.get() {
-            State::Error => {
-                if self.engine.is_none() {
-                    return Err(Refusal::new(
-                        Code::JackGone,
-                        "JACK is not running; capstan returns to idle once it is",
-                    ));
-                }
-                self.recovered();
-                Ok(vec![s("idle")])
-            }
-            st => Ok(vec![s(st.name())]),
-        }
     }
 }

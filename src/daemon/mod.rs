@@ -30,10 +30,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use rosc::OscType;
 
-use crate::control::osc::{self, Code, Command};
+use crate::control::osc::{self, Code, Command, Refusal};
+use crate::control::recorder::{Effect, Input, Recorder, CONFIRM};
 use crate::control::replies::count;
-use crate::control::state::{State, StateCell};
+use crate::control::state::State;
 use crate::disk::SpaceGuard;
+use crate::disk::Take;
 use crate::engine::{self, Engine};
 use crate::{lock, ports};
 
@@ -43,24 +45,10 @@ use endpoint::{Endpoint, Requester};
 /// How far takes trail the newest audio: a stop or rotate that reaches the
 /// disk thread within this window still cuts at the exact cycle.
 const WRITE_DELAY_S: f64 = 0.2;
-/// Longest wait for the disk thread to confirm a start or a stop.
-const CONFIRM: Duration = Duration::from_secs(3);
 /// How long the loop waits for a datagram: short while the disk thread
 /// owes an answer (it is polled between datagrams).
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 const BUSY_WAIT: Duration = Duration::from_millis(2);
-
-/// The take being recorded.
-struct Current {
-    /// The id clients know it by (theirs, or the take's name).
-    id: String,
-    /// The take's name (its files' stem), as the disk thread reports it.
-    name: String,
-    files: Vec<String>,
-    first_frame_time: Option<u64>,
-    /// Markers set in this take.
-    marks: usize,
-}
 
 /// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
 #[derive(Debug, Clone, Default)]
@@ -97,16 +85,11 @@ pub struct Daemon {
     hosting: Hosting,
     osc: Endpoint,
     engine: Option<Engine>,
-    state: StateCell,
-    current: Option<Current>,
-    /// What the disk thread has been asked and not yet answered.
-    op: Option<takes::Pending>,
-    /// Commands that arrived while `op` was pending, in order.
+    /// The state machine; this daemon carries out its effects.
+    recorder: Recorder<Requester>,
+    /// Commands that arrived while the disk thread owed the recorder an
+    /// answer, in order.
     queued: VecDeque<(Requester, Command)>,
-    /// The last finished take's id and files (for `/record/files`).
-    last_files: Option<(String, Vec<String>)>,
-    /// Why the recorder is in ERROR; `jack` errors clear themselves.
-    error: Option<(Code, String)>,
     retention: housekeeping::Retention,
     last_progress: Instant,
     last_jack_try: Instant,
@@ -235,12 +218,8 @@ impl Daemon {
             osc: Endpoint::new(socket),
             hosting,
             engine: None,
-            state: StateCell::new(),
-            current: None,
-            op: None,
+            recorder: Recorder::new(),
             queued: VecDeque::new(),
-            last_files: None,
-            error: None,
             retention: Default::default(),
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
@@ -265,7 +244,10 @@ impl Daemon {
         match d.open_engine() {
             Ok(()) => {}
             Err(e) if d.hosting.wait_for_jack && matches!(e, engine::EngineError::NoServer { .. }) => {
-                d.fail(Code::JackGone, format!("{e}; capstan connects as soon as JACK runs"));
+                d.feed(Input::Fail {
+                    code: Code::JackGone,
+                    text: format!("{e}; capstan connects as soon as JACK runs"),
+                });
             }
             Err(e) => return Err(e.into()),
         }
@@ -283,7 +265,7 @@ impl Daemon {
     /// 20 ms for it, 2 ms while the disk thread owes an answer), the disk
     /// thread's events, then background work. Never waits on the disk.
     pub fn step(&mut self) {
-        let busy = self.op.is_some() || !self.unsaved_marks.is_empty();
+        let busy = self.recorder.waiting() || !self.unsaved_marks.is_empty();
         let wait = if busy { BUSY_WAIT } else { IDLE_WAIT };
         if let Some((from, messages)) = self.osc.receive(wait) {
             for (m, when) in messages {
@@ -291,7 +273,7 @@ impl Daemon {
             }
         }
         self.disk_events();
-        self.check_pending();
+        self.feed(Input::Tick);
         self.check_marks();
         self.poll();
     }
@@ -311,15 +293,15 @@ impl Daemon {
     /// the disk thread) and closes the JACK client. A retention run in
     /// progress is left to the process's end: it is safe to interrupt.
     pub fn close(mut self) {
-        if self.op.is_none() && self.state.get() == State::Recording {
+        if !self.recorder.waiting() && self.recorder.state() == State::Recording {
             let _ = self.stop(None, None, None);
         }
         let deadline = Instant::now() + CONFIRM + Duration::from_secs(1);
-        while self.op.is_some() && Instant::now() < deadline {
+        while self.recorder.waiting() && Instant::now() < deadline {
             if let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(Duration::from_millis(10))) {
                 self.disk_event(ev);
             }
-            self.check_pending();
+            self.feed(Input::Tick);
         }
         if let Some(e) = self.engine.take() {
             for ev in e.close() {
@@ -337,13 +319,13 @@ impl Daemon {
     }
 
     pub fn state(&self) -> State {
-        self.state.get()
+        self.recorder.state()
     }
 
     /// Seconds recorded in the running take.
     pub fn take_seconds(&self) -> Option<f64> {
         let e = self.engine.as_ref()?;
-        matches!(self.state.get(), State::Recording | State::Stopping)
+        matches!(self.recorder.state(), State::Recording | State::Stopping)
             .then(|| e.disk_stats.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64)
     }
 
@@ -418,42 +400,69 @@ impl Daemon {
         Ok(())
     }
 
-    fn push_state(&mut self) {
-        let (id, first) = match &self.current {
-            Some(c) => (c.id.clone(), c.first_frame_time.unwrap_or(0)),
-            None => (String::new(), 0),
-        };
-        let msg = osc::push(
-            "/recording/state",
-            vec![s(id), s(self.state.get().name()), count(first), OscType::Double(now_unix())],
-        );
-        self.osc.broadcast(&msg);
+    /// An event for the recorder; its effects are carried out.
+    fn feed(&mut self, input: Input<Requester, Take>) {
+        let _ = self.feed_command(input);
     }
 
-    fn push_error(&mut self, take: &str, code: Code, text: &str) {
-        self.osc.broadcast(&osc::push("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]));
-    }
-
-    /// Enters ERROR from wherever we are (all such edges are legal).
-    fn fail(&mut self, code: Code, text: String) {
-        let st = self.state.get();
-        if st != State::Error {
-            let _ = self.state.transition(st, State::Error);
+    /// A command for the recorder: refused (nothing changed), or its
+    /// effects are carried out.
+    fn feed_command(&mut self, input: Input<Requester, Take>) -> Result<(), Refusal> {
+        let effects = self.recorder.on(input, Instant::now())?;
+        for e in effects {
+            self.carry_out(e);
         }
-        let id = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
-        tracing::error!(take = %id, "{text}");
-        self.push_error(&id, code, &text);
-        self.notice(3, text.clone());
-        self.error = Some((code, text));
-        self.push_state();
+        // Commands that waited for the disk thread run now, in order.
+        while !self.recorder.waiting() {
+            let Some((to, cmd)) = self.queued.pop_front() else { break };
+            self.run_command(to, cmd);
+        }
+        Ok(())
     }
 
-    /// Leaves ERROR for IDLE (reset, JACK back, disk space back).
-    fn recovered(&mut self) {
-        let _ = self.state.transition(State::Error, State::Idle);
-        self.error = None;
-        self.current = None;
-        self.push_state();
+    fn carry_out(&mut self, effect: Effect<Requester, Take>) {
+        match effect {
+            Effect::Answer(Some(to), answer) => self.osc.answer(&to, answer),
+            Effect::Answer(None, _) => {}
+            Effect::PushState { take, state, first_frame_time } => {
+                let msg = osc::push(
+                    "/recording/state",
+                    vec![s(take), s(state.name()), count(first_frame_time), OscType::Double(now_unix())],
+                );
+                self.osc.broadcast(&msg);
+            }
+            Effect::PushError { take, code, text } => {
+                let msg = osc::push("/recording/error", vec![s(take), OscType::Int(code as i32), s(text)]);
+                self.osc.broadcast(&msg);
+            }
+            Effect::Notice(priority, text) => self.notice(priority, text),
+            Effect::StartTake(take, at) => {
+                let engine = self.engine.as_ref().expect("a take is prepared only with an engine");
+                let preroll = (self.args.settings.effective_preroll() * engine.sample_rate as f64) as u64;
+                engine.start_take(take, at, preroll);
+            }
+            Effect::RotateTake(take, at) => {
+                self.engine.as_ref().expect("a take is prepared only with an engine").rotate_take(take, at)
+            }
+            Effect::StopTake(at) => {
+                if let Some(e) = &self.engine {
+                    e.stop_take(at);
+                }
+            }
+            Effect::AbortTake(why) => {
+                if let Some(e) = &self.engine {
+                    e.abort_take(&why);
+                }
+            }
+            Effect::CloseEngine => {
+                if let Some(e) = self.engine.take() {
+                    for ev in e.close() {
+                        self.disk_event(ev);
+                    }
+                }
+                self.last_jack_try = Instant::now();
+            }
+        }
     }
 
     /// Background work between datagrams: JACK's death and return, the way
@@ -481,35 +490,31 @@ impl Daemon {
             if self.open_engine().is_ok() {
                 tracing::info!("JACK is back");
                 self.notice(1, "JACK is running; capstan is connected".into());
-                if self.state.get() == State::Error
-                    && self.error.as_ref().is_some_and(|e| e.0 == Code::JackGone)
-                {
-                    self.recovered();
-                }
+                self.feed(Input::JackBack);
             }
         }
         // Automatic way back from "disk full", once a take would fit again.
-        if self.state.get() == State::Error
-            && self.op.is_none()
-            && self.error.as_ref().is_some_and(|e| e.0 == Code::DiskFull)
+        if self.recorder.error().is_some_and(|e| e.0 == Code::DiskFull)
+            && !self.recorder.waiting()
             && self.last_jack_try.elapsed() > Duration::from_secs(1)
         {
             self.last_jack_try = Instant::now();
             if let Some(rate) = self.engine.as_ref().map(|e| e.sample_rate) {
                 if self.preflight(rate).is_ok() {
                     tracing::info!("disk space is available again");
-                    self.recovered();
+                    self.feed(Input::SpaceBack);
                 }
             }
         }
-        if self.state.get() == State::Recording && self.last_progress.elapsed() >= Duration::from_secs(1) {
+        if self.recorder.state() == State::Recording && self.last_progress.elapsed() >= Duration::from_secs(1)
+        {
             self.last_progress = Instant::now();
             self.progress();
         }
     }
 
     fn progress(&mut self) {
-        let (Some(e), Some(c)) = (&self.engine, &self.current) else { return };
+        let (Some(e), Some(c)) = (&self.engine, self.recorder.current()) else { return };
         let d = &e.disk_stats;
         let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
         let secs = d.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
@@ -528,31 +533,11 @@ impl Daemon {
     /// JACK shut down: the running take ends with what arrived (its
     /// manifest says why); the engine closes once the take is final.
     fn jack_gone(&mut self) {
-        let taking = matches!(self.state.get(), State::Starting | State::Recording | State::Stopping);
         let what = if self.callback_dead {
             "the JACK process callback stopped running"
         } else {
             "JACK server shut down"
         };
-        match &self.op {
-            Some(p) if p.is_abort() => return, // waiting for the take to end
-            _ if taking => {
-                self.abandon_pending(Code::JackGone, what);
-                let engine = self.engine.as_ref().expect("gone, not closed");
-                engine.abort_take(&format!("{what} during the take; it holds everything up to then"));
-                self.begin(takes::Operation::Abort);
-                return;
-            }
-            _ => {}
-        }
-        if self.state.get() != State::Error {
-            self.fail(Code::JackGone, what.into());
-        }
-        if let Some(e) = self.engine.take() {
-            for ev in e.close() {
-                self.disk_event(ev);
-            }
-        }
-        self.last_jack_try = Instant::now();
+        self.feed(Input::JackGone { what });
     }
 }

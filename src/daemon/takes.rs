@@ -1,8 +1,7 @@
-//! Takes: the factory that checks and creates a take's files, and the take
-//! operations (start, stop, rotate, abort). An operation sends its request
-//! to the disk thread and waits, without blocking the control loop, for the
-//! disk thread's events: `Started` when a take's first frame is written,
-//! `Finished` when its files are final. Control thread only.
+//! Takes: the factory that checks and creates a take's files, the take
+//! commands (start, stop, rotate, mark) and the disk thread's events, all
+//! fed to the recorder (`control::recorder`), whose effects the daemon
+//! carries out. Control thread only.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
@@ -10,36 +9,14 @@ use std::time::{Instant, SystemTime};
 use rosc::OscType;
 
 use super::endpoint::Requester;
-use super::{s, Current, Daemon, CONFIRM};
-use crate::control::osc::{self, Code, Refusal};
+use super::{s, Daemon};
+use crate::control::osc::{Code, Refusal};
 use crate::control::preflight::{self, Limits};
+use crate::control::recorder::{Input, TakeRef, CONFIRM};
 use crate::control::replies::count;
 use crate::control::state::State;
 use crate::disk::{DiskEvent, StartAt, StopAt, Take, TakeReport, TakeSpec};
 use crate::naming;
-
-/// Markers one take can hold (each one is a manifest update).
-const MAX_MARKS: usize = 10_000;
-
-/// A request the disk thread has not answered yet.
-pub enum Operation {
-    /// A take was started; done at its `Started` (first frame written).
-    Start { to: Option<Requester> },
-    /// The running take was asked to stop; done at its `Finished`.
-    Stop { to: Option<Requester>, drained: bool },
-    /// The running take ends where the next begins; done when the old take
-    /// is `Finished` and the new one `Started` (in either order).
-    Rotate {
-        to: Option<Requester>,
-        old: Current,
-        old_report: Option<Box<TakeReport>>,
-        new_first: Option<u64>,
-    },
-    /// JACK is gone: the take ends with what arrived.
-    Abort,
-    /// After a failure, a take the disk thread may still run is ended.
-    Drain,
-}
 
 /// A marker the disk thread has not confirmed as saved yet: its requester
 /// is answered then.
@@ -50,58 +27,7 @@ pub struct UnsavedMark {
     since: Instant,
 }
 
-pub struct Pending {
-    op: Operation,
-    since: Instant,
-}
-
-impl Pending {
-    pub fn is_abort(&self) -> bool {
-        matches!(self.op, Operation::Abort)
-    }
-}
-
-impl Operation {
-    /// What the disk thread was to confirm (for the failure's sentence).
-    fn what(&self) -> &'static str {
-        match self {
-            Operation::Start { .. } => "start",
-            Operation::Stop { .. } => "stop",
-            Operation::Rotate { .. } => "rotation",
-            Operation::Abort | Operation::Drain => "end of the take",
-        }
-    }
-
-    /// Who waits for the answer, if anyone.
-    fn requester(self) -> Option<Requester> {
-        match self {
-            Operation::Start { to } | Operation::Stop { to, .. } | Operation::Rotate { to, .. } => to,
-            Operation::Abort | Operation::Drain => None,
-        }
-    }
-}
-
 impl Daemon {
-    pub(super) fn begin(&mut self, op: Operation) {
-        self.op = Some(Pending { op, since: Instant::now() });
-    }
-
-    /// The operation is over: commands that waited for it run now, in order.
-    fn end_op(&mut self) {
-        self.op = None;
-        while self.op.is_none() {
-            let Some((to, cmd)) = self.queued.pop_front() else { break };
-            self.run_command(to, cmd);
-        }
-    }
-
-    /// Answers the pending operation's requester with `refusal` and drops it.
-    pub(super) fn abandon_pending(&mut self, code: Code, text: &str) {
-        if let Some(to) = self.op.take().and_then(|p| p.op.requester()) {
-            self.osc.answer(&to, Err(Refusal::new(code, text)));
-        }
-    }
-
     /// Every event the disk thread has sent so far.
     pub(super) fn disk_events(&mut self) {
         while let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(std::time::Duration::ZERO)) {
@@ -109,50 +35,19 @@ impl Daemon {
         }
     }
 
-    /// Deadlines of the pending operation: a stop that JACK's stall keeps
-    /// from its frame takes what is there; no answer at all is a failure.
-    pub(super) fn check_pending(&mut self) {
-        let Some(p) = &mut self.op else { return };
-        let age = p.since.elapsed();
-        if let Operation::Stop { drained: drained @ false, .. } = &mut p.op {
-            if age >= CONFIRM / 2 {
-                *drained = true; // JACK stalled: take what is there
-                if let Some(e) = &self.engine {
-                    e.stop_take(StopAt::Drained);
-                }
-            }
-        }
-        if age < CONFIRM {
-            return;
-        }
-        let op = self.op.take().expect("checked").op;
-        let text = format!("the disk thread did not confirm the {}", op.what());
-        if matches!(op, Operation::Abort | Operation::Drain) {
-            tracing::error!("{text}");
-            return self.end_op();
-        }
-        if let Some(to) = op.requester() {
-            self.osc.answer(&to, Err(Refusal::new(Code::Write, text.clone())));
-        }
-        self.fail(Code::Write, text);
-        self.drain_after_failure();
-    }
-
-    /// After a failure while a take may still run in the disk thread: end
-    /// it with what arrived.
-    fn drain_after_failure(&mut self) {
-        if let Some(e) = &self.engine {
-            e.stop_take(StopAt::Drained);
-            self.begin(Operation::Drain);
-        } else {
-            self.end_op();
-        }
-    }
-
     pub(super) fn disk_event(&mut self, ev: DiskEvent) {
         match ev {
-            DiskEvent::Started { name, first_frame_time } => self.started(&name, first_frame_time),
-            DiskEvent::Finished(r) => self.take_finished(r),
+            DiskEvent::Started { name, first_frame_time } => {
+                self.feed(Input::Started { name, first_frame_time });
+            }
+            DiskEvent::Finished(r) => {
+                self.note_ended_by(&r);
+                if self.recorder.current().is_some_and(|c| c.name == r.name) {
+                    self.level_take = false; // whatever ended it, silence ends no other take
+                }
+                let jack_gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
+                self.feed(Input::Finished { report: Box::new(r), jack_gone });
+            }
             DiskEvent::Transport(e) => self.transport_changed(e),
             DiskEvent::Level(e) => self.level_changed(e),
             DiskEvent::Marked { frame_time, saved } => self.marked(frame_time, saved),
@@ -179,174 +74,6 @@ impl Daemon {
             );
             self.osc.answer(&to, Err(r));
         }
-    }
-
-    fn started(&mut self, name: &str, first: u64) {
-        let Some(c) = self.current.as_mut().filter(|c| c.name == name) else {
-            return tracing::debug!("disk thread started {name}, which is not the current take");
-        };
-        c.first_frame_time = Some(first);
-        tracing::info!(take = %c.id, first_frame_time = first, "recording {}", c.files.join(", "));
-        let Some(p) = self.op.as_mut() else { return };
-        match &mut p.op {
-            Operation::Start { .. } => {
-                let Some(Pending { op: Operation::Start { to }, .. }) = self.op.take() else {
-                    unreachable!()
-                };
-                let _ = self.state.transition(State::Starting, State::Recording);
-                self.push_state();
-                let c = self.current.as_ref().expect("current");
-                let reply = vec![s(c.id.clone()), count(first), s(osc::files_text(&c.files))];
-                if let Some(to) = to {
-                    self.osc.answer(&to, Ok(reply));
-                }
-                self.end_op();
-            }
-            Operation::Rotate { new_first, .. } => {
-                *new_first = Some(first);
-                self.rotation_done();
-            }
-            _ => {}
-        }
-    }
-
-    fn take_finished(&mut self, r: TakeReport) {
-        self.note_ended_by(&r);
-        let is_current = self.current.as_ref().is_some_and(|c| c.name == r.name);
-        if is_current {
-            self.level_take = false; // whatever ended it, silence ends no other take
-        }
-        if let Some(Pending { op: Operation::Rotate { old, old_report, .. }, .. }) = &mut self.op {
-            if old.name == r.name {
-                *old_report = Some(Box::new(r));
-                return self.rotation_done();
-            }
-        }
-        let files: Vec<String> = r.files.iter().map(|f| f.path.display().to_string()).collect();
-        let id = match &self.current {
-            Some(c) if is_current => c.id.clone(),
-            _ => r.name.clone(),
-        };
-        let (frames, secs, error) = (r.frames, r.seconds(), r.error.clone());
-        let text = osc::files_text(&files);
-        self.last_files = Some((id.clone(), files));
-        self.finished(r, is_current);
-        let reply = match &error {
-            None => Ok(vec![s(id), count(frames), OscType::Double(secs), s(text)]),
-            Some(e) => Err(Refusal::new(self.error.as_ref().map_or(Code::Write, |e| e.0), e.clone())),
-        };
-        let Some(p) = self.op.take() else { return };
-        match p.op {
-            Operation::Stop { to, .. } => {
-                if let Some(to) = to {
-                    self.osc.answer(&to, reply);
-                }
-            }
-            // Ended before it started (an error at its first frame), or a
-            // rotated-in take that failed: the operation failed.
-            Operation::Start { to } | Operation::Rotate { to, .. } => {
-                if let Some(to) = to {
-                    let r = reply.and(Err(Refusal::new(Code::Write, "the take ended before it started")));
-                    self.osc.answer(&to, r);
-                }
-            }
-            Operation::Abort | Operation::Drain => {}
-        }
-        self.end_op();
-    }
-
-    /// Answers a rotation once the old take is final and the new one runs,
-    /// or at once if the old one failed.
-    fn rotation_done(&mut self) {
-        let Some(Pending { op: Operation::Rotate { old_report: Some(old), new_first, .. }, .. }) = &self.op
-        else {
-            return;
-        };
-        // A failed old take still continues in the new one if that began.
-        if new_first.is_none() && (old.error.is_none() || old.rotated_into.is_some()) {
-            return;
-        }
-        let Some(Pending { op: Operation::Rotate { to, old, old_report, new_first }, .. }) = self.op.take()
-        else {
-            unreachable!()
-        };
-        let report = *old_report.expect("checked");
-        let files: Vec<String> = report.files.iter().map(|f| f.path.display().to_string()).collect();
-        self.last_files = Some((old.id.clone(), files));
-        let (old_frames, error) = (report.frames, report.error.clone());
-        let new_running = new_first.is_some();
-        self.finished(report, !new_running);
-        let reply = match (error, new_first) {
-            (None, Some(first)) => {
-                self.push_state();
-                let c = self.current.as_ref().expect("rotated in");
-                Ok(vec![
-                    s(old.id),
-                    count(old_frames),
-                    s(c.id.clone()),
-                    count(first),
-                    s(osc::files_text(&c.files)),
-                ])
-            }
-            (Some(e), _) => Err(Refusal::new(Code::Write, e)),
-            (None, None) => unreachable!("checked above"),
-        };
-        if let Some(to) = to {
-            self.osc.answer(&to, reply);
-        }
-        if self.state.get() == State::Error && !new_running {
-            // The new take may still begin in the disk thread: end it.
-            return self.drain_after_failure();
-        }
-        self.end_op();
-    }
-
-    /// A take ended (by stop, rotation, error or JACK's death). `current`:
-    /// it was the running take (its end moves the state machine); else it
-    /// is one rotated out, whose failure is reported but ends nothing.
-    fn finished(&mut self, r: TakeReport, current: bool) {
-        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
-        if !current {
-            if let Some(e) = &r.error {
-                let text = format!("take {} ended: {e}; {} frames saved", r.name, r.frames);
-                tracing::error!("{text}");
-                self.push_error(&r.name, Code::Write, &text);
-                self.notice(3, text);
-            }
-        } else if gone {
-            self.fail(
-                Code::JackGone,
-                format!("JACK server shut down; take {} saved ({} frames)", r.name, r.frames),
-            );
-        } else if let Some(e) = &r.error {
-            let code =
-                if r.error_kind.as_deref() == Some("StorageFull") { Code::DiskFull } else { Code::Write };
-            self.fail(code, format!("take {} ended: {e}; {} frames saved", r.name, r.frames));
-        } else if self.state.get() == State::Stopping {
-            let _ = self.state.transition(State::Stopping, State::Idle);
-            self.current = None;
-            self.push_state();
-        }
-        if r.segments.len() > 1 {
-            let rates: Vec<String> = r.segments.iter().map(|s| s.sample_rate.to_string()).collect();
-            self.notice(
-                2,
-                format!(
-                    "take {}: JACK's rate changed during the take; it is in {} segments ({} Hz)",
-                    r.name,
-                    r.segments.len(),
-                    rates.join(" → ")
-                ),
-            );
-        }
-        let lost: u64 = r.gaps.iter().map(|g| g.frames).sum();
-        if lost > 0 {
-            self.notice(
-                2,
-                format!("take {}: {lost} frames lost in {} gaps (filled with silence)", r.name, r.gaps.len()),
-            );
-        }
-        tracing::info!(take = %r.name, frames = r.frames, "take finished");
     }
 
     /// Would a take fit on the disk now (directory, space, free fraction)?
@@ -421,9 +148,9 @@ impl Daemon {
             .map_err(|e| Refusal::new(Code::File, e.to_string()))
     }
 
-    /// A new current take from a freshly created one.
-    fn current_for(take: &Take, take_id: Option<String>) -> Current {
-        Current {
+    /// How the recorder knows a freshly created take.
+    fn take_ref(take: &Take, take_id: Option<String>) -> TakeRef {
+        TakeRef {
             id: take_id.unwrap_or_else(|| take.name.clone()),
             name: take.name.clone(),
             files: take.paths().iter().map(|p| p.display().to_string()).collect(),
@@ -454,10 +181,10 @@ impl Daemon {
     pub(super) fn rotate_on_clock(&mut self) {
         let Some(every) = self.args.settings.rotate_every.as_deref() else { return };
         let Ok(every) = crate::control::clock::parse_duration(every) else { return };
-        if self.state.get() != State::Recording || self.op.is_some() {
+        if self.recorder.state() != State::Recording || self.recorder.waiting() {
             return;
         }
-        let Some(first) = self.current.as_ref().and_then(|c| c.first_frame_time) else { return };
+        let Some(first) = self.recorder.current().and_then(|c| c.first_frame_time) else { return };
         let now = SystemTime::now();
         let boundary = crate::control::clock::next_boundary(now, every, self.args.settings.format.utc);
         if boundary.duration_since(now).unwrap_or_default() > super::timed::LEAD
@@ -493,7 +220,8 @@ impl Daemon {
         label: Option<String>,
         when: Option<SystemTime>,
     ) -> Result<(), Refusal> {
-        let (Some(engine), Some(c)) = (self.engine.as_ref(), self.current.as_mut()) else {
+        let target = self.recorder.mark_target()?;
+        let Some(engine) = self.engine.as_ref() else {
             return Err(Refusal::new(Code::NotRecording, "no take is running"));
         };
         // While a rotation is under way (0.7 s before each clock boundary)
@@ -501,23 +229,7 @@ impl Daemon {
         // still recording: the marker is placed by its frame (the disk
         // thread puts one past the cut into the next take), and the reply
         // names the take being ended.
-        let rotating = match &self.op {
-            Some(Pending { op: Operation::Rotate { old, old_report: None, .. }, .. }) => Some(old),
-            _ => None,
-        };
-        let (id, first) = match (self.state.get(), c.first_frame_time, rotating) {
-            (State::Recording, Some(first), _) => (c.id.clone(), first),
-            (State::Recording, None, Some(Current { id, first_frame_time: Some(first), .. })) => {
-                (id.clone(), *first)
-            }
-            (State::Starting, _, _) => {
-                return Err(Refusal::new(Code::NotRecording, "the take has not started yet"))
-            }
-            _ => return Err(Refusal::new(Code::NotRecording, "no take is recording")),
-        };
-        if c.marks >= MAX_MARKS {
-            return Err(Refusal::new(Code::Full, format!("{MAX_MARKS} markers in this take already")));
-        }
+        let (id, first) = (target.id, target.first_frame_time);
         let now = match when {
             Some(t) => engine.frame_at(t),
             None => engine.frame_time(),
@@ -527,8 +239,8 @@ impl Daemon {
         if frame_time < first || frame_time > first + (1 << 40) {
             return Err(Refusal::new(Code::BadArgs, "that time is before the take's first frame"));
         }
-        let label = crate::wav::cue::clip(&label.unwrap_or_else(|| format!("M{}", c.marks + 1)));
-        c.marks += 1;
+        let label = crate::wav::cue::clip(&label.unwrap_or_else(|| format!("M{}", target.marks + 1)));
+        self.recorder.marked();
         engine.mark(frame_time, label.clone());
         tracing::info!(take = %id, frame_time, frame = frame_time - first, "marker {label:?}");
         let reply = vec![s(id), count(frame_time), count(frame_time - first), s(label)];
@@ -550,21 +262,13 @@ impl Daemon {
         file: Option<String>,
         at: Option<StartAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
-        self.state.transition(State::Idle, State::Starting).map_err(|_| self.busy())?;
-        let take = match self.prepare(take_id.clone(), file) {
-            Ok(t) => t,
-            Err(r) => {
-                let _ = self.state.transition(State::Starting, State::Idle);
-                return Err(r);
-            }
-        };
-        self.current = Some(Self::current_for(&take, take_id));
+        self.recorder.may_start()?;
+        let take = self.prepare(take_id.clone(), file)?;
+        let info = Self::take_ref(&take, take_id);
         self.lost_reported = 0;
         let engine = self.engine.as_ref().expect("prepared");
-        let preroll = (self.args.settings.effective_preroll() * engine.sample_rate as f64) as u64;
-        engine.start_take(take, at.unwrap_or(StartAt::Frame(engine.frame_time())), preroll);
-        self.push_state();
-        self.begin(Operation::Start { to });
+        let at = at.unwrap_or(StartAt::Frame(engine.frame_time()));
+        self.feed_command(Input::Start { to, take: info, order: take, at })?;
         Ok(None)
     }
 
@@ -576,26 +280,9 @@ impl Daemon {
         take_id: Option<String>,
         at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
-        let state = self.state.get();
-        if state != State::Recording {
-            return Err(match state {
-                State::Idle => Refusal::new(Code::NotRecording, "no take is running"),
-                _ => self.busy(),
-            });
-        }
-        let current = self.current.as_ref().map(|c| c.id.clone()).unwrap_or_default();
-        if let Some(id) = take_id.filter(|id| *id != current) {
-            return Err(Refusal::new(
-                Code::NotRecording,
-                format!("no take {id}; the running take is {current}"),
-            ));
-        }
-        self.state.transition(State::Recording, State::Stopping).map_err(|_| self.busy())?;
+        let at = at.unwrap_or_else(|| StopAt::Frame(self.engine.as_ref().map_or(0, |e| e.frame_time())));
+        self.feed_command(Input::Stop { to, take_id, at })?;
         self.ended_by.get_or_insert_with(|| "command".into());
-        self.push_state();
-        let engine = self.engine.as_ref().expect("recording");
-        engine.stop_take(at.unwrap_or(StopAt::Frame(engine.frame_time())));
-        self.begin(Operation::Stop { to, drained: false });
         Ok(None)
     }
 
@@ -608,19 +295,15 @@ impl Daemon {
         file: Option<String>,
         at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
-        if self.state.get() == State::Idle {
+        if self.recorder.may_rotate()? {
             return self.start(to, take_id, file, at.map(StartAt::after));
         }
-        if self.state.get() != State::Recording {
-            return Err(self.busy());
-        }
         let next = self.prepare(take_id.clone(), file)?;
-        self.ended_by.get_or_insert_with(|| "command".into());
-        let new = Self::current_for(&next, take_id);
-        let old = self.current.replace(new).expect("recording has a take");
+        let info = Self::take_ref(&next, take_id);
         let engine = self.engine.as_ref().expect("recording");
-        engine.rotate_take(next, at.unwrap_or(StopAt::Frame(engine.frame_time())));
-        self.begin(Operation::Rotate { to, old, old_report: None, new_first: None });
+        let at = at.unwrap_or(StopAt::Frame(engine.frame_time()));
+        self.feed_command(Input::Rotate { to, next: info, order: next, at })?;
+        self.ended_by.get_or_insert_with(|| "command".into());
         Ok(None)
     }
 }

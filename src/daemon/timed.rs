@@ -71,7 +71,7 @@ impl Daemon {
     /// operation is under way: its time is exact, so a little wait moves
     /// nothing).
     pub(super) fn run_timed(&mut self) {
-        if self.op.is_some() {
+        if self.recorder.waiting() {
             return;
         }
         let due = self.timed.first().is_some_and(|t| t.at <= SystemTime::now() + LEAD);

@@ -58,7 +58,7 @@ impl Daemon {
                 self.trigger_events.extend(events.into_iter().map(TriggerEvent::Midi));
             }
         }
-        if self.op.is_some() {
+        if self.recorder.waiting() {
             return;
         }
         match self.trigger_events.pop_front() {
@@ -72,7 +72,7 @@ impl Daemon {
         let ahead = (end as u32).wrapping_sub(engine.frame_time()) as i32 as i64;
         if ahead <= (super::timed::LEAD.as_secs_f64() * engine.sample_rate as f64) as i64 {
             self.post_roll_stop = None;
-            if self.state.get() == State::Recording {
+            if self.recorder.state() == State::Recording {
                 tracing::info!(frame_time = end, "transport: post-roll over, take ends");
                 self.ended_by =
                     Some(format!("transport stopped; post-roll {} s", self.args.settings.post_roll));
@@ -85,7 +85,7 @@ impl Daemon {
 
     fn act_on(&mut self, e: TransportEvent) {
         let at = e.frame_time as u32;
-        let state = self.state.get();
+        let state = self.recorder.state();
         let result: Result<_, Refusal> = match (e.change, state) {
             (TransportChange::Rolled, State::Idle) => {
                 self.post_roll_stop = None;
@@ -137,7 +137,7 @@ impl Daemon {
 
     fn act_on_level(&mut self, e: LevelEvent) {
         let s = &self.args.settings;
-        let result = match (e.change, self.state.get()) {
+        let result = match (e.change, self.recorder.state()) {
             (LevelChange::Rose, State::Idle) => {
                 tracing::info!(frame_time = e.frame_time, "sound above {} dBFS: take starts", s.threshold);
                 self.next_cause = Some(format!(
@@ -173,7 +173,7 @@ impl Daemon {
 
     /// A MIDI control command, at the frame it arrived (`--midi`).
     fn act_on_midi(&mut self, e: MidiEvent) {
-        let state = self.state.get();
+        let state = self.recorder.state();
         let toggle = self.args.settings.midi_note.is_some_and(|n| e.kind == MidiKind::NoteOn(n));
         let what = match e.kind {
             MidiKind::RecordStrobe => "MMC RECORD STROBE".to_string(),
