@@ -13,23 +13,20 @@ setup:
 build: setup
 	$(CARGO) build --release --bins
 
-# Unit tests run one at a time for now: run in parallel, one writer test
-# proved to depend on timing (fixed); the others are not yet known not to.
-# Integration tests each start a private jackd; one test at a time keeps
+# Unit tests run in parallel. Integration tests each start a private jackd;
+# one test at a time keeps
 # them from contending in JACK2's server registry, and a /dev/shm of their
 # own (scripts/private-shm.sh) keeps other JACK servers on the machine out
 # of it and out of JACK's metadata database.
 test: setup
 	@bash scripts/jack-clean-stale.sh
-	$(CARGO) test --workspace --lib --bins --features capstan/test-hooks -- --test-threads=1
-	bash scripts/private-shm.sh $(CARGO) test -p capstan --test integration --features capstan/test-hooks -- --test-threads=1
-	$(CARGO) test -p capstan --lib -- test_hooks_exist_only_with_their_feature
+	$(CARGO) test --workspace --lib --bins
+	bash scripts/private-shm.sh $(CARGO) test -p capstan --test integration -- --test-threads=1
 
 lint: setup
 	python3 scripts/modgraph.py --check docs/architecture.md
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --workspace --all-targets --features capstan/test-hooks -- -D warnings
 
 check: lint test
 

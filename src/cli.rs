@@ -117,16 +117,3 @@ fn init_logging(quiet: bool, verbose: u8) {
         .with_target(false)
         .try_init();
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The test hooks are not in the builds users run (`make test` also runs
-    /// this without the `test-hooks` feature).
-    #[test]
-    fn test_hooks_exist_only_with_their_feature() {
-        let parsed = Cli::try_parse_from(["capstan", "record", "--test-lead-in-frames", "5"]);
-        assert_eq!(parsed.is_ok(), cfg!(feature = "test-hooks"));
-    }
-}

@@ -1,9 +1,10 @@
 //! The filesystem steps whose order makes capstan's files survive a crash:
 //! creating a name, syncing a file, renaming, syncing a directory. Every
-//! such step goes through this module, and test builds log each one, so a
-//! test can check the order ([`check`]): a test fails when a sync is
-//! missing or comes too late. (The WAV writer's own data syncs have their
-//! own probe, `wav::writer::probe`.) Never real-time.
+//! such step goes through this module, and a thread that asks
+//! ([`take_log`]) has each one recorded, so a test can check the order
+//! ([`check`]): a test fails when a sync is missing or comes too late.
+//! (The WAV writer's own data syncs go through `wav::fileio`, which tests
+//! record the same way.) Never real-time.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -22,20 +23,25 @@ pub enum Step {
     Rename(PathBuf, PathBuf),
 }
 
-#[cfg(test)]
 thread_local! {
-    static LOG: std::cell::RefCell<Vec<Step>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's steps, once someone asked for them ([`take_log`]).
+    static LOG: std::cell::RefCell<Option<Vec<Step>>> = const { std::cell::RefCell::new(None) };
 }
 
-fn log(_step: impl FnOnce() -> Step) {
-    #[cfg(test)]
-    LOG.with(|l| l.borrow_mut().push(_step()));
+fn log(step: impl FnOnce() -> Step) {
+    LOG.with(|l| {
+        if let Some(steps) = l.borrow_mut().as_mut() {
+            steps.push(step());
+        }
+    });
 }
 
-/// Test builds: the steps this thread took since the last call.
-#[cfg(test)]
+/// The steps this thread took since the last call (none before the
+/// first): a thread that calls it has its steps recorded from then on, so
+/// that a crash-safety test can check their order ([`check`]). Threads
+/// that never call it record nothing.
 pub fn take_log() -> Vec<Step> {
-    LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    LOG.with(|l| l.borrow_mut().replace(Vec::new()).unwrap_or_default())
 }
 
 /// Creates `path` for writing; fails if anything (a file, a link) has that

@@ -47,12 +47,6 @@ pub struct RecordArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Test hook (builds with the `test-hooks` feature only): start the file
-    /// with this many frames of sparse silence (reaches the 4 GiB RF64
-    /// promotion quickly).
-    #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true, default_value_t = 0)]
-    pub test_lead_in_frames: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -153,7 +147,7 @@ fn record_take(
         format: args.format.sample_format(),
         sample_rate: engine.sample_rate,
         port_names: engine.port_names.clone(),
-        max_frames: args.duration.map(|d| (d * engine.sample_rate as f64).round() as u64 + lead_in(args)),
+        max_frames: args.duration.map(|d| (d * engine.sample_rate as f64).round() as u64),
         take_id: None,
         track_names: engine.track_names(&connections),
         sources: connections,
@@ -164,12 +158,7 @@ fn record_take(
         file_format: args.format.file_format,
         started_by: "capstan record".into(),
     };
-    #[allow(unused_mut)]
-    let mut take = Take::create(spec, chrono::Local::now())?;
-    #[cfg(feature = "test-hooks")]
-    if args.test_lead_in_frames > 0 {
-        take.lead_in_silence(args.test_lead_in_frames)?;
-    }
+    let take = Take::create(spec, chrono::Local::now())?;
     let paths: Vec<String> = take.paths().iter().map(|p| p.display().to_string()).collect();
 
     // Start with the first cycle that is sure to see the new connections.
@@ -246,12 +235,4 @@ fn record_take(
         bail!("the take ended early: {e}; {} frames were saved and finalized", report.frames);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Frames of the test hook's sparse lead-in (0 in builds users run).
-fn lead_in(_args: &RecordArgs) -> u64 {
-    #[cfg(feature = "test-hooks")]
-    return _args.test_lead_in_frames;
-    #[cfg(not(feature = "test-hooks"))]
-    0
 }

@@ -267,35 +267,17 @@ impl Take {
         AudioFile::checkpoint_all(&mut self.files)
     }
 
+    /// The take's WAV files (none for FLAC), e.g. to wrap their I/O.
+    pub fn wav_writers(&mut self) -> impl Iterator<Item = &mut crate::wav::WavWriter> {
+        self.files.iter_mut().filter_map(|f| match f {
+            AudioFile::Wav(w) => Some(w),
+            AudioFile::Flac(_) => None,
+        })
+    }
+
     /// Finalizes every file, even if one fails, and the manifest (complete,
     /// or failed with `error`); returns what each file holds and the first
     /// error.
-    /// Test builds: every file of the take reports to (and obeys) `p`.
-    #[cfg(test)]
-    pub(crate) fn set_probe(
-        &mut self,
-        p: std::sync::Arc<std::sync::Mutex<crate::wav::writer::probe::Probe>>,
-    ) {
-        for f in &mut self.files {
-            if let AudioFile::Wav(w) = f {
-                w.probe = Some(p.clone());
-            }
-        }
-    }
-
-    /// Test hook: starts the files with `n` frames of sparse silence (to
-    /// reach the 4 GiB RF64 promotion quickly). Only before the first frame.
-    #[cfg(feature = "test-hooks")]
-    pub fn lead_in_silence(&mut self, n: u64) -> Result<(), WavError> {
-        assert_eq!(self.frames, 0, "a lead-in comes before any audio");
-        let channels = if self.spec.layout == Layout::Mono { 1 } else { self.spec.port_names.len() };
-        for f in &mut self.files {
-            f.append_silence(n, channels)?;
-        }
-        self.frames = n;
-        Ok(())
-    }
-
     pub fn finalize(
         mut self,
         gaps: &[Gap],

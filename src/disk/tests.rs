@@ -114,6 +114,15 @@ fn stop_drained(w: &mut DiskWriter) {
     w.advance();
 }
 
+/// Every WAV file of `take` reports to (and obeys) `probe`.
+fn probe_take(take: &mut Take, probe: crate::wav::writer::probe::Probe) {
+    let p = Arc::new(std::sync::Mutex::new(probe));
+    for w in take.wav_writers() {
+        let data_at = w.data_at();
+        w.wrap_io(crate::wav::writer::probe::Probed::wrap(&p, data_at));
+    }
+}
+
 /// The next finished take (finalized on the finalizer thread).
 pub(super) fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
     loop {
@@ -217,7 +226,7 @@ fn finalizing_never_holds_up_draining() {
     let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
     let gate = Arc::new(Gate::default());
     let probe = Probe { sync_gate: Some(gate.clone()), ..Default::default() };
-    take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
+    probe_take(&mut take, probe);
     w.begin(take, StartAt::Next, 0);
     feed(&mut capture, 1000, 10);
     w.drain_cycles();
@@ -257,7 +266,7 @@ fn a_take_ended_by_a_full_disk_reports_the_frames_its_file_holds() {
     // Cycles of 3,000 frames (24,000 bytes): the 44th takes the buffer past
     // 1 MiB and out; the disk takes 256 blocks of it, part of that cycle.
     let probe = Probe { space: Some((1 << 20) + 100), ..Default::default() };
-    take.set_probe(Arc::new(std::sync::Mutex::new(probe)));
+    probe_take(&mut take, probe);
     w.begin(take, StartAt::Next, 0);
     let mut t = 1000u32;
     while w.active.is_some() {
@@ -275,4 +284,47 @@ fn a_take_ended_by_a_full_disk_reports_the_frames_its_file_holds() {
     assert_eq!(r.files[0].frames, info.frames());
     assert_eq!(r.frames, info.frames(), "the report and the file's header");
     assert_signal(&samples(&r.files[0].path), 1000);
+}
+
+/// A take grows past 4 GiB: its file turns RF64 in place, every frame past
+/// the mark is exact, and sox reads the header and the audio beyond 4 GiB.
+/// (Sparse silence, the disk thread's way of writing a long gap, brings
+/// the file to just under 4 GiB without writing it.)
+#[test]
+fn a_take_grows_past_4_gib_as_rf64_and_sox_reads_it() {
+    use crate::testsignal::{sample, verify_at};
+    let dir = tempfile::tempdir().unwrap();
+    let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    // 2 ch float32 = 8 bytes a frame: a lead-in just under 4 GiB, then one
+    // second of the test signal pushes the file over.
+    let lead = (u32::MAX as u64 - 200_000) / 8;
+    take.write_silence(lead, 0).unwrap();
+    let t0 = 7_000_000u64;
+    for k in 0..48u64 {
+        let block: Vec<Vec<f32>> =
+            (0..2).map(|c| (0..1000).map(|i| sample(t0 + k * 1000 + i, c)).collect()).collect();
+        take.write(1000, |c| Some(&block[c][..])).unwrap();
+    }
+    let (files, err) = take.finalize(&[], 0, None, Default::default());
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!((files[0].frames, files[0].rf64), (lead + 48_000, true));
+    let path = &files[0].path;
+    let info = crate::wav::read_info(path).unwrap();
+    assert!(info.rf64);
+    assert_eq!(info.frames(), lead + 48_000);
+    let v = verify_at(path, 0, lead, Some(t0)).unwrap();
+    assert_eq!((v.frames, v.matching, v.mismatched, v.torn), (48_000, 48_000, 0, 0), "{v:?}");
+    // sox reads through the whole data chunk on open (~1 min for 4 GiB).
+    let out = std::process::Command::new("sox")
+        .arg(path)
+        .args(["-t", "f32", "-"])
+        .args(["trim", &format!("{lead}s")])
+        .output()
+        .expect("sox is installed (scripts/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tail: Vec<f32> =
+        out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(tail.len(), 96_000);
+    assert_eq!(tail[0], sample(t0, 0));
+    assert_eq!(tail[95_999], sample(t0 + 47_999, 1));
 }

@@ -89,7 +89,8 @@ impl CallbackTimes {
     }
 
     /// p50/p99 (bucket upper bounds, 1 µs resolution) and the exact maximum,
-    /// over the client's whole life.
+    /// over the client's whole life. Not real-time (control and disk
+    /// threads read it).
     pub fn summary(&self) -> CallbackSummary {
         summarize(&self.counts(), self.max_ns.load(Relaxed))
     }
@@ -100,7 +101,7 @@ impl CallbackTimes {
         CallbackWindow { counts: self.counts() }
     }
 
-    /// The summary of the cycles since `w` was opened.
+    /// The summary of the cycles since `w` was opened. Not real-time.
     pub fn window_summary(&self, w: &CallbackWindow) -> CallbackSummary {
         let now = self.counts();
         let diff: Vec<u64> = now.iter().zip(&w.counts).map(|(n, o)| n.saturating_sub(*o)).collect();

@@ -1,7 +1,10 @@
 //! Everything that runs on JACK's real-time thread, and the guard that checks
-//! it. Rules for this module: no allocation, no lock, no syscall, no I/O, no
-//! logging; atomics and memcpy only. In debug and test builds every callback
-//! runs inside [`guard`], which aborts the process on any allocation.
+//! it. Rules for what runs there: no allocation, no lock, no syscall, no
+//! I/O, no logging; atomics and memcpy only. In debug and test builds every
+//! callback runs inside [`guard`], which aborts the process on any
+//! allocation. The read side of the callback's counters (summaries, windows,
+//! prefaulting) lives beside it and runs on other threads; each such method
+//! says "not real-time".
 
 pub mod capture;
 pub mod midi;

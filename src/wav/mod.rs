@@ -4,6 +4,7 @@
 pub(crate) mod aligned;
 pub mod bext;
 pub mod cue;
+pub mod fileio;
 mod ixml;
 mod sample_format;
 pub(crate) mod writer;

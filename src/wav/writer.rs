@@ -27,6 +27,9 @@
 //! audio that is not on disk. A SIGKILL or power loss loses at most what came
 //! after the last checkpoint.
 //!
+//! Every file operation goes through [`FileIo`] (the real file, or in tests
+//! a recording of the order that checks it against a crash at any moment).
+//!
 //! Disk thread only: every method here does I/O.
 
 use std::fs::File;
@@ -36,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use super::aligned::{AlignedBuf, ALIGN};
 use super::bext::Bext;
+use super::fileio::{FileIo, OsFile};
 use super::sample_format::SampleFormat;
 
 /// Room the iXML chunk keeps beyond its first version, for the values that
@@ -97,12 +101,10 @@ const SUBTYPE_FLOAT: [u8; 16] = [3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0,
 
 /// An open, growing WAV/RF64 file.
 pub struct WavWriter {
-    file: File,
+    /// The file (audio with O_DIRECT where the filesystem takes it).
+    io: Box<dyn FileIo>,
     path: PathBuf,
     spec: WavSpec,
-    /// The same file opened with O_DIRECT, for the audio; `None`: buffered
-    /// writes (the filesystem refused O_DIRECT, or it is switched off).
-    direct: Option<File>,
     /// Offset of the first audio byte (a multiple of 4 KiB).
     data_at: u64,
     /// Audio bytes in the file that are never written again (excludes
@@ -127,10 +129,6 @@ pub struct WavWriter {
     sync_failed: bool,
     /// When the buffer last went to the kernel.
     last_flush: std::time::Instant,
-    /// Test builds: records every write, sync and header update, and
-    /// injects failures (see [`probe`]).
-    #[cfg(test)]
-    pub(crate) probe: Option<std::sync::Arc<std::sync::Mutex<probe::Probe>>>,
 }
 
 impl WavWriter {
@@ -157,10 +155,8 @@ impl WavWriter {
         let bext_body = bext.encode();
         let ixml_len = (ixml.len() + IXML_SLACK + 1) & !1;
         let data_at = aligned_data_at(BEXT_AT + 8 + bext_body.len() as u64 + 8 + ixml_len as u64);
-        let direct = if direct_io_wanted() { open_direct(&file) } else { None };
-        let w = WavWriter {
-            file,
-            direct,
+        let mut w = WavWriter {
+            io: Box::new(OsFile::new(file, direct_io_wanted())),
             path: path.to_owned(),
             spec,
             data_at,
@@ -174,18 +170,28 @@ impl WavWriter {
             ixml_len,
             sync_failed: false,
             last_flush: std::time::Instant::now(),
-            #[cfg(test)]
-            probe: None,
         };
         let ixml_body = w.ixml_body(ixml)?;
         let header = w.header(&bext_body, &ixml_body);
         debug_assert_eq!(header.len() as u64, data_at);
-        w.file.write_all_at(&header, 0).map_err(|e| w.io_err("write header", e))?;
+        w.io.write_header(&header, 0).map_err(|e| w.io_err("write header", e))?;
         Ok(w)
+    }
+
+    /// Puts `wrap` around the file's operations (a recording of them, in
+    /// the durability tests), before any audio is written.
+    pub fn wrap_io(&mut self, wrap: impl FnOnce(Box<dyn FileIo>) -> Box<dyn FileIo>) {
+        let io = std::mem::replace(&mut self.io, Box::new(super::fileio::Closed));
+        self.io = wrap(io);
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the audio starts in the file (a multiple of 4 KiB).
+    pub fn data_at(&self) -> u64 {
+        self.data_at
     }
 
     /// Rewrites the `bext` chunk in place, e.g. once the first frame's time is
@@ -238,7 +244,7 @@ impl WavWriter {
         let ixml_body = self.ixml_body(ixml)?;
         let header = self.header(&body, &ixml_body);
         self.pwrite(&header, 0)?;
-        self.file.set_len(self.data_at).map_err(|e| self.io_err("rate change", e))?;
+        self.io.set_len(self.data_at).map_err(|e| self.io_err("rate change", e))?;
         Ok(())
     }
 
@@ -263,7 +269,7 @@ impl WavWriter {
 
     /// Whether the audio goes to the file with O_DIRECT.
     pub fn is_direct(&self) -> bool {
-        self.direct.is_some()
+        self.io.has_direct()
     }
 
     /// Appends `n` frames of `chans` (None: silence) encoded in `format`,
@@ -303,7 +309,7 @@ impl WavWriter {
     /// 4 GiB test.
     pub fn append_silence_sparse(&mut self, frames: u64) -> Result<(), WavError> {
         let mut bytes = frames * self.spec.frame_bytes() as u64;
-        if self.direct.is_some() {
+        if self.is_direct() {
             let to_block =
                 (ALIGN as u64 - (self.data_written + self.buf.len() as u64) % ALIGN as u64) % ALIGN as u64;
             let z = to_block.min(bytes);
@@ -313,7 +319,7 @@ impl WavWriter {
         self.flush()?;
         // With O_DIRECT the buffer is empty now only if it ended on a block.
         let hole = if self.buf.is_empty() {
-            if self.direct.is_some() {
+            if self.is_direct() {
                 bytes / ALIGN as u64 * ALIGN as u64
             } else {
                 bytes
@@ -325,7 +331,7 @@ impl WavWriter {
             self.data_written += hole;
             self.on_disk = self.data_written;
             let end = self.data_at + self.data_written;
-            self.file.set_len(end).map_err(|e| self.io_err("extend", e))?;
+            self.io.set_len(end).map_err(|e| self.io_err("extend", e))?;
         }
         self.buf.extend_zeros((bytes - hole) as usize);
         self.commit_buffer()
@@ -334,7 +340,7 @@ impl WavWriter {
     /// Writes the buffer to the file: all of it, or with O_DIRECT its whole
     /// blocks (the partial last one stays, to be completed).
     fn flush(&mut self) -> Result<(), WavError> {
-        let n = if self.direct.is_some() { self.buf.len() / ALIGN * ALIGN } else { self.buf.len() };
+        let n = if self.is_direct() { self.buf.len() / ALIGN * ALIGN } else { self.buf.len() };
         if n > 0 {
             self.write_out(n)?;
         }
@@ -347,14 +353,13 @@ impl WavWriter {
     /// before the next O_DIRECT write of that block replaces it).
     fn flush_all(&mut self) -> Result<(), WavError> {
         self.flush()?;
-        if self.direct.is_some() && !self.buf.is_empty() {
+        if self.is_direct() && !self.buf.is_empty() {
             let at = self.data_at + self.data_written;
-            let (done, res) = write_all_at(&self.file, self.buf.as_slice(), at, false, self.probe_ref());
+            let (done, res) = write_all_at(&mut *self.io, self.buf.as_slice(), at, false);
             if let Err(e) = res {
                 return Err(self.short_write(done, e));
             }
             self.on_disk = self.data_written + self.buf.len() as u64;
-            self.note_data();
         }
         Ok(())
     }
@@ -363,18 +368,16 @@ impl WavWriter {
     /// the file, and drops them from the buffer.
     fn write_out(&mut self, n: usize) -> Result<(), WavError> {
         let at = self.data_at + self.data_written;
-        let (done, res) = match &self.direct {
-            Some(d) => write_all_at(d, &self.buf.as_slice()[..n], at, true, self.probe_ref()),
-            None => write_all_at(&self.file, &self.buf.as_slice()[..n], at, false, self.probe_ref()),
-        };
+        let direct = self.is_direct();
+        let (done, res) = write_all_at(&mut *self.io, &self.buf.as_slice()[..n], at, direct);
         match res {
             Ok(()) => {}
-            Err(e) if self.direct.is_some() && done == 0 && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+            Err(e) if direct && done == 0 && e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 tracing::warn!(
                     path = %self.path.display(),
                     "the filesystem refuses O_DIRECT writes: buffered writes from now on"
                 );
-                self.direct = None;
+                self.io.drop_direct();
                 return self.write_out(self.buf.len());
             }
             Err(e) => return Err(self.short_write(done, e)),
@@ -382,10 +385,9 @@ impl WavWriter {
         self.data_written += n as u64;
         self.on_disk = self.on_disk.max(self.data_written);
         self.buf.keep_from(n);
-        if self.direct.is_none() {
-            write_behind(&self.file, at, n as u64);
+        if !direct {
+            self.io.write_behind(at, n as u64);
         }
-        self.note_data();
         Ok(())
     }
 
@@ -396,26 +398,7 @@ impl WavWriter {
         self.data_written += done as u64;
         self.on_disk = self.on_disk.max(self.data_written);
         self.buf.clear();
-        self.note_data();
         self.io_err("write", e)
-    }
-
-    #[cfg(test)]
-    fn probe_ref(&self) -> Option<&std::sync::Mutex<probe::Probe>> {
-        self.probe.as_deref()
-    }
-
-    #[cfg(not(test))]
-    fn probe_ref(&self) -> Option<&std::sync::Mutex<()>> {
-        None
-    }
-
-    /// Test builds: the audio bytes in the file now.
-    fn note_data(&self) {
-        #[cfg(test)]
-        if let Some(p) = &self.probe {
-            p.lock().unwrap().ops.push(probe::Op::Data { end: self.on_disk });
-        }
     }
 
     /// fdatasync, made sticky: see `sync_failed`. Once one failed, every
@@ -425,24 +408,7 @@ impl WavWriter {
             let e = io::Error::from_raw_os_error(nix::libc::EIO);
             return Err(self.io_err("an earlier fdatasync failed; sync", e));
         }
-        #[cfg(test)]
-        if let Some(p) = &self.probe {
-            let mut p = p.lock().unwrap();
-            p.syncs += 1;
-            let fail = p.fail_sync == Some(p.syncs);
-            p.ops.push(probe::Op::Sync { covered: self.on_disk + self.tail, ok: !fail });
-            if let Some(gate) = p.sync_gate.clone() {
-                drop(p);
-                gate.wait();
-                p = self.probe.as_ref().expect("probed").lock().unwrap();
-            }
-            if fail {
-                drop(p);
-                self.sync_failed = true;
-                return Err(self.io_err(op, io::Error::from_raw_os_error(nix::libc::EIO)));
-            }
-        }
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = self.io.sync_data() {
             self.sync_failed = true;
             return Err(self.io_err(op, e));
         }
@@ -462,9 +428,8 @@ impl WavWriter {
     /// removed), it would take audio that nobody can ever read, so that is
     /// an error that saves nothing.
     fn still_linked(&self) -> Result<(), WavError> {
-        use std::os::unix::fs::MetadataExt;
-        match self.file.metadata() {
-            Ok(m) if m.nlink() == 0 => Err(WavError::Io {
+        match self.io.links() {
+            Ok(0) => Err(WavError::Io {
                 path: self.path.clone(),
                 op: "checkpoint",
                 frames_safe: 0,
@@ -499,14 +464,9 @@ impl WavWriter {
         let whole = self.on_disk / fb * fb;
         self.write_sizes(whole, 0)?;
         self.data_committed = whole;
-        if self.direct.is_none() {
+        if !self.is_direct() {
             // Synced pages are clean: let them go (buffered fallback only).
-            let _ = nix::fcntl::posix_fadvise(
-                &self.file,
-                self.data_at as i64,
-                whole as i64,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-            );
+            self.io.drop_cached(self.data_at, whole);
         }
         Ok(())
     }
@@ -549,9 +509,7 @@ impl WavWriter {
         let audio = self.on_disk;
         let pad = audio % 2 == 1;
         if pad {
-            self.file
-                .write_all_at(&[0], self.data_at + audio)
-                .map_err(|e| self.io_err("write pad byte", e))?;
+            self.io.write_pad(self.data_at + audio).map_err(|e| self.io_err("write pad byte", e))?;
             self.tail = 1;
         }
         self.sync("fdatasync")?;
@@ -563,28 +521,20 @@ impl WavWriter {
             // that recovery would take for audio.
             self.sync("fdatasync")?;
             let at = self.data_at + audio + self.tail;
-            self.file.write_all_at(trailer, at).map_err(|e| self.io_err("write markers", e))?;
+            self.io.write_trailer(trailer, at).map_err(|e| self.io_err("write markers", e))?;
             self.tail += trailer.len() as u64;
-            #[cfg(test)]
-            if let Some(p) = &self.probe {
-                p.lock().unwrap().ops.push(probe::Op::Trailer { end: audio + self.tail });
-            }
             self.sync("fdatasync")?;
             self.write_sizes(audio, pad as u64 + trailer.len() as u64)?;
         }
-        self.file.sync_all().map_err(|e| self.io_err("fsync", e))?;
+        self.io.sync_all().map_err(|e| self.io_err("fsync", e))?;
         Ok((self.frames_committed(), self.rf64))
     }
 
     /// Writes the RIFF/RF64 sizes for `data` bytes of audio followed by
     /// `after` bytes (pad byte, trailing chunks).
     fn write_sizes(&mut self, data: u64, after: u64) -> Result<(), WavError> {
-        #[cfg(test)]
-        if let Some(p) = &self.probe {
-            p.lock().unwrap().ops.push(probe::Op::Sizes { data, after });
-        }
         let fb = self.spec.frame_bytes() as u64;
-        match write_sizes(&self.file, self.data_at, data, fb, after) {
+        match self.io.write_sizes(self.data_at, data, fb, after) {
             Ok(rf64) => {
                 self.rf64 |= rf64;
                 Ok(())
@@ -593,8 +543,8 @@ impl WavWriter {
         }
     }
 
-    fn pwrite(&self, bytes: &[u8], at: u64) -> Result<(), WavError> {
-        self.file.write_all_at(bytes, at).map_err(|e| self.io_err("header update", e))
+    fn pwrite(&mut self, bytes: &[u8], at: u64) -> Result<(), WavError> {
+        self.io.write_header(bytes, at).map_err(|e| self.io_err("header update", e))
     }
 
     fn io_err(&self, op: &'static str, source: io::Error) -> WavError {
@@ -659,42 +609,12 @@ fn direct_io_wanted() -> bool {
     DIRECT_IO.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The file behind `file` opened again, write-only with O_DIRECT (through
-/// /proc/self/fd: the same inode, whatever its name is now). None where
-/// that fails.
-fn open_direct(file: &File) -> Option<File> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_DIRECT | nix::libc::O_CLOEXEC)
-        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .ok()
-}
-
 /// Writes all of `bytes` at `at`; returns how many reached the file and
-/// the error that stopped it, if any. Test builds: `probe` may cut the
-/// room short (O_DIRECT writes then end on a block, as the kernel's do) or
-/// refuse O_DIRECT.
-fn write_all_at<P>(
-    file: &File,
-    bytes: &[u8],
-    at: u64,
-    direct: bool,
-    probe: Option<&std::sync::Mutex<P>>,
-) -> (usize, io::Result<()>)
-where
-    P: probe::Injects,
-{
+/// the error that stopped it, if any.
+fn write_all_at(io: &mut dyn FileIo, bytes: &[u8], at: u64, direct: bool) -> (usize, io::Result<()>) {
     let mut done = 0;
     while done < bytes.len() {
-        let mut n = bytes.len() - done;
-        if let Some(p) = probe {
-            if let Err(e) = p.lock().unwrap().limit(&mut n, direct) {
-                return (done, Err(e));
-            }
-        }
-        match file.write_at(&bytes[done..done + n], at + done as u64) {
+        match io.write_audio(&bytes[done..], at + done as u64, direct) {
             Ok(0) => {
                 return (done, Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes")));
             }
@@ -704,17 +624,6 @@ where
         }
     }
     (done, Ok(()))
-}
-
-/// Buffered fallback: starts the writeback of what was just written, so
-/// that dirty audio does not pile up in the page cache until a sync.
-fn write_behind(file: &File, at: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on a valid, open descriptor; it reads no
-    // memory of ours. Failure only loses the hint.
-    unsafe {
-        nix::libc::sync_file_range(file.as_raw_fd(), at as i64, len as i64, nix::libc::SYNC_FILE_RANGE_WRITE);
-    }
 }
 
 /// Creates `path`, which must not exist (O_EXCL), empty: the name is ours
@@ -776,22 +685,11 @@ fn channel_mask(channels: u16) -> u32 {
     }
 }
 
-/// Test builds: what a writer did to its file, in order, and the failures
-/// to inject. The durability tests check the order against what a crash at
-/// any moment would leave.
+/// A recording [`FileIo`] for the tests: what a writer did to its file, in
+/// order, checked against what a crash at any moment would leave, and the
+/// failures to inject.
 #[cfg(test)]
 pub(crate) mod probe;
-
-/// Outside tests nothing is injected.
-#[cfg(not(test))]
-mod probe {
-    pub trait Injects {
-        fn limit(&mut self, _n: &mut usize, _direct: bool) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Injects for () {}
-}
 
 #[cfg(test)]
 mod tests;

@@ -103,47 +103,6 @@ fn every_sample_format_is_exact() {
     assert_eq!(wavs.count(), 4);
 }
 
-/// Needs the `test-hooks` feature (`make test` has it) for the sparse lead-in.
-#[cfg(feature = "test-hooks")]
-#[test]
-fn grows_past_4_gib_as_rf64_and_sox_reads_it() {
-    let server = JackServer::start(256);
-    let src = server.source(2);
-    let dir = tempdir();
-    // 2 ch float32 = 8 bytes/frame: a sparse lead-in just under 4 GiB, then
-    // one real second pushes the file over.
-    let lead = (u32::MAX as u64 - 200_000) / 8;
-    let (_, s) =
-        record(&server, dir.path(), &["--duration", "1", "--test-lead-in-frames", &lead.to_string()]);
-    src.stop();
-    let f = files(&s);
-    assert_eq!(s["take"]["files"][0]["rf64"], true);
-    let info = capstan::wav::read_info(&f[0]).unwrap();
-    assert!(info.rf64);
-    assert_eq!(info.frames(), lead + 48_000);
-    let v = capstan::testsignal::verify(&f[0], 0, lead).unwrap();
-    assert_eq!(v.frames, 48_000);
-    // Exact: the signal at its frame time, silence only in reported gaps.
-    assert_eq!((v.torn, v.mismatched), (0, 0), "{v:?}");
-    let gaps: Vec<(u64, u64)> = gap_runs(s["take"]["gaps"].as_array().unwrap());
-    let silent: Vec<(u64, u64)> = v.silent.iter().map(|r| (r.at + lead, r.frames)).collect();
-    assert_eq!(silent, gaps, "{v:?}");
-    // sox reads the RF64 header and the audio past the 4 GiB mark. (One
-    // pass only: sox reads through the whole data chunk on open, ~1 min.)
-    let out = run({
-        let mut c = std::process::Command::new("sox");
-        c.arg(&f[0]).args(["-t", "f32", "-"]).args(["trim", &format!("{lead}s")]);
-        c
-    });
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let tail: Vec<f32> =
-        out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    assert_eq!(tail.len(), 96_000);
-    let t0 = v.first_frame_time;
-    assert_eq!(tail[0], capstan::testsignal::sample(t0, 0));
-    assert_eq!(tail[95_999], capstan::testsignal::sample(t0 + 47_999, 1));
-}
-
 /// `capstan record --json` of the test source, running until stopped.
 fn spawn_record(server: &JackServer, dir: &std::path::Path) -> std::process::Child {
     server

@@ -1,3 +1,11 @@
+//! A recording [`FileIo`] for the durability tests: every write, sync and
+//! header update in order ([`Probe::check`] holds it against what a crash
+//! after any of them would leave), and failures to inject.
+
+use std::sync::{Arc, Mutex};
+
+use crate::wav::fileio::FileIo;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// Audio bytes in the file now (after a write).
@@ -50,13 +58,8 @@ impl Gate {
     }
 }
 
-/// What a write may be told by the probe.
-pub trait Injects {
+impl Probe {
     /// Cuts a write of `n` bytes short, or fails it.
-    fn limit(&mut self, n: &mut usize, direct: bool) -> std::io::Result<()>;
-}
-
-impl Injects for Probe {
     fn limit(&mut self, n: &mut usize, direct: bool) -> std::io::Result<()> {
         if direct && self.refuse_direct {
             return Err(std::io::Error::from_raw_os_error(nix::libc::EINVAL));
@@ -71,6 +74,123 @@ impl Injects for Probe {
             *left -= *n as u64;
         }
         Ok(())
+    }
+}
+
+/// A [`FileIo`] that records what passes through it into a [`Probe`] (and
+/// injects what the probe says) before the real file does it.
+pub struct Probed {
+    inner: Box<dyn FileIo>,
+    probe: Arc<Mutex<Probe>>,
+    /// Where the audio starts (a new whole header may move it).
+    data_at: u64,
+    /// Audio bytes in the file, and the end of what follows them, both
+    /// from the audio's start.
+    audio_end: u64,
+    tail_end: u64,
+}
+
+impl Probed {
+    /// Wraps the file of a writer whose audio starts at `data_at` and has
+    /// none yet (see `WavWriter::wrap_io`).
+    pub fn wrap(probe: &Arc<Mutex<Probe>>, data_at: u64) -> impl FnOnce(Box<dyn FileIo>) -> Box<dyn FileIo> {
+        let probe = probe.clone();
+        move |inner| Box::new(Probed { inner, probe, data_at, audio_end: 0, tail_end: 0 })
+    }
+
+    fn log(&self, op: Op) {
+        self.probe.lock().unwrap().ops.push(op);
+    }
+}
+
+impl FileIo for Probed {
+    fn write_audio(&mut self, bytes: &[u8], at: u64, direct: bool) -> std::io::Result<usize> {
+        let mut n = bytes.len();
+        self.probe.lock().unwrap().limit(&mut n, direct)?;
+        let r = self.inner.write_audio(&bytes[..n], at, direct);
+        if let Ok(k) = r {
+            self.audio_end = self.audio_end.max(at + k as u64 - self.data_at);
+            self.log(Op::Data { end: self.audio_end });
+        }
+        r
+    }
+
+    fn write_header(&mut self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        if at == 0 {
+            self.data_at = bytes.len() as u64;
+        }
+        self.inner.write_header(bytes, at)
+    }
+
+    fn write_sizes(
+        &mut self,
+        data_at: u64,
+        data: u64,
+        frame_bytes: u64,
+        after: u64,
+    ) -> std::io::Result<bool> {
+        self.log(Op::Sizes { data, after });
+        self.inner.write_sizes(data_at, data, frame_bytes, after)
+    }
+
+    fn write_pad(&mut self, at: u64) -> std::io::Result<()> {
+        self.tail_end = self.tail_end.max(at + 1 - self.data_at);
+        self.inner.write_pad(at)
+    }
+
+    fn write_trailer(&mut self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        self.inner.write_trailer(bytes, at)?;
+        self.tail_end = self.tail_end.max(at + bytes.len() as u64 - self.data_at);
+        self.log(Op::Trailer { end: self.tail_end });
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        let mut p = self.probe.lock().unwrap();
+        p.syncs += 1;
+        let fail = p.fail_sync == Some(p.syncs);
+        p.ops.push(Op::Sync { covered: self.audio_end.max(self.tail_end), ok: !fail });
+        let gate = p.sync_gate.clone();
+        drop(p);
+        if let Some(gate) = gate {
+            gate.wait();
+        }
+        if fail {
+            return Err(std::io::Error::from_raw_os_error(nix::libc::EIO));
+        }
+        self.inner.sync_data()
+    }
+
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)?;
+        if len > self.data_at {
+            self.audio_end = len - self.data_at;
+        }
+        Ok(())
+    }
+
+    fn links(&self) -> std::io::Result<u64> {
+        self.inner.links()
+    }
+
+    fn has_direct(&self) -> bool {
+        self.inner.has_direct()
+    }
+
+    fn drop_direct(&mut self) {
+        self.inner.drop_direct()
+    }
+
+    fn write_behind(&self, at: u64, len: u64) {
+        self.inner.write_behind(at, len)
+    }
+
+    fn drop_cached(&self, at: u64, len: u64) {
+        self.inner.drop_cached(at, len)
     }
 }
 

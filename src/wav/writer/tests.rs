@@ -64,7 +64,8 @@ fn probed(dir: &Path, name: &str) -> (WavWriter, std::sync::Arc<std::sync::Mutex
     let spec = WavSpec { channels: 2, sample_rate: 48000, format: SampleFormat::S16 };
     let mut w = WavWriter::create_new(&dir.join(name), spec, &bext(), IXML).unwrap();
     let p = std::sync::Arc::new(std::sync::Mutex::new(probe::Probe::default()));
-    w.probe = Some(p.clone());
+    let data_at = w.data_at();
+    w.wrap_io(probe::Probed::wrap(&p, data_at));
     (w, p)
 }
 
@@ -416,7 +417,7 @@ fn any_sequence_of_appends_silences_and_checkpoints_is_exact() {
         let path = dir.path().join(format!("p{case}.wav"));
         let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
         if case % 4 >= 2 {
-            w.direct = None; // the buffered path
+            w.io.drop_direct(); // the buffered path
         }
         let mut want: Vec<u8> = Vec::new();
         let mut t = 0i32;
