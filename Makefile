@@ -3,7 +3,7 @@
 # runs the capstan vs jack_capture benchmark (docs/benchmarks.md).
 CARGO ?= cargo
 
-.PHONY: all setup build test lint check bench run clean
+.PHONY: all setup build testbed-release test lint check bench run clean
 
 all: build
 
@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p capstan
 
 # Unit tests run in parallel. Integration tests each start a private jackd;
 # one test at a time keeps
@@ -20,6 +20,7 @@ build: setup
 # of it and out of JACK's metadata database.
 test: setup
 	@bash scripts/jack-clean-stale.sh
+	$(CARGO) build -p capstan-testbed
 	$(CARGO) test --workspace --lib --bins
 	bash scripts/private-shm.sh $(CARGO) test -p capstan --test integration -- --test-threads=1
 
@@ -30,10 +31,15 @@ lint: setup
 
 check: lint test
 
-bench: build
+# The test bed (the JACK test source, verifier and benchmarks) is built
+# only for these, never by `make build`.
+testbed-release:
+	$(CARGO) build --release -p capstan-testbed
+
+bench: build testbed-release
 	bash scripts/bench.sh
 
-run: build
+run: build testbed-release
 	bash scripts/demo.sh
 
 clean:

@@ -43,7 +43,6 @@ pub mod settings;
 pub mod signals;
 pub mod status;
 pub mod takefiles;
-pub mod testsignal;
 pub mod vocab;
 pub mod volume;
 pub mod wav;
@@ -62,8 +61,10 @@ pub(crate) mod test_rng {
     }
 }
 
-/// In debug and test builds every allocation goes through the guard's
-/// allocator, so an allocation inside [`rt::guard`] aborts loudly.
-#[cfg(debug_assertions)]
+/// The unit tests' allocator: the guard's, so an allocation inside
+/// [`rt::guard`] aborts loudly. (The binaries declare it themselves, in
+/// debug builds: a library that declares it would clash with its own test
+/// build, which links the test bed and through it this library again.)
+#[cfg(test)]
 #[global_allocator]
 static ALLOC_GUARD: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;

@@ -292,7 +292,7 @@ fn a_take_ended_by_a_full_disk_reports_the_frames_its_file_holds() {
 /// the file to just under 4 GiB without writing it.)
 #[test]
 fn a_take_grows_past_4_gib_as_rf64_and_sox_reads_it() {
-    use crate::testsignal::{sample, verify_at};
+    use capstan_testbed::{sample, verify_at};
     let dir = tempfile::tempdir().unwrap();
     let mut take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
     // 2 ch float32 = 8 bytes a frame: a lead-in just under 4 GiB, then one

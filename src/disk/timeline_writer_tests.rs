@@ -12,7 +12,7 @@ use crate::vocab::Layout;
 use crate::wav::SampleFormat;
 
 fn signal(t: u64, c: usize) -> f32 {
-    crate::testsignal::sample(t, c)
+    capstan_testbed::sample(t, c)
 }
 
 struct Bed {

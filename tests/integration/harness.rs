@@ -8,7 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
-pub const TESTSIG: &str = env!("CARGO_BIN_EXE_capstan-testsig");
+/// The test bed's JACK source (`tests/testbed`, a workspace member of its
+/// own: `make test` builds it first), beside capstan in the target folder.
+pub static TESTSIG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let p = Path::new(CAPSTAN).with_file_name("capstan-testsig");
+    assert!(p.exists(), "{} is missing: build it with `cargo build -p capstan-testbed`", p.display());
+    p.display().to_string()
+});
 
 static SERVERS: AtomicU32 = AtomicU32::new(0);
 
@@ -216,7 +222,7 @@ impl JackServer {
     pub fn source_with(&self, channels: usize, extra: &[&str]) -> Source {
         let truth = tempfile::NamedTempFile::new().unwrap().into_temp_path();
         let mut child = self
-            .cmd(TESTSIG)
+            .cmd(&TESTSIG)
             .args(["source", "--name", "src", "--channels", &channels.to_string(), "--truth"])
             .arg(&truth)
             .args(extra)
@@ -458,13 +464,13 @@ pub fn assert_position_exact(
     first_channel: usize,
     gaps: &[(u64, u64)],
     truth: Option<&Truth>,
-) -> capstan::testsignal::Verdict {
+) -> capstan_testbed::Verdict {
     let decoded = flac_decoded(path);
     let (path, t0) = match &decoded {
         Some((wav, t0)) => (&**wav, Some(*t0)),
         None => (path, None),
     };
-    let v = capstan::testsignal::verify_at(path, first_channel, 0, t0).unwrap();
+    let v = capstan_testbed::verify_at(path, first_channel, 0, t0).unwrap();
     assert_eq!(v.torn, 0, "{}: channels misaligned: {v:?}", path.display());
     assert_eq!(v.mismatched, 0, "{}: frames away from their frame time: {v:?}", path.display());
     let silent: Vec<(u64, u64)> = v.silent.iter().map(|r| (r.at, r.frames)).collect();
@@ -675,7 +681,7 @@ pub fn wavs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Checks a daemon take (interleaved) exactly against its manifest's gaps.
-pub fn assert_take(path: &Path, truth: Option<&Truth>) -> capstan::testsignal::Verdict {
+pub fn assert_take(path: &Path, truth: Option<&Truth>) -> capstan_testbed::Verdict {
     let m = manifest_of(path);
     let gaps = gap_runs(m["gaps"].as_array().unwrap());
     let v = assert_position_exact(path, 0, &gaps, truth);

@@ -177,7 +177,7 @@ fn sigkill_mid_take_leaves_a_readable_file() {
     // own frame time. The gaps of a killed take are not in its manifest
     // (written when a take ends), so silent runs are allowed here, moved
     // frames never.
-    let v = capstan::testsignal::verify(&path, 0, 0).unwrap();
+    let v = capstan_testbed::verify(&path, 0, 0).unwrap();
     assert_eq!((v.torn, v.mismatched), (0, 0), "{v:?}");
     let holes: u64 = truth.holes(v.first_frame_time, v.first_frame_time + v.frames).iter().map(|h| h.1).sum();
     assert!(v.silent_frames() >= holes, "frames the source never wrote must be silence: {v:?}");

@@ -59,7 +59,7 @@ fn killed_takes_are_recovered_to_a_gap_free_prefix() {
         let m = manifest_of(&wav);
         assert_eq!(m.state, capstan::manifest::TakeState::Recovered);
         assert_eq!(m.frames, after);
-        let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+        let v = capstan_testbed::verify(&wav, 0, 0).unwrap();
         assert_eq!(v.torn, 0, "{v:?}");
         assert_eq!(v.frames, after);
         // sox reads the repaired file.
@@ -122,7 +122,7 @@ fn a_full_disk_ends_the_take_cleanly_with_a_valid_file() {
         c
     });
     let wav = wavs(&disk).pop().expect("a take");
-    let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+    let v = capstan_testbed::verify(&wav, 0, 0).unwrap();
     let m = manifest_of(&wav);
     let soxi = run({
         let mut c = Command::new("soxi");
@@ -185,7 +185,7 @@ fn enospc_in_the_daemon_keeps_the_audio_and_recovers_when_space_returns() {
     });
     assert_eq!(st[1], OscType::String("error".into()), "{} {st:?} {error:?}", text(&df.stdout));
     let wav = wavs(&disk).pop().unwrap();
-    let v = capstan::testsignal::verify(&wav, 0, 0).unwrap();
+    let v = capstan_testbed::verify(&wav, 0, 0).unwrap();
     assert!(v.frames > 0 && v.torn == 0, "{v:?}");
     // The report tells the truth about what is on disk.
     let OscType::String(msg) = &error[2] else { panic!("{error:?}") };
@@ -279,7 +279,7 @@ fn prune_archives_and_leaves_foreign_files_alone() {
     assert_eq!(wavs(dir.path()), vec![takes[2].clone()]);
     assert_eq!(wavs(arch.path()).len(), 2);
     for a in wavs(arch.path()) {
-        assert!(capstan::testsignal::verify(&a, 0, 0).unwrap().torn == 0);
+        assert!(capstan_testbed::verify(&a, 0, 0).unwrap().torn == 0);
     }
     assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"mine");
 }

@@ -194,7 +194,7 @@ fn tool(server: &JackServer, program: &str, args: &[&str]) {
 }
 
 fn transport(server: &JackServer, args: &[&str]) {
-    tool(server, TESTSIG, &[&["transport"], args].concat());
+    tool(server, &TESTSIG, &[&["transport"], args].concat());
 }
 
 /// `--trigger transport --post-roll 0.5`: play 2 s, stop, play 1 s,
@@ -314,7 +314,7 @@ fn level_trigger_takes_the_sound_with_its_preroll_and_hold_on_32_inputs() {
     assert_eq!(first, 24_000, "0.5 s of pre-roll before the sound");
     assert_eq!(frames, last + 1 + 48_000, "1 s of hold after the sound");
     for (i, x) in ch7.iter().enumerate().take(last + 1).skip(first) {
-        let want = capstan::testsignal::sample(first_frame + i as u64, 0);
+        let want = capstan_testbed::sample(first_frame + i as u64, 0);
         assert_eq!(*x, want, "frame {i}: the sound at its true frame time");
     }
     let sound = (last + 1 - first) as f64 / 48_000.0;
@@ -332,7 +332,7 @@ fn midi_machine_control_and_a_note_start_and_stop_takes_at_their_frames() {
     let dir = tempdir();
     let d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--midi", "--midi-note", "60"]);
     let out = run({
-        let mut c = server.cmd(TESTSIG);
+        let mut c = server.cmd(&TESTSIG);
         c.args(["midi", "--to", "capstan:control", "strobe@300", "stop@1300", "note60@1800", "note60@2600"]);
         c
     });

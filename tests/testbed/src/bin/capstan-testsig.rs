@@ -13,7 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use capstan::testsignal;
+
+/// Debug builds: the real-time guard's allocator, as in capstan's binary
+/// (rt-bench runs the callback inside the guard).
+#[cfg(debug_assertions)]
+#[global_allocator]
+static ALLOC_GUARD: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
+use capstan_testbed as testsignal;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -1,4 +1,7 @@
-//! The deterministic test signal and its sample-by-sample verifier.
+//! capstan's test bed (a dev-only workspace member: no build users run
+//! contains it): the deterministic test signal and its sample-by-sample
+//! verifier, and the `capstan-testsig` binary (the JACK test source, the
+//! verifier, the latency probe and the callback benchmark).
 //!
 //! Channel `c` at JACK frame time `t` carries the 16-bit code
 //! `(t + 1009·c) mod 65536 − 32768`, as a float `code / 32768`. Every value is
@@ -12,7 +15,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::wav;
+use capstan::wav;
 
 /// Channel offset step: a prime, so channels never coincide.
 const CHANNEL_STEP: u64 = 1009;
