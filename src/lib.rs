@@ -46,6 +46,7 @@ pub mod takefiles;
 pub mod vocab;
 pub mod volume;
 pub mod wav;
+pub mod web;
 
 /// Test support: a seeded pseudo-random source for property and fuzz tests.
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub mod defaults {
     pub const BUFFER_SECONDS: f64 = 4.0;
     pub const OSC_PORT: u16 = 7770;
     pub const OSC_BIND: &str = "127.0.0.1";
+    pub const HTTP_PORT: u16 = 7780;
+    pub const HTTP_BIND: &str = "127.0.0.1";
     pub const PREROLL: f64 = 0.0;
     pub const MIN_MINUTES: f64 = 10.0;
     pub const MIN_FREE_FRACTION: f64 = 0.15;
@@ -177,6 +179,18 @@ pub struct Settings {
     /// only; 0.0.0.0 lets anyone on the network start and stop takes.
     #[arg(long, default_value = defaults::OSC_BIND)]
     pub osc_bind: String,
+    /// TCP port of the web control surface (meters, record, stop, markers,
+    /// the takes); another free one if it is taken (the daemon says which).
+    #[arg(long, default_value_t = defaults::HTTP_PORT)]
+    pub http_port: u16,
+    /// Address the web page listens on. The default serves this machine
+    /// only; on any other address every command needs the token printed at
+    /// start.
+    #[arg(long, default_value = defaults::HTTP_BIND)]
+    pub http_bind: String,
+    /// No web control surface.
+    #[arg(long)]
+    pub no_http: bool,
     /// Keep this many seconds (0-600) of every input in memory while idle; a
     /// take then starts that far in the past (timemachine mode).
     #[arg(long, default_value_t = defaults::PREROLL)]
@@ -245,6 +259,9 @@ impl Default for Settings {
             connect: Vec::new(),
             osc_port: defaults::OSC_PORT,
             osc_bind: defaults::OSC_BIND.into(),
+            http_port: defaults::HTTP_PORT,
+            http_bind: defaults::HTTP_BIND.into(),
+            no_http: false,
             preroll: defaults::PREROLL,
             format: TakeFormat::default(),
             min_minutes: defaults::MIN_MINUTES,
@@ -299,6 +316,9 @@ impl Settings {
         self.retention.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
+        }
+        if self.http_bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("http_bind must be an IP address, got {:?}", self.http_bind));
         }
         Ok(())
     }
@@ -393,6 +413,7 @@ mod tests {
             ("--min-free-fraction", "2", "min_free_fraction", "min_free_fraction must be between 0 and 1"),
             ("--ports", "0", "ports", "ports must be between 1 and 1024"),
             ("--osc-bind", "everywhere", "osc_bind", "osc_bind must be an IP address"),
+            ("--http-bind", "anywhere", "http_bind", "http_bind must be an IP address"),
         ] {
             let from_flag = daemon_settings(&[flag, value]).unwrap().validate().unwrap_err();
             let json = match value.parse::<f64>() {

@@ -80,6 +80,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
             ("ring_high_water_percent", Real),
             ("momentary_lufs", Real),
             ("armed", Int),
+            ("http_port", Int),
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),

@@ -306,6 +306,7 @@ impl Daemon {
             OscType::Double(disk.ring_high_water_percent),
             OscType::Double(momentary),
             OscType::Int(self.armed as i32),
+            OscType::Int(self.web.as_ref().map_or(0, |w| w.addr().port() as i32)),
         ]
     }
 }

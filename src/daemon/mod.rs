@@ -37,7 +37,8 @@ use crate::control::state::State;
 use crate::disk::SpaceGuard;
 use crate::disk::Take;
 use crate::engine::{self, Engine};
-use crate::{lock, ports};
+use crate::{lock, ports, web};
+use std::sync::Arc;
 
 pub use endpoint::bind_osc;
 use endpoint::{Endpoint, Requester};
@@ -124,6 +125,11 @@ pub struct Daemon {
     ended_by: Option<String>,
     /// When the next take created starts, if not now (a clock boundary).
     next_take_time: Option<SystemTime>,
+    /// What the web page shows, published each turn.
+    board: Arc<web::Board>,
+    web: Option<web::WebServer>,
+    /// Free space, as last looked at (once a second).
+    free_bytes: (Instant, u64),
     _lock: Option<lock::DirLock>,
 }
 
@@ -238,6 +244,9 @@ impl Daemon {
             next_cause: None,
             ended_by: None,
             next_take_time: None,
+            board: Arc::default(),
+            web: None,
+            free_bytes: (Instant::now() - Duration::from_secs(10), 0),
             _lock: None,
             args,
         };
@@ -251,11 +260,13 @@ impl Daemon {
             }
             Err(e) => return Err(e.into()),
         }
+        d.start_web();
         tracing::info!(
-            "capstan daemon: {} inputs, takes in {}, OSC on {}",
+            "capstan daemon: {} inputs, takes in {}, OSC on {}, web page {}",
             d.args.settings.ports,
             d.args.dir.display(),
-            d.osc_addr().map(|a| a.to_string()).unwrap_or_default()
+            d.osc_addr().map(|a| a.to_string()).unwrap_or_default(),
+            d.web.as_ref().map_or_else(|| "off".to_string(), |w| w.url())
         );
         d._lock = lock.map(lock::Claim::keep);
         Ok(d)
@@ -276,6 +287,7 @@ impl Daemon {
         self.feed(Input::Tick);
         self.check_marks();
         self.poll();
+        self.publish();
     }
 
     /// The control loop until `term` (SIGINT/SIGTERM): a [`Daemon::step`],
@@ -312,6 +324,80 @@ impl Daemon {
 
     pub fn args(&self) -> &DaemonArgs {
         &self.args
+    }
+
+    /// The web page's address, if it is served.
+    pub fn web_url(&self) -> Option<String> {
+        self.web.as_ref().map(|w| w.url())
+    }
+
+    /// Serves the web page (`--no-http`: not); a page that cannot be
+    /// served is said, and the recorder runs on without it.
+    fn start_web(&mut self) {
+        let s = &self.args.settings;
+        if s.no_http {
+            return;
+        }
+        let Some(osc) = self.osc_addr() else { return };
+        match web::WebServer::start(&s.http_bind, s.http_port, self.board.clone(), osc, self.args.dir.clone())
+        {
+            Ok(w) => {
+                if !w.addr().ip().is_loopback() {
+                    tracing::warn!(
+                        "the web page is open to the network at {}; commands need its token",
+                        w.url()
+                    );
+                }
+                self.web = Some(w);
+            }
+            Err(e) => {
+                let text = format!("no web page: cannot listen on {}:{}: {e}", s.http_bind, s.http_port);
+                tracing::error!("{text}");
+                self.notice(2, text);
+            }
+        }
+    }
+
+    /// What the web page shows: the state, the take, every input's level.
+    fn publish(&mut self) {
+        if self.web.is_none() {
+            return;
+        }
+        if self.free_bytes.0.elapsed() >= Duration::from_secs(1) {
+            let free = crate::control::preflight::space(&self.args.dir).map_or(0, |s| s.0);
+            self.free_bytes = (Instant::now(), free);
+        }
+        let s = &self.args.settings;
+        let taking = matches!(self.recorder.state(), State::Recording | State::Stopping);
+        let mut status = web::Status {
+            state: self.recorder.state().name().into(),
+            take: self.recorder.current().map(|c| c.id.clone()).unwrap_or_default(),
+            error: self.recorder.error().map(|e| e.1.to_string()).unwrap_or_default(),
+            trigger: match s.trigger {
+                Some(crate::vocab::Trigger::Transport) => "transport".into(),
+                Some(crate::vocab::Trigger::Level) => "level".into(),
+                None => String::new(),
+            },
+            armed: self.armed,
+            free_bytes: self.free_bytes.1,
+            osc_port: self.osc_addr().map_or(0, |a| a.port()),
+            ..Default::default()
+        };
+        if let Some(e) = &self.engine {
+            let d = &e.disk_stats;
+            status.sample_rate = e.sample_rate;
+            status.bytes_per_second =
+                e.sample_rate as u64 * e.port_names.len() as u64 * s.format.sample_format().bytes() as u64;
+            status.xruns = e.jack.xruns.load(Relaxed);
+            status.client = e.client().name().to_string();
+            if taking {
+                status.take_seconds = d.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
+                status.take_bytes = d.bytes.load(Relaxed);
+                status.lost_frames = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+            }
+            self.board.set_levels(&e.port_names, d.levels.snapshot());
+        }
+        self.board.set_status(status);
     }
 
     pub fn osc_addr(&self) -> Option<SocketAddr> {

@@ -32,10 +32,26 @@ impl DiskWriter {
         if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
             let _ = self.events.send(DiskEvent::Transport(e));
         }
+        // Every input's level, idle or recording (a repeat's frames were
+        // measured with their first copy).
+        if rec.rate != self.meter_rate && rec.rate > 0 {
+            self.meter_rate = rec.rate;
+            self.meter.set_rate(rec.rate);
+        }
+        let old = (p.repeated as usize).min(n);
+        match clean {
+            Some(src) => {
+                let (meter, levels) = (&mut self.meter, &self.stats.levels);
+                let _ = self.history.ring_frames(src + old as u64, n - old, &mut |len, chans| {
+                    meter.add(chans, len, levels);
+                    Ok::<(), ()>(())
+                });
+            }
+            None => self.meter.add(None, n - old, &self.stats.levels),
+        }
         if let Some(w) = &mut self.level {
             // The cycle's new frames (a repeat's are already judged); a
             // cycle without clean audio is silence.
-            let old = (p.repeated as usize).min(n);
             let at = jack + old as u64;
             let mut events = Vec::new();
             match clean {

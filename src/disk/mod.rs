@@ -26,6 +26,7 @@ mod history;
 mod intake;
 pub mod level;
 pub mod loudness;
+pub mod meter;
 mod report;
 mod segments;
 mod space;
@@ -134,6 +135,10 @@ pub struct DiskWriter {
     transport: transport::TransportWatch,
     /// Sound on the inputs, for `--trigger level`.
     level: Option<level::LevelWatch>,
+    /// Every input's level, idle or recording (published in
+    /// `stats.levels`), and the rate it was set for.
+    meter: meter::Meter,
+    meter_rate: u32,
 }
 
 impl DiskWriter {
@@ -153,6 +158,7 @@ impl DiskWriter {
         space: Option<SpaceGuard>,
     ) -> Self {
         let cap = keep_frames(history_frames, write_delay);
+        let inputs = rings.ports.len();
         let history = History::new(rings.ports, cap);
         assert!(
             history.ring_capacity() == 0 || history.ring_capacity() > cap,
@@ -176,6 +182,8 @@ impl DiskWriter {
             wallclock: wallclock::WallClock::default(),
             transport: transport::TransportWatch::default(),
             level: None,
+            meter: meter::Meter::new(inputs, 48_000),
+            meter_rate: 48_000,
         }
     }
 

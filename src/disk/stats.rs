@@ -22,6 +22,8 @@ pub struct DiskStats {
     /// EBU R 128 momentary loudness of the running take (f64 bits; 0:
     /// none).
     pub momentary: AtomicU64,
+    /// Every input's newest level window (idle or recording).
+    pub levels: super::meter::Levels,
 }
 
 impl DiskStats {

@@ -1,0 +1,190 @@
+//! Every input's level for the people watching: peak and RMS over short
+//! windows (25 a second), and clipping, measured on the disk thread from
+//! the cycles as they arrive, idle or recording, never in the callback.
+//! The newest window of every input is published in [`Levels`] for the
+//! control side (the web page, the meter feeds) to copy. Disk thread only,
+//! except [`Levels`]' readers.
+
+use std::sync::Mutex;
+
+/// Windows per second.
+pub const WINDOWS_PER_SECOND: u32 = 25;
+/// A window that saw a clip shows it this many seconds.
+const CLIP_HOLD_SECONDS: u32 = 2;
+
+/// One input's newest window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct InputLevel {
+    /// Largest |sample| in the window (linear, 1.0 = 0 dBFS).
+    pub peak: f32,
+    /// Root mean square over the window (linear).
+    pub rms: f32,
+    /// A sample reached full scale (|x| >= 1.0) within the last 2 s.
+    pub clipped: bool,
+}
+
+impl InputLevel {
+    pub fn peak_dbfs(&self) -> f64 {
+        dbfs(self.peak)
+    }
+
+    pub fn rms_dbfs(&self) -> f64 {
+        dbfs(self.rms)
+    }
+}
+
+/// Decibels relative to full scale; silence is -inf (JSON: null).
+pub fn dbfs(x: f32) -> f64 {
+    20.0 * (x as f64).log10()
+}
+
+/// The newest window of every input, with a count that grows with each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LevelSnapshot {
+    pub windows: u64,
+    pub inputs: Vec<InputLevel>,
+}
+
+/// Where the disk thread publishes the levels (shared with the control
+/// side, which copies them out).
+#[derive(Debug, Default)]
+pub struct Levels(Mutex<LevelSnapshot>);
+
+impl Levels {
+    /// The newest windows. Not real-time.
+    pub fn snapshot(&self) -> LevelSnapshot {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The disk thread's running window.
+#[derive(Debug)]
+pub struct Meter {
+    peak: Vec<f32>,
+    sum_squares: Vec<f64>,
+    /// Frames to go for which each input shows a clip.
+    clip_left: Vec<u64>,
+    frames: u64,
+    window: u64,
+    clip_hold: u64,
+}
+
+impl Meter {
+    pub fn new(inputs: usize, sample_rate: u32) -> Meter {
+        let mut m = Meter {
+            peak: vec![0.0; inputs],
+            sum_squares: vec![0.0; inputs],
+            clip_left: vec![0; inputs],
+            frames: 0,
+            window: 1,
+            clip_hold: 1,
+        };
+        m.set_rate(sample_rate);
+        m
+    }
+
+    /// JACK's rate changed: windows stay 1/25 s long.
+    pub fn set_rate(&mut self, sample_rate: u32) {
+        self.window = (sample_rate / WINDOWS_PER_SECOND).max(1) as u64;
+        self.clip_hold = (sample_rate * CLIP_HOLD_SECONDS).max(1) as u64;
+    }
+
+    /// `n` frames of every input (`None`: a cycle without audio, silence);
+    /// a full window is published into `out`.
+    pub fn add(&mut self, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
+        if let Some(chans) = chans {
+            for (i, c) in chans.iter().enumerate().take(self.peak.len()) {
+                let (peak, sq) = peak_and_squares(&c[..n]);
+                self.peak[i] = self.peak[i].max(peak);
+                self.sum_squares[i] += sq;
+                if peak >= 1.0 {
+                    self.clip_left[i] = self.clip_hold;
+                }
+            }
+        }
+        self.frames += n as u64;
+        if self.frames >= self.window {
+            self.publish(out);
+        }
+    }
+
+    fn publish(&mut self, out: &Levels) {
+        let frames = self.frames.max(1) as f64;
+        let Ok(mut s) = out.0.lock() else { return };
+        s.windows += 1;
+        s.inputs.resize(self.peak.len(), InputLevel::default());
+        for (i, level) in s.inputs.iter_mut().enumerate() {
+            *level = InputLevel {
+                peak: self.peak[i],
+                rms: (self.sum_squares[i] / frames).sqrt() as f32,
+                clipped: self.clip_left[i] > 0,
+            };
+            self.clip_left[i] = self.clip_left[i].saturating_sub(self.frames);
+        }
+        drop(s);
+        self.peak.fill(0.0);
+        self.sum_squares.fill(0.0);
+        self.frames = 0;
+    }
+}
+
+/// Largest |x| and the sum of squares, in one pass (8 lanes, so that the
+/// compiler vectorizes it).
+fn peak_and_squares(s: &[f32]) -> (f32, f64) {
+    let mut peak = [0f32; 8];
+    let mut sq = [0f32; 8];
+    let chunks = s.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            peak[k] = peak[k].max(c[k].abs());
+            sq[k] += c[k] * c[k];
+        }
+    }
+    let mut p = peak.iter().fold(0f32, |a, &b| a.max(b));
+    let mut q: f64 = sq.iter().map(|&x| x as f64).sum();
+    for &x in rest {
+        p = p.max(x.abs());
+        q += (x * x) as f64;
+    }
+    (p, q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sine at -20 dBFS reads -20 dBFS peak and -23 dBFS RMS; silence
+    /// reads -inf; a full-scale sample shows a clip for 2 s.
+    #[test]
+    fn a_tone_reads_its_level_and_a_clip_is_held() {
+        let levels = Levels::default();
+        let mut m = Meter::new(3, 48_000);
+        let amp = 0.1f32; // -20 dBFS
+        let tone: Vec<f32> = (0..48_000)
+            .map(|i| amp * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin())
+            .collect();
+        let silence = vec![0f32; 48_000];
+        let mut clip = vec![0f32; 48_000];
+        clip[10] = -1.0;
+        for k in 0..(48_000 / 256) {
+            let r = k * 256..(k + 1) * 256;
+            m.add(Some(&[&tone[r.clone()], &silence[r.clone()], &clip[r]]), 256, &levels);
+        }
+        let s = levels.snapshot();
+        // Windows of whole cycles: 8 of 256 frames reach 1/25 s.
+        assert_eq!(s.windows, 187 / 8);
+        assert!((s.inputs[0].peak_dbfs() + 20.0).abs() < 0.05, "{:?}", s.inputs[0]);
+        assert!((s.inputs[0].rms_dbfs() + 23.01).abs() < 0.05, "{:?}", s.inputs[0]);
+        assert_eq!(s.inputs[1].peak_dbfs(), f64::NEG_INFINITY);
+        assert!(!s.inputs[0].clipped && !s.inputs[1].clipped);
+        assert!(s.inputs[2].clipped, "one second after the clip");
+        // A cycle without audio is silence; 2 s after the clip it is gone.
+        for _ in 0..(48_000 / 256 * 2) {
+            m.add(None, 256, &levels);
+        }
+        let s = levels.snapshot();
+        assert!(!s.inputs[2].clipped, "{:?}", s.inputs[2]);
+        assert_eq!(s.inputs[0].peak, 0.0);
+    }
+}
