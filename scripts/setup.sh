@@ -3,7 +3,8 @@
 # JACK 2 (server, tools, headers), PipeWire with its JACK layer (the tests
 # run against both), liblo-tools (oscsend/oscdump), SuperCollider's sclang
 # (an OSC client of our users, in the tests), sox and flac (independent
-# readers of our files). No recommended
+# readers of our files), Chromium and chromedriver (the web page's tests,
+# in a real headless browser). No recommended
 # packages: sclang alone, without its IDE and server.
 set -euo pipefail
 need=()
@@ -21,6 +22,8 @@ command -v flac >/dev/null || need+=(flac)
 command -v metaflac >/dev/null || need+=(flac)
 command -v ip >/dev/null || need+=(iproute2)
 command -v script >/dev/null || need+=(bsdutils)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1

@@ -12,3 +12,4 @@ mod storage;
 mod timeline;
 mod triggers;
 mod usage;
+mod web;
