@@ -137,6 +137,14 @@ impl TestServer {
         self.to_client(&ServerMessage::SessionIsLoaded);
     }
 
+    pub fn show_optional_gui(&self) {
+        self.to_client(&ServerMessage::ShowOptionalGui);
+    }
+
+    pub fn hide_optional_gui(&self) {
+        self.to_client(&ServerMessage::HideOptionalGui);
+    }
+
     /// Receives for up to `timeout`, logging what the client says, until
     /// `stop` matches a message (which is returned).
     pub fn wait_for(

@@ -331,6 +331,11 @@ impl Daemon {
         self.web.as_ref().map(|w| w.url())
     }
 
+    /// The web page's port, if it is served.
+    pub fn web_port(&self) -> Option<u16> {
+        self.web.as_ref().map(|w| w.addr().port())
+    }
+
     /// Serves the web page (`--no-http`: not); a page that cannot be
     /// served is said, and the recorder runs on without it.
     fn start_web(&mut self) {

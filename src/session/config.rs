@@ -79,12 +79,14 @@ impl Settings {
     }
 
     /// Takes over what changed while running (over OSC); what only the
-    /// session decides (the project's `null`, the saved OSC port) stays.
+    /// session decides (the project's `null`, the saved OSC and web ports)
+    /// stays.
     pub fn update_from(&mut self, args: &DaemonArgs) {
-        let (project, osc_port) = (self.format.project.take(), self.osc_port);
+        let (project, osc_port, http_port) = (self.format.project.take(), self.osc_port, self.http_port);
         *self = args.settings.clone();
         self.format.project = project;
         self.osc_port = osc_port;
+        self.http_port = http_port;
     }
 }
 

@@ -30,7 +30,7 @@ use crate::lock::{self, LockError};
 pub use config::SessionConfig;
 
 /// What capstan implements of the optional NSM features.
-pub const CAPABILITIES: &str = ":dirty:message:progress:";
+pub const CAPABILITIES: &str = ":dirty:message:progress:optional-gui:";
 /// How long to wait for the server's answer to the announce.
 pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN: &str = "/nsm/client/open";
@@ -240,6 +240,9 @@ fn open(
         // A new session keeps the port it actually got, so that a second
         // capstan in the same session has its own for good.
         session.config.osc_port = port;
+        if let Some(web) = daemon.web_port() {
+            session.config.http_port = web;
+        }
         session.config.save(path).map_err(|e| OpenFailure::new(ErrorCode::CreateFailed, e.to_string()))?;
     } else if port != session.config.osc_port {
         message(
@@ -254,12 +257,17 @@ fn open(
     }
     let a = daemon.args();
     let osc = daemon.osc_addr().map(|x| x.to_string()).unwrap_or_default();
-    let summary = format!("{} inputs, takes in {}, OSC on {osc}", a.settings.ports, a.dir.display());
+    let web = daemon.web_url().unwrap_or_else(|| "off".into());
+    let summary =
+        format!("{} inputs, takes in {}, OSC on {osc}, web page {web}", a.settings.ports, a.dir.display());
     tracing::info!("NSM: opened {}: {summary}", path.display());
     progress(client, 1.0);
     message(client, 1, format!("OSC on {osc}"));
+    message(client, 1, format!("web page {web}"));
     send(client, ClientMessage::Reply { to: OPEN.into(), message: format!("capstan: {summary}") });
     send(client, ClientMessage::IsClean);
+    // The GUI is the web page, not open until asked for.
+    send(client, ClientMessage::GuiIsHidden);
     Ok((daemon, session))
 }
 
@@ -301,8 +309,38 @@ fn handle(client: &nsm::Client, daemon: &mut Daemon, session: &mut Session, m: S
             },
         ),
         ServerMessage::SessionIsLoaded => tracing::debug!("NSM: session is loaded"),
+        ServerMessage::ShowOptionalGui => {
+            let shown = match daemon.web_url() {
+                Some(url) => open_in_browser(&url).map_err(|e| format!("cannot open {url}: xdg-open: {e}")),
+                None => Err("the web page is off (--no-http)".to_string()),
+            };
+            match shown {
+                Ok(()) => send(client, ClientMessage::GuiIsShown),
+                Err(e) => {
+                    tracing::warn!("NSM: {e}");
+                    message(client, 2, e);
+                    send(client, ClientMessage::GuiIsHidden);
+                }
+            }
+        }
+        // A browser's tab is the user's to close: the manager's button
+        // goes back to "hidden" (showing again opens the page again).
+        ServerMessage::HideOptionalGui => send(client, ClientMessage::GuiIsHidden),
         other => tracing::debug!("NSM: ignored {other:?}"),
     }
+}
+
+/// Opens `url` in the user's browser (`xdg-open`, found on PATH), without
+/// waiting for it.
+fn open_in_browser(url: &str) -> std::io::Result<()> {
+    let mut child = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// `REC 00:12:34` while recording, else the state (and the OSC port when

@@ -30,21 +30,27 @@ fn bin_dir() -> PathBuf {
 impl Managed {
     /// Launches capstan and checks its announce.
     fn launch(server: &JackServer) -> Managed {
+        Self::launch_with(server, &[])
+    }
+
+    /// [`Self::launch`] with more environment.
+    fn launch_with(server: &JackServer, extra: &[(&str, &str)]) -> Managed {
         let mut nsm = TestServer::new().unwrap();
         let home = tempdir();
         let home_s = home.path().to_str().unwrap().to_string();
-        let env = [
+        let mut env = vec![
             ("JACK_DEFAULT_SERVER", server.name.as_str()),
             ("JACK_NO_START_SERVER", "1"),
             ("HOME", home_s.as_str()),
         ];
+        env.extend_from_slice(extra);
         let child = nsm.launch(&bin_dir(), "capstan", &env).unwrap();
         let a = nsm.expect_announce(Duration::from_secs(15)).unwrap();
         assert_eq!(a.application_name, "capstan");
         assert_eq!(a.executable_name, "capstan", "argv[0] exactly as launched");
         assert_eq!((a.api_major, a.api_minor), (1, 1));
         assert_eq!(a.pid, child.id() as i32);
-        for cap in [":dirty:", ":message:", ":progress:"] {
+        for cap in [":dirty:", ":message:", ":progress:", ":optional-gui:"] {
             assert!(a.capabilities.contains(cap), "{}", a.capabilities);
         }
         assert!(a.capabilities.starts_with(':') && a.capabilities.ends_with(':'));
@@ -426,4 +432,44 @@ fn a_session_whose_patterns_match_more_ports_opens_and_says_so() {
     let lsp = text(&run(c).stdout);
     assert!(lsp.contains("nCON:in_2\n   src:out_2"), "{lsp}");
     assert_eq!(m.terminate().0.code(), Some(0));
+}
+
+/// The session manager's GUI button (NSM's optional GUI) opens the web
+/// page in the user's browser (`xdg-open`, here a stand-in on PATH that
+/// notes what it was given), and the page answers there; hiding puts the
+/// button back.
+#[test]
+fn the_gui_button_opens_the_web_page() {
+    let server = JackServer::start(256);
+    let bin = tempdir();
+    let opened = bin.path().join("opened");
+    let fake = bin.path().join("xdg-open");
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path_env =
+        format!("{}:{}:{}", bin_dir().display(), bin.path().display(), std::env::var("PATH").unwrap());
+    let mut m = Managed::launch_with(&server, &[("PATH", path_env.as_str())]);
+    let session = tempdir();
+    let path = session.path().join("capstan.nGUI");
+    let reply = m.open(&path, "Gig", "nGUI").unwrap();
+    assert!(reply.contains("web page http://127.0.0.1:"), "{reply}");
+    m.nsm.wait_for(Duration::from_secs(5), |c| *c == ClientMessage::GuiIsHidden).expect("starts hidden");
+    m.nsm.show_optional_gui();
+    m.nsm.wait_for(Duration::from_secs(5), |c| *c == ClientMessage::GuiIsShown).expect("shown");
+    assert!(wait_until(Duration::from_secs(5), || opened.exists()));
+    let url = std::fs::read_to_string(&opened).unwrap().trim().to_string();
+    let saved = config(&path)["http_port"].as_u64().unwrap();
+    assert_eq!(url, format!("http://127.0.0.1:{saved}/"), "the port it got is saved");
+    // The page is there.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", saved as u16)).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{saved}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut s, &mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<title>capstan</title>"), "{page}");
+    m.nsm.hide_optional_gui();
+    m.nsm.wait_for(Duration::from_secs(5), |c| *c == ClientMessage::GuiIsHidden).expect("hidden again");
 }
