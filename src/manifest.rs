@@ -106,6 +106,10 @@ pub struct Manifest {
     /// The take's next segment (its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continued_in: Option<String>,
+    /// The take's picture (`NAME.png`, beside its files): each input's
+    /// level over time, gaps and markers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
 }
 
 /// Where a segment comes from.

@@ -64,7 +64,12 @@ impl DiskWriter {
         let (first_frame_time, repeated_frames) = (a.first_frame_time, a.repeated);
         let (segments, segment_first, abort) = (a.segments, a.segment_first, a.abort);
         let gaps = a.gaps;
+        // The picture's levels: the meters' columns over the take.
+        let levels = a.first_pos.map(|first| self.meter.columns.take_levels(first, frames));
         self.finalizer.submit(Box::new(move || {
+            if let Some(levels) = levels {
+                draw_picture(&mut a.take, &levels, frames, sample_rate, &gaps);
+            }
             let (files, fin_err) = a.take.finalize(&gaps, xruns, msg.as_deref(), rt);
             // What the files really hold: a failed write loses the rest of
             // its buffer, but the part that reached the file before the
@@ -113,4 +118,24 @@ pub(super) fn report_mark(events: &Sender<DiskEvent>, frame_time: u64, saved: Re
         tracing::warn!(frame_time, "{e}");
     }
     let _ = events.send(DiskEvent::Marked { frame_time, saved });
+}
+
+/// Draws the take's picture beside its files (`NAME.png`) and names it in
+/// the manifest; a picture that cannot be written is only said (the audio
+/// is what matters). Finalizer thread.
+fn draw_picture(
+    take: &mut Take,
+    levels: &super::picture::Levels,
+    frames: u64,
+    sample_rate: u32,
+    gaps: &[Gap],
+) {
+    let name = format!("{}.png", take.name);
+    let path = take.dir().join(&name);
+    let markers = take.markers();
+    let pic = super::picture::render(&take.input_names(), levels, frames, sample_rate, gaps, &markers);
+    match super::picture::write_png(&path, &pic) {
+        Ok(()) => take.note_picture(name),
+        Err(e) => tracing::warn!("{}: the take's picture was not written: {e}", path.display()),
+    }
 }

@@ -41,14 +41,20 @@ impl DiskWriter {
         let old = (p.repeated as usize).min(n);
         match clean {
             Some(src) => {
-                let (meter, levels) = (&mut self.meter, &self.stats.levels);
+                let (meter, levels, mut at) = (&mut self.meter, &self.stats.levels, p.first_new());
                 let _ = self.history.ring_frames(src + old as u64, n - old, &mut |len, chans| {
-                    meter.add(chans, len, levels);
+                    meter.add(at, chans, len, levels);
+                    at += len as u64;
                     Ok::<(), ()>(())
                 });
             }
-            None => self.meter.add(None, n - old, &self.stats.levels),
+            None => self.meter.add(p.first_new(), None, n - old, &self.stats.levels),
         }
+        // The pictures need the columns from the running take's first frame
+        // (and, before one starts, the history a pre-roll reaches into).
+        let keep =
+            self.active.as_ref().and_then(|a| a.first_pos).unwrap_or(u64::MAX).min(self.history.start());
+        self.meter.columns.forget_before(keep);
         if let Some(w) = &mut self.level {
             // The cycle's new frames (a repeat's are already judged); a
             // cycle without clean audio is silence.

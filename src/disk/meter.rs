@@ -60,6 +60,10 @@ impl Levels {
 /// The disk thread's running window.
 #[derive(Debug)]
 pub struct Meter {
+    /// The same peaks in columns of 0.1 s, kept for the takes' pictures.
+    pub columns: super::picture::Columns,
+    /// Each input's peak in the piece being added.
+    piece: Vec<f32>,
     peak: Vec<f32>,
     sum_squares: Vec<f64>,
     /// Frames to go for which each input shows a clip.
@@ -72,6 +76,8 @@ pub struct Meter {
 impl Meter {
     pub fn new(inputs: usize, sample_rate: u32) -> Meter {
         let mut m = Meter {
+            columns: super::picture::Columns::new(inputs, sample_rate),
+            piece: vec![0.0; inputs],
             peak: vec![0.0; inputs],
             sum_squares: vec![0.0; inputs],
             clip_left: vec![0; inputs],
@@ -87,14 +93,17 @@ impl Meter {
     pub fn set_rate(&mut self, sample_rate: u32) {
         self.window = (sample_rate / WINDOWS_PER_SECOND).max(1) as u64;
         self.clip_hold = (sample_rate * CLIP_HOLD_SECONDS).max(1) as u64;
+        self.columns.set_rate(sample_rate);
     }
 
-    /// `n` frames of every input (`None`: a cycle without audio, silence);
-    /// a full window is published into `out`.
-    pub fn add(&mut self, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
+    /// `n` frames of every input from position `at` (`None`: a cycle
+    /// without audio, silence); a full window is published into `out`.
+    pub fn add(&mut self, at: u64, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
+        self.piece.fill(0.0);
         if let Some(chans) = chans {
             for (i, c) in chans.iter().enumerate().take(self.peak.len()) {
                 let (peak, sq) = peak_and_squares(&c[..n]);
+                self.piece[i] = peak;
                 self.peak[i] = self.peak[i].max(peak);
                 self.sum_squares[i] += sq;
                 if peak >= 1.0 {
@@ -102,6 +111,7 @@ impl Meter {
                 }
             }
         }
+        self.columns.add(at, n as u64, &self.piece);
         self.frames += n as u64;
         if self.frames >= self.window {
             self.publish(out);
@@ -169,7 +179,7 @@ mod tests {
         clip[10] = -1.0;
         for k in 0..(48_000 / 256) {
             let r = k * 256..(k + 1) * 256;
-            m.add(Some(&[&tone[r.clone()], &silence[r.clone()], &clip[r]]), 256, &levels);
+            m.add(k as u64 * 256, Some(&[&tone[r.clone()], &silence[r.clone()], &clip[r]]), 256, &levels);
         }
         let s = levels.snapshot();
         // Windows of whole cycles: 8 of 256 frames reach 1/25 s.
@@ -181,7 +191,7 @@ mod tests {
         assert!(s.inputs[2].clipped, "one second after the clip");
         // A cycle without audio is silence; 2 s after the clip it is gone.
         for _ in 0..(48_000 / 256 * 2) {
-            m.add(None, 256, &levels);
+            m.add(0, None, 256, &levels);
         }
         let s = levels.snapshot();
         assert!(!s.inputs[2].clipped, "{:?}", s.inputs[2]);

@@ -27,6 +27,7 @@ mod intake;
 pub mod level;
 pub mod loudness;
 pub mod meter;
+pub mod picture;
 mod report;
 mod segments;
 mod space;
@@ -77,6 +78,8 @@ struct Active {
     start_at: StartAt,
     preroll: u64,
     first_frame_time: Option<u64>,
+    /// Position (see [`Timeline`]) of the take's first frame.
+    first_pos: Option<u64>,
     /// Position (see [`Timeline`]) of the take's next frame (its write cursor).
     cursor: u64,
     started: Option<DateTime<Local>>,

@@ -14,6 +14,7 @@ impl DiskWriter {
             start_at,
             preroll,
             first_frame_time: None,
+            first_pos: None,
             cursor: 0,
             started: None,
             gaps: Vec::new(),
@@ -86,6 +87,7 @@ impl DiskWriter {
         a.first_frame_time = Some(jack_first);
         a.segment_first = Some(jack_first);
         a.cursor = first;
+        a.first_pos = Some(first);
         a.started = Some(wall.into());
         a.take.set_origin(jack_first, wall)?;
         for (frame_time, label) in std::mem::take(&mut a.marks) {

@@ -262,6 +262,30 @@ impl Take {
         self.manifest.repeated_frames = frames;
     }
 
+    /// The markers set so far: (frame offset in the take, label).
+    pub fn markers(&self) -> Vec<(u64, String)> {
+        self.manifest.markers.iter().map(|m| (m.frame, m.label.clone())).collect()
+    }
+
+    /// The take's picture is written, by this file name (in the take's
+    /// directory); the manifest names it.
+    pub fn note_picture(&mut self, name: String) {
+        self.manifest.picture = Some(name);
+    }
+
+    /// The directory the take's files are in.
+    pub fn dir(&self) -> &Path {
+        self.files.first().and_then(|f| f.path().parent()).unwrap_or(&self.spec.dir)
+    }
+
+    /// What the take's inputs are called (JACK's pretty names where set).
+    pub fn input_names(&self) -> Vec<String> {
+        let s = &self.spec;
+        (0..s.port_names.len())
+            .map(|i| s.track_names.get(i).filter(|t| !t.is_empty()).unwrap_or(&s.port_names[i]).clone())
+            .collect()
+    }
+
     /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         AudioFile::checkpoint_all(&mut self.files)

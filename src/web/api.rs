@@ -81,6 +81,7 @@ pub fn handle(shared: &Arc<Shared>, mut req: tiny_http::Request) -> io::Result<(
         }
         ("/api/status", true, _) => json_reply(200, &status_json(shared)),
         ("/api/takes", true, _) => json_reply(200, &takes_json(shared)),
+        (p, true, _) if p.starts_with("/api/picture/") => picture(shared, &p["/api/picture/".len()..]),
         (p, _, true) if command => {
             let mut body = String::new();
             let _ = req.as_reader().take(MAX_BODY).read_to_string(&mut body);
@@ -160,11 +161,38 @@ fn takes_json(shared: &Shared) -> Value {
             "markers": m.markers,
             "loudness": m.loudness,
             "error": m.error,
+            "picture": m.picture.as_ref().map(|_| format!("/api/picture/{name}")),
         }));
     }
     takes.sort_by(|a, b| b["started"].as_str().cmp(&a["started"].as_str()));
     takes.truncate(200);
     json!({ "takes": takes })
+}
+
+/// A take's picture, by the take's name: only the file its manifest names,
+/// a regular file (no link) in the take's own directory.
+fn picture(shared: &Shared, take: &str) -> Reply {
+    if !crate::takefiles::plain_name(take) {
+        return json_error(400, "not a take's name");
+    }
+    let paths = crate::takefiles::manifest_paths(&shared.dir, None).unwrap_or_default();
+    for p in paths {
+        if crate::takefiles::take_name(&p).as_deref() != Some(take) {
+            continue;
+        }
+        let Ok(m) = crate::manifest::Manifest::load(&p) else { break };
+        let (Some(name), Some(dir)) = (m.picture, p.parent()) else { break };
+        if !crate::takefiles::plain_name(&name) {
+            break;
+        }
+        let Ok((_, f)) = crate::takefiles::open_regular(dir, &name, false) else { break };
+        let mut bytes = Vec::new();
+        if f.take(64 << 20).read_to_end(&mut bytes).is_err() {
+            break;
+        }
+        return with_type(tiny_http::Response::from_data(bytes), "image/png");
+    }
+    json_error(404, "no picture of that take")
 }
 
 /// The OSC command for a page's path and its arguments.

@@ -282,5 +282,15 @@ fn the_page_shows_every_input_and_records_marks_and_stops() {
         assert!((db + 20.0).abs() < 0.01, "in_{}: {db} dBFS", c + 1);
     }
     assert_eq!(&peak[2..], &[0.0, 0.0], "the unconnected inputs are digital silence");
+    // The take's picture, beside its files and named by its manifest; the
+    // page shows it.
+    let name = m.picture.as_deref().expect("the manifest names the picture");
+    let png = std::fs::read(dir.path().join(name)).unwrap();
+    std::fs::write(shots().join("take-picture.png"), &png).unwrap();
+    assert!(colours(&png) > 3, "the picture is blank");
+    b.wait_for(
+        "the picture in the take list",
+        "const i = document.querySelector('#takes img'); return !!i && i.complete && i.naturalWidth > 1000;",
+    );
     drop(d);
 }
