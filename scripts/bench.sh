@@ -195,3 +195,13 @@ if [ "${BENCH_CORE:-1}" != 0 ]; then
   done
 fi
 python3 scripts/bench_report.py "$results"
+# What the meters and one open page cost an idle daemon at 256 inputs
+# (scripts/bench-web.sh; against $BENCH_BASE_BIN when set). BENCH_WEB=0
+# skips it.
+if [ "${BENCH_WEB:-1}" != 0 ]; then
+  if [ -n "${BENCH_QUICK:-}" ]; then
+    bash scripts/bench-web.sh 256 5 1 | tee "$results/web.txt"
+  else
+    bash scripts/bench-web.sh 256 20 3 | tee "$results/web.txt"
+  fi
+fi

@@ -67,6 +67,8 @@ pub enum Command {
     Reset,
     Subscribe,
     Unsubscribe,
+    /// `/recording/meters` pushes this many times a second (0: none).
+    Meters(u32),
     /// Settings: read them all, or change one (marks an NSM session dirty).
     ConfigGet,
     ConfigPorts(u16),
@@ -230,6 +232,21 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/record/reset" => none(m).map(|_| Command::Reset)?,
         "/record/subscribe" => none(m).map(|_| Command::Subscribe)?,
         "/record/unsubscribe" => none(m).map(|_| Command::Unsubscribe)?,
+        "/record/meters" => {
+            match m.args.as_slice() {
+                [] => Command::Meters(DEFAULT_METER_RATE),
+                _ => {
+                    let n = number(m)?;
+                    if n.fract() != 0.0 || !(0.0..=MAX_METER_RATE as f64).contains(&n) {
+                        return Err(Refusal::new(
+                        Code::BadArgs,
+                        format!("/record/meters takes a rate from 0 (off) to {MAX_METER_RATE} a second, got {n}"),
+                    ));
+                    }
+                    Command::Meters(n as u32)
+                }
+            }
+        }
         "/config/get" => none(m).map(|_| Command::ConfigGet)?,
         "/config/ports" => {
             // A count; its range is the settings' (`Settings::validate`).
@@ -293,6 +310,15 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
     })
 }
 
+/// `/record/meters` without a rate: pushes a second.
+pub const DEFAULT_METER_RATE: u32 = 10;
+/// The most meter pushes a second (the meters measure 25 windows a second).
+pub const MAX_METER_RATE: u32 = 25;
+/// The meter feed's push: one float per input (peak dBFS, -inf for
+/// silence), then a string of `0`/`1`, one per input (clipped in the last
+/// 2 s). Its length follows the inputs, so it has no fixed schema.
+pub const METERS_PUSH: &str = "/recording/meters";
+
 /// Encodes a message; only fails on strings with NUL bytes, which we never
 /// build, so the error is folded into an empty datagram.
 pub fn encode(addr: &str, args: Vec<OscType>) -> Vec<u8> {
@@ -313,7 +339,8 @@ pub fn reply(path: &str, mut args: Vec<OscType>) -> Vec<u8> {
 /// [`super::replies::PUSHES`].
 pub fn push(addr: &str, args: Vec<OscType>) -> Vec<u8> {
     debug_assert!(
-        super::replies::PUSHES.iter().any(|(p, f)| *p == addr && super::replies::conforms(f, &args)),
+        addr == METERS_PUSH
+            || super::replies::PUSHES.iter().any(|(p, f)| *p == addr && super::replies::conforms(f, &args)),
         "push {addr} breaks its schema: {args:?}"
     );
     encode(addr, args)

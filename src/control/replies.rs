@@ -88,6 +88,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/record/files", &[("take_id", Text), ("total", Int), ("offset", Int), ("files", Text)]),
     ("/record/reset", &[("state", Text)]),
     ("/record/subscribe", &[("state", Text)]),
+    ("/record/meters", &[("rate", Int), ("inputs", Int)]),
     ("/record/unsubscribe", &[]),
     ("/config/ports", &[("ports", Int)]),
     ("/config/preroll", &[("seconds", Real)]),

@@ -38,6 +38,7 @@ fn changes_recorder(cmd: &Command) -> bool {
             | Command::Files(_)
             | Command::Subscribe
             | Command::Unsubscribe
+            | Command::Meters(_)
             | Command::ConfigGet
             | Command::Mark { .. }
     )
@@ -116,6 +117,12 @@ impl Daemon {
             Command::Unsubscribe => {
                 self.osc.unsubscribe(to.from);
                 now(vec![])
+            }
+            Command::Meters(rate) => {
+                self.meter_feed(to.from, rate);
+                let inputs =
+                    self.engine.as_ref().map_or(self.args.settings.ports as usize, |e| e.port_names.len());
+                now(vec![OscType::Int(rate as i32), OscType::Int(inputs as i32)])
             }
             Command::ConfigGet => now(self.config_values()),
             Command::ConfigSampleFormat(f) => {

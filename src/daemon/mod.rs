@@ -125,6 +125,8 @@ pub struct Daemon {
     ended_by: Option<String>,
     /// When the next take created starts, if not now (a clock boundary).
     next_take_time: Option<SystemTime>,
+    /// Who gets `/recording/meters`, how often, and when they last did.
+    meter_subs: Vec<(SocketAddr, Duration, Instant)>,
     /// What the web page shows, published each turn.
     board: Arc<web::Board>,
     web: Option<web::WebServer>,
@@ -244,6 +246,7 @@ impl Daemon {
             next_cause: None,
             ended_by: None,
             next_take_time: None,
+            meter_subs: Vec::new(),
             board: Arc::default(),
             web: None,
             free_bytes: (Instant::now() - Duration::from_secs(10), 0),
@@ -288,6 +291,42 @@ impl Daemon {
         self.check_marks();
         self.poll();
         self.publish();
+        self.push_meters();
+    }
+
+    /// `/record/meters RATE` from `from`: its feed at that rate (0: off). At
+    /// most 16 feeds; a new one beyond drops the oldest.
+    fn meter_feed(&mut self, from: SocketAddr, rate: u32) {
+        self.meter_subs.retain(|s| s.0 != from);
+        if rate > 0 {
+            if self.meter_subs.len() >= 16 {
+                self.meter_subs.remove(0);
+            }
+            let every = Duration::from_secs_f64(1.0 / rate as f64);
+            self.meter_subs.push((from, every, Instant::now() - every));
+        }
+    }
+
+    /// `/recording/meters` to each feed that is due: every input's peak in
+    /// dBFS and whether it clipped.
+    fn push_meters(&mut self) {
+        let now = Instant::now();
+        if !self.meter_subs.iter().any(|s| now >= s.2 + s.1) {
+            return;
+        }
+        let Some(e) = &self.engine else { return };
+        let levels = e.disk_stats.levels.snapshot();
+        let mut args: Vec<OscType> =
+            levels.inputs.iter().map(|l| OscType::Float(l.peak_dbfs() as f32)).collect();
+        args.push(s(levels.inputs.iter().map(|l| if l.clipped { '1' } else { '0' }).collect::<String>()));
+        let msg = osc::push(osc::METERS_PUSH, args);
+        for i in 0..self.meter_subs.len() {
+            let (to, every, last) = self.meter_subs[i];
+            if now >= last + every {
+                self.meter_subs[i].2 = now;
+                self.osc.send(to, &msg);
+            }
+        }
     }
 
     /// The control loop until `term` (SIGINT/SIGTERM): a [`Daemon::step`],

@@ -65,7 +65,8 @@ impl DiskWriter {
         let (segments, segment_first, abort) = (a.segments, a.segment_first, a.abort);
         let gaps = a.gaps;
         // The picture's levels: the meters' columns over the take.
-        let levels = a.first_pos.map(|first| self.meter.columns.take_levels(first, frames));
+        let levels =
+            a.first_pos.filter(|_| frames > 0).map(|first| self.meter.columns.take_levels(first, frames));
         self.finalizer.submit(Box::new(move || {
             if let Some(levels) = levels {
                 draw_picture(&mut a.take, &levels, frames, sample_rate, &gaps);

@@ -118,6 +118,9 @@ impl Columns {
     /// silence there).
     pub fn take_levels(&self, first: u64, frames: u64) -> Levels {
         let span = self.span;
+        if frames == 0 {
+            return Levels { column_frames: span, columns: 0, peaks: Vec::new() };
+        }
         let columns = frames.div_ceil(span).max(1) as usize;
         let mut peaks = vec![0f32; columns * self.inputs];
         let end = first + frames;
@@ -127,7 +130,7 @@ impl Columns {
             }
             // Every slot the column overlaps.
             let k0 = (c.at.max(first) - first) / span;
-            let k1 = ((c.at + span).min(end) - 1 - first) / span;
+            let k1 = ((c.at + span).min(end) - 1).saturating_sub(first) / span;
             for k in k0 as usize..=(k1 as usize).min(columns - 1) {
                 for (p, &x) in peaks[k * self.inputs..(k + 1) * self.inputs].iter_mut().zip(c.peaks.iter()) {
                     *p = p.max(x);
@@ -370,6 +373,9 @@ mod tests {
         let r = d.read_info().unwrap();
         assert_eq!((r.info().width, r.info().height), (pic.width, pic.height));
         assert!(write_png(&path, &pic).is_err(), "never overwrites");
+        // A take that ended before its first frame was written has no
+        // columns (it once underflowed, in the disk thread).
+        assert_eq!(c.take_levels(1000 + 48_000 + 100, 0).columns, 0);
         // A day-long take stays bounded: columns merge.
         let mut c = Columns::new(1, 48_000);
         for k in 0..(24 * 3600 * 10u64) {

@@ -233,3 +233,29 @@ fn oscsend(args: &[&str]) -> Vec<u8> {
     assert!(out.status.success(), "oscsend {args:?}");
     out.stdout
 }
+
+/// docs/examples/meters.scd, run headless by sclang against a daemon whose
+/// first two inputs carry a -20 dBFS tone and the other two nothing: it
+/// subscribes to the meter feed, and every push it gets reads -20 dBFS on
+/// the tone and -inf on the silence, with no clip.
+#[test]
+fn sclang_reads_the_meter_feed() {
+    let server = JackServer::start(256);
+    let _src = server.source_with(2, &["--tone", "-20"]);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "4", "--connect", "src:out_*"]);
+    let transcript = dir.path().join("meters.txt");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/meters.scd");
+    let out = sclang(
+        &example,
+        &[("CAPSTAN_PORT", &d.port.to_string()), ("CAPSTAN_TRANSCRIPT", transcript.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "sclang: {}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("capstan: 4 inputs, 20 pushes a second"), "{}", text(&out.stdout));
+    let lines = std::fs::read_to_string(&transcript).unwrap();
+    let pushes: Vec<&str> = lines.lines().collect();
+    assert_eq!(pushes.len(), 10, "{lines}");
+    for p in pushes {
+        assert_eq!(p, "in_1=-20.0 in_2=-20.0 in_3=-inf in_4=-inf", "{lines}");
+    }
+}

@@ -384,7 +384,7 @@ fn triggers_set_over_osc_take_effect_at_once() {
     ok("/config/threshold", vec![rosc::OscType::Double(-91.0)]);
     assert_eq!(ok("/config/trigger", vec![s("level")])[1], s("level"));
     let status = ok("/record/status", vec![]);
-    assert_eq!(status.last(), Some(&rosc::OscType::Int(1)), "armed: {status:?}");
+    assert_eq!(status.get(13), Some(&rosc::OscType::Int(1)), "armed: {status:?}");
     let cfg = ok("/config/get", vec![]);
     let at = cfg.iter().position(|a| *a == s("trigger")).unwrap();
     assert_eq!(cfg[at + 1], s("level"));
