@@ -32,7 +32,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 run() { # case exe extra-args...
   local case=$1 exe=$2; shift 2
   local port=$((20000 + RANDOM % 20000)) dir="$out/takes-$case"
-  "$exe" daemon -q --dir "$dir" --ports "$inputs" --connect 'src:out_*' --osc-port "$port" --min-minutes 0 "$@" \
+  "$exe" daemon --dir "$dir" --ports "$inputs" --connect 'src:out_*' --osc-port "$port" --min-minutes 0 "$@" \
     >"$out/$case.log" 2>&1 &
   daemon=$!
   sleep 3 # connected, rings warm

@@ -32,19 +32,90 @@ pub fn bytes(b: u64) -> String {
     }
 }
 
-/// Live status: a redrawn line on a terminal, a tracing line every few
+/// Live status: on a terminal a redrawn line and a meter per input (peak
+/// hold, clip) below it, as jack_capture draws; a tracing line every few
 /// seconds otherwise.
 pub struct LiveStatus {
     tty: bool,
     quiet: bool,
     last: Instant,
     drawn: bool,
+    /// Lines drawn below the status line last time (to draw over).
+    below: usize,
+    /// Each input's held peak and until when it holds.
+    holds: Vec<(f32, Instant)>,
+}
+
+/// How long a meter holds its peak.
+const HOLD: Duration = Duration::from_secs(2);
+/// dBFS at a meter's left end.
+const FLOOR_DB: f32 = -60.0;
+/// Above this many inputs, one character each, in rows.
+const COMPACT_ABOVE: usize = 16;
+
+fn fraction(peak: f32) -> f32 {
+    if peak <= 0.0 {
+        return 0.0;
+    }
+    ((20.0 * peak.log10() - FLOOR_DB) / -FLOOR_DB).clamp(0.0, 1.0)
+}
+
+/// The meters as text lines: a bar per input with its held peak (`|`), its
+/// level and `CLIP`, or, above 16 inputs, one character per input (a block
+/// as high as its level, `!` if it clipped) in rows of 64.
+pub fn meter_lines(
+    names: &[String],
+    levels: &[crate::disk::meter::InputLevel],
+    holds: &[f32],
+    width: usize,
+) -> Vec<String> {
+    const BLOCKS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if names.len() > COMPACT_ABOVE {
+        let cells: Vec<char> = levels
+            .iter()
+            .map(|l| if l.clipped { '!' } else { BLOCKS[(fraction(l.peak) * 8.0).round() as usize] })
+            .collect();
+        return cells
+            .chunks(64)
+            .enumerate()
+            .map(|(k, row)| format!("{:>4} {}", k * 64 + 1, row.iter().collect::<String>()))
+            .collect();
+    }
+    let bar = width.saturating_sub(32).clamp(10, 60);
+    names
+        .iter()
+        .zip(levels)
+        .enumerate()
+        .map(|(i, (name, l))| {
+            let filled = (fraction(l.peak) * bar as f32).round() as usize;
+            let hold =
+                ((fraction(holds.get(i).copied().unwrap_or(0.0)) * bar as f32).round() as usize).min(bar);
+            let mut cells: Vec<char> = (0..bar).map(|k| if k < filled { '█' } else { '·' }).collect();
+            if hold > 0 && hold > filled {
+                cells[hold - 1] = '|';
+            }
+            format!(
+                "{:<10} {} {:>6}{}",
+                name.chars().take(10).collect::<String>(),
+                cells.iter().collect::<String>(),
+                dbfs(l.peak),
+                if l.clipped { " CLIP" } else { "" }
+            )
+        })
+        .collect()
 }
 
 impl LiveStatus {
     pub fn new(quiet: bool) -> LiveStatus {
         use std::io::IsTerminal;
-        LiveStatus { tty: std::io::stderr().is_terminal(), quiet, last: Instant::now(), drawn: false }
+        LiveStatus {
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+            last: Instant::now(),
+            drawn: false,
+            below: 0,
+            holds: Vec::new(),
+        }
     }
 
     /// Call often; draws at most every 200 ms (terminal) or 5 s (log).
@@ -69,7 +140,27 @@ impl LiveStatus {
             engine.jack.xruns.load(Relaxed)
         );
         if self.tty {
-            eprint!("\r\x1b[2K{line}");
+            let snap = d.levels.snapshot();
+            let now = Instant::now();
+            self.holds.resize(snap.inputs.len(), (0.0, now));
+            for (h, l) in self.holds.iter_mut().zip(&snap.inputs) {
+                if l.peak >= h.0 || now >= h.1 {
+                    *h = (l.peak, now + HOLD);
+                }
+            }
+            let holds: Vec<f32> = self.holds.iter().map(|h| h.0).collect();
+            let meters = meter_lines(&engine.port_names, &snap.inputs, &holds, 100);
+            // Back to the status line, clear to the end, draw it all again.
+            let mut out = String::new();
+            if self.below > 0 {
+                let _ = write!(out, "\x1b[{}F", self.below);
+            }
+            let _ = write!(out, "\r\x1b[J{line}");
+            for m in &meters {
+                let _ = write!(out, "\n{m}");
+            }
+            eprint!("{out}");
+            self.below = meters.len();
             self.drawn = true;
         } else {
             tracing::info!("{line}");
@@ -168,6 +259,30 @@ pub fn costs(engine: &Engine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::meter::InputLevel;
+
+    /// Bars show the level, the held peak and a clip; many inputs get one
+    /// character each.
+    #[test]
+    fn meters_in_the_terminal() {
+        let names: Vec<String> = ["kick", "snare"].iter().map(|s| s.to_string()).collect();
+        let l = |peak: f32, clipped| InputLevel { peak, rms: peak, clipped };
+        let lines = meter_lines(&names, &[l(0.1, false), l(1.0, true)], &[0.5, 1.0], 92);
+        assert_eq!(lines.len(), 2);
+        // -20 dBFS is two thirds of a 60-cell bar; the hold at -6 dB later.
+        assert_eq!(lines[0].chars().filter(|c| *c == '█').count(), 40, "{}", lines[0]);
+        assert_eq!(lines[0].chars().position(|c| c == '|'), Some(11 + 54 - 1), "{}", lines[0]);
+        assert!(lines[0].ends_with(" -20.0"), "{}", lines[0]);
+        assert!(lines[1].ends_with("0.0 CLIP"), "{}", lines[1]);
+        let many: Vec<String> = (1..=70).map(|i| format!("in_{i}")).collect();
+        let mut levels = vec![l(0.0, false); 70];
+        levels[0] = l(1.0, false);
+        levels[69] = l(0.5, true);
+        let rows = meter_lines(&many, &levels, &[], 100);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].chars().nth(5), Some('█'));
+        assert_eq!(rows[1], format!("  65 {}!", " ".repeat(5)));
+    }
 
     #[test]
     fn formats_levels_and_times() {
