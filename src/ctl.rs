@@ -26,9 +26,10 @@ pub struct CtlArgs {
     #[arg(long)]
     pub json: bool,
     /// start [take_id] [file] | stop [take_id] | rotate [take_id] [file] |
-    /// status | mark [label] | list | files [index] | reset | subscribe
-    /// (on a terminal the reply is printed labelled, in human units; piped,
-    /// as bare values on one line; --json for scripts)
+    /// status | mark [label] | list | files [index] | reset | subscribe |
+    /// watch [rate] (on a terminal the reply is printed labelled, in human
+    /// units; piped, as bare values on one line; --json for scripts; watch
+    /// shows the state and a meter per input until Ctrl-C)
     pub command: String,
     pub args: Vec<String>,
 }
@@ -105,7 +106,10 @@ fn print(fields: &[(&str, Kind)], values: &[OscType], style: Style) {
 }
 
 pub fn run(args: CtlArgs) -> Result<ExitCode> {
-    let known = ["start", "stop", "rotate", "status", "mark", "list", "files", "reset", "subscribe"];
+    if args.command == "watch" {
+        return watch(&args);
+    }
+    let known = ["start", "stop", "rotate", "status", "mark", "list", "files", "reset", "subscribe", "watch"];
     if !known.contains(&args.command.as_str()) {
         bail!("unknown command {:?} (use one of: {})", args.command, known.join(", "));
     }
@@ -173,6 +177,134 @@ pub fn run(args: CtlArgs) -> Result<ExitCode> {
     }
     eprintln!("capstan ctl: no reply from {} within {} s", args.osc, args.timeout);
     Ok(ExitCode::from(2))
+}
+
+/// `capstan ctl watch [rate]`: the daemon's state and a meter per input
+/// (its meter feed, `/record/meters`), redrawn in place on a terminal, or a
+/// line a second when piped, until SIGINT/SIGTERM.
+fn watch(args: &CtlArgs) -> Result<ExitCode> {
+    use crate::disk::meter::InputLevel;
+    let rate: u32 = match args.args.first() {
+        None => 10,
+        Some(r) => r.parse().ok().filter(|r| (1..=osc::MAX_METER_RATE).contains(r)).with_context(|| {
+            format!("ctl watch takes a rate from 1 to {} a second; got {r:?}", osc::MAX_METER_RATE)
+        })?,
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").or_else(|_| UdpSocket::bind("0.0.0.0:0"))?;
+    socket.connect(&args.osc).with_context(|| format!("bad --osc address {:?}", args.osc))?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let send = |path: &str, values: Vec<OscType>| socket.send(&osc::encode(path, values));
+    let term = crate::signals::stop_flag()?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut screen = crate::status::MeterScreen::default();
+    let (mut names, mut levels, mut state) = (Vec::<String>::new(), Vec::<InputLevel>::new(), String::new());
+    let (mut last_ask, mut last_line, mut last_feed) = (None::<Instant>, Instant::now(), None::<Instant>);
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    while !term.load(std::sync::atomic::Ordering::Relaxed) {
+        // The settings (the inputs' names) and the state once a second; the
+        // feed renewed, in case the daemon restarted.
+        if last_ask.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_ask = Some(Instant::now());
+            if names.is_empty() {
+                let _ = send("/config/get", vec![]);
+            }
+            let _ = send("/record/status", vec![]);
+            let _ = send("/record/meters", vec![OscType::Int(rate as i32)]);
+        }
+        if last_feed.is_none() && started.elapsed() > Duration::from_secs(5) {
+            eprintln!("capstan ctl: no meters from {} (is the daemon running?)", args.osc);
+            return Ok(ExitCode::from(2));
+        }
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) else { continue };
+        let path = matches!(m.args.first(), Some(OscType::String(_))).then(|| show(None, &m.args[0]));
+        match (m.addr.as_str(), path.as_deref()) {
+            (osc::METERS_PUSH, _) => {
+                last_feed = Some(Instant::now());
+                let clips = match m.args.last() {
+                    Some(OscType::String(c)) => c.clone(),
+                    _ => String::new(),
+                };
+                levels = m.args[..m.args.len().saturating_sub(1)]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let db = if let OscType::Float(db) = v { *db } else { f32::NEG_INFINITY };
+                        let peak = 10f32.powf(db / 20.0);
+                        InputLevel { peak, rms: peak, clipped: clips.as_bytes().get(i) == Some(&b'1') }
+                    })
+                    .collect();
+            }
+            ("/reply", Some("/record/status")) => {
+                let v = |i: usize| m.args.get(i).map(|a| show(None, a)).unwrap_or_default();
+                let secs = match m.args.get(3) {
+                    Some(OscType::Double(s)) => *s,
+                    _ => 0.0,
+                };
+                state = match v(2).as_str() {
+                    "" => format!("{}  lost {}  xruns {}", v(1).to_uppercase(), v(5), v(6)),
+                    take => format!(
+                        "{}  {take}  {}  lost {}  xruns {}",
+                        v(1).to_uppercase(),
+                        crate::status::clock((secs * 1000.0) as u64, 1000),
+                        v(5),
+                        v(6)
+                    ),
+                };
+            }
+            ("/reply", Some("/config/get")) => {
+                let pairs: Vec<String> = m.args[1..].iter().map(|a| show(None, a)).collect();
+                if let Some(i) = pairs.iter().position(|p| p == "port_names") {
+                    names = pairs
+                        .get(i + 1)
+                        .map(|n| n.split(',').map(str::to_string).collect())
+                        .unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+        if names.len() != levels.len() {
+            names =
+                (1..=levels.len()).map(|i| names.get(i - 1).cloned().unwrap_or(format!("in_{i}"))).collect();
+        }
+        if tty {
+            print!("{}", screen.frame(&state, &names, &levels));
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else if last_line.elapsed() >= Duration::from_secs(1) && !levels.is_empty() {
+            last_line = Instant::now();
+            let peaks: Vec<String> = names
+                .iter()
+                .zip(&levels)
+                .map(|(n, l)| {
+                    format!("{n} {}{}", crate::status::dbfs(l.peak), if l.clipped { " CLIP" } else { "" })
+                })
+                .collect();
+            println!("{state} | {}", peaks.join("  "));
+        }
+    }
+    let _ = send("/record/meters", vec![OscType::Int(0)]);
+    if tty {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -40,10 +40,48 @@ pub struct LiveStatus {
     quiet: bool,
     last: Instant,
     drawn: bool,
+    screen: MeterScreen,
+}
+
+/// A status line with a meter per input below it, redrawn in place on a
+/// terminal (`capstan record`, `capstan ctl watch`).
+#[derive(Debug, Default)]
+pub struct MeterScreen {
     /// Lines drawn below the status line last time (to draw over).
     below: usize,
     /// Each input's held peak and until when it holds.
     holds: Vec<(f32, Instant)>,
+}
+
+impl MeterScreen {
+    /// The text that draws `line` and the meters over the last drawing.
+    pub fn frame(
+        &mut self,
+        line: &str,
+        names: &[String],
+        levels: &[crate::disk::meter::InputLevel],
+    ) -> String {
+        let now = Instant::now();
+        self.holds.resize(levels.len(), (0.0, now));
+        for (h, l) in self.holds.iter_mut().zip(levels) {
+            if l.peak >= h.0 || now >= h.1 {
+                *h = (l.peak, now + HOLD);
+            }
+        }
+        let holds: Vec<f32> = self.holds.iter().map(|h| h.0).collect();
+        let meters = meter_lines(names, levels, &holds, 100);
+        // Back to the status line, clear to the end, draw it all again.
+        let mut out = String::new();
+        if self.below > 0 {
+            let _ = write!(out, "\x1b[{}F", self.below);
+        }
+        let _ = write!(out, "\r\x1b[J{line}");
+        for m in &meters {
+            let _ = write!(out, "\n{m}");
+        }
+        self.below = meters.len();
+        out
+    }
 }
 
 /// How long a meter holds its peak.
@@ -113,8 +151,7 @@ impl LiveStatus {
             quiet,
             last: Instant::now(),
             drawn: false,
-            below: 0,
-            holds: Vec::new(),
+            screen: MeterScreen::default(),
         }
     }
 
@@ -141,26 +178,7 @@ impl LiveStatus {
         );
         if self.tty {
             let snap = d.levels.snapshot();
-            let now = Instant::now();
-            self.holds.resize(snap.inputs.len(), (0.0, now));
-            for (h, l) in self.holds.iter_mut().zip(&snap.inputs) {
-                if l.peak >= h.0 || now >= h.1 {
-                    *h = (l.peak, now + HOLD);
-                }
-            }
-            let holds: Vec<f32> = self.holds.iter().map(|h| h.0).collect();
-            let meters = meter_lines(&engine.port_names, &snap.inputs, &holds, 100);
-            // Back to the status line, clear to the end, draw it all again.
-            let mut out = String::new();
-            if self.below > 0 {
-                let _ = write!(out, "\x1b[{}F", self.below);
-            }
-            let _ = write!(out, "\r\x1b[J{line}");
-            for m in &meters {
-                let _ = write!(out, "\n{m}");
-            }
-            eprint!("{out}");
-            self.below = meters.len();
+            eprint!("{}", self.screen.frame(&line, &engine.port_names, &snap.inputs));
             self.drawn = true;
         } else {
             tracing::info!("{line}");

@@ -259,3 +259,34 @@ fn sclang_reads_the_meter_feed() {
         assert_eq!(p, "in_1=-20.0 in_2=-20.0 in_3=-inf in_4=-inf", "{lines}");
     }
 }
+
+/// `capstan ctl watch`, piped: a line a second with the state and every
+/// input's peak from the daemon's meter feed (a -20 dBFS tone on two
+/// inputs, nothing on two), until SIGINT, which ends the feed.
+#[test]
+fn ctl_watch_prints_every_inputs_level_until_interrupted() {
+    let server = JackServer::start(256);
+    let _src = server.source_with(2, &["--tone", "-20"]);
+    let dir = tempdir();
+    let d = Daemon::start(&server, dir.path(), &["--ports", "4", "--connect", "src:out_*"]);
+    let mut child = Command::new(CAPSTAN)
+        .args(["ctl", "--osc", &format!("127.0.0.1:{}", d.port), "watch", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let l = lines.next().expect("a line from ctl watch").unwrap();
+        seen.push(l);
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    let status = wait_output(child, Duration::from_secs(10)).status;
+    assert!(status.success(), "{status:?}");
+    for l in &seen {
+        assert!(l.starts_with("IDLE"), "{l}");
+        assert!(l.ends_with("| in_1 -20.0  in_2 -20.0  in_3 -inf  in_4 -inf"), "{l}");
+    }
+}
