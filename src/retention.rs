@@ -108,8 +108,36 @@ pub struct TakeOnDisk {
     pub files: Vec<PathBuf>,
     /// Each file's FILE_UID as the manifest lists it.
     pub uids: Vec<Option<String>>,
+    /// The take's picture (`NAME.png`, named by its manifest), if it is
+    /// there and is one: a regular file that starts as a PNG.
+    pub picture: Option<PathBuf>,
     pub bytes: u64,
     pub when: SystemTime,
+}
+
+/// The first bytes of every PNG file.
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Opens a take's picture if it is the one capstan draws: named `TAKE.png`
+/// as the manifest says, a regular file (no link) that starts as a PNG.
+fn open_picture(dir: &Path, take: &str, name: &str) -> Option<(PathBuf, File)> {
+    if name != format!("{take}.png") {
+        return None;
+    }
+    let (path, mut f) = takefiles::open_regular(dir, name, false).ok()?;
+    let mut head = [0u8; 8];
+    std::io::Read::read_exact(&mut f, &mut head).ok()?;
+    std::io::Seek::rewind(&mut f).ok()?;
+    (head == PNG_SIGNATURE).then_some((path, f))
+}
+
+/// A take's picture, checked again right before it is copied or removed.
+fn own_picture(t: &TakeOnDisk, f: &Path) -> Result<File> {
+    let dir = f.parent().unwrap_or(Path::new("."));
+    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    open_picture(dir, &t.take, name)
+        .map(|(_, file)| file)
+        .with_context(|| format!("{} is no longer the take's picture; left alone", f.display()))
 }
 
 /// Finished takes in `dir` and its take subdirectories (`--dir-layout`;
@@ -156,7 +184,9 @@ pub fn takes(dir: &Path, archive: Option<&Path>) -> Result<(Vec<TakeOnDisk>, Vec
             .map(SystemTime::from)
             .or_else(|| fs::metadata(&p).and_then(|m| m.modified()).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        v.push(TakeOnDisk { manifest: p, take, files, uids, bytes, when });
+        let picture =
+            m.picture.as_deref().and_then(|name| open_picture(dir, &take, name)).map(|(path, _)| path);
+        v.push(TakeOnDisk { manifest: p, take, files, uids, picture, bytes, when });
     }
     v.sort_by_key(|t| t.when);
     Ok((v, left_alone))
@@ -234,7 +264,21 @@ pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         recheck(t, f)?;
         fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
     }
+    remove_picture(t)?;
     fs::remove_file(&t.manifest)?;
+    Ok(())
+}
+
+/// Removes the take's picture, if it has one and it is still its own.
+fn remove_picture(t: &TakeOnDisk) -> Result<()> {
+    let Some(p) = &t.picture else { return Ok(()) };
+    if own_picture(t, p).is_ok() {
+        if let Err(e) = fs::remove_file(p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e).with_context(|| format!("removing {}", p.display()));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -248,6 +292,12 @@ fn copy_to_archive(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         let mut src = open_own(t, f)?;
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         sums.push(copy_verified(&mut src, &archive_dir, archive, name)?);
+    }
+    if let Some(p) = &t.picture {
+        // Verified like the audio; an interrupted run's copy is taken.
+        let mut src = own_picture(t, p)?;
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        copy_verified(&mut src, &archive_dir, archive, name)?;
     }
     let mut m = Manifest::load(&t.manifest).with_context(|| format!("reading {}", t.manifest.display()))?;
     m.sha256 = sums;
@@ -387,6 +437,7 @@ pub fn delete_take(t: &TakeOnDisk) -> Result<()> {
             }
         }
     }
+    remove_picture(t)?;
     fs::remove_file(&t.manifest).with_context(|| format!("removing {}", t.manifest.display()))
 }
 
@@ -455,6 +506,9 @@ mod tests {
 
     fn take(dir: &Path, name: &str, age_h: u64, bytes: usize, state: TakeState) {
         wav(dir, &format!("{name}.wav"), name, bytes);
+        let mut png = PNG_SIGNATURE.to_vec();
+        png.extend_from_slice(name.as_bytes());
+        fs::write(dir.join(format!("{name}.png")), png).unwrap();
         let when = chrono::Local::now() - chrono::Duration::hours(age_h as i64);
         let m = Manifest {
             capstan_version: "t".into(),
@@ -469,6 +523,7 @@ mod tests {
             first_frame_time: Some(0),
             started: Some(when.to_rfc3339()),
             state,
+            picture: Some(format!("{name}.png")),
             ..Default::default()
         };
         m.save(&Manifest::path(dir, name)).unwrap();
@@ -483,6 +538,7 @@ mod tests {
         take(d.path(), "live", 60, 500, TakeState::Recording);
         fs::write(d.path().join("notes.txt"), b"mine").unwrap();
         fs::write(d.path().join("other.wav"), b"not a take").unwrap();
+        fs::write(d.path().join("other.png"), b"not a take's picture").unwrap();
         d
     }
 
@@ -522,7 +578,9 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["live.take.json", "live.wav", "notes.txt", "other.wav"]);
+        // The pictures went with their takes; a file named like one that is
+        // not a take's picture stays.
+        assert_eq!(left, ["live.png", "live.take.json", "live.wav", "notes.txt", "other.png", "other.wav"]);
     }
 
     /// Manifests that name files outside the directory, links, or files
@@ -564,6 +622,24 @@ mod tests {
         assert!(!Manifest::path(&d, "good").exists() && !d.join("good.wav").exists());
     }
 
+    /// A take's picture replaced by a link (or by something that is not a
+    /// PNG): the take goes, the link and what it points at stay.
+    #[test]
+    fn a_planted_picture_is_left_alone() {
+        let d = setup();
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious.png");
+        fs::write(&precious, b"someone else's").unwrap();
+        fs::remove_file(d.path().join("a.png")).unwrap();
+        std::os::unix::fs::symlink(&precious, d.path().join("a.png")).unwrap();
+        fs::write(d.path().join("b.png"), b"not a png").unwrap();
+        apply(d.path(), &Policy { keep_last: Some(2), ..Default::default() }, false).unwrap();
+        assert!(!d.path().join("a.wav").exists() && !d.path().join("b.wav").exists());
+        assert!(fs::symlink_metadata(d.path().join("a.png")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&precious).unwrap(), b"someone else's");
+        assert_eq!(fs::read(d.path().join("b.png")).unwrap(), b"not a png");
+    }
+
     #[test]
     fn dry_run_changes_nothing() {
         let d = setup();
@@ -588,6 +664,8 @@ mod tests {
         assert!(log.contains(&crate::durable::Step::SyncDir(arch.path().to_owned())), "{log:?}");
         assert!(arch.path().join("a.wav").exists() && arch.path().join("a.take.json").exists());
         assert!(!d.path().join("a.wav").exists() && !d.path().join("a.take.json").exists());
+        assert_eq!(fs::read(arch.path().join("a.png")).unwrap()[8..], *b"a", "the picture moved with it");
+        assert!(!d.path().join("a.png").exists());
         assert_eq!(fs::read(arch.path().join("a.wav")).unwrap().len() as u64, header() + 100);
         // Interrupted after copying (simulated: copy exists, original too):
         fs::copy(d.path().join("b.wav"), arch.path().join("b.wav")).unwrap();

@@ -278,6 +278,15 @@ fn prune_archives_and_leaves_foreign_files_alone() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(wavs(dir.path()), vec![takes[2].clone()]);
     assert_eq!(wavs(arch.path()).len(), 2);
+    // Each take's picture went with it.
+    let pngs = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "png"))
+            .count()
+    };
+    assert_eq!((pngs(dir.path()), pngs(arch.path())), (1, 2));
     for a in wavs(arch.path()) {
         assert!(capstan_testbed::verify(&a, 0, 0).unwrap().torn == 0);
     }
