@@ -218,16 +218,8 @@ fn watch(args: &CtlArgs) -> Result<ExitCode> {
         }
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            // A signal (Ctrl-C) interrupts the wait: the loop sees the flag.
+            Err(e) if osc::no_datagram(&e) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;

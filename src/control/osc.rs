@@ -310,6 +310,16 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
     })
 }
 
+/// A wait for a datagram ended without one: its timeout passed, or a
+/// signal (Ctrl-C, SIGTERM) interrupted it. The caller looks again, or at
+/// its stop flag.
+pub fn no_datagram(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// `/record/meters` without a rate: pushes a second.
 pub const DEFAULT_METER_RATE: u32 = 10;
 /// The most meter pushes a second (the meters measure 25 windows a second).

@@ -80,16 +80,7 @@ impl Endpoint {
         }
         let (n, from) = match self.socket.recv_from(&mut self.buf) {
             Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                return None
-            }
+            Err(e) if osc::no_datagram(&e) => return None,
             Err(e) => {
                 tracing::warn!("OSC receive: {e}");
                 return None;
