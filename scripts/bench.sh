@@ -204,4 +204,9 @@ if [ "${BENCH_WEB:-1}" != 0 ]; then
   else
     bash scripts/bench-web.sh 256 20 3 | tee "$results/web.txt"
   fi
+  # The page in a real browser (headless Chromium): its frames a second,
+  # and the daemon's CPU with it attached.
+  if command -v chromedriver >/dev/null; then
+    python3 scripts/bench-page.py 256 "$([ -n "${BENCH_QUICK:-}" ] && echo 5 || echo 10)" | tee "$results/page.json"
+  fi
 fi

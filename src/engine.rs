@@ -126,6 +126,9 @@ pub struct Engine {
     pub port_names: Vec<String>,
     pub sample_rate: u32,
     pub buffer_size: u32,
+    /// The rings' room beyond the history they keep: what the disk thread
+    /// may fall behind by before frames are lost.
+    pub ring_slack: u64,
     /// MIDI control commands from the callback (`--midi`).
     midi_events: Option<ringbuf::HeapCons<MidiEvent>>,
 }
@@ -230,8 +233,17 @@ impl Engine {
             port_names,
             sample_rate,
             buffer_size,
+            ring_slack: frames as u64,
             midi_events,
         })
+    }
+
+    /// How full the rings' room beyond the history is, 0 to 1, as the
+    /// callback last saw it (the disk thread need not run for this).
+    pub fn ring_fill(&self) -> f64 {
+        let room = self.capture.ring_room.load(std::sync::atomic::Ordering::Relaxed);
+        let slack = self.ring_slack.max(1);
+        (slack.saturating_sub(room) as f64 / slack as f64).clamp(0.0, 1.0)
     }
 
     pub fn client(&self) -> &jack::Client {
@@ -320,6 +332,12 @@ impl Engine {
     /// the running take (see [`DiskCommand::Mark`]).
     pub fn mark(&self, frame_time: u64, label: String) {
         let _ = self.commands.send(DiskCommand::Mark { frame_time, label });
+    }
+
+    /// Notes an alarm raised at JACK frame time `frame_time` in the running
+    /// take's manifest (see [`DiskCommand::Alarm`]).
+    pub fn alarm(&self, frame_time: u64, record: crate::vocab::AlarmRecord) {
+        let _ = self.commands.send(DiskCommand::Alarm { frame_time, record });
     }
 
     /// Starts `take` at the first cycle boundary at or after `start_at`,

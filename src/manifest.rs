@@ -110,6 +110,15 @@ pub struct Manifest {
     /// level over time, gaps and markers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
+    /// The alarms raised while it was recorded (one entry per kind and
+    /// input, with a count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<crate::vocab::AlarmRecord>,
+    /// Set when the take is final: every frame of its span is in its files
+    /// as it arrived (no gap). A take with gaps has `false`, and its gaps
+    /// say where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean: Option<bool>,
 }
 
 /// Where a segment comes from.

@@ -69,6 +69,8 @@ pub struct CycleClock {
 /// private), and the callback's unchecked copy relies on nothing else.
 pub struct PortWriter {
     rings: Vec<HeapProd<f32>>,
+    /// Room after the last push (see [`PortWriter::room_left`]).
+    room_left: usize,
 }
 
 /// The disk thread's end of the port rings: frames are read in place and
@@ -106,7 +108,7 @@ pub struct DiskRings {
 /// safe (allocates).
 pub fn port_rings(ports: usize, frames: usize) -> (PortWriter, PortReader) {
     let (w, r) = (0..ports).map(|_| HeapRb::<f32>::new(frames).split()).unzip();
-    (PortWriter { rings: w }, PortReader { rings: r })
+    (PortWriter { rings: w, room_left: 0 }, PortReader { rings: r })
 }
 
 /// Allocates the rings: `frames` of audio per port and room for the records
@@ -123,6 +125,12 @@ pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
 }
 
 impl PortWriter {
+    /// Frames every ring had room for after the last [`Self::push_cycle`]
+    /// (no read of the other side's index). Real-time safe.
+    pub fn room_left(&self) -> usize {
+        self.room_left
+    }
+
     /// Frames every ring has room for: the last ring's room, the smallest
     /// (see the type's invariants). One read of the reader's index per
     /// cycle. Real-time safe.
@@ -136,7 +144,10 @@ impl PortWriter {
     /// once, and the reader's index is read once for all of them.
     #[inline]
     pub fn push_cycle<'a>(&mut self, n: usize, buffer: impl Fn(usize) -> &'a [f32]) -> Pushed {
-        if self.room() < n {
+        let room = self.room();
+        self.room_left = room.saturating_sub(n);
+        if room < n {
+            self.room_left = room;
             return Pushed::NoRoom;
         }
         let mut pushed = Pushed::Whole;

@@ -30,6 +30,89 @@ pub mod defaults {
     pub const HOLD_SECONDS: f64 = 5.0;
     /// The pre-roll of `--trigger level` when `--preroll` is 0.
     pub const LEVEL_PREROLL: f64 = 2.0;
+    pub const ALARM_SILENCE_DBFS: f64 = -60.0;
+    pub const ALARM_SILENCE_SECONDS: f64 = 10.0;
+    pub const ALARM_DISK_MINUTES: f64 = 30.0;
+    pub const ALARM_RING_PERCENT: f64 = 50.0;
+}
+
+/// When the daemon raises an alarm (on the web page, as the OSC push
+/// `/recording/alarm`, in the log and in the take's manifest).
+#[derive(Args, Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AlarmSettings {
+    /// Alarm when an input stays below this level (dBFS, -120 to 0)…
+    #[arg(long, default_value_t = defaults::ALARM_SILENCE_DBFS, allow_hyphen_values = true)]
+    pub alarm_silence_dbfs: f64,
+    /// …for this many seconds (1 to 3600) while recording.
+    #[arg(long, default_value_t = defaults::ALARM_SILENCE_SECONDS)]
+    pub alarm_silence_seconds: f64,
+    /// Alarm when the free space lasts less than this many minutes at the
+    /// current rate (0 to 100000; 0: never).
+    #[arg(long, default_value_t = defaults::ALARM_DISK_MINUTES)]
+    pub alarm_disk_minutes: f64,
+    /// Alarm when the ring buffers are fuller than this percent of their
+    /// room (1 to 100): the disk is falling behind, and at 100% frames are
+    /// lost.
+    #[arg(long, default_value_t = defaults::ALARM_RING_PERCENT)]
+    pub alarm_ring_percent: f64,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            alarm_silence_dbfs: defaults::ALARM_SILENCE_DBFS,
+            alarm_silence_seconds: defaults::ALARM_SILENCE_SECONDS,
+            alarm_disk_minutes: defaults::ALARM_DISK_MINUTES,
+            alarm_ring_percent: defaults::ALARM_RING_PERCENT,
+        }
+    }
+}
+
+impl AlarmSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        range("alarm_silence_dbfs", self.alarm_silence_dbfs, -120.0, 0.0)?;
+        range("alarm_silence_seconds", self.alarm_silence_seconds, 1.0, 3600.0)?;
+        range("alarm_disk_minutes", self.alarm_disk_minutes, 0.0, 100_000.0)?;
+        range("alarm_ring_percent", self.alarm_ring_percent, 1.0, 100.0)
+    }
+
+    /// Sets one by its `/config/alarm` name (unchecked: validate after).
+    pub fn set(&mut self, name: &str, v: f64) -> Result<(), String> {
+        *match name {
+            "silence_dbfs" => &mut self.alarm_silence_dbfs,
+            "silence_seconds" => &mut self.alarm_silence_seconds,
+            "disk_minutes" => &mut self.alarm_disk_minutes,
+            "ring_percent" => &mut self.alarm_ring_percent,
+            _ => {
+                return Err(format!(
+                    "unknown alarm setting {name:?} (one of {})",
+                    crate::control::alarms::SETTING_NAMES.join(", ")
+                ))
+            }
+        } = v;
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "silence_dbfs" => self.alarm_silence_dbfs,
+            "silence_seconds" => self.alarm_silence_seconds,
+            "disk_minutes" => self.alarm_disk_minutes,
+            "ring_percent" => self.alarm_ring_percent,
+            _ => return None,
+        })
+    }
+
+    /// In the alarm machine's units.
+    pub fn thresholds(&self) -> crate::control::alarms::Thresholds {
+        crate::control::alarms::Thresholds {
+            silence: 10f64.powf(self.alarm_silence_dbfs / 20.0) as f32,
+            silence_seconds: self.alarm_silence_seconds,
+            disk_seconds: self.alarm_disk_minutes * 60.0,
+            ring_fraction: self.alarm_ring_percent / 100.0,
+        }
+    }
 }
 
 /// How takes are written (shared by `record` and `daemon`).
@@ -245,6 +328,9 @@ pub struct Settings {
     /// the transport stops (0-600), so that tails are kept.
     #[arg(long, default_value_t = 0.0)]
     pub post_roll: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub alarms: AlarmSettings,
     /// Retention, applied at start-up and every hour (see `capstan prune`).
     #[command(flatten)]
     pub retention: Policy,
@@ -275,6 +361,7 @@ impl Default for Settings {
             threshold: defaults::THRESHOLD_DBFS,
             hold: defaults::HOLD_SECONDS,
             post_roll: 0.0,
+            alarms: AlarmSettings::default(),
             retention: Policy::default(),
         }
     }
@@ -314,6 +401,7 @@ impl Settings {
         range("min_free_fraction", self.min_free_fraction, 0.0, 1.0)?;
         range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
         self.retention.validate()?;
+        self.alarms.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
         }
@@ -414,6 +502,18 @@ mod tests {
             ("--ports", "0", "ports", "ports must be between 1 and 1024"),
             ("--osc-bind", "everywhere", "osc_bind", "osc_bind must be an IP address"),
             ("--http-bind", "anywhere", "http_bind", "http_bind must be an IP address"),
+            (
+                "--alarm-ring-percent",
+                "0",
+                "alarm_ring_percent",
+                "alarm_ring_percent must be between 1 and 100",
+            ),
+            (
+                "--alarm-silence-dbfs",
+                "-130",
+                "alarm_silence_dbfs",
+                "alarm_silence_dbfs must be between -120 and 0",
+            ),
         ] {
             let from_flag = daemon_settings(&[flag, value]).unwrap().validate().unwrap_err();
             let json = match value.parse::<f64>() {

@@ -139,3 +139,91 @@ pub struct DiskSummary {
     pub write_mean_us: f64,
     pub write_max_us: f64,
 }
+
+/// One channel's level over a stretch of frames: its largest |sample| and
+/// the sum of its squares. The encoder measures it while the samples are in
+/// cache and the meters add the stretches up, so that recording reads the
+/// audio once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChannelLevel {
+    /// Largest |sample| (linear, 1.0 = 0 dBFS; NaN ignored).
+    pub peak: f32,
+    /// Sum of the squares (NaN counts as 0).
+    pub squares: f64,
+}
+
+impl ChannelLevel {
+    /// Measures `samples` in one pass (8 lanes, so that the compiler
+    /// vectorizes it).
+    #[inline]
+    pub fn of(samples: &[f32]) -> ChannelLevel {
+        let mut peak = [0f32; 8];
+        let mut sq = [0f32; 8];
+        let chunks = samples.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..8 {
+                peak[k] = peak[k].max(c[k].abs());
+                sq[k] += c[k] * c[k];
+            }
+        }
+        let mut p = peak.iter().fold(0f32, |a, &b| a.max(b));
+        let mut q: f64 = sq.iter().map(|&x| x as f64).sum();
+        for &x in rest {
+            p = p.max(x.abs());
+            q += (x * x) as f64;
+        }
+        ChannelLevel { peak: p, squares: if q.is_nan() { 0.0 } else { q } }
+    }
+
+    /// Adds a later stretch.
+    #[inline]
+    pub fn add(&mut self, other: ChannelLevel) {
+        self.peak = self.peak.max(other.peak);
+        self.squares += other.squares;
+    }
+}
+
+/// What an alarm is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// An input below the silence threshold for the set time, recording.
+    Silent,
+    /// An input reached full scale.
+    Clipping,
+    /// The disk holds less than the set time at the current rate.
+    DiskLow,
+    /// The rings are filling: the disk thread falls behind.
+    DiskBehind,
+    /// The take has a gap (frames lost, silence in their place).
+    Gap,
+}
+
+impl AlarmKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmKind::Silent => "silent",
+            AlarmKind::Clipping => "clipping",
+            AlarmKind::DiskLow => "disk_low",
+            AlarmKind::DiskBehind => "disk_behind",
+            AlarmKind::Gap => "gap",
+        }
+    }
+}
+
+/// An alarm raised during a take, as its manifest keeps it: one entry per
+/// kind and input, where it was first raised and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRecord {
+    pub kind: AlarmKind,
+    /// The input's name, for an alarm about one input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Frame offset in the take where it was first raised.
+    pub frame: u64,
+    /// Times it was raised in this take.
+    pub count: u32,
+    /// What it said when first raised.
+    pub text: String,
+}

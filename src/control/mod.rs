@@ -1,6 +1,7 @@
 //! Take control: the state machine, the OSC protocol and pre-flight checks.
 //! Control thread only.
 
+pub mod alarms;
 pub mod clock;
 pub mod log_limit;
 pub mod osc;

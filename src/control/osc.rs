@@ -80,6 +80,8 @@ pub enum Command {
     /// A trigger setting (`/config/trigger`, `/config/rotate_every`, …).
     ConfigTrigger(TriggerSetting),
     ConfigPreroll(f64),
+    /// `/config/alarm s:name f:value`: one alarm threshold.
+    ConfigAlarm(String, f64),
 }
 
 /// A trigger setting sent over OSC.
@@ -286,6 +288,28 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/config/post_roll" => Command::ConfigTrigger(TriggerSetting::PostRoll(number(m)?)),
         "/config/threshold" => Command::ConfigTrigger(TriggerSetting::Threshold(number(m)?)),
         "/config/hold" => Command::ConfigTrigger(TriggerSetting::Hold(number(m)?)),
+        "/config/alarm" => {
+            let bad = || {
+                Refusal::new(
+                    Code::BadArgs,
+                    format!(
+                        "/config/alarm takes a name ({}) and a number",
+                        super::alarms::SETTING_NAMES.join(", ")
+                    ),
+                )
+            };
+            match m.args.as_slice() {
+                [OscType::String(name), v] => {
+                    let value = number(&OscMessage { addr: m.addr.clone(), args: vec![v.clone()] })
+                        .map_err(|_| bad())?;
+                    if !super::alarms::SETTING_NAMES.contains(&name.as_str()) {
+                        return Err(bad());
+                    }
+                    Command::ConfigAlarm(name.clone(), value)
+                }
+                _ => return Err(bad()),
+            }
+        }
         "/config/format" => match one_string(m)?.to_ascii_lowercase().as_str() {
             "wav" => Command::ConfigFormat(crate::vocab::FileFormat::Wav),
             "flac" => Command::ConfigFormat(crate::vocab::FileFormat::Flac),

@@ -517,13 +517,14 @@ impl<R: Clone> Recorder<R> {
         let files: Vec<String> = r.files.iter().map(|f| f.path.display().to_string()).collect();
         let id = self.current().map_or_else(|| r.name.clone(), |c| c.id.clone());
         let (frames, secs, error) = (r.frames, r.seconds(), r.error.clone());
+        let picture = r.picture.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let text = files_text(&files);
         self.last_files = Some((id.clone(), files));
         // What the disk thread owed ends with the take's end.
         let owed = self.end_wait();
         self.finished(r, true, jack_gone, fx);
         let reply = match &error {
-            None => Ok(vec![s(id), count(frames), OscType::Double(secs), s(text)]),
+            None => Ok(vec![s(id), count(frames), OscType::Double(secs), s(text), s(picture)]),
             Some(e) => Err(Refusal::new(self.error().map_or(Code::Write, |e| e.0), e.clone())),
         };
         match owed {

@@ -53,7 +53,10 @@ use Kind::*;
 /// The values of `/reply s:<path> …` for each command (after the path).
 pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/record/start", &[("take_id", Text), ("first_frame_time", Count), ("files", Text)]),
-    ("/record/stop", &[("take_id", Text), ("frames", Count), ("seconds", Real), ("files", Text)]),
+    (
+        "/record/stop",
+        &[("take_id", Text), ("frames", Count), ("seconds", Real), ("files", Text), ("picture", Text)],
+    ),
     (
         "/record/rotate",
         &[
@@ -100,6 +103,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/config/rotate_every", &[("rotate_every", Text)]),
     ("/config/post_roll", &[("seconds", Real)]),
     ("/config/threshold", &[("dbfs", Real)]),
+    ("/config/alarm", &[("name", Text), ("value", Real)]),
     ("/config/hold", &[("seconds", Real)]),
     ("/trigger/disarm", &[("armed", Int)]),
 ];
@@ -112,6 +116,7 @@ pub const PUSHES: &[(&str, &[(&str, Kind)])] = &[
     ),
     ("/recording/progress", &[("take_id", Text), ("seconds", Real), ("bytes", Count)]),
     ("/recording/error", &[("take_id", Text), ("code", Int), ("description", Text)]),
+    ("/recording/alarm", &[("kind", Text), ("input", Text), ("raised", Int), ("text", Text)]),
     ("/error", &[("path", Text), ("code", Int), ("message", Text)]),
 ];
 

@@ -112,6 +112,8 @@ impl Daemon {
             }
             Command::Subscribe => {
                 self.osc.subscribe(to.from);
+                // The alarms raised now follow the answer (next turn).
+                self.alarm_catch_up.push(to.from);
                 now(vec![s(self.recorder.state().name())])
             }
             Command::Unsubscribe => {
@@ -148,6 +150,15 @@ impl Daemon {
             Command::ConfigPreroll(p) => {
                 self.reconfigure(|a| a.settings.preroll = p)?;
                 now(vec![OscType::Double(p)])
+            }
+            Command::ConfigAlarm(name, v) => {
+                let mut settings = self.args.settings.clone();
+                settings.alarms.set(&name, v).map_err(|e| Refusal::new(Code::BadArgs, e))?;
+                settings.validate().map_err(|e| Refusal::new(Code::Config, e))?;
+                self.alarms.set_thresholds(settings.alarms.thresholds());
+                self.args.settings = settings;
+                self.config_changed = true;
+                now(vec![s(name), OscType::Double(v)])
             }
         }
     }
@@ -214,6 +225,14 @@ impl Daemon {
             OscType::Int(a.settings.midi_note.map_or(-1, i32::from)),
             s("hold"),
             OscType::Double(a.settings.hold),
+            s("alarm_silence_dbfs"),
+            OscType::Double(a.settings.alarms.alarm_silence_dbfs),
+            s("alarm_silence_seconds"),
+            OscType::Double(a.settings.alarms.alarm_silence_seconds),
+            s("alarm_disk_minutes"),
+            OscType::Double(a.settings.alarms.alarm_disk_minutes),
+            s("alarm_ring_percent"),
+            OscType::Double(a.settings.alarms.alarm_ring_percent),
         ]
     }
 

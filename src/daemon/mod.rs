@@ -14,6 +14,7 @@
 //! - `housekeeping`: retention;
 //! - this file: the loop, the engine's lifetime and the way back from ERROR.
 
+mod alarms;
 mod commands;
 mod endpoint;
 mod housekeeping;
@@ -130,8 +131,16 @@ pub struct Daemon {
     /// What the web page shows, published each turn.
     board: Arc<web::Board>,
     web: Option<web::WebServer>,
-    /// Free space, as last looked at (once a second).
-    free_bytes: (Instant, u64),
+    /// Free space, as last looked at (once a second), if known.
+    free_bytes: (Instant, Option<u64>),
+    /// The alarm machine, when it last looked, and the start of its clock.
+    alarms: crate::control::alarms::Alarms,
+    alarm_check: Instant,
+    epoch: Instant,
+    /// New subscribers, told the raised alarms after their answer.
+    alarm_catch_up: Vec<SocketAddr>,
+    /// The take the alarms were last noted in.
+    alarm_take: Option<String>,
     _lock: Option<lock::DirLock>,
 }
 
@@ -249,7 +258,12 @@ impl Daemon {
             meter_subs: Vec::new(),
             board: Arc::default(),
             web: None,
-            free_bytes: (Instant::now() - Duration::from_secs(10), 0),
+            free_bytes: (Instant::now() - Duration::from_secs(10), None),
+            alarms: crate::control::alarms::Alarms::new(args.settings.alarms.thresholds()),
+            alarm_check: Instant::now(),
+            epoch: Instant::now(),
+            alarm_catch_up: Vec::new(),
+            alarm_take: None,
             _lock: None,
             args,
         };
@@ -290,6 +304,7 @@ impl Daemon {
         self.feed(Input::Tick);
         self.check_marks();
         self.poll();
+        self.watch_alarms();
         self.publish();
         self.push_meters();
     }
@@ -407,10 +422,9 @@ impl Daemon {
         if self.web.is_none() {
             return;
         }
-        if self.free_bytes.0.elapsed() >= Duration::from_secs(1) {
-            let free = crate::control::preflight::space(&self.args.dir).map_or(0, |s| s.0);
-            self.free_bytes = (Instant::now(), free);
-        }
+        self.seconds_left();
+        let bytes_per_second = self.bytes_per_second();
+        let alarms = self.alarm_views();
         let s = &self.args.settings;
         let taking = matches!(self.recorder.state(), State::Recording | State::Stopping);
         let mut status = web::Status {
@@ -423,15 +437,15 @@ impl Daemon {
                 None => String::new(),
             },
             armed: self.armed,
-            free_bytes: self.free_bytes.1,
+            free_bytes: self.free_bytes.1.unwrap_or(0),
+            bytes_per_second,
+            alarms,
             osc_port: self.osc_addr().map_or(0, |a| a.port()),
             ..Default::default()
         };
         if let Some(e) = &self.engine {
             let d = &e.disk_stats;
             status.sample_rate = e.sample_rate;
-            status.bytes_per_second =
-                e.sample_rate as u64 * e.port_names.len() as u64 * s.format.sample_format().bytes() as u64;
             status.xruns = e.jack.xruns.load(Relaxed);
             status.client = e.client().name().to_string();
             if taking {

@@ -46,7 +46,7 @@ impl Daemon {
                     self.level_take = false; // whatever ended it, silence ends no other take
                 }
                 let jack_gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed));
-                self.feed(Input::Finished { report: Box::new(r), jack_gone });
+                self.feed(Input::Finished { report: r, jack_gone });
             }
             DiskEvent::Transport(e) => self.transport_changed(e),
             DiskEvent::Level(e) => self.level_changed(e),

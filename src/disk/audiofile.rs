@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::flac::FlacWriter;
+use crate::vocab::ChannelLevel;
 use crate::wav::{Bext, Ixml, SampleFormat, WavError, WavWriter};
 
 /// Silence goes into FLAC files in blocks of this many frames.
@@ -41,19 +42,28 @@ impl AudioFile {
     }
 
     /// Appends `n` frames; `chans[c]` is channel `c` or `None` for silence.
-    /// Returns their peak (see [`crate::wav::peak_bits`]).
+    /// Each channel's level is added to `levels`.
     pub fn append(
         &mut self,
         n: usize,
         chans: &[Option<&[f32]>],
         format: SampleFormat,
-    ) -> Result<u32, WavError> {
+        levels: &mut [ChannelLevel],
+    ) -> Result<(), WavError> {
         match self {
-            // Each byte written once, straight into the buffer.
-            AudioFile::Wav(w) => w.append_frames(format, chans, n),
+            // Each byte written once, straight into the buffer; the levels
+            // measured on the way.
+            AudioFile::Wav(w) => w.append_frames(format, chans, n, levels),
             AudioFile::Flac(f) => {
                 f.append(n, chans)?;
-                Ok(chans.iter().flatten().map(|c| crate::wav::peak_bits(&c[..n])).max().unwrap_or(0))
+                // FLAC's encoder is not ours: a pass of its own (small
+                // beside the encode).
+                for (l, c) in levels.iter_mut().zip(chans) {
+                    if let Some(c) = c {
+                        l.add(ChannelLevel::of(&c[..n]));
+                    }
+                }
+                Ok(())
             }
         }
     }

@@ -64,6 +64,9 @@ impl DiskWriter {
             let to = hist_start.min(limit);
             record_gaps(&self.gaps, a, to);
             a.take.write_silence(to - a.cursor, SPARSE_SILENCE_FRAMES)?;
+            if self.meter.next() <= a.cursor {
+                self.meter.add(a.cursor, (to - a.cursor) as usize, None, &self.stats.levels);
+            }
             a.cursor = to;
         }
         let from = a.cursor;
@@ -75,16 +78,36 @@ impl DiskWriter {
         let n = limit - from;
         a.cursor = limit;
         let t = Instant::now();
-        let stats = &self.stats;
-        // Straight from the rings into the encoder; gaps as silence.
-        let res = self.history.runs(skip, n, |len, chans| match chans {
-            Some(chans) => {
-                // The peak meter is read during the encode (in cache).
-                let peak = a.take.write(len, |c| Some(chans[c]))?;
-                stats.peak.fetch_max(peak, Relaxed);
-                Ok(())
+        let (stats, meter, mut at) = (&self.stats, &mut self.meter, from);
+        // Straight from the rings into the encoder; gaps as silence. The
+        // meters take their levels from the encoder (measured in cache):
+        // frames they measured already (a pre-roll's) are written apart.
+        let res = self.history.runs(skip, n, |len, chans| {
+            let seen = (meter.next().saturating_sub(at) as usize).min(len);
+            for (off, len, measure) in [(0, seen, false), (seen, len - seen, true)] {
+                if len == 0 {
+                    continue;
+                }
+                match chans {
+                    Some(chans) => {
+                        a.take.clear_levels();
+                        a.take.write(len, |c| Some(&chans[c][off..off + len]))?;
+                        let peak = a.take.levels().iter().fold(0f32, |p, l| p.max(l.peak));
+                        stats.peak.fetch_max(peak.to_bits(), Relaxed);
+                        if measure {
+                            meter.add(at + off as u64, len, Some(a.take.levels()), &stats.levels);
+                        }
+                    }
+                    None => {
+                        a.take.write_silence(len as u64, SPARSE_SILENCE_FRAMES)?;
+                        if measure {
+                            meter.add(at + off as u64, len, None, &stats.levels);
+                        }
+                    }
+                }
             }
-            None => a.take.write_silence(len as u64, SPARSE_SILENCE_FRAMES),
+            at += len as u64;
+            Ok(())
         });
         let ns = t.elapsed().as_nanos() as u64;
         self.stats.write_batches.fetch_add(1, Relaxed);

@@ -33,6 +33,16 @@ impl DiskWriter {
         report_mark(&self.events, frame_time, saved);
     }
 
+    /// Notes an alarm in the running take's manifest, at the frame of JACK
+    /// frame time `frame_time` (the take's start, if before it).
+    pub(super) fn alarm(&mut self, frame_time: u64, mut record: crate::vocab::AlarmRecord) {
+        let Some(a) = &mut self.active else { return };
+        record.frame = a.segment_first.map_or(0, |first| frame_time.saturating_sub(first));
+        if let Err(e) = a.take.add_alarm(record) {
+            tracing::warn!("alarm not saved in the manifest: {e}");
+        }
+    }
+
     /// Ends the active take: finalize every file and report. A rotated-in
     /// take starts right where this one ended.
     pub(super) fn finish(&mut self, error: Option<WavError>) {
@@ -68,9 +78,7 @@ impl DiskWriter {
         let levels =
             a.first_pos.filter(|_| frames > 0).map(|first| self.meter.columns.take_levels(first, frames));
         self.finalizer.submit(Box::new(move || {
-            if let Some(levels) = levels {
-                draw_picture(&mut a.take, &levels, frames, sample_rate, &gaps);
-            }
+            let picture = levels.and_then(|l| draw_picture(&mut a.take, &l, frames, sample_rate, &gaps));
             let (files, fin_err) = a.take.finalize(&gaps, xruns, msg.as_deref(), rt);
             // What the files really hold: a failed write loses the rest of
             // its buffer, but the part that reached the file before the
@@ -95,11 +103,12 @@ impl DiskWriter {
                 rotated_into,
                 error,
                 error_kind,
+                picture,
             };
             if !segments.is_empty() {
                 report.absorb_segments(segments, segment_first);
             }
-            let _ = events.send(DiskEvent::Finished(report));
+            let _ = events.send(DiskEvent::Finished(Box::new(report)));
         }));
         if let Some(next) = next {
             self.begin(*next, StartAt::Next, 0);
@@ -123,20 +132,36 @@ pub(super) fn report_mark(events: &Sender<DiskEvent>, frame_time: u64, saved: Re
 
 /// Draws the take's picture beside its files (`NAME.png`) and names it in
 /// the manifest; a picture that cannot be written is only said (the audio
-/// is what matters). Finalizer thread.
+/// is what matters). Returns its path. Finalizer thread.
 fn draw_picture(
     take: &mut Take,
     levels: &super::picture::Levels,
     frames: u64,
     sample_rate: u32,
     gaps: &[Gap],
-) {
+) -> Option<std::path::PathBuf> {
     let name = format!("{}.png", take.name);
     let path = take.dir().join(&name);
     let markers = take.markers();
-    let pic = super::picture::render(&take.input_names(), levels, frames, sample_rate, gaps, &markers);
+    let (step, curve) = take.loudness_curve();
+    let curve = curve.to_vec();
+    let pic = super::picture::render(
+        &take.input_names(),
+        levels,
+        frames,
+        sample_rate,
+        gaps,
+        &markers,
+        (step, &curve),
+    );
     match super::picture::write_png(&path, &pic) {
-        Ok(()) => take.note_picture(name),
-        Err(e) => tracing::warn!("{}: the take's picture was not written: {e}", path.display()),
+        Ok(()) => {
+            take.note_picture(name);
+            Some(path)
+        }
+        Err(e) => {
+            tracing::warn!("{}: the take's picture was not written: {e}", path.display());
+            None
+        }
     }
 }

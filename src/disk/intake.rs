@@ -32,24 +32,11 @@ impl DiskWriter {
         if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
             let _ = self.events.send(DiskEvent::Transport(e));
         }
-        // Every input's level, idle or recording (a repeat's frames were
-        // measured with their first copy).
         if rec.rate != self.meter_rate && rec.rate > 0 {
             self.meter_rate = rec.rate;
             self.meter.set_rate(rec.rate);
         }
         let old = (p.repeated as usize).min(n);
-        match clean {
-            Some(src) => {
-                let (meter, levels, mut at) = (&mut self.meter, &self.stats.levels, p.first_new());
-                let _ = self.history.ring_frames(src + old as u64, n - old, &mut |len, chans| {
-                    meter.add(at, chans, len, levels);
-                    at += len as u64;
-                    Ok::<(), ()>(())
-                });
-            }
-            None => self.meter.add(p.first_new(), None, n - old, &self.stats.levels),
-        }
         // The pictures need the columns from the running take's first frame
         // (and, before one starts, the history a pre-roll reaches into).
         let keep =
@@ -120,7 +107,28 @@ impl DiskWriter {
             self.place_start();
         }
         self.advance();
+        self.meter_unwritten();
         self.publish();
+    }
+
+    /// The meters measure the history's frames that no take writes (idle,
+    /// before a take opens, after it ends); while a take writes, its
+    /// encoder measures them (see `flush_history`).
+    fn meter_unwritten(&mut self) {
+        if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some()) {
+            return;
+        }
+        let start = self.history.start();
+        let from = self.meter.next().max(start);
+        if from >= self.history.end {
+            return;
+        }
+        let (meter, levels, mut at) = (&mut self.meter, &self.stats.levels, from);
+        let _ = self.history.runs(from - start, self.history.end - from, |len, chans| {
+            meter.measure(at, chans, len, levels);
+            at += len as u64;
+            Ok::<(), ()>(())
+        });
     }
 
     /// JACK delivered frames again (see [`timeline`]): the newer copy, if it

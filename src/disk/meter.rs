@@ -1,11 +1,16 @@
 //! Every input's level for the people watching: peak and RMS over short
-//! windows (25 a second), and clipping, measured on the disk thread from
-//! the cycles as they arrive, idle or recording, never in the callback.
+//! windows (25 a second), and clipping, on the disk thread, idle or
+//! recording, never in the callback. Each frame is read for it once: while
+//! a take is written the encoder measures the frames as it encodes them
+//! (so the meters show what the files get, 0.2 s after it was played);
+//! otherwise the history's frames are measured as they arrive.
 //! The newest window of every input is published in [`Levels`] for the
 //! control side (the web page, the meter feeds) to copy. Disk thread only,
 //! except [`Levels`]' readers.
 
 use std::sync::Mutex;
+
+use crate::vocab::ChannelLevel;
 
 /// Windows per second.
 pub const WINDOWS_PER_SECOND: u32 = 25;
@@ -71,6 +76,14 @@ pub struct Meter {
     frames: u64,
     window: u64,
     clip_hold: u64,
+    /// Position up to which the frames are measured: each frame is
+    /// measured once, by whichever reads it first (the encoder while a
+    /// take is written, [`Meter::measure`] otherwise).
+    next: u64,
+    /// Frames measured so far.
+    measured: u64,
+    /// [`Meter::measure`]'s levels of the piece being measured.
+    scratch: Vec<ChannelLevel>,
 }
 
 impl Meter {
@@ -84,6 +97,9 @@ impl Meter {
             frames: 0,
             window: 1,
             clip_hold: 1,
+            next: 0,
+            measured: 0,
+            scratch: vec![ChannelLevel::default(); inputs],
         };
         m.set_rate(sample_rate);
         m
@@ -96,19 +112,49 @@ impl Meter {
         self.columns.set_rate(sample_rate);
     }
 
-    /// `n` frames of every input from position `at` (`None`: a cycle
-    /// without audio, silence); a full window is published into `out`.
-    pub fn add(&mut self, at: u64, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
-        self.piece.fill(0.0);
+    /// Frames measured so far (each once).
+    pub fn measured(&self) -> u64 {
+        self.measured
+    }
+
+    /// The first position not yet measured.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Measures `n` frames of every input from position `at` (`None`:
+    /// silence), those before [`Self::next`] excepted; a full window is
+    /// published into `out`.
+    pub fn measure(&mut self, at: u64, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
+        let skip = self.next.saturating_sub(at).min(n as u64) as usize;
+        if skip == n {
+            return;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.fill(ChannelLevel::default());
         if let Some(chans) = chans {
-            for (i, c) in chans.iter().enumerate().take(self.peak.len()) {
-                let (peak, sq) = peak_and_squares(&c[..n]);
-                self.piece[i] = peak;
-                self.peak[i] = self.peak[i].max(peak);
-                self.sum_squares[i] += sq;
-                if peak >= 1.0 {
-                    self.clip_left[i] = self.clip_hold;
-                }
+            for (l, c) in scratch.iter_mut().zip(chans) {
+                *l = ChannelLevel::of(&c[skip..n]);
+            }
+        }
+        self.add(at + skip as u64, n - skip, chans.map(|_| &scratch[..]), out);
+        self.scratch = scratch;
+    }
+
+    /// `n` frames from position `at` whose levels were measured already
+    /// (by the encoder), or silence (`None`); a full window is published
+    /// into `out`. `at` is not before [`Self::next`].
+    pub fn add(&mut self, at: u64, n: usize, levels: Option<&[ChannelLevel]>, out: &Levels) {
+        debug_assert!(at >= self.next, "frames from {at} measured up to {}", self.next);
+        self.next = self.next.max(at + n as u64);
+        self.measured += n as u64;
+        self.piece.fill(0.0);
+        for (i, l) in levels.unwrap_or(&[]).iter().enumerate().take(self.peak.len()) {
+            self.piece[i] = l.peak;
+            self.peak[i] = self.peak[i].max(l.peak);
+            self.sum_squares[i] += l.squares;
+            if l.peak >= 1.0 {
+                self.clip_left[i] = self.clip_hold;
             }
         }
         self.columns.add(at, n as u64, &self.piece);
@@ -138,28 +184,6 @@ impl Meter {
     }
 }
 
-/// Largest |x| and the sum of squares, in one pass (8 lanes, so that the
-/// compiler vectorizes it).
-fn peak_and_squares(s: &[f32]) -> (f32, f64) {
-    let mut peak = [0f32; 8];
-    let mut sq = [0f32; 8];
-    let chunks = s.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for k in 0..8 {
-            peak[k] = peak[k].max(c[k].abs());
-            sq[k] += c[k] * c[k];
-        }
-    }
-    let mut p = peak.iter().fold(0f32, |a, &b| a.max(b));
-    let mut q: f64 = sq.iter().map(|&x| x as f64).sum();
-    for &x in rest {
-        p = p.max(x.abs());
-        q += (x * x) as f64;
-    }
-    (p, q)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +203,7 @@ mod tests {
         clip[10] = -1.0;
         for k in 0..(48_000 / 256) {
             let r = k * 256..(k + 1) * 256;
-            m.add(k as u64 * 256, Some(&[&tone[r.clone()], &silence[r.clone()], &clip[r]]), 256, &levels);
+            m.measure(k as u64 * 256, Some(&[&tone[r.clone()], &silence[r.clone()], &clip[r]]), 256, &levels);
         }
         let s = levels.snapshot();
         // Windows of whole cycles: 8 of 256 frames reach 1/25 s.
@@ -190,8 +214,8 @@ mod tests {
         assert!(!s.inputs[0].clipped && !s.inputs[1].clipped);
         assert!(s.inputs[2].clipped, "one second after the clip");
         // A cycle without audio is silence; 2 s after the clip it is gone.
-        for _ in 0..(48_000 / 256 * 2) {
-            m.add(0, None, 256, &levels);
+        for k in 0..(48_000 / 256 * 2) {
+            m.measure((187 + k) * 256, None, 256, &levels);
         }
         let s = levels.snapshot();
         assert!(!s.inputs[2].clipped, "{:?}", s.inputs[2]);

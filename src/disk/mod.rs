@@ -252,6 +252,10 @@ impl DiskWriter {
                     self.mark(frame_time, label);
                     continue;
                 }
+                Ok(DiskCommand::Alarm { frame_time, record }) => {
+                    self.alarm(frame_time, record);
+                    continue;
+                }
                 Ok(DiskCommand::Quit) | Err(TryRecvError::Disconnected) => {
                     self.drain_cycles();
                     self.end_drained();

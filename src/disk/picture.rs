@@ -157,6 +157,7 @@ const TEXT: [u8; 3] = [220, 224, 228];
 const DIM: [u8; 3] = [120, 130, 140];
 const RED: [u8; 3] = [229, 72, 77];
 const WHITE: [u8; 3] = [255, 255, 255];
+const YELLOW: [u8; 3] = [232, 197, 71];
 
 /// A level's colour: black for silence, dark blue at -60 dBFS through
 /// green (-20) and yellow (-6) to red at full scale.
@@ -188,7 +189,8 @@ fn heat(peak: f32) -> [u8; 3] {
 
 /// Draws the picture of a take of `frames` frames at `sample_rate`: one
 /// row per input, `gaps` in red and `markers` (frame, label) in white
-/// along the top.
+/// along the top, and the loudness curve (`loudness`: a value in LUFS
+/// every `.0` frames; none when empty) in a band below the rows.
 pub fn render(
     names: &[String],
     levels: &Levels,
@@ -196,10 +198,13 @@ pub fn render(
     sample_rate: u32,
     gaps: &[Gap],
     markers: &[(u64, String)],
+    loudness: (u64, &[f32]),
 ) -> Picture {
     let inputs = names.len().max(1);
     let row = (720 / inputs as u32).clamp(2, 24);
-    let (width, height) = (LABEL_W + PLOT_W + 8, TOP + row * inputs as u32 + 20);
+    let band = if loudness.1.is_empty() { 0 } else { LOUDNESS_H + 6 };
+    let rows_end = TOP + row * inputs as u32;
+    let (width, height) = (LABEL_W + PLOT_W + 8, rows_end + band + 20);
     let mut p = Picture { width, height, rgb: BG.repeat((width * height) as usize) };
     let frames = frames.max(1);
     let x_of =
@@ -238,17 +243,20 @@ pub fn render(
             for y in 2..TOP - 14 {
                 p.set(x, y, RED);
             }
-            for y in TOP..height - 20 {
+            for y in TOP..rows_end + band {
                 p.blend(x, y, RED);
             }
         }
     }
     for (frame, label) in markers {
         let x = x_of(*frame);
-        for y in TOP - 12..height - 20 {
+        for y in TOP - 12..rows_end + band {
             p.set(x, y, WHITE);
         }
         p.text(x + 3, TOP - 12, &clip(label, 20), WHITE);
+    }
+    if band > 0 {
+        draw_loudness(&mut p, rows_end + 6, loudness, &x_of);
     }
     // Time axis: seconds at a readable step.
     let secs = frames as f64 / sample_rate.max(1) as f64;
@@ -262,8 +270,62 @@ pub fn render(
         p.text(x, height - 14, &clock(t), DIM);
         t += step;
     }
-    p.text(4, 4, "level (dBFS peak) per input; red: gaps; white: markers", DIM);
+    let legend = if band > 0 {
+        "level (dBFS peak) per input; yellow: loudness (LUFS, momentary); red: gaps; white: markers"
+    } else {
+        "level (dBFS peak) per input; red: gaps; white: markers"
+    };
+    p.text(4, 4, legend, DIM);
     p
+}
+
+/// The loudness band's height, and the loudness at its bottom and top.
+const LOUDNESS_H: u32 = 64;
+const LOUDNESS_FLOOR: f32 = -60.0;
+const LOUDNESS_TOP: f32 = 0.0;
+
+/// The loudness curve in a band from `y0`: grid lines at -46, -23 (EBU
+/// R 128's target) and 0 LUFS, the curve in yellow.
+fn draw_loudness(p: &mut Picture, y0: u32, (step, curve): (u64, &[f32]), x_of: &impl Fn(u64) -> u32) {
+    let y_of = |lufs: f32| {
+        let t = ((lufs - LOUDNESS_FLOOR) / (LOUDNESS_TOP - LOUDNESS_FLOOR)).clamp(0.0, 1.0);
+        y0 + LOUDNESS_H - 1 - (t * (LOUDNESS_H - 1) as f32) as u32
+    };
+    for y in y0..y0 + LOUDNESS_H {
+        for x in LABEL_W..LABEL_W + PLOT_W {
+            p.set(x, y, [24, 28, 33]);
+        }
+    }
+    for (lufs, label) in [(-23.0, "-23 LUFS"), (-46.0, "-46")] {
+        let y = y_of(lufs);
+        for x in (LABEL_W..LABEL_W + PLOT_W).step_by(3) {
+            p.set(x, y, DIM);
+        }
+        p.text(LABEL_W - 8 * label.len() as u32 - 4, y.saturating_sub(3), label, DIM);
+    }
+    p.text(4, y0 + 2, "loudness", TEXT);
+    let mut last: Option<(u32, u32)> = None;
+    for (k, &v) in curve.iter().enumerate() {
+        let x = x_of((k as u64 + 1) * step);
+        if !v.is_finite() || v < LOUDNESS_FLOOR {
+            last = None;
+            continue;
+        }
+        let y = y_of(v);
+        // A vertical run joins each point to the one before.
+        let (from, to) = match last {
+            Some((_, ly)) => (ly.min(y), ly.max(y)),
+            None => (y, y),
+        };
+        let x0 = last.map_or(x, |(lx, _)| lx);
+        for xx in x0..=x {
+            p.set(xx, y, YELLOW);
+        }
+        for yy in from..=to {
+            p.set(x, yy, YELLOW);
+        }
+        last = Some((x, y));
+    }
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -355,7 +417,9 @@ mod tests {
         assert!(levels.peaks.chunks(2).all(|p| p == [0.5, 0.0]), "{:?}", levels.peaks);
         let names = vec!["vox".to_string(), "spare".to_string()];
         let gaps = [Gap { at: 48_000, frames: 4800, cause: GapCause::JackSkipped }];
-        let pic = render(&names, &levels, 48_000 * 5, 48_000, &gaps, &[(96_000, "chorus".into())]);
+        let curve: Vec<f32> = (0..50).map(|k| if k < 10 { f32::NEG_INFINITY } else { -23.0 }).collect();
+        let pic =
+            render(&names, &levels, 48_000 * 5, 48_000, &gaps, &[(96_000, "chorus".into())], (4800, &curve));
         let px = |x: u32, y: u32| {
             let i = ((y * pic.width + x) * 3) as usize;
             [pic.rgb[i], pic.rgb[i + 1], pic.rgb[i + 2]]
@@ -364,8 +428,16 @@ mod tests {
         let (y_vox, y_spare) = (TOP + row / 2, TOP + row + row / 2);
         assert_eq!(px(LABEL_W + 100, y_vox), heat(0.5), "the loud input");
         assert_eq!(px(LABEL_W + 100, y_spare), [0, 0, 0], "the silent input");
-        assert_eq!(px(LABEL_W + PLOT_W / 5 + 2, 5), RED, "the gap at 1 s");
+        assert_eq!(px(LABEL_W + PLOT_W / 5 + 2, 2), RED, "the gap at 1 s");
         assert_eq!(px(LABEL_W + 2 * (PLOT_W - 1) / 5, y_spare), WHITE, "the marker at 2 s");
+        // The loudness band below the rows: -23 LUFS from 1 s on (silence
+        // before it draws nothing).
+        let y0 = TOP + 2 * row + 6;
+        let y23 = y0 + LOUDNESS_H - 1 - ((37.0 / 60.0) * (LOUDNESS_H - 1) as f32) as u32;
+        let x_at = |frame: u64| LABEL_W + ((frame as f64 / 240_000.0) * (PLOT_W - 1) as f64) as u32;
+        assert_eq!(px(x_at(31 * 4800), y23), YELLOW, "-23 LUFS at 3.1 s");
+        assert!((y0..y0 + LOUDNESS_H).all(|y| px(x_at(6 * 4800), y) != YELLOW), "silence at 0.6 s");
+        assert_eq!(pic.height, TOP + 2 * row + LOUDNESS_H + 6 + 20);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.png");
         write_png(&path, &pic).unwrap();

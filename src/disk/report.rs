@@ -78,6 +78,12 @@ pub enum DiskCommand {
         frame_time: u64,
         label: String,
     },
+    /// An alarm raised at JACK frame time `frame_time` (unwrapped), noted
+    /// in the running take's manifest (its `frame` is set here).
+    Alarm {
+        frame_time: u64,
+        record: crate::vocab::AlarmRecord,
+    },
     /// Finish any take and end the thread.
     Quit,
 }
@@ -127,6 +133,9 @@ pub struct TakeReport {
     pub error: Option<String>,
     /// The OS error kind behind `error` (e.g. "StorageFull"), if any.
     pub error_kind: Option<String>,
+    /// The take's picture (`NAME.png` beside its files), if it was drawn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<std::path::PathBuf>,
 }
 
 impl TakeReport {
@@ -174,7 +183,7 @@ pub enum DiskEvent {
         name: String,
         first_frame_time: u64,
     },
-    Finished(TakeReport),
+    Finished(Box<TakeReport>),
     /// JACK transport started, stopped or relocated (see
     /// [`super::transport`]).
     Transport(super::transport::TransportEvent),

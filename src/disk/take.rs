@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Local};
 
 use super::audiofile::AudioFile;
+
+/// The loudness curve's values at most (then its steps double).
+const MAX_CURVE: usize = 4096;
 use crate::manifest::{Continuation, Manifest, RtStats, TakeState};
-use crate::vocab::{FileFormat, Gap, Layout, TimeReference};
+use crate::vocab::{ChannelLevel, FileFormat, Gap, Layout, TimeReference};
 use crate::wav::{Bext, Ixml, SampleFormat, WavError};
 
 /// Everything needed to create a take's files.
@@ -83,6 +86,12 @@ pub struct Take {
     ixmls: Vec<Ixml>,
     /// One loudness meter per file (none if not measured).
     meters: Vec<super::loudness::Meter>,
+    /// Each channel's level as the encoder measured it (see `levels`).
+    levels: Vec<ChannelLevel>,
+    /// The loudest file's momentary loudness every `curve_step` frames,
+    /// where measured: the picture's loudness curve.
+    curve: Vec<f32>,
+    curve_step: u64,
     frames: u64,
 }
 
@@ -153,6 +162,23 @@ impl Take {
         self.save_manifest()
     }
 
+    /// An alarm raised during the take: the first of its kind (and input)
+    /// is saved at once, so that it survives a crash; later ones are
+    /// counted, and saved with the next manifest update.
+    pub fn add_alarm(&mut self, record: crate::vocab::AlarmRecord) -> Result<(), WavError> {
+        let alarms = &mut self.manifest.alarms;
+        match alarms.iter_mut().find(|a| a.kind == record.kind && a.input == record.input) {
+            Some(a) => {
+                a.count += 1;
+                Ok(())
+            }
+            None => {
+                alarms.push(crate::vocab::AlarmRecord { count: 1, ..record });
+                self.save_manifest()
+            }
+        }
+    }
+
     /// Removes and returns the markers at `frames` or later (they belong to
     /// the take that continues this one). The manifest is saved when the
     /// take is finalized.
@@ -208,33 +234,70 @@ impl Take {
     }
 
     /// Appends `n` frames; `channel(c)` gives channel `c`'s samples, or `None`
-    /// for silence. Returns their peak (see [`crate::wav::peak_bits`]).
+    /// for silence. Each channel's level is added to [`Self::levels`].
     pub fn write<'a>(
         &mut self,
         n: usize,
         channel: impl Fn(usize) -> Option<&'a [f32]>,
-    ) -> Result<u32, WavError> {
-        let mut peak = 0;
+    ) -> Result<(), WavError> {
         let format = self.spec.format;
         let channels = self.spec.port_names.len();
         // One encoder for both layouts: a mono file is a one-channel
         // interleave.
         if self.spec.layout == Layout::Mono {
             for (c, f) in self.files.iter_mut().enumerate() {
-                peak = peak.max(f.append(n, &[channel(c)], format)?);
+                f.append(n, &[channel(c)], format, &mut self.levels[c..c + 1])?;
             }
             for (c, m) in self.meters.iter_mut().enumerate() {
                 m.add(n, 1, |_| channel(c));
             }
         } else {
             let chans: Vec<Option<&[f32]>> = (0..channels).map(&channel).collect();
-            peak = self.files[0].append(n, &chans, format)?;
+            self.files[0].append(n, &chans, format, &mut self.levels)?;
             if let Some(m) = self.meters.first_mut() {
                 m.add(n, channels, |c| chans[c]);
             }
         }
         self.frames += n as u64;
-        Ok(peak)
+        self.note_curve(false);
+        Ok(())
+    }
+
+    /// Samples the loudness for the curve at every step the take passed
+    /// (`silent`: through a stretch of silence the meters did not see).
+    fn note_curve(&mut self, silent: bool) {
+        if self.meters.is_empty() {
+            return;
+        }
+        while (self.curve.len() as u64 + 1) * self.curve_step <= self.frames {
+            self.curve.push(if silent { f32::NEG_INFINITY } else { self.momentary() as f32 });
+            if self.curve.len() >= MAX_CURVE {
+                // Twice as long steps, the louder of each pair kept.
+                self.curve = self
+                    .curve
+                    .chunks(2)
+                    .map(|p| p.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
+                    .collect();
+                self.curve_step *= 2;
+            }
+        }
+    }
+
+    /// The loudness curve: momentary loudness (LUFS; -inf in silence) at
+    /// every `step` frames from the take's start (empty when not
+    /// measured). Returns (step, values).
+    pub fn loudness_curve(&self) -> (u64, &[f32]) {
+        (self.curve_step, &self.curve)
+    }
+
+    /// Each channel's level (peak, sum of squares) over what was written
+    /// since [`Self::clear_levels`], measured by the encoder.
+    pub fn levels(&self) -> &[ChannelLevel] {
+        &self.levels
+    }
+
+    pub fn clear_levels(&mut self) {
+        self.levels.fill(ChannelLevel::default());
     }
 
     /// The loudest file's momentary loudness (LUFS; -inf in silence or
@@ -247,13 +310,15 @@ impl Take {
     /// frames on, the files are extended sparsely instead of written.
     pub fn write_silence(&mut self, n: u64, sparse_min: u64) -> Result<(), WavError> {
         if n < sparse_min {
-            return self.write(n as usize, |_| None).map(|_| ());
+            return self.write(n as usize, |_| None);
         }
+
         let channels = if self.spec.layout == Layout::Mono { 1 } else { self.spec.port_names.len() };
         for f in &mut self.files {
             f.append_silence(n, channels)?;
         }
         self.frames += n;
+        self.note_curve(true);
         Ok(())
     }
 
@@ -351,6 +416,7 @@ impl Take {
         m.rt = Some(rt);
         let err = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
         m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };
+        m.clean = Some(err.is_none() && gaps.is_empty());
         m.error = err;
         if let Err(source) = m.save(&self.manifest_path) {
             let e = WavError::Io {

@@ -42,6 +42,7 @@ fn gaps_become_aligned_silence_and_are_reported() {
     let DiskEvent::Started { first_frame_time, .. } = erx.recv().unwrap() else { panic!() };
     assert_eq!(first_frame_time, 1000);
     let DiskEvent::Finished(rep) = erx.recv().unwrap() else { panic!() };
+    let rep = *rep;
     assert_eq!(rep.frames, 64 * 4 + 320 + BIG as u64 + 64);
     assert_eq!(
         rep.gaps,
@@ -128,7 +129,7 @@ pub(super) fn finished(erx: &Receiver<DiskEvent>) -> TakeReport {
     loop {
         let ev = erx.recv_timeout(Duration::from_secs(10)).expect("a finished take");
         if let DiskEvent::Finished(r) = ev {
-            return r;
+            return *r;
         }
     }
 }
@@ -327,4 +328,43 @@ fn a_take_grows_past_4_gib_as_rf64_and_sox_reads_it() {
     assert_eq!(tail.len(), 96_000);
     assert_eq!(tail[0], sample(t0, 0));
     assert_eq!(tail[95_999], sample(t0 + 47_999, 1));
+}
+
+/// The meters read every frame once, whoever reads it: the history as
+/// cycles arrive while idle, the encoder while a take is written (never
+/// the pre-roll again, which the meters saw as it arrived), the history
+/// again for what the take left behind its stop point. 600 cycles of 64
+/// frames: a frame measured twice or never changes the count. The take's
+/// picture columns come from the encoder.
+#[test]
+fn the_meters_measure_every_frame_once_idle_preroll_recording_and_after() {
+    let (mut w, mut capture, erx, dir) = writer(9600);
+    let level = [0.25f32, -0.5];
+    let mut t = 0u32;
+    let mut cycles = |w: &mut DiskWriter, n: u32| {
+        for _ in 0..n {
+            let b: Vec<Vec<f32>> = (0..2).map(|c| vec![level[c]; 64]).collect();
+            capture.process_cycle(t, 64, 48000, Default::default(), |i| &b[i], || t);
+            w.drain_cycles();
+            t += 64;
+        }
+    };
+    cycles(&mut w, 100);
+    assert_eq!((w.meter.measured(), w.stats.levels.snapshot().windows), (6400, 3), "idle");
+    let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
+    w.begin(take, StartAt::Next, 3200);
+    cycles(&mut w, 300);
+    w.active.as_mut().unwrap().stop = Some(StopAt::Frame(22_400));
+    w.advance();
+    let r = finished(&erx);
+    assert_eq!((r.first_frame_time, r.frames), (Some(3200), 22_464 - 3200));
+    let columns = w.meter.columns.take_levels(3200, r.frames);
+    assert!(columns.columns >= 4 && columns.peaks.chunks(2).all(|p| p == [0.25, 0.5]), "{columns:?}");
+    cycles(&mut w, 200);
+    let s = w.stats.levels.snapshot();
+    assert_eq!(w.meter.measured(), 600 * 64);
+    assert!(s.windows >= 18, "{}", s.windows);
+    for (l, want) in s.inputs.iter().zip([0.25, 0.5]) {
+        assert_eq!((l.peak, l.rms, l.clipped), (want, want, false));
+    }
 }

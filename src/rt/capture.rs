@@ -18,6 +18,9 @@ pub struct CaptureCounters {
     pub overflow_frames: AtomicU64,
     /// How long each callback took.
     pub callback: CallbackTimes,
+    /// Frames the rings had room for after the newest cycle: the control
+    /// side sees the disk thread fall behind even when it has stopped.
+    pub ring_room: AtomicU64,
     /// The callback panicked: rust-jack then asks JACK to stop calling it,
     /// and no more audio arrives while the server runs on.
     pub callback_died: std::sync::atomic::AtomicBool,
@@ -174,6 +177,7 @@ impl Capture {
         } else {
             Pushed::NoRoom
         };
+        self.counters.ring_room.store(self.rings.ports.room_left() as u64, Relaxed);
         let fits = pushed != Pushed::NoRoom;
         if !fits {
             self.counters.overflow_frames.fetch_add(n as u64, Relaxed);

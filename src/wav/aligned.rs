@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::SampleFormat;
+use crate::vocab::ChannelLevel;
 
 /// The alignment of the storage, and the block size O_DIRECT writes use.
 pub const ALIGN: usize = 4096;
@@ -69,15 +70,20 @@ impl AlignedBuf {
     }
 
     /// Appends `n` frames of `chans` encoded in `format`, each byte written
-    /// once, in place (see [`SampleFormat::encode_frames`]); returns their
-    /// peak.
-    pub fn append_frames(&mut self, format: SampleFormat, chans: &[Option<&[f32]>], n: usize) -> u32 {
+    /// once, in place (see [`SampleFormat::encode_frames`]), each channel's
+    /// level added to `levels`.
+    pub fn append_frames(
+        &mut self,
+        format: SampleFormat,
+        chans: &[Option<&[f32]>],
+        n: usize,
+        levels: &mut [ChannelLevel],
+    ) {
         let len = n * chans.len() * format.bytes();
-        let peak = format.encode_frames(self.spare(len), chans, n);
+        format.encode_frames(self.spare(len), chans, n, levels);
         // SAFETY: `encode_frames` writes every byte of the `len` bytes it is
         // given (or panics before returning).
         unsafe { self.set_len(self.len + len) };
-        peak
     }
 
     /// Keeps only the bytes from `at` on, moved to the front.
@@ -155,7 +161,7 @@ mod tests {
         b.extend_from_slice(&bytes);
         b.keep_from(8192);
         assert_eq!(b.as_slice(), &bytes[8192..]);
-        b.append_frames(SampleFormat::S16, &[Some(&[0.5]), None], 1);
+        b.append_frames(SampleFormat::S16, &[Some(&[0.5]), None], 1, &mut [ChannelLevel::default(); 2]);
         assert_eq!(&b.as_slice()[1808..], &[0, 0x40, 0, 0]);
         assert_eq!(b.ptr.as_ptr() as usize % ALIGN, 0);
     }

@@ -12,7 +12,7 @@ pub(crate) mod writer;
 pub use bext::{Bext, Loudness};
 pub use cue::Marker;
 pub use ixml::{file_uid, jack_frame_time, new_uid, Ixml, Track};
-pub use sample_format::{peak_bits, quantize, SampleFormat};
+pub use sample_format::{quantize, SampleFormat};
 pub use writer::{use_direct_io, WavError, WavSpec, WavWriter};
 
 use std::fs::File;

@@ -274,17 +274,17 @@ impl WavWriter {
 
     /// Appends `n` frames of `chans` (None: silence) encoded in `format`,
     /// straight into the buffer (each byte written once), and writes the
-    /// buffer out once it is large or [`MAX_BUFFER_AGE`] old. Returns the
-    /// frames' peak (see [`super::sample_format::peak_bits`]).
+    /// buffer out once it is large or [`MAX_BUFFER_AGE`] old. Each
+    /// channel's level is added to `levels` (measured during the encode).
     pub fn append_frames(
         &mut self,
         format: SampleFormat,
         chans: &[Option<&[f32]>],
         n: usize,
-    ) -> Result<u32, WavError> {
-        let peak = self.buf.append_frames(format, chans, n);
-        self.commit_buffer()?;
-        Ok(peak)
+        levels: &mut [crate::vocab::ChannelLevel],
+    ) -> Result<(), WavError> {
+        self.buf.append_frames(format, chans, n, levels);
+        self.commit_buffer()
     }
 
     /// Writes the buffer out once it is large, or [`MAX_BUFFER_AGE`] after

@@ -38,6 +38,18 @@ pub struct Status {
     pub sample_rate: u32,
     pub osc_port: u16,
     pub client: String,
+    /// The alarms raised now.
+    pub alarms: Vec<AlarmView>,
+}
+
+/// A raised alarm, as the page shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AlarmView {
+    /// `silent`, `clipping`, `disk_low`, `disk_behind` or `gap`.
+    pub kind: String,
+    /// The input it is about ("" for none).
+    pub input: String,
+    pub text: String,
 }
 
 fn with_type(r: Reply, ty: &str) -> Reply {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::disk::meter::LevelSnapshot;
 
-pub use api::Status;
+pub use api::{AlarmView, Status};
 
 /// The page, compiled in.
 const PAGE: &str = include_str!("page.html");

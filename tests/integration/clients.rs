@@ -212,7 +212,7 @@ fn oscdump_reads_every_reply_and_push_with_the_documented_types() {
         ("/reply", Some("/record/status"), "sssdddidsddddii"),
         ("/reply", Some("/record/list"), "sss"),
         ("/reply", Some("/record/rotate"), "ssdsds"),
-        ("/reply", Some("/record/stop"), "ssdds"),
+        ("/reply", Some("/record/stop"), "ssddss"),
         ("/error", Some("/record/stop"), "sis"),
         ("/reply", Some("/config/ports"), "si"),
         ("/recording/state", None, "ssdd"),

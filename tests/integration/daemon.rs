@@ -47,6 +47,8 @@ fn takes_by_oscsend_and_ctl_are_sample_exact() {
     assert!(text(&out.stdout).contains("kick-mic.wav"), "{}", text(&out.stdout));
     let out = ctl(d.port, &["stop", "take-a"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The stop names the take's picture too.
+    assert!(text(&out.stdout).contains("kick-mic.png"), "{}", text(&out.stdout));
     // ctl start/stop; for people, frame and byte counts print as integers;
     // --json names every value and gives counts as exact integers.
     let out = ctl(d.port, &["start"]);
@@ -63,6 +65,9 @@ fn takes_by_oscsend_and_ctl_are_sample_exact() {
     let file = std::path::PathBuf::from(stop["files"].as_str().unwrap());
     assert_eq!(capstan::wav::read_info(&file).unwrap().frames(), frames, "{stop}");
     assert_eq!(stop["seconds"].as_f64(), Some(frames as f64 / 48_000.0));
+    let picture = std::path::PathBuf::from(stop["picture"].as_str().unwrap());
+    assert_eq!(picture, file.with_extension("png"), "{stop}");
+    assert!(std::fs::read(&picture).unwrap().starts_with(b"\x89PNG"), "{}", picture.display());
     // Stop when idle: a clear error, exit 1.
     let out = ctl(d.port, &["stop"]);
     assert_eq!(out.status.code(), Some(1));

@@ -1,6 +1,7 @@
 //! One integration-test binary (shared harness, one link step), driving the
 //! built `capstan` against private dummy jackd servers.
 
+mod alarms;
 mod clients;
 mod daemon;
 mod flac;

@@ -87,7 +87,7 @@ fn killed_takes_are_recovered_to_a_gap_free_prefix() {
     }
 }
 
-fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
+pub(crate) fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return false;
@@ -101,7 +101,7 @@ fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
         .success()
 }
 
-fn umount(at: &std::path::Path) {
+pub(crate) fn umount(at: &std::path::Path) {
     let _ = Command::new("umount").arg(at).status();
 }
 

@@ -45,6 +45,7 @@ fn report(name: &str, error: Option<&str>, kind: Option<&str>) -> Box<TakeReport
         rotated_into: None,
         error: error.map(Into::into),
         error_kind: kind.map(Into::into),
+        picture: None,
     })
 }
 

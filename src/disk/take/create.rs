@@ -193,6 +193,8 @@ impl Take {
         } else {
             Vec::new()
         };
+        let levels = vec![crate::vocab::ChannelLevel::default(); spec.port_names.len()];
+        let spec_rate = spec.sample_rate;
         Ok(Take {
             spec,
             name,
@@ -202,6 +204,9 @@ impl Take {
             bexts,
             ixmls,
             meters,
+            levels,
+            curve: Vec::new(),
+            curve_step: (spec_rate / 10).max(1) as u64,
             frames: 0,
         })
     }

@@ -433,7 +433,8 @@ fn any_sequence_of_appends_silences_and_checkpoints_is_exact() {
                 2 => {
                     let n = (next() % 2000) as usize + 1;
                     let chans: Vec<Option<&[f32]>> = vec![None; channels as usize];
-                    w.append_frames(format, &chans, n).unwrap();
+                    let mut levels = vec![crate::vocab::ChannelLevel::default(); channels as usize];
+                    w.append_frames(format, &chans, n, &mut levels).unwrap();
                     want.extend(std::iter::repeat_n(0u8, n * spec.frame_bytes()));
                 }
                 3 => {
