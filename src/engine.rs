@@ -133,6 +133,22 @@ pub struct Engine {
     midi_events: Option<ringbuf::HeapCons<MidiEvent>>,
 }
 
+/// JACK refused a port. JACK says no more than that; the usual reason is
+/// its port limit (jackd's `--port-max`, 2048 by default in JACK2, for all
+/// clients together), so the message counts the ports JACK holds and says
+/// how to raise it.
+fn port_refused(client: &jack::Client, name: &str, e: jack::Error) -> EngineError {
+    let held = client.ports(None, None, jack::PortFlags::empty()).len();
+    EngineError::Port {
+        port: name.to_owned(),
+        detail: format!(
+            "{e:?}. JACK holds {held} ports now: its port limit (for all clients together) was \
+             probably reached; raise it with jackd's --port-max (e.g. jackd --port-max 4096 -d …), \
+             or record fewer inputs"
+        ),
+    }
+}
+
 impl Engine {
     /// Registers one input per name in `port_names`, allocates `buffer_seconds` of ring per port,
     /// starts the disk thread (keeping `history_seconds` of audio in memory
@@ -155,7 +171,7 @@ impl Engine {
         for name in port_names {
             let p = client
                 .register_port(name, jack::AudioIn::default())
-                .map_err(|e| EngineError::Port { port: name.clone(), detail: format!("{e:?}") })?;
+                .map_err(|e| port_refused(&client, name, e))?;
             jack_ports.push(p);
         }
         let port_names = port_names.to_vec();
@@ -187,7 +203,7 @@ impl Engine {
         let (midi_control, midi_events) = if midi {
             let port = client
                 .register_port("control", jack::MidiIn::default())
-                .map_err(|e| EngineError::Port { port: "control".into(), detail: format!("{e:?}") })?;
+                .map_err(|e| port_refused(&client, "control", e))?;
             use ringbuf::traits::Split;
             let (prod, cons) = ringbuf::HeapRb::<MidiEvent>::new(crate::rt::midi::MIDI_RING).split();
             let ctl = crate::rt::midi::MidiControl { port, ring: prod, dropped: Default::default() };

@@ -51,7 +51,7 @@ impl JackServer {
         let name = format!("capstan-test-{}-{}", std::process::id(), SERVERS.fetch_add(1, Ordering::SeqCst));
         match kind {
             ServerKind::PipeWire => Self::start_pipewire(name, period),
-            _ => Self::start_jackd(name, kind, period),
+            _ => Self::start_jackd(name, kind, period, &[]),
         }
     }
 
@@ -59,14 +59,21 @@ impl JackServer {
     /// test will SIGKILL: JACK2's shm registry has 8 server slots and frees a
     /// dead server's slot only for a new server of the same name.
     pub fn start_named(name: String, period: u32) -> JackServer {
-        Self::start_jackd(name, ServerKind::Jack2Async, period)
+        Self::start_jackd(name, ServerKind::Jack2Async, period, &[])
+    }
+
+    /// jackd2 with these server options (before the driver's), e.g.
+    /// `--port-max 16`.
+    pub fn start_with(period: u32, server_args: &[&str]) -> JackServer {
+        let name = format!("capstan-test-{}-{}", std::process::id(), SERVERS.fetch_add(1, Ordering::SeqCst));
+        Self::start_jackd(name, ServerKind::Jack2Async, period, server_args)
     }
 
     /// A jackd of our own. JACK2 allows 8 servers per user, and on a busy
     /// machine other servers may hold every slot: a server that exits at
     /// once is started again until a slot is free (up to 10 minutes), so a
     /// test waits for the machine instead of failing because of it.
-    fn start_jackd(name: String, kind: ServerKind, period: u32) -> JackServer {
+    fn start_jackd(name: String, kind: ServerKind, period: u32, server_args: &[&str]) -> JackServer {
         let deadline = Instant::now() + Duration::from_secs(600);
         let mut waited = false;
         loop {
@@ -77,6 +84,7 @@ impl JackServer {
             if kind == ServerKind::Jack2Sync {
                 cmd.arg("-S");
             }
+            cmd.args(server_args);
             cmd.args(["-d", "dummy", "-r", "48000", "-p", &period.to_string()]);
             let child = cmd
                 .stdout(Stdio::null())

@@ -172,3 +172,19 @@ fn wrong_input_gets_one_clear_sentence_and_changes_nothing() {
     assert!(log.contains("refused") && !log.contains('\u{1b}'), "{log:?}");
     src.stop();
 }
+
+/// JACK's port limit (jackd's `--port-max`, for all clients together):
+/// JACK only refuses the port; capstan says why and how to raise it, and
+/// creates no take.
+#[test]
+fn jacks_port_limit_is_named_with_the_way_to_raise_it() {
+    let server = JackServer::start_with(256, &["--port-max", "16"]);
+    let dir = tempdir();
+    let out = capstan_in(
+        &server,
+        &["record", "-q", "--ports", "24", "--duration", "0.1", "--dir", dir.path().to_str().unwrap()],
+    );
+    refused(&out, "raise it with jackd's --port-max");
+    assert!(text(&out.stderr).contains("cannot register input port"), "{}", text(&out.stderr));
+    assert_eq!(takes_in(dir.path()), 0);
+}
