@@ -37,7 +37,8 @@ fi
 # capstan-buffered: capstan interleaved without O_DIRECT (--buffered-io, hidden).
 # capstan-s24: capstan interleaved, 24-bit integer.
 # capstan-base: the capstan binary at $BENCH_BASE_BIN (an older build, for
-#   an A/B of a change in the same run).
+#   an A/B of a change in the same run); capstan-base-mono: the same in
+#   the mono layout.
 # The floor, two references that record nothing: null (capstan-testsig
 # sink: a JACK client with the same inputs connected, reading its
 # buffers) and dd (dd oflag=direct of the same number of bytes).
@@ -87,6 +88,7 @@ for period in $periods; do
               capstan-buffered) io=(--buffered-io) ;;
               capstan-s24) fmt=(--format wav --sample-format s24) ;;
               capstan-base) exe=${BENCH_BASE_BIN:?capstan-base needs BENCH_BASE_BIN} ;;
+              capstan-base-mono) layout=mono exe=${BENCH_BASE_BIN:?capstan-base-mono needs BENCH_BASE_BIN} ;;
             esac
             "$exe" record -q --json --connect 'src:out_*' --duration "$secs" \
               --layout "$layout" --loudness "$loud" "${fmt[@]}" "${io[@]}" --dir "$out/takes" >"$out/summary.json" \
@@ -111,7 +113,7 @@ files = sorted(glob.glob(f"{out}/takes/*.wav") + glob.glob(f"{out}/takes/*.flac"
                key=lambda f: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", f)])
 lost = repeated = frames = 0
 for i, f in enumerate(files):
-    first = i if rec in ("capstan-mono", "capstan-flac") else 0
+    first = i if rec.endswith("-mono") or rec == "capstan-flac" else 0
     extra = []
     if f.endswith(".flac"):
         # Decoded by the reference decoder, checked at the JACK frame time

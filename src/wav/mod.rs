@@ -13,7 +13,7 @@ pub use bext::{Bext, Loudness};
 pub use cue::Marker;
 pub use ixml::{file_uid, jack_frame_time, new_uid, Ixml, Track};
 pub use sample_format::{quantize, SampleFormat};
-pub use writer::{use_direct_io, WavError, WavSpec, WavWriter};
+pub use writer::{use_direct_io, WavError, WavSpec, WavWriter, MAX_BUFFER_AGE};
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

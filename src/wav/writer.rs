@@ -88,13 +88,18 @@ const JUNK_AT: u64 = 12;
 const FMT_AT: u64 = JUNK_AT + 8 + JUNK_BODY;
 const BEXT_AT: u64 = FMT_AT + 8 + FMT_BODY;
 
+/// Threads that sync a checkpoint's files together (see
+/// [`WavWriter::sync_together`]).
+const SYNC_THREADS: usize = 8;
+
 /// Buffered bytes before a `write(2)`.
 const WRITE_BUFFER: usize = 1 << 20;
 
-/// Audio waits in the buffer at most this long before it goes to the kernel:
-/// a crash of the process (kill -9) loses only what is still in our memory,
-/// since what the kernel has survives it. At 2 channels 1 MiB would be 2.7 s.
-const MAX_BUFFER_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+/// Audio waits in the buffer at most this long before it goes to the kernel
+/// (unless [`WavWriter::set_max_buffer_age`] says otherwise): a crash of the
+/// process (kill -9) loses only what is still in our memory, since what the
+/// kernel has survives it. At 2 channels 1 MiB would be 2.7 s.
+pub const MAX_BUFFER_AGE: std::time::Duration = std::time::Duration::from_millis(50);
 
 const SUBTYPE_PCM: [u8; 16] = [1, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71];
 const SUBTYPE_FLOAT: [u8; 16] = [3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71];
@@ -129,6 +134,8 @@ pub struct WavWriter {
     sync_failed: bool,
     /// When the buffer last went to the kernel.
     last_flush: std::time::Instant,
+    /// See [`MAX_BUFFER_AGE`].
+    max_age: std::time::Duration,
 }
 
 impl WavWriter {
@@ -170,6 +177,7 @@ impl WavWriter {
             ixml_len,
             sync_failed: false,
             last_flush: std::time::Instant::now(),
+            max_age: MAX_BUFFER_AGE,
         };
         let ixml_body = w.ixml_body(ixml)?;
         let header = w.header(&bext_body, &ixml_body);
@@ -287,11 +295,18 @@ impl WavWriter {
         self.commit_buffer()
     }
 
+    /// How long audio may wait in the buffer (see [`MAX_BUFFER_AGE`]): one
+    /// file among many (the mono layout) waits longer, so that each write is
+    /// large; a checkpoint writes everything out in any case.
+    pub fn set_max_buffer_age(&mut self, age: std::time::Duration) {
+        self.max_age = age;
+    }
+
     /// Writes the buffer out once it is large, or [`MAX_BUFFER_AGE`] after
     /// the last write.
     fn commit_buffer(&mut self) -> Result<(), WavError> {
         debug_assert_eq!((self.data_written + self.buf.len() as u64) % self.spec.frame_bytes() as u64, 0);
-        if self.buf.len() >= WRITE_BUFFER || self.last_flush.elapsed() >= MAX_BUFFER_AGE {
+        if self.buf.len() >= WRITE_BUFFER || self.last_flush.elapsed() >= self.max_age {
             self.flush()?;
         }
         Ok(())
@@ -452,8 +467,45 @@ impl WavWriter {
     pub fn checkpoint_refs(files: &mut [&mut WavWriter]) -> Result<(), WavError> {
         files.iter_mut().try_for_each(|f| f.flush_all())?;
         files.iter().try_for_each(|f| f.still_linked())?;
-        files.iter_mut().try_for_each(|f| f.sync("fdatasync"))?;
+        Self::sync_together(files)?;
         files.iter_mut().try_for_each(|f| f.commit_synced())
+    }
+
+    /// Syncs every file, each with its own fdatasync (whose error is its
+    /// own), from up to [`SYNC_THREADS`] threads at once: the block layer
+    /// merges the cache flushes of syncs that wait together, so many files
+    /// cost about as many device flushes as one, where one after another
+    /// each waited for a flush of its own. A thread that cannot be started
+    /// leaves its files to this one.
+    fn sync_together(files: &mut [&mut WavWriter]) -> Result<(), WavError> {
+        if files.len() < 4 {
+            return files.iter_mut().try_for_each(|f| f.sync("fdatasync"));
+        }
+        let threads = SYNC_THREADS.min(files.len());
+        let queue = std::sync::Mutex::new(files.iter_mut());
+        let first_err = std::sync::Mutex::new(None::<WavError>);
+        // Each worker takes the next file until none is left; this thread
+        // works too, so every file is synced even if no thread starts.
+        let work = || loop {
+            let Some(f) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else { break };
+            if let Err(e) = f.sync("fdatasync") {
+                first_err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                if let Err(e) = std::thread::Builder::new().name("capstan-sync".into()).spawn_scoped(s, work)
+                {
+                    tracing::debug!("cannot start a sync thread ({e}): the others sync its files");
+                    break;
+                }
+            }
+            work();
+        });
+        match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Records that everything written is durable: header sizes follow.

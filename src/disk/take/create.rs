@@ -142,7 +142,11 @@ impl Take {
                 },
             };
             files.push(match flac {
-                None => AudioFile::Wav(WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?),
+                None => {
+                    let mut w = WavWriter::start(file, &path, wspec, &bext, &ixml.encode())?;
+                    w.set_max_buffer_age(buffer_age(names.len()));
+                    AudioFile::Wav(w)
+                }
                 Some(fs) => AudioFile::Flac(Box::new(crate::flac::FlacWriter::start(
                     file,
                     &path,
@@ -210,6 +214,15 @@ impl Take {
             frames: 0,
         })
     }
+}
+
+/// How long audio may wait in each file's buffer: 50 ms for one file, and
+/// longer as files multiply (50 ms each, up to the checkpoint interval, which
+/// writes everything out anyway), so that hundreds of files write in large
+/// pieces rather than one small write each every 50 ms. A kill -9 loses what
+/// waits: at most 0.5 s in the mono layout.
+fn buffer_age(files: usize) -> std::time::Duration {
+    (crate::wav::MAX_BUFFER_AGE * files.max(1) as u32).min(crate::disk::CHECKPOINT_INTERVAL)
 }
 
 /// The bext coding history (EBU R 98): how the audio was made, e.g.

@@ -266,7 +266,54 @@ fn header_covers_only_checkpointed_audio_until_finalize() {
 fn one_checkpoint_for_many_files_commits_each_header() {
     let dir = tempfile::tempdir().unwrap();
     let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::S16 };
-    let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("m{i}.wav"))).collect();
+    // 3 files are synced one after another, 13 from several threads.
+    for n in [3, 13] {
+        let dir = dir.path().join(n.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        many_files_checkpoint(&dir, spec, n);
+    }
+}
+
+/// Many files' checkpoint, synced together: every file's header claims
+/// only what its own sync covered (the durability check over each file's
+/// operations), and one file whose sync fails fails the checkpoint, its
+/// header claiming nothing of it, whatever thread synced it.
+#[test]
+fn many_files_synced_together_claim_only_what_each_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = Vec::new();
+    let mut probes = Vec::new();
+    for i in 0..13 {
+        let (w, p) = probed(dir.path(), &format!("f{i}.wav"));
+        ws.push(w);
+        probes.push(p);
+    }
+    for w in &mut ws {
+        w.append(&frames(w.spec, 3000, 0)).unwrap();
+    }
+    WavWriter::checkpoint_many(&mut ws).unwrap();
+    probes[7].lock().unwrap().fail_sync = Some(2);
+    for w in &mut ws {
+        w.append(&frames(w.spec, 3000, 0)).unwrap();
+    }
+    let e = WavWriter::checkpoint_many(&mut ws).unwrap_err();
+    assert!(e.to_string().contains("fdatasync"), "{e}");
+    for (i, p) in probes.iter().enumerate() {
+        let p = p.lock().unwrap();
+        p.check().unwrap_or_else(|e| panic!("file {i}: {e}"));
+        let syncs = p.ops.iter().filter(|o| matches!(o, probe::Op::Sync { .. })).count();
+        assert_eq!(syncs, 2, "file {i}: every file synced, even after another's failure");
+        let claims: Vec<u64> = p
+            .ops
+            .iter()
+            .filter_map(|o| if let probe::Op::Sizes { data, .. } = o { Some(*data) } else { None })
+            .collect();
+        assert_eq!(claims.last(), Some(&12_000), "file {i}: the first checkpoint's 3000 frames, no more");
+    }
+}
+
+fn many_files_checkpoint(dir: &Path, spec: WavSpec, n: usize) {
+    let paths: Vec<_> = (0..n).map(|i| dir.join(format!("m{i}.wav"))).collect();
     let mut ws: Vec<_> =
         paths.iter().map(|p| WavWriter::create_new(p, spec, &bext(), IXML).unwrap()).collect();
     for (i, w) in ws.iter_mut().enumerate() {
