@@ -84,6 +84,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
             ("momentary_lufs", Real),
             ("armed", Int),
             ("http_port", Int),
+            ("ring_fill_percent", Real),
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),

@@ -446,6 +446,7 @@ impl Daemon {
         if let Some(e) = &self.engine {
             let d = &e.disk_stats;
             status.sample_rate = e.sample_rate;
+            status.ring_fill_percent = e.ring_fill() * 100.0;
             status.xruns = e.jack.xruns.load(Relaxed);
             status.client = e.client().name().to_string();
             if taking {

@@ -51,14 +51,33 @@ pub struct LevelSnapshot {
 }
 
 /// Where the disk thread publishes the levels (shared with the control
-/// side, which copies them out).
+/// side, which copies them out). A reader never waits for the disk thread:
+/// if it holds the lock (for the copy of a few floats per input, or
+/// because it was stopped right then), the reader gets the last copy any
+/// reader made, from a lock of the readers' own.
 #[derive(Debug, Default)]
-pub struct Levels(Mutex<LevelSnapshot>);
+pub struct Levels {
+    newest: Mutex<LevelSnapshot>,
+    last_read: Mutex<LevelSnapshot>,
+}
 
 impl Levels {
-    /// The newest windows. Not real-time.
+    /// The newest windows (or the last ones read, if the disk thread holds
+    /// them now). Never waits for the disk thread. Not real-time.
     pub fn snapshot(&self) -> LevelSnapshot {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        let last = || self.last_read.lock().map(|s| s.clone()).unwrap_or_default();
+        match self.newest.try_lock() {
+            Ok(s) => {
+                let copy = s.clone();
+                drop(s);
+                if let Ok(mut l) = self.last_read.lock() {
+                    l.clone_from(&copy);
+                }
+                copy
+            }
+            Err(std::sync::TryLockError::WouldBlock) => last(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clone(),
+        }
     }
 }
 
@@ -166,7 +185,7 @@ impl Meter {
 
     fn publish(&mut self, out: &Levels) {
         let frames = self.frames.max(1) as f64;
-        let Ok(mut s) = out.0.lock() else { return };
+        let Ok(mut s) = out.newest.lock() else { return };
         s.windows += 1;
         s.inputs.resize(self.peak.len(), InputLevel::default());
         for (i, level) in s.inputs.iter_mut().enumerate() {
@@ -220,5 +239,22 @@ mod tests {
         let s = levels.snapshot();
         assert!(!s.inputs[2].clipped, "{:?}", s.inputs[2]);
         assert_eq!(s.inputs[0].peak, 0.0);
+    }
+
+    /// A reader is never held by the disk thread: while the newest levels
+    /// are locked, it gets the last ones read.
+    #[test]
+    fn a_reader_never_waits_for_the_disk_thread() {
+        let levels = Levels::default();
+        let mut m = Meter::new(1, 48_000);
+        let loud = vec![0.5f32; 1920];
+        m.measure(0, Some(&[&loud[..]]), 1920, &levels);
+        let read = levels.snapshot();
+        assert_eq!(read.inputs[0].peak, 0.5);
+        let held = levels.newest.lock().unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(levels.snapshot(), read, "the last copy read");
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+        drop(held);
     }
 }

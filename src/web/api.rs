@@ -40,6 +40,8 @@ pub struct Status {
     pub client: String,
     /// The alarms raised now.
     pub alarms: Vec<AlarmView>,
+    /// How full the rings' room is (the disk is that far behind).
+    pub ring_fill_percent: f64,
 }
 
 /// A raised alarm, as the page shows it.

@@ -178,12 +178,27 @@ fn a_stalled_disk_thread_raises_disk_behind_before_anything_is_lost() {
         .expect("the disk thread");
     let tid = nix::unistd::Pid::from_raw(tid);
     ptrace::seize(tid, ptrace::Options::empty()).expect("ptrace seize");
+    // Let go of the thread however this test ends (before the daemon is
+    // told to quit, which needs it): a guard dropped before `d`.
+    struct Stopped(nix::unistd::Pid);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = ptrace::detach(self.0, None);
+        }
+    }
+    let stopped = Stopped(tid);
     ptrace::interrupt(tid).unwrap();
     waitpid(tid, Some(WaitPidFlag::__WALL)).unwrap();
     // 50% of 8 s of room: raised after about 4 s, 4 s before the rings
     // are full (the take's frames say whether it was in time).
     let text = alarm_push(&sock, "disk_behind", "", true, Duration::from_secs(7));
-    ptrace::detach(tid, None).unwrap();
+    // The status says how far behind, though the disk thread is stopped.
+    let fill = match osc(d.port, "/record/status", vec![]).map(|(_, st)| st.get(15).cloned()) {
+        Some(Some(OscType::Double(f))) => f,
+        other => panic!("{other:?}"),
+    };
+    drop(stopped);
+    assert!((50.0..100.0).contains(&fill), "ring_fill_percent {fill}");
     assert!(text.starts_with("disk falling behind: the buffers are"), "{text}");
     alarm_push(&sock, "disk_behind", "", false, Duration::from_secs(5));
     let (addr, args) = osc(d.port, "/record/stop", vec![]).unwrap();
