@@ -133,6 +133,10 @@ pub struct Engine {
     midi_events: Option<ringbuf::HeapCons<MidiEvent>>,
 }
 
+/// How long closing waits for the disk thread to finish the running take
+/// (finalizing a take of 1,024 mono files takes seconds on a busy disk).
+const DISK_QUIT_WAIT: Duration = Duration::from_secs(10);
+
 /// JACK refused a port. JACK says no more than that; the usual reason is
 /// its port limit (jackd's `--port-max`, 2048 by default in JACK2, for all
 /// clients together), so the message counts the ports JACK holds and says
@@ -388,7 +392,23 @@ impl Engine {
     pub fn close(mut self) -> Vec<DiskEvent> {
         let _ = self.commands.send(DiskCommand::Quit);
         if let Some(h) = self.disk.take() {
-            let _ = h.join();
+            // A disk that hangs (a dead network mount, a failing drive) must
+            // not keep the process from ending: after a while the take is
+            // left as its last checkpoint made it (crash-safe), for
+            // `capstan recover`.
+            let deadline = std::time::Instant::now() + DISK_QUIT_WAIT;
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::error!(
+                    "the disk thread did not finish within {} s (is the disk stuck?): the running take's \
+                     files hold what their last checkpoint made durable; `capstan recover` finalizes them",
+                    DISK_QUIT_WAIT.as_secs()
+                );
+            }
         }
         if !self.jack.shutdown.load(Relaxed) {
             if let Err(e) = self.client.deactivate() {

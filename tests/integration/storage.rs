@@ -443,3 +443,66 @@ fn a_deleted_take_directory_is_an_error_not_a_recording() {
     let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
     assert_eq!(st[1], OscType::String("error".into()), "{st:?}");
 }
+
+/// A disk that never comes back (the daemon's disk thread stopped with
+/// ptrace, as in a write to a dead mount) does not keep SIGTERM from ending
+/// the daemon: it gives up on the thread after 10 s and says so, and
+/// `capstan recover` finalizes what the last checkpoint made durable: a
+/// gap-free prefix, every frame at its position.
+#[test]
+fn sigterm_ends_the_daemon_even_when_its_disk_is_stuck() {
+    use nix::sys::ptrace;
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: stopping another process's thread needs root (ptrace)");
+        return;
+    }
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &["--ports", "2", "--connect", "src:out_*", "--no-http"]);
+    let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = d.child.as_ref().unwrap().id();
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "capstan-disk"))
+        .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
+        .map(nix::unistd::Pid::from_raw)
+        .expect("the disk thread");
+    ptrace::seize(tid, ptrace::Options::empty()).expect("ptrace seize");
+    ptrace::interrupt(tid).unwrap();
+    waitpid(tid, Some(WaitPidFlag::__WALL)).unwrap();
+    let t = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    // The daemon says it gives up on the thread; then the thread may go
+    // (the process is ending).
+    let log = d.log.clone();
+    let said = |w: &str| log.lock().unwrap().contains(w);
+    while !said("did not finish within") && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gave_up = t.elapsed();
+    if ptrace::detach(tid, None).is_err() {
+        // Already exiting: a traced thread is reaped by its tracer.
+        let _ = waitpid(tid, Some(WaitPidFlag::__WALL));
+    }
+    let (status, _) = d.terminate();
+    src.stop();
+    assert!(said("capstan recover"), "{}", log.lock().unwrap());
+    assert!(gave_up < Duration::from_secs(20), "SIGTERM took {gave_up:?}");
+    eprintln!("SIGTERM with a stuck disk: gave up after {gave_up:?}, exit {status}");
+    let out = run({
+        let mut c = Command::new(CAPSTAN);
+        c.arg("recover").arg(dir.path());
+        c
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wav = wavs(dir.path()).pop().expect("a take file");
+    let v = capstan_testbed::verify(&wav, 0, 0).unwrap();
+    assert!(v.frames >= 24_000, "the checkpoints before the stall: {v:?}");
+    assert_eq!((v.torn, v.mismatched), (0, 0), "{v:?}");
+}
