@@ -151,8 +151,6 @@ fn a_nearly_full_disk_raises_disk_low() {
 /// Nothing is lost: every frame of the take is at its position.
 #[test]
 fn a_stalled_disk_thread_raises_disk_behind_before_anything_is_lost() {
-    use nix::sys::ptrace;
-    use nix::sys::wait::{waitpid, WaitPidFlag};
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: stopping another process's thread needs root (ptrace)");
         return;
@@ -169,26 +167,9 @@ fn a_stalled_disk_thread_raises_disk_behind_before_anything_is_lost() {
     let (addr, args) = osc(d.port, "/record/start", vec![]).unwrap();
     assert_eq!(addr, "/reply", "{args:?}");
     std::thread::sleep(Duration::from_millis(500));
-    let pid = d.child.as_ref().unwrap().id();
-    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "capstan-disk"))
-        .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
-        .expect("the disk thread");
-    let tid = nix::unistd::Pid::from_raw(tid);
-    ptrace::seize(tid, ptrace::Options::empty()).expect("ptrace seize");
     // Let go of the thread however this test ends (before the daemon is
-    // told to quit, which needs it): a guard dropped before `d`.
-    struct Stopped(nix::unistd::Pid);
-    impl Drop for Stopped {
-        fn drop(&mut self) {
-            let _ = ptrace::detach(self.0, None);
-        }
-    }
-    let stopped = Stopped(tid);
-    ptrace::interrupt(tid).unwrap();
-    waitpid(tid, Some(WaitPidFlag::__WALL)).unwrap();
+    // told to quit, which needs it): dropped before `d`.
+    let stopped = StoppedThread::named(d.child.as_ref().unwrap().id(), "capstan-disk");
     // 50% of 8 s of room: raised after about 4 s, 4 s before the rings
     // are full (the take's frames say whether it was in time).
     let text = alarm_push(&sock, "disk_behind", "", true, Duration::from_secs(7));

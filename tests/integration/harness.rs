@@ -719,3 +719,37 @@ pub fn takes_in_order(dir: &Path) -> Vec<(u64, PathBuf, serde_json::Value)> {
     takes.sort_by_key(|t| t.0);
     takes
 }
+
+/// One thread of a running process stopped with ptrace (the tests' stuck
+/// disk: the rest of the process runs on). Needs root. Dropping it lets the
+/// thread go, or reaps it if its process is ending (a traced thread is
+/// reaped by its tracer), so a test that fails never leaves it stopped.
+pub struct StoppedThread(pub nix::unistd::Pid);
+
+impl StoppedThread {
+    /// Stops the thread of process `pid` named `name` (its `comm`).
+    pub fn named(pid: u32, name: &str) -> StoppedThread {
+        use nix::sys::{ptrace, wait};
+        let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+            .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
+            .map(nix::unistd::Pid::from_raw)
+            .unwrap_or_else(|| panic!("no thread {name} in process {pid}"));
+        ptrace::seize(tid, ptrace::Options::empty()).expect("ptrace seize");
+        let stopped = StoppedThread(tid);
+        ptrace::interrupt(tid).unwrap();
+        wait::waitpid(tid, Some(wait::WaitPidFlag::__WALL)).unwrap();
+        stopped
+    }
+}
+
+impl Drop for StoppedThread {
+    fn drop(&mut self) {
+        use nix::sys::{ptrace, wait};
+        if ptrace::detach(self.0, None).is_err() {
+            let _ = wait::waitpid(self.0, Some(wait::WaitPidFlag::__WALL));
+        }
+    }
+}

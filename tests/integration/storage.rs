@@ -451,8 +451,6 @@ fn a_deleted_take_directory_is_an_error_not_a_recording() {
 /// gap-free prefix, every frame at its position.
 #[test]
 fn sigterm_ends_the_daemon_even_when_its_disk_is_stuck() {
-    use nix::sys::ptrace;
-    use nix::sys::wait::{waitpid, WaitPidFlag};
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("skipped: stopping another process's thread needs root (ptrace)");
         return;
@@ -465,16 +463,7 @@ fn sigterm_ends_the_daemon_even_when_its_disk_is_stuck() {
     assert_eq!(addr, "/reply", "{args:?}");
     std::thread::sleep(Duration::from_millis(1500));
     let pid = d.child.as_ref().unwrap().id();
-    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "capstan-disk"))
-        .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
-        .map(nix::unistd::Pid::from_raw)
-        .expect("the disk thread");
-    ptrace::seize(tid, ptrace::Options::empty()).expect("ptrace seize");
-    ptrace::interrupt(tid).unwrap();
-    waitpid(tid, Some(WaitPidFlag::__WALL)).unwrap();
+    let stopped = StoppedThread::named(pid, "capstan-disk");
     let t = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)
         .unwrap();
@@ -486,10 +475,7 @@ fn sigterm_ends_the_daemon_even_when_its_disk_is_stuck() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let gave_up = t.elapsed();
-    if ptrace::detach(tid, None).is_err() {
-        // Already exiting: a traced thread is reaped by its tracer.
-        let _ = waitpid(tid, Some(WaitPidFlag::__WALL));
-    }
+    drop(stopped);
     let (status, _) = d.terminate();
     src.stop();
     assert!(said("capstan recover"), "{}", log.lock().unwrap());
