@@ -61,7 +61,7 @@ printf '%-13s %4s %6s %3s %9s %7s %8s %9s %6s %7s %7s %8s %9s %9s %8s\n' \
 
 start_jack() { # period
   export JACK_DEFAULT_SERVER="capstan-bench-$$"
-  jackd -n "$JACK_DEFAULT_SERVER" -R -d dummy -r 48000 -p "$1" >"$out/jackd.log" 2>&1 &
+  jackd -n "$JACK_DEFAULT_SERVER" -R --port-max 4096 -d dummy -r 48000 -p "$1" >"$out/jackd.log" 2>&1 &
   jack=$!
   for _ in $(seq 100); do JACK_NO_START_SERVER=1 jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
 }
