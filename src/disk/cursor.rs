@@ -89,13 +89,20 @@ impl DiskWriter {
                     continue;
                 }
                 match chans {
+                    // In pieces of at most a meter window, so that the
+                    // meters and the picture's columns keep their grain
+                    // (the last 0.2 s of a take come in one run).
                     Some(chans) => {
-                        a.take.clear_levels();
-                        a.take.write(len, |c| Some(&chans[c][off..off + len]))?;
-                        let peak = a.take.levels().iter().fold(0f32, |p, l| p.max(l.peak));
-                        stats.peak.fetch_max(peak.to_bits(), Relaxed);
-                        if measure {
-                            meter.add(at + off as u64, len, Some(a.take.levels()), &stats.levels);
+                        let piece = meter.window_frames();
+                        for from in (off..off + len).step_by(piece) {
+                            let n = piece.min(off + len - from);
+                            a.take.clear_levels();
+                            a.take.write(n, |c| Some(&chans[c][from..from + n]))?;
+                            let peak = a.take.levels().iter().fold(0f32, |p, l| p.max(l.peak));
+                            stats.peak.fetch_max(peak.to_bits(), Relaxed);
+                            if measure {
+                                meter.add(at + from as u64, n, Some(a.take.levels()), &stats.levels);
+                            }
                         }
                     }
                     None => {

@@ -131,6 +131,12 @@ impl Meter {
         self.columns.set_rate(sample_rate);
     }
 
+    /// Frames in one window (1/25 s): the largest piece worth measuring as
+    /// one.
+    pub fn window_frames(&self) -> usize {
+        self.window as usize
+    }
+
     /// Frames measured so far (each once).
     pub fn measured(&self) -> u64 {
         self.measured
@@ -146,17 +152,23 @@ impl Meter {
     /// published into `out`.
     pub fn measure(&mut self, at: u64, chans: Option<&[&[f32]]>, n: usize, out: &Levels) {
         let skip = self.next.saturating_sub(at).min(n as u64) as usize;
-        if skip == n {
-            return;
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.fill(ChannelLevel::default());
-        if let Some(chans) = chans {
-            for (l, c) in scratch.iter_mut().zip(chans) {
-                *l = ChannelLevel::of(&c[skip..n]);
+        let Some(chans) = chans else {
+            // Silence: one piece, however long (a gap).
+            if skip < n {
+                self.add(at + skip as u64, n - skip, None, out);
             }
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Audio in pieces of at most a window, so that the windows and the
+        // picture's columns keep their grain.
+        for from in (skip..n).step_by(self.window_frames()) {
+            let len = self.window_frames().min(n - from);
+            for (l, c) in scratch.iter_mut().zip(chans) {
+                *l = ChannelLevel::of(&c[from..from + len]);
+            }
+            self.add(at + from as u64, len, Some(&scratch[..]), out);
         }
-        self.add(at + skip as u64, n - skip, chans.map(|_| &scratch[..]), out);
         self.scratch = scratch;
     }
 

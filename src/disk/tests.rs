@@ -333,12 +333,13 @@ fn a_take_grows_past_4_gib_as_rf64_and_sox_reads_it() {
 /// The meters read every frame once, whoever reads it: the history as
 /// cycles arrive while idle, the encoder while a take is written (never
 /// the pre-roll again, which the meters saw as it arrived), the history
-/// again for what the take left behind its stop point. 600 cycles of 64
+/// again for what the take left behind its stop point. 1,100 cycles of 64
 /// frames: a frame measured twice or never changes the count. The take's
-/// picture columns come from the encoder.
+/// picture columns come from the encoder and cover it all, though its last
+/// 0.4 s are written in one run at the stop (they once left black columns).
 #[test]
 fn the_meters_measure_every_frame_once_idle_preroll_recording_and_after() {
-    let (mut w, mut capture, erx, dir) = writer(9600);
+    let (mut w, mut capture, erx, dir) = writer(48_000);
     let level = [0.25f32, -0.5];
     let mut t = 0u32;
     let mut cycles = |w: &mut DiskWriter, n: u32| {
@@ -353,16 +354,16 @@ fn the_meters_measure_every_frame_once_idle_preroll_recording_and_after() {
     assert_eq!((w.meter.measured(), w.stats.levels.snapshot().windows), (6400, 3), "idle");
     let take = Take::create(spec(dir.path(), 2, None), Local::now()).unwrap();
     w.begin(take, StartAt::Next, 3200);
-    cycles(&mut w, 300);
-    w.active.as_mut().unwrap().stop = Some(StopAt::Frame(22_400));
+    cycles(&mut w, 800);
+    w.active.as_mut().unwrap().stop = Some(StopAt::Frame(52_800));
     w.advance();
     let r = finished(&erx);
-    assert_eq!((r.first_frame_time, r.frames), (Some(3200), 22_464 - 3200));
+    assert_eq!((r.first_frame_time, r.frames), (Some(3200), 52_864 - 3200));
     let columns = w.meter.columns.take_levels(3200, r.frames);
-    assert!(columns.columns >= 4 && columns.peaks.chunks(2).all(|p| p == [0.25, 0.5]), "{columns:?}");
+    assert!(columns.columns >= 10 && columns.peaks.chunks(2).all(|p| p == [0.25, 0.5]), "{columns:?}");
     cycles(&mut w, 200);
     let s = w.stats.levels.snapshot();
-    assert_eq!(w.meter.measured(), 600 * 64);
+    assert_eq!(w.meter.measured(), 1100 * 64);
     assert!(s.windows >= 18, "{}", s.windows);
     for (l, want) in s.inputs.iter().zip([0.25, 0.5]) {
         assert_eq!((l.peak, l.rms, l.clipped), (want, want, false));

@@ -217,8 +217,11 @@ fn the_page_shows_every_input_and_records_marks_and_stops() {
     let server = JackServer::start(256);
     let src = server.source_with(2, &["--tone", "-20"]);
     let dir = tempdir();
-    let d =
-        Daemon::start(&server, dir.path(), &["--ports", "4", "--connect", "src:out_*", "--http-port", "0"]);
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--ports", "4", "--connect", "src:out_*", "--http-port", "0", "--alarm-silence-seconds", "1"],
+    );
     let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
     let rosc::OscType::Int(http) = st[14] else { panic!("{st:?}") };
     let url = format!("http://127.0.0.1:{http}/");
@@ -237,7 +240,15 @@ fn the_page_shows_every_input_and_records_marks_and_stops() {
     // Record, mark, stop, all from the page.
     b.click("#rec");
     b.wait_for("the take recording", "return document.getElementById('state').textContent === 'recording'");
-    std::thread::sleep(Duration::from_millis(500));
+    // A second into the take, the two silent inputs raise their alarms:
+    // a line each, and their meters outlined.
+    b.wait_for(
+        "the silent inputs' alarms",
+        r#"const lines = [...document.querySelectorAll('.alarm.silent')].map(a => a.dataset.input).sort();
+           return lines.join() === 'in_3,in_4'
+               && document.querySelectorAll('.m.silent').length === 2
+               && !document.querySelector('.m[data-input="in_1"]').classList.contains('silent');"#,
+    );
     b.js("document.getElementById('label').value = 'verse'; return true");
     b.click("#mark");
     b.wait_for(
@@ -265,6 +276,14 @@ fn the_page_shows_every_input_and_records_marks_and_stops() {
     assert_eq!(m.state, capstan::manifest::TakeState::Complete);
     assert_eq!(m.markers.len(), 1);
     assert_eq!(m.markers[0].label, "verse");
+    let silent: Vec<&str> = m
+        .alarms
+        .iter()
+        .filter(|a| a.kind == capstan::vocab::AlarmKind::Silent)
+        .filter_map(|a| a.input.as_deref())
+        .collect();
+    assert_eq!(silent, ["in_3", "in_4"], "{:?}", m.alarms);
+    assert_eq!(m.clean, Some(true));
     assert!(m.markers[0].frame > 0 && m.markers[0].frame < m.frames, "{:?}", m.markers);
     let mut r = hound::WavReader::open(&wav).unwrap();
     assert_eq!(r.spec().channels, 4);
