@@ -142,7 +142,7 @@ if rec in ("null", "dd"):
 if rec.startswith("capstan"):
     s = json.load(open(f"{out}/summary.json"))
     # Frames capstan's own rings dropped (the rest of "lost" is JACK's).
-    ovf = sum(g["frames"] for g in s["take"]["gaps"] if g["cause"] == "overflow")
+    ovf = sum(g["frames"] for g in s["take"]["gaps"] if g["cause"] in ("disk_overrun", "overflow"))
     user, sys_, rss, xruns = s["cpu_user_s"], s["cpu_sys_s"], s["max_rss_kib"], s["xruns"]
     p99, mx = f'{s["callback"]["p99_us"]:.0f}', f'{s["callback"]["max_us"]:.0f}'
 else:

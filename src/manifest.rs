@@ -208,6 +208,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The disk's own loss is written `disk_overrun`; manifests written
+    /// before, which say `overflow`, still read.
+    #[test]
+    fn a_disk_overrun_gap_is_named_so_and_the_old_name_reads() {
+        use crate::vocab::GapCause;
+        let g = Gap { at: 5, frames: 64, cause: GapCause::DiskOverrun };
+        let text = serde_json::to_string(&g).unwrap();
+        assert_eq!(text, r#"{"at":5,"frames":64,"cause":"disk_overrun"}"#);
+        let old: Gap = serde_json::from_str(r#"{"at":5,"frames":64,"cause":"overflow"}"#).unwrap();
+        assert_eq!(old, g);
+    }
+
     /// A manifest is replaced so that a crash leaves the old or the new one:
     /// content synced before the rename, the directory synced after it.
     /// Fails if any sync is dropped or moved (see `durable::check`).

@@ -218,7 +218,7 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
             let _ = writeln!(s, ", no cycle reached the disk");
         }
     }
-    let overflow = r.lost_frames(GapCause::Overflow);
+    let overflow = r.lost_frames(GapCause::DiskOverrun);
     let skipped = r.lost_frames(GapCause::JackSkipped) + r.lost_frames(GapCause::Torn);
     let _ = writeln!(s, "  xruns   {xruns} reported by JACK");
     let _ = writeln!(

@@ -101,8 +101,10 @@ pub struct LevelSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GapCause {
-    /// The rings were full: the disk did not keep up (our loss).
-    Overflow,
+    /// The rings were full: the disk did not keep up (our loss). Called
+    /// `overflow` before; manifests that say so still read.
+    #[serde(alias = "overflow")]
+    DiskOverrun,
     /// JACK's frame time jumped: the server skipped cycles (an xrun).
     JackSkipped,
     /// JACK began the next cycle while the callback was still copying this
@@ -114,7 +116,7 @@ pub enum GapCause {
 impl std::fmt::Display for GapCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Overflow => "ring buffer overflow (disk too slow)",
+            Self::DiskOverrun => "the disk did not keep up (the ring buffers were full)",
             Self::JackSkipped => "JACK skipped cycles (xrun)",
             Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
         })

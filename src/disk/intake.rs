@@ -72,9 +72,9 @@ impl DiskWriter {
         // frames (repeats are already there).
         let gap_at = p.at - p.missing();
         let new = (n as u64).saturating_sub(p.repeated);
-        let cause = if rec.queued { GapCause::Torn } else { GapCause::Overflow };
+        let cause = if rec.queued { GapCause::Torn } else { GapCause::DiskOverrun };
         let segments = [
-            (gap_at, p.overflow, GapCause::Overflow, false),
+            (gap_at, p.overflow, GapCause::DiskOverrun, false),
             (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
             (p.first_new(), new, cause, clean.is_some()),
         ];
@@ -177,7 +177,7 @@ impl DiskWriter {
             self.stats.bytes.store(a.take.bytes(), Relaxed);
             self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
             let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
-            self.stats.overflow_frames.store(lost(GapCause::Overflow), Relaxed);
+            self.stats.overflow_frames.store(lost(GapCause::DiskOverrun), Relaxed);
             self.stats.skipped_frames.store(lost(GapCause::JackSkipped) + lost(GapCause::Torn), Relaxed);
         }
     }

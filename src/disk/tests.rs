@@ -48,7 +48,7 @@ fn gaps_become_aligned_silence_and_are_reported() {
         rep.gaps,
         vec![
             Gap { at: 128, frames: 320, cause: GapCause::JackSkipped },
-            Gap { at: 512, frames: BIG as u64, cause: GapCause::Overflow },
+            Gap { at: 512, frames: BIG as u64, cause: GapCause::DiskOverrun },
             Gap { at: 512 + BIG as u64, frames: 64, cause: GapCause::JackSkipped }
         ]
     );

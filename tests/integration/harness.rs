@@ -451,7 +451,7 @@ pub fn summary(out: &Output) -> serde_json::Value {
 pub fn assert_recording(path: &Path, first_channel: usize, report: &serde_json::Value) -> u64 {
     let gaps = report["take"]["gaps"].as_array().unwrap();
     let overflow: u64 =
-        gaps.iter().filter(|g| g["cause"] == "overflow").map(|g| g["frames"].as_u64().unwrap()).sum();
+        gaps.iter().filter(|g| g["cause"] == "disk_overrun").map(|g| g["frames"].as_u64().unwrap()).sum();
     assert_eq!(overflow, 0, "capstan's own rings overflowed: {report}");
     let v = assert_position_exact(path, first_channel, &gap_runs(gaps), None);
     assert_eq!(v.first_frame_time, report["take"]["first_frame_time"].as_u64().unwrap());
