@@ -1,9 +1,10 @@
 # capstan — see README.md. `make run` records a demo take; `make test` runs
 # every test (what CI runs); `make check` adds fmt and clippy; `make bench`
-# runs the capstan vs jack_capture benchmark (docs/benchmarks.md).
+# runs the capstan vs jack_capture benchmark (docs/benchmarks.md); `make
+# stress` the timeline stress bed (scripts/stress.py).
 CARGO ?= cargo
 
-.PHONY: all setup build testbed-release test lint check bench run clean
+.PHONY: all setup build testbed-release test lint check bench stress run clean
 
 all: build
 
@@ -38,6 +39,12 @@ testbed-release:
 
 bench: build testbed-release
 	bash scripts/bench.sh
+
+# The timeline stress bed (not in CI's default path): takes of random
+# length while capstan is stopped at random, every frame and every silent
+# run checked by position. STRESS_ARGS="--seconds 600 --period 1024".
+stress: build testbed-release
+	python3 scripts/stress.py $(STRESS_ARGS)
 
 run: build testbed-release
 	bash scripts/demo.sh
