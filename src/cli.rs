@@ -60,11 +60,11 @@ pub enum Command {
 /// Parses the command line, sets up logging and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     if crate::session::launched_by_nsm() {
-        init_logging(false, 0);
+        let _log = init_logging(false, 0);
         return crate::session::run();
     }
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    let _log = init_logging(cli.quiet, cli.verbose);
     match cli.command {
         Command::Record(args) => crate::record::run(args, cli.quiet),
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
@@ -97,7 +97,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+/// Lines the log holds for stderr before it drops new ones.
+const LOG_LINES_BUFFERED: usize = 4096;
+
+/// Sets up the log. Lines go to stderr from a thread of their own: a
+/// stderr that blocks (a session manager's pipe nobody drains, a stuck
+/// terminal) must never stop the control loop or the disk thread, so when
+/// it does, lines beyond the buffer are dropped. The returned guard writes
+/// out what is buffered when it is dropped (at most a second).
+fn init_logging(quiet: bool, verbose: u8) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     // libjack's own messages (through the jack crate's `log` output) repeat
     // what capstan's errors already say; show them with -v.
     let default = match (quiet, verbose) {
@@ -110,10 +118,17 @@ fn init_logging(quiet: bool, verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only on a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_LINES_BUFFERED)
+        .thread_name("capstan-log")
+        .finish(std::io::stderr());
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
-        .try_init();
+        .try_init()
+        .ok()
+        .map(|()| guard)
 }

@@ -1,7 +1,7 @@
 //! `capstan daemon` end to end: OSC from oscsend (a client we did not write),
 //! from `capstan ctl` and from raw sockets; state machine, lock, pre-roll.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rosc::OscType;
@@ -689,4 +689,78 @@ fn a_bad_setting_is_refused_alike_from_the_command_line_and_over_osc() {
     assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(12)), "{args:?}");
     let (_, cfg) = osc(d.port, "/config/get", vec![]).unwrap();
     assert!(cfg.windows(2).any(|w| w[0] == s("preroll") && w[1] == OscType::Double(0.0)), "{cfg:?}");
+}
+
+/// A stderr that nobody reads (a session manager's pipe it stopped
+/// draining) never stops the daemon: 600 markers log about 200 KB, three
+/// times what the pipe holds, and the daemon still answers, saves every
+/// marker and quits on SIGTERM (the log drops what it cannot write). It
+/// stopped answering once the pipe was full.
+#[test]
+fn a_stderr_nobody_reads_never_stops_the_daemon() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let port = free_port();
+    // Killed if the test fails (its stderr would never be read again).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        server
+            .capstan()
+            .args([
+                "daemon",
+                "--osc-port",
+                &port.to_string(),
+                "--no-http",
+                "--ports",
+                "2",
+                "--connect",
+                "src:out_*",
+            ])
+            .args(["--min-minutes", "0.1", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while osc(port, "/record/status", vec![]).is_none() {
+        assert!(Instant::now() < deadline, "the daemon did not answer");
+    }
+    assert_eq!(osc(port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(300));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let label = "x".repeat(190);
+    for i in 0..600 {
+        let m = capstan::control::osc::encode("/record/mark", vec![OscType::String(format!("{label}{i}"))]);
+        sock.send_to(&m, ("127.0.0.1", port)).unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(osc(port, "/record/status", vec![]).is_some(), "the daemon stopped answering");
+    let (addr, args) = osc(port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(10), "SIGTERM did not end the daemon");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    src.stop();
+    let wav = wavs(dir.path()).pop().expect("a take");
+    let markers = manifest_of(&wav)["markers"].as_array().map_or(0, |m| m.len());
+    assert_eq!(markers, 600, "every marker saved");
 }
