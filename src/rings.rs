@@ -145,11 +145,11 @@ impl PortWriter {
     #[inline]
     pub fn push_cycle<'a>(&mut self, n: usize, buffer: impl Fn(usize) -> &'a [f32]) -> Pushed {
         let room = self.room();
-        self.room_left = room.saturating_sub(n);
         if room < n {
             self.room_left = room;
             return Pushed::NoRoom;
         }
+        self.room_left = room - n;
         let mut pushed = Pushed::Whole;
         for (i, ring) in self.rings.iter_mut().enumerate() {
             let buf = buffer(i);

@@ -167,7 +167,7 @@ impl LiveStatus {
         self.last = Instant::now();
         let d = &engine.disk_stats;
         let frames = d.frames.load(Relaxed);
-        let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+        let lost = d.lost_frames();
         let line = format!(
             "REC {}  {}  peak {} dBFS  lost {}  xruns {}",
             clock(frames, engine.sample_rate),

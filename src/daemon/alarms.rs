@@ -44,11 +44,7 @@ impl Daemon {
             names: &e.port_names,
             seconds_left,
             ring_fill: e.ring_fill(),
-            lost_frames: if taking {
-                d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed)
-            } else {
-                0
-            },
+            lost_frames: if taking { d.lost_frames() } else { 0 },
         };
         for c in self.alarms.observe(&o) {
             self.tell_alarm(c, taking);
@@ -93,7 +89,7 @@ impl Daemon {
         // take's first frame (0, its start, until that is known).
         let first = self.recorder.current().and_then(|c| c.first_frame_time);
         let now = e.frame_time();
-        let frame_time = first.map_or(0, |f| f.wrapping_add(now.wrapping_sub(f as u32) as i32 as i64 as u64));
+        let frame_time = first.map_or(0, |f| super::takes::unwrap_near(f, now));
         e.alarm(frame_time, self.alarm_record(&a));
     }
 

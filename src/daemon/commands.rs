@@ -298,7 +298,7 @@ impl Daemon {
                 (
                     d.frames.load(Relaxed),
                     d.bytes.load(Relaxed),
-                    d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed),
+                    d.lost_frames(),
                     e.jack.xruns.load(Relaxed),
                     e.sample_rate,
                 )

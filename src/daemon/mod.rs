@@ -452,7 +452,7 @@ impl Daemon {
             if taking {
                 status.take_seconds = d.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
                 status.take_bytes = d.bytes.load(Relaxed);
-                status.lost_frames = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+                status.lost_frames = d.lost_frames();
             }
             self.board.set_levels(&e.port_names, d.levels.snapshot());
         }
@@ -661,7 +661,7 @@ impl Daemon {
     fn progress(&mut self) {
         let (Some(e), Some(c)) = (&self.engine, self.recorder.current()) else { return };
         let d = &e.disk_stats;
-        let lost = d.overflow_frames.load(Relaxed) + d.skipped_frames.load(Relaxed);
+        let lost = d.lost_frames();
         let secs = d.frames.load(Relaxed) as f64 / e.sample_rate.max(1) as f64;
         let msg = osc::push(
             "/recording/progress",

@@ -18,6 +18,12 @@ use crate::control::state::State;
 use crate::disk::{DiskEvent, StartAt, StopAt, Take, TakeReport, TakeSpec};
 use crate::naming;
 
+/// JACK's 32-bit frame time `now`, unwrapped around `first` (a take's
+/// first frame, unwrapped): within 2^31 frames (12 h at 48 kHz) of it.
+pub(super) fn unwrap_near(first: u64, now: u32) -> u64 {
+    first.wrapping_add(now.wrapping_sub(first as u32) as i32 as i64 as u64)
+}
+
 /// A marker the disk thread has not confirmed as saved yet: its requester
 /// is answered then.
 pub struct UnsavedMark {
@@ -235,7 +241,7 @@ impl Daemon {
             None => engine.frame_time(),
         };
         // Unwrap JACK's 32-bit frame time around the take's first frame.
-        let frame_time = first.wrapping_add(now.wrapping_sub(first as u32) as i32 as i64 as u64);
+        let frame_time = unwrap_near(first, now);
         if frame_time < first || frame_time > first + (1 << 40) {
             return Err(Refusal::new(Code::BadArgs, "that time is before the take's first frame"));
         }

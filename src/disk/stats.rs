@@ -57,6 +57,11 @@ impl DiskStats {
         }
     }
 
+    /// Frames the running take lost so far (silence in its gaps).
+    pub fn lost_frames(&self) -> u64 {
+        self.overflow_frames.load(Relaxed) + self.skipped_frames.load(Relaxed)
+    }
+
     /// Peak since the last call, linear full scale = 1.0.
     pub fn take_peak(&self) -> f32 {
         f32::from_bits(self.peak.swap(0, Relaxed))
