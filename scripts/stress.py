@@ -1,18 +1,31 @@
 #!/usr/bin/env python3
-"""The timeline stress bed (issue 23, a start): takes of random length on a
-private real-time dummy jackd while capstan is stopped (SIGSTOP) for random
-5-400 ms at random moments; then every take is checked frame by frame
-against the test signal, and every silent run against the manifest's gaps
-by position.
+"""The timeline stress bed (issue 23): takes of random length on private
+real-time servers while capstan, the test source or the server itself is
+stopped (SIGSTOP) for random moments, several runs at once beside busy
+loops; then every take is checked frame by frame against the test signal,
+and every silent run against the manifest's gaps by position.
 
 A failure is a frame away from its position (misplaced: the signal encodes
-its own frame time) or silence the manifest does not report. Prints one
-line per failing take and a JSON summary; exits 1 if anything failed.
+its own frame time) or silence the manifest does not report. A witness
+client (`capstan-testsig witness`) on each server records what the server
+delivered at every frame time, so silence the server itself delivered (a
+PipeWire quantum or rate change) is told apart from silence of capstan's
+making; only the latter fails.
 
-Usage: scripts/stress.py [--seconds 120] [--period 256] [--channels 4]
-                         [--stall-every 1.0] [--keep DIR]
+Prints one line per failing take and a JSON summary (takes, stalls by
+victim, gaps by cause, uncertain cycles, failures); exits 1 if anything
+failed.
+
+Usage: scripts/stress.py [--seconds 120] [--runs jack2:256,jack2:1024]
+                         [--channels 8] [--stall capstan,source,server]
+                         [--stall-every 0.5] [--stall-ms 5,400] [--busy 2]
+                         [--changes] [--keep DIR] [--bin DIR]
        scripts/stress.py --check-only DIR   (checks the takes a --keep run left)
-Needs the release build (make build testbed-release) and jackd.
+A run is SERVER:PERIOD, SERVER one of jack2 (asynchronous jackd, dummy
+driver, real-time) or pipewire (headless, private XDG_RUNTIME_DIR; with
+--changes its quantum and rate are changed at random during takes).
+Needs the release build (make build testbed-release), jackd and, for
+pipewire runs, pipewire and pipewire-jack.
 """
 
 import argparse
@@ -20,6 +33,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -30,7 +44,6 @@ import threading
 import time
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-bin_dir = os.path.join(root, "target/release")
 
 
 def osc_message(path, *args):
@@ -56,16 +69,98 @@ def osc_strings(data):
     return parts
 
 
-class Daemon:
-    def __init__(self, env, takes_dir, port, channels, log):
-        self.port = port
-        self.proc = subprocess.Popen(
-            [f"{bin_dir}/capstan", "daemon", "-q", "--dir", takes_dir, "--ports", str(channels),
-             "--connect", "src:out_*", "--osc-port", str(port), "--no-http", "--min-minutes", "0.1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=log)
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Run:
+    """One server with its source, witness and capstan daemon, the stall
+    loop and the take loop."""
+
+    def __init__(self, a, kind, period, work, index):
+        self.a, self.kind, self.period = a, kind, period
+        self.dir = os.path.join(work, f"run{index}-{kind}-{period}")
+        self.takes = os.path.join(self.dir, "takes")
+        os.makedirs(self.takes, exist_ok=True)
+        self.name = f"capstan-stress-{os.getpid()}-{index}"
+        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1",
+                        RUST_BACKTRACE="0")
+        self.env.pop("PIPEWIRE_REMOTE", None)
+        self.procs = {}
+        self.counts = {"takes": 0, "refused": 0, "stalls": {}, "changes": 0}
+        self.stop = threading.Event()
+
+    def cmd(self, argv):
+        return (["pw-jack"] + argv) if self.kind == "pipewire" else argv
+
+    def spawn(self, key, argv, **kw):
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        self.procs[key] = subprocess.Popen(self.cmd(argv), env=self.env, **kw)
+        return self.procs[key]
+
+    def tool(self, argv):
+        return subprocess.run(self.cmd(argv), env=self.env, capture_output=True, text=True, timeout=10)
+
+    def pw_setting(self, key, value):
+        subprocess.run(["pw-metadata", "-n", "settings", "0", key, str(value)], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+
+    def wait_for(self, what, test, seconds=20):
+        deadline = time.time() + seconds
+        while not test():
+            if time.time() > deadline:
+                raise RuntimeError(f"{self.name}: {what}")
+            time.sleep(0.1)
+
+    def start(self):
+        b = self.a.bin
+        if self.kind == "pipewire":
+            self.env["XDG_RUNTIME_DIR"] = os.path.join(self.dir, "runtime")
+            os.makedirs(self.env["XDG_RUNTIME_DIR"], exist_ok=True)
+            self.procs["server"] = subprocess.Popen(["pipewire"], env=self.env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.DEVNULL)
+            self.wait_for("pipewire did not come up", lambda: self.tool(["jack_lsp"]).returncode == 0)
+            self.pw_setting("clock.force-rate", 48000)
+            self.pw_setting("clock.force-quantum", self.period)
+        else:
+            # JACK2 has 8 server slots per user and other servers may hold
+            # them all: a jackd that exits at once is started again until a
+            # slot is free (up to 10 minutes).
+            deadline = time.time() + 600
+            while True:
+                self.procs["server"] = p = subprocess.Popen(
+                    ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", "48000", "-p", str(self.period)],
+                    env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                up = lambda: p.poll() is not None or self.tool(["jack_lsp"]).returncode == 0
+                self.wait_for("jackd did not come up", up)
+                if p.poll() is None:
+                    break
+                if time.time() > deadline:
+                    raise RuntimeError(f"{self.name}: no JACK server slot came free in 10 minutes")
+                time.sleep(2)
+        self.wait_for("period", lambda: self.tool(["jack_bufsize"]).stdout.strip() == str(self.period))
+        ch = str(self.a.channels)
+        work = int(self.a.source_work * self.period / 48000 * 1e6)
+        self.spawn("source", [f"{b}/capstan-testsig", "source", "--channels", ch, "--work-us", str(work),
+                              "--truth", os.path.join(self.dir, "source.truth")], stdout=subprocess.PIPE)
+        self.procs["source"].stdout.readline()  # "ready src"
+        self.spawn("witness", [f"{b}/capstan-testsig", "witness", "--channels", ch, "--from", "src",
+                               "--log", os.path.join(self.dir, "witness.log")], stdout=subprocess.PIPE)
+        self.procs["witness"].stdout.readline()  # "ready"
+        self.port = free_port()
+        self.spawn("capstan", [self.a.capstan or f"{b}/capstan", "daemon", "-q", "--dir", self.takes, "--ports", ch,
+                               "--connect", "src:out_*", "--osc-port", str(self.port), "--no-http",
+                               "--min-minutes", "0.1"],
+                   stderr=open(os.path.join(self.dir, "daemon.log"), "w"))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
+        self.wait_for("the daemon did not answer", lambda: self.ask("/record/status", 0.5) is not None)
 
     def ask(self, path, timeout=10.0):
         self.sock.sendto(osc_message(path), ("127.0.0.1", self.port))
@@ -80,23 +175,109 @@ class Daemon:
                 return addr[0]
         return None
 
+    def stall_loop(self):
+        """Stops a victim for a random moment at random times."""
+        lo, hi = self.a.stall_ms
+        while not self.stop.wait(random.uniform(0.05, 2 * self.a.stall_every)):
+            victim = random.choice(self.a.stall)
+            p = self.procs.get(victim)
+            if p is None or p.poll() is not None:
+                continue
+            # pw-jack execs its client: the pid is the client's.
+            try:
+                os.kill(p.pid, signal.SIGSTOP)
+                time.sleep(random.uniform(lo, hi) / 1000)
+                if victim == "capstan" and random.random() < 0.5:
+                    # Let it run for a moment (its first run after the
+                    # stall) and stop it again for 1-3 periods: the run
+                    # that would repeat that cycle comes a cycle late.
+                    os.kill(p.pid, signal.SIGCONT)
+                    time.sleep(random.uniform(0, 0.3) / 1000)
+                    os.kill(p.pid, signal.SIGSTOP)
+                    time.sleep(random.uniform(1, 3) * self.period / 48000)
+            finally:
+                os.kill(p.pid, signal.SIGCONT)
+            self.counts["stalls"][victim] = self.counts["stalls"].get(victim, 0) + 1
 
-def stall_loop(pid, every, stop, counts):
-    """Stops capstan for 5-400 ms at random moments until `stop` is set."""
-    while not stop.is_set():
-        time.sleep(random.uniform(0.2, 2 * every))
-        ms = random.uniform(5, 400)
-        try:
-            os.kill(pid, signal.SIGSTOP)
-            time.sleep(ms / 1000)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        counts["stalls"] += 1
+    def change_loop(self):
+        """PipeWire: a new quantum or rate at random moments."""
+        while not self.stop.wait(random.uniform(0.5, 3.0)):
+            if random.random() < 0.5:
+                self.pw_setting("clock.force-quantum", random.choice([128, 256, 512, 1024]))
+            else:
+                self.pw_setting("clock.force-rate", random.choice([44100, 48000, 96000]))
+            self.counts["changes"] += 1
+
+    def take_loop(self, end):
+        while time.time() < end:
+            if self.ask("/record/start") != "/reply":
+                self.counts["refused"] += 1
+                self.ask("/record/reset")
+                time.sleep(0.5)
+                continue
+            time.sleep(random.uniform(0.2, 3.0))
+            if self.ask("/record/stop") != "/reply":
+                self.counts["refused"] += 1
+                self.ask("/record/reset")
+            self.counts["takes"] += 1
+
+    def run(self, end):
+        threads = [threading.Thread(target=self.stall_loop, daemon=True)]
+        if self.kind == "pipewire" and self.a.changes:
+            threads.append(threading.Thread(target=self.change_loop, daemon=True))
+        for t in threads:
+            t.start()
+        self.take_loop(end)
+        self.stop.set()
+        for t in threads:
+            t.join()
+
+    def close(self):
+        self.stop.set()
+        for key in ["capstan", "witness", "source", "server"]:
+            p = self.procs.get(key)
+            if p is None:
+                continue
+            try:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=20)
+            except Exception:
+                p.kill()
+        with open(os.path.join(self.dir, "counts.json"), "w") as f:
+            json.dump(self.counts, f)
 
 
-def check(wav, channels):
-    """Verdict on one take: (misplaced frames, unreported silent frames,
-    the manifest's gaps by cause)."""
+def read_witness(path):
+    """The witness's log: per cycle frame time -> (frames, what it held)."""
+    cycles = []
+    try:
+        for line in open(path):
+            t, n, held = line.split()
+            cycles.append((int(t), int(n), held))
+    except FileNotFoundError:
+        pass
+    return cycles
+
+
+def delivered_silence(witness, first, at, frames):
+    """Whether the witness was handed zeros (or no cycle at all) at every
+    frame time of [first+at, first+at+frames): silence the server made."""
+    lo, hi = first + at, first + at + frames
+    covered = 0
+    for t, n, held in witness:
+        if t + n <= lo or t >= hi:
+            continue
+        if held != "zero":
+            return False
+        covered += min(hi, t + n) - max(lo, t)
+    return True
+
+
+def check(bin_dir, wav, witness):
+    """Verdict on one take: (misplaced frames, unreported silent frames of
+    capstan's making, silent frames the server delivered), the first
+    mismatch, the manifest's gaps by cause and their count."""
     stem = wav[:-4]
     manifest = json.load(open(stem + ".take.json"))
     if manifest.get("state") == "recording":
@@ -110,104 +291,118 @@ def check(wav, channels):
     gaps = sorted((g["at"], g["frames"]) for g in manifest.get("gaps", []))
     by_cause = {}
     for g in manifest.get("gaps", []):
-        by_cause[g["cause"]] = by_cause.get(g["cause"], 0) + g["frames"]
-    covered = set()
-    for at, n in gaps:
-        covered.update(range(at, at + n))
-    unreported = 0
+        c = by_cause.setdefault(g["cause"], [0, 0])
+        c[0] += 1
+        c[1] += g["frames"]
+    unreported, servers = 0, 0
     for run in v["silent"]:
-        for f in range(run["at"], run["at"] + run["frames"]):
-            if f not in covered:
-                unreported += 1
-    return (v["mismatched"], unreported, by_cause), v.get("first_mismatch"), by_cause
+        at, end = run["at"], run["at"] + run["frames"]
+        pieces, pos = [], at
+        for g_at, g_n in gaps:
+            if g_at + g_n <= pos or g_at >= end:
+                continue
+            if g_at > pos:
+                pieces.append((pos, g_at - pos))
+            pos = max(pos, g_at + g_n)
+        if pos < end:
+            pieces.append((pos, end - pos))
+        for p_at, p_n in pieces:
+            if delivered_silence(witness, v["first_frame_time"], p_at, p_n):
+                servers += p_n
+            else:
+                unreported += p_n
+    return (v["mismatched"], unreported, servers), v.get("first_mismatch"), by_cause
+
+
+def report(a, run_dirs, seconds):
+    """Checks every take of every run, prints the failures and the
+    summary, and exits (1 if anything failed)."""
+    failures, gap_causes, checked, server_silence = [], {}, 0, 0
+    stalls, takes, refused, changes = {}, 0, 0, 0
+    for d in run_dirs:
+        witness = read_witness(os.path.join(d, "witness.log"))
+        try:
+            counts = json.load(open(os.path.join(d, "counts.json")))
+            for k, n in counts["stalls"].items():
+                stalls[k] = stalls.get(k, 0) + n
+            refused += counts["refused"]
+            changes += counts["changes"]
+        except FileNotFoundError:
+            pass
+        for wav in sorted(glob.glob(os.path.join(d, "takes", "*.wav"))):
+            verdict, first, by_cause = check(a.bin, wav, witness)
+            checked += 1
+            if verdict is None:
+                failures.append((wav, first))
+                continue
+            misplaced, unreported, servers = verdict
+            server_silence += servers
+            for c, (k, n) in by_cause.items():
+                g = gap_causes.setdefault(c, [0, 0])
+                g[0] += k
+                g[1] += n
+            if misplaced or unreported:
+                failures.append((wav, f"misplaced {misplaced}, unreported silence {unreported}, first {first}"))
+        takes += len({os.path.basename(w).split(".")[0] for w in glob.glob(os.path.join(d, "takes", "*.take.json"))})
+    for wav, why in failures:
+        print(f"FAIL {os.path.relpath(wav, os.path.dirname(os.path.dirname(os.path.dirname(wav))))}: {why}")
+    summary = {
+        "runs": [os.path.basename(d) for d in run_dirs], "channels": a.channels, "seconds": seconds,
+        "files": checked, "takes": takes, "refused": refused, "stalls": stalls, "changes": changes,
+        "gaps_by_cause": {c: {"gaps": k, "frames": n} for c, (k, n) in sorted(gap_causes.items())},
+        "uncertain_cycles": gap_causes.get("late_uncertain", [0, 0])[0],
+        "server_delivered_silence_frames": server_silence, "failures": len(failures),
+    }
+    print(json.dumps(summary))
+    sys.exit(1 if failures else 0)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--period", type=int, default=256)
-    ap.add_argument("--channels", type=int, default=4)
-    ap.add_argument("--stall-every", type=float, default=1.0)
+    ap.add_argument("--runs", default="jack2:256,jack2:1024")
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--stall", default="capstan,source,server")
+    ap.add_argument("--stall-every", type=float, default=0.5)
+    ap.add_argument("--stall-ms", default="5,400")
+    ap.add_argument("--busy", type=int, default=2)
+    ap.add_argument("--changes", action="store_true")
+    ap.add_argument("--source-work", type=float, default=0.3,
+                    help="the share of each period the source spins before writing (a heavy upstream)")
+    ap.add_argument("--bin", default=os.path.join(root, "target/release"))
+    ap.add_argument("--capstan", help="the capstan binary (default: BIN/capstan)")
     ap.add_argument("--keep")
     ap.add_argument("--check-only")
     a = ap.parse_args()
-    counts = {"stalls": 0, "takes": 0, "refused": 0}
+    a.stall = [v for v in a.stall.split(",") if v]
+    a.stall_ms = [float(x) for x in a.stall_ms.split(",")]
     if a.check_only:
-        report(a, os.path.join(a.check_only, "takes"), counts, a.check_only)
+        report(a, sorted(glob.glob(os.path.join(a.check_only, "run*"))), None)
     work = a.keep or tempfile.mkdtemp(prefix="capstan-stress.")
-    takes_dir = os.path.join(work, "takes")
-    os.makedirs(takes_dir, exist_ok=True)
-    name = f"capstan-stress-{os.getpid()}"
-    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    procs = []
-    stop = threading.Event()
+    runs = []
+    for i, spec in enumerate(a.runs.split(",")):
+        kind, period = spec.split(":")
+        runs.append(Run(a, kind, int(period), work, i))
+    busy = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(a.busy)]
     try:
-        procs.append(subprocess.Popen(["jackd", "-n", name, "-R", "-d", "dummy", "-r", "48000", "-p",
-                                       str(a.period)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        time.sleep(2)
-        procs.append(subprocess.Popen([f"{bin_dir}/capstan-testsig", "source", "--channels", str(a.channels)],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(1)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        d = Daemon(env, takes_dir, port, a.channels, open(os.path.join(work, "daemon.log"), "w"))
-        procs.append(d.proc)
-        deadline = time.time() + 15
-        while d.ask("/record/status", 0.5) is None:
-            if time.time() > deadline:
-                sys.exit("the daemon did not answer")
-        staller = threading.Thread(target=stall_loop, args=(d.proc.pid, a.stall_every, stop, counts), daemon=True)
-        staller.start()
+        for r in runs:
+            r.start()
         end = time.time() + a.seconds
-        while time.time() < end:
-            if d.ask("/record/start") != "/reply":
-                counts["refused"] += 1
-                d.ask("/record/reset")
-                time.sleep(0.5)
-                continue
-            time.sleep(random.uniform(0.2, 3.0))
-            if d.ask("/record/stop") != "/reply":
-                counts["refused"] += 1
-                d.ask("/record/reset")
-            counts["takes"] += 1
-        stop.set()
-        staller.join()
+        threads = [threading.Thread(target=r.run, args=(end,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     finally:
-        stop.set()
-        for p in reversed(procs):
-            try:
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=20)
-            except Exception:
-                p.kill()
-    report(a, takes_dir, counts, work if a.keep else None)
-
-
-def report(a, takes_dir, counts, kept):
-    """Checks every take in `takes_dir`, prints the failures and the
-    summary, and exits (1 if anything failed)."""
-    failures, gap_frames, checked = [], {}, 0
-    for wav in sorted(glob.glob(os.path.join(takes_dir, "*.wav"))):
-        verdict, first, by_cause = check(wav, a.channels)
-        checked += 1
-        if verdict is None:
-            failures.append((wav, first))
-            continue
-        misplaced, unreported, _ = verdict
-        for c, n in by_cause.items():
-            gap_frames[c] = gap_frames.get(c, 0) + n
-        if misplaced or unreported:
-            failures.append((wav, f"misplaced {misplaced}, unreported silence {unreported}, first {first}"))
-    for wav, why in failures:
-        print(f"FAIL {os.path.basename(wav)}: {why}")
-    print(json.dumps({"period": a.period, "channels": a.channels, "seconds": a.seconds, "takes": checked,
-                      "stalls": counts["stalls"], "refused": counts["refused"], "gap_frames": gap_frames,
-                      "failures": len(failures), "kept": kept}))
-    sys.exit(1 if failures else 0)
+        for p in busy:
+            p.kill()
+        for r in runs:
+            r.close()
+    try:
+        report(a, [r.dir for r in runs], a.seconds)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! ```text
 //! capstan-testsig source --channels 64 [--name src]   # until SIGINT/SIGTERM
 //! capstan-testsig verify FILE [--first-channel N] [--skip FRAMES]
+//! capstan-testsig witness --channels 8 --from src --log FILE   # what the server delivered
 //! capstan-testsig latency --osc 127.0.0.1:7770 [--takes 100]   # against a daemon
 //! capstan-testsig rt-bench --ports 256 --frames 128               # the callback alone
 //! ```
@@ -51,6 +52,27 @@ enum Cmd {
         /// dBFS on every output (for loudness checks).
         #[arg(long, allow_hyphen_values = true)]
         tone: Option<f64>,
+        /// Spin this many microseconds in each callback before writing the
+        /// outputs, like a heavy effects chain upstream (the stress bed:
+        /// it widens the moment in which JACK's frame time already names
+        /// a cycle the source has not written yet).
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
+    },
+    /// A second recorder beside capstan, for the stress bed: a client whose
+    /// inputs are connected to `FROM:out_*`, noting for every cycle its
+    /// frame time, length and what its buffers held. At SIGTERM writes one
+    /// `FRAME_TIME NFRAMES HELD` line per cycle to LOG: HELD is `ok` (the
+    /// signal of that frame time on every channel), `zero` (silence on every
+    /// channel), `off:D` (the signal of frame time minus D, mod 65536) or
+    /// `mixed`. Prints `ready` when connected.
+    Witness {
+        #[arg(long, default_value_t = 2)]
+        channels: usize,
+        #[arg(long, default_value = "src")]
+        from: String,
+        #[arg(long)]
+        log: std::path::PathBuf,
     },
     /// Send MIDI control to a port: each MESSAGE is `KIND@MS` (KIND one of
     /// strobe, exit, stop, noteN), sent MS milliseconds after the start, at
@@ -139,12 +161,21 @@ struct Source {
     truth: Arc<Vec<[AtomicU64; 3]>>,
     /// Peak amplitude of a 1 kHz sine to play instead of the signal.
     tone: Option<f64>,
+    /// Time to spin before writing (see `Cmd::Source::work_us`).
+    work: Duration,
 }
 
 impl jack::ProcessHandler for Source {
     fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         capstan::rt::guard(|| {
             let t = ps.last_frame_time();
+            if !self.work.is_zero() {
+                // A monotonic clock read (vDSO): no syscall.
+                let until = std::time::Instant::now() + self.work;
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
             let rate = client.sample_rate() as f64;
             for (c, p) in self.ports.iter_mut().enumerate() {
                 let out = p.as_mut_slice(ps);
@@ -244,6 +275,108 @@ fn sink(channels: usize, source: &str, seconds: f64) -> Result<()> {
     Ok(())
 }
 
+/// What a witness cycle's buffers held, packed in 32 bits: the delta
+/// (frame time minus the frame time the audio carries, mod 65536) or one
+/// of these.
+const HELD_ZERO: u64 = 1 << 16;
+const HELD_MIXED: u64 = 1 << 17;
+
+struct Witness {
+    ports: Vec<jack::Port<jack::AudioIn>>,
+    cycles: Arc<AtomicU64>,
+    /// `t << 32 | n`, and what the buffers held.
+    log: Arc<Vec<[AtomicU64; 2]>>,
+}
+
+impl jack::ProcessHandler for Witness {
+    fn process(&mut self, _: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
+        capstan::rt::guard(|| {
+            let t = ps.last_frame_time();
+            let n = ps.n_frames();
+            let mut held = None;
+            for (c, p) in self.ports.iter().enumerate() {
+                let buf = p.as_slice(ps);
+                let h = if buf.iter().all(|s| *s == 0.0) {
+                    HELD_ZERO
+                } else {
+                    // The frame time the first sample carries; every other
+                    // sample must follow it.
+                    let code = (buf[0] * 32768.0) as i64 + 32768;
+                    let t0 = (code - 1009 * c as i64).rem_euclid(65536) as u32;
+                    let steady = buf
+                        .iter()
+                        .enumerate()
+                        .all(|(i, s)| *s == testsignal::sample(t0.wrapping_add(i as u32) as u64, c));
+                    if steady {
+                        (t.wrapping_sub(t0) & 0xffff) as u64
+                    } else {
+                        HELD_MIXED
+                    }
+                };
+                held = match held {
+                    None => Some(h),
+                    Some(x) if x == h => Some(x),
+                    Some(_) => Some(HELD_MIXED),
+                };
+            }
+            let i = self.cycles.load(Relaxed) as usize;
+            if let Some(slot) = self.log.get(i) {
+                slot[0].store((t as u64) << 32 | n as u64, Relaxed);
+                slot[1].store(held.unwrap_or(HELD_ZERO), Relaxed);
+                self.cycles.store(i as u64 + 1, std::sync::atomic::Ordering::Release);
+            }
+        });
+        jack::Control::Continue
+    }
+}
+
+fn witness(channels: usize, from: &str, log: &std::path::Path) -> Result<()> {
+    let client = capstan::engine::open_client("witness", true)?;
+    let ports = (1..=channels)
+        .map(|i| client.register_port(&format!("in_{i}"), jack::AudioIn::default()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("registering input ports")?;
+    let names: Vec<String> = ports.iter().map(|p| p.name().unwrap_or_default()).collect();
+    let term = capstan::signals::stop_flag()?;
+    let cycles = Arc::new(AtomicU64::new(0));
+    let slots: Arc<Vec<[AtomicU64; 2]>> = Arc::new((0..TRUTH_CYCLES).map(|_| Default::default()).collect());
+    let gone = Arc::new(AtomicBool::new(false));
+    let active = client
+        .activate_async(
+            Notes { xruns: Arc::default(), gone: gone.clone() },
+            Witness { ports, cycles: cycles.clone(), log: slots.clone() },
+        )
+        .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
+    for (i, name) in names.iter().enumerate() {
+        active
+            .as_client()
+            .connect_ports_by_name(&format!("{from}:out_{}", i + 1), name)
+            .map_err(|e| anyhow::anyhow!("connect {from}:out_{}: {e:?}", i + 1))?;
+    }
+    println!("ready");
+    while !term.load(Relaxed) && !gone.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !gone.load(Relaxed) {
+        let _ = active.deactivate();
+    }
+    let n = cycles.load(std::sync::atomic::Ordering::Acquire) as usize;
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(log)?);
+    for slot in &slots[..n.min(slots.len())] {
+        let (v, h) = (slot[0].load(Relaxed), slot[1].load(Relaxed));
+        let held = match h {
+            HELD_ZERO => "zero".to_string(),
+            HELD_MIXED => "mixed".to_string(),
+            0 => "ok".to_string(),
+            d => format!("off:{d}"),
+        };
+        writeln!(out, "{} {} {held}", v >> 32, v & 0xffff_ffff)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 struct Notes {
     xruns: Arc<AtomicU64>,
     gone: Arc<AtomicBool>,
@@ -265,6 +398,7 @@ fn source(
     xrun_file: Option<&std::path::Path>,
     truth_file: Option<&std::path::Path>,
     tone: Option<f64>,
+    work_us: u64,
 ) -> Result<()> {
     let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
@@ -285,6 +419,7 @@ fn source(
                 cycles: cycles.clone(),
                 truth: truth.clone(),
                 tone: tone.map(|db| 10f64.powf(db / 20.0)),
+                work: Duration::from_micros(work_us),
             },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
@@ -558,6 +693,7 @@ fn midi(to: &str, messages: &[String]) -> Result<()> {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Midi { to, messages } => midi(&to, &messages),
+        Cmd::Witness { channels, from, log } => witness(channels, &from, &log),
         Cmd::Transport { action, frame } => {
             let client = capstan::engine::open_client("transport-ctl", false)?;
             let t = client.transport();
@@ -570,8 +706,8 @@ fn main() -> Result<()> {
             .map_err(|e| anyhow::anyhow!("transport {action}: {e:?}"))?;
             Ok(())
         }
-        Cmd::Source { channels, name, xrun_file, truth, tone } => {
-            source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone)
+        Cmd::Source { channels, name, xrun_file, truth, tone, work_us } => {
+            source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone, work_us)
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::Sink { channels, source, seconds } => sink(channels, &source, seconds),
