@@ -111,6 +111,11 @@ pub enum GapCause {
     /// one (an xrun in JACK2's asynchronous mode): the buffers may mix two
     /// cycles, so the cycle is not used.
     Torn,
+    /// The first cycle after JACK skipped some: the callback may have run
+    /// from a wake-up left over from a cycle it missed, before the upstream
+    /// wrote this one, so which cycle its buffers hold is not known. Not
+    /// used unless a repeat of it follows (see `disk::timeline`).
+    LateUncertain,
 }
 
 impl std::fmt::Display for GapCause {
@@ -119,6 +124,7 @@ impl std::fmt::Display for GapCause {
             Self::DiskOverrun => "the disk did not keep up (the ring buffers were full)",
             Self::JackSkipped => "JACK skipped cycles (xrun)",
             Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
+            Self::LateUncertain => "the first cycle after an xrun may hold an earlier cycle's audio",
         })
     }
 }

@@ -25,8 +25,8 @@ impl DiskWriter {
         let n = rec.nframes as usize;
         // The cycle's audio stays in the rings; the history reads it there.
         let src = rec.queued.then(|| self.history.accept(n));
-        let clean = src.filter(|_| !rec.overtaken);
         let p = self.timeline.place(&rec);
+        let clean = src.filter(|_| !rec.overtaken && !p.uncertain);
         self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
         let jack = self.timeline.jack_time(p.at);
         if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
@@ -72,7 +72,11 @@ impl DiskWriter {
         // frames (repeats are already there).
         let gap_at = p.at - p.missing();
         let new = (n as u64).saturating_sub(p.repeated);
-        let cause = if rec.queued { GapCause::Torn } else { GapCause::DiskOverrun };
+        let cause = match () {
+            _ if !rec.queued => GapCause::DiskOverrun,
+            _ if rec.overtaken => GapCause::Torn,
+            _ => GapCause::LateUncertain,
+        };
         let segments = [
             (gap_at, p.overflow, GapCause::DiskOverrun, false),
             (gap_at + p.overflow, p.skipped, GapCause::JackSkipped, false),
@@ -178,7 +182,8 @@ impl DiskWriter {
             self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
             let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
             self.stats.overflow_frames.store(lost(GapCause::DiskOverrun), Relaxed);
-            self.stats.skipped_frames.store(lost(GapCause::JackSkipped) + lost(GapCause::Torn), Relaxed);
+            let skipped = lost(GapCause::JackSkipped) + lost(GapCause::Torn) + lost(GapCause::LateUncertain);
+            self.stats.skipped_frames.store(skipped, Relaxed);
         }
     }
 }

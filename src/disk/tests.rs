@@ -30,10 +30,14 @@ fn gaps_become_aligned_silence_and_are_reported() {
     let cycle = |t: u32, n: u32| -> Vec<Vec<f32>> {
         (0..2).map(|c| (0..n).map(|i| signal(t + i, c)).collect()).collect()
     };
-    // 1000, 1064, [5 cycles skipped by JACK], 1448, then BIG frames that
-    // do not fit in the rings, then one more cycle skipped and 64 frames.
+    // 1000, 1064, [5 cycles skipped by JACK], 1448 (the first after a
+    // skip: uncertain), 1512, then BIG frames that do not fit in the rings,
+    // then one more cycle skipped, an uncertain one and a last one.
     const BIG: u32 = 24_400;
-    for (t, n) in [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, BIG), (1512 + BIG + 64, 64)] {
+    let end = 1576 + BIG;
+    for (t, n) in
+        [(1000u32, 64u32), (1064, 64), (1448, 64), (1512, 64), (1576, BIG), (end + 64, 64), (end + 128, 64)]
+    {
         let b = cycle(t, n);
         capture.process_cycle(t, n, 48000, Default::default(), |i| &b[i], || t);
     }
@@ -43,20 +47,23 @@ fn gaps_become_aligned_silence_and_are_reported() {
     assert_eq!(first_frame_time, 1000);
     let DiskEvent::Finished(rep) = erx.recv().unwrap() else { panic!() };
     let rep = *rep;
-    assert_eq!(rep.frames, 64 * 4 + 320 + BIG as u64 + 64);
+    let big = BIG as u64;
+    assert_eq!(rep.frames, 768 + big);
     assert_eq!(
         rep.gaps,
         vec![
             Gap { at: 128, frames: 320, cause: GapCause::JackSkipped },
-            Gap { at: 512, frames: BIG as u64, cause: GapCause::DiskOverrun },
-            Gap { at: 512 + BIG as u64, frames: 64, cause: GapCause::JackSkipped }
+            Gap { at: 448, frames: 64, cause: GapCause::LateUncertain },
+            Gap { at: 576, frames: big, cause: GapCause::DiskOverrun },
+            Gap { at: 576 + big, frames: 64, cause: GapCause::JackSkipped },
+            Gap { at: 640 + big, frames: 64, cause: GapCause::LateUncertain },
         ]
     );
     assert_eq!(rep.repeated_frames, 0);
     let mut r = hound::WavReader::open(&rep.files[0].path).unwrap();
     let s: Vec<f32> = r.samples::<f32>().map(|x| x.unwrap()).collect();
     for i in 0..rep.frames as usize {
-        let in_gap = (128..448).contains(&i) || (512..512 + BIG as usize + 64).contains(&i);
+        let in_gap = (128..512).contains(&i) || (576..704 + BIG as usize).contains(&i);
         for c in 0..2 {
             // Every frame at its own frame time.
             let t = 1000 + i as u32;
