@@ -16,14 +16,19 @@ Prints one line per failing take and a JSON summary (takes, stalls by
 victim, gaps by cause, uncertain cycles, failures); exits 1 if anything
 failed.
 
-Usage: scripts/stress.py [--seconds 120] [--runs jack2:256,jack2:1024]
+Usage: scripts/stress.py [--seconds 480]
+                         [--runs jack2:128,jack2:256,jack2:1024,pipewire:256]
                          [--channels 8] [--stall capstan,source,server]
                          [--stall-every 0.5] [--stall-ms 5,400] [--busy 2]
-                         [--changes] [--keep DIR] [--bin DIR]
+                         [--source-work 0.3] [--no-changes] [--no-trace]
+                         [--keep DIR] [--bin DIR] [--capstan BIN]
        scripts/stress.py --check-only DIR   (checks the takes a --keep run left)
 A run is SERVER:PERIOD, SERVER one of jack2 (asynchronous jackd, dummy
-driver, real-time) or pipewire (headless, private XDG_RUNTIME_DIR; with
---changes its quantum and rate are changed at random during takes).
+driver, real-time) or pipewire (headless, private XDG_RUNTIME_DIR; its
+quantum and rate are changed at random during takes). The daemon logs
+every cycle it is handed (CAPSTAN_LOG trace of disk::intake), so silence
+the server handed to capstan itself is known; the witness's log says what
+another client was handed.
 Needs the release build (make build testbed-release), jackd and, for
 pipewire runs, pipewire and pipewire-jack.
 """
@@ -98,9 +103,12 @@ class Run:
         return (["pw-jack"] + argv) if self.kind == "pipewire" else argv
 
     def spawn(self, key, argv, **kw):
+        if key == "capstan" and not self.a.no_trace:
+            kw["env"] = dict(self.env, CAPSTAN_LOG="info,capstan::disk::intake=trace")
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
-        self.procs[key] = subprocess.Popen(self.cmd(argv), env=self.env, **kw)
+        kw.setdefault("env", self.env)
+        self.procs[key] = subprocess.Popen(self.cmd(argv), **kw)
         return self.procs[key]
 
     def tool(self, argv):
@@ -145,8 +153,7 @@ class Run:
                 time.sleep(2)
         self.wait_for("period", lambda: self.tool(["jack_bufsize"]).stdout.strip() == str(self.period))
         ch = str(self.a.channels)
-        work = int(self.a.source_work * self.period / 48000 * 1e6)
-        self.spawn("source", [f"{b}/capstan-testsig", "source", "--channels", ch, "--work-us", str(work),
+        self.spawn("source", [f"{b}/capstan-testsig", "source", "--channels", ch, "--work", str(self.a.source_work),
                               "--truth", os.path.join(self.dir, "source.truth")], stdout=subprocess.PIPE)
         self.procs["source"].stdout.readline()  # "ready src"
         self.spawn("witness", [f"{b}/capstan-testsig", "witness", "--channels", ch, "--from", "src",
@@ -155,7 +162,7 @@ class Run:
         self.port = free_port()
         self.spawn("capstan", [self.a.capstan or f"{b}/capstan", "daemon", "-q", "--dir", self.takes, "--ports", ch,
                                "--connect", "src:out_*", "--osc-port", str(self.port), "--no-http",
-                               "--min-minutes", "0.1"],
+                               "--min-minutes", "0.1", "--min-free-fraction", "0"],
                    stderr=open(os.path.join(self.dir, "daemon.log"), "w"))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -223,7 +230,7 @@ class Run:
 
     def run(self, end):
         threads = [threading.Thread(target=self.stall_loop, daemon=True)]
-        if self.kind == "pipewire" and self.a.changes:
+        if self.kind == "pipewire" and not self.a.no_changes:
             threads.append(threading.Thread(target=self.change_loop, daemon=True))
         for t in threads:
             t.start()
@@ -249,7 +256,7 @@ class Run:
 
 
 def read_witness(path):
-    """The witness's log: per cycle frame time -> (frames, what it held)."""
+    """The witness's log: every cycle's frame time, length and what it held."""
     cycles = []
     try:
         for line in open(path):
@@ -260,24 +267,63 @@ def read_witness(path):
     return cycles
 
 
-def delivered_silence(witness, first, at, frames):
-    """Whether the witness was handed zeros (or no cycle at all) at every
-    frame time of [first+at, first+at+frames): silence the server made."""
-    lo, hi = first + at, first + at + frames
-    covered = 0
-    for t, n, held in witness:
-        if t + n <= lo or t >= hi:
+def read_trace(path):
+    """With --trace, the cycles capstan itself was handed: (frame time,
+    length, all zero) per clean cycle, from its log."""
+    cycles = []
+    try:
+        for line in open(path):
+            if " cycle " not in line and not line.rstrip().endswith("cycle"):
+                continue
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if "t" in f and "zero" in f:
+                cycles.append((int(f["t"]), int(f["n"]), f["zero"] == "true"))
+    except FileNotFoundError:
+        pass
+    return cycles
+
+
+def zero_spans(run_dir):
+    """Frame-time spans in which the server handed out silence: what capstan
+    was handed (its --trace log) if there is one, else what the witness was."""
+    trace = read_trace(os.path.join(run_dir, "daemon.log"))
+    if trace:
+        spans = [(t, t + n) for t, n, zero in trace if zero]
+        return sorted(spans), "capstan"
+    witness = read_witness(os.path.join(run_dir, "witness.log"))
+    return sorted((t, t + n) for t, n, held in witness if held == "zero"), "witness"
+
+
+def overlap(spans, lo, hi):
+    """Frames of [lo, hi) inside the (sorted, possibly overlapping) spans."""
+    covered, pos = 0, lo
+    for a, b in spans:
+        if b <= pos:
             continue
-        if held != "zero":
-            return False
-        covered += min(hi, t + n) - max(lo, t)
-    return True
+        if a >= hi:
+            break
+        a = max(a, pos)
+        if b > a:
+            covered += min(b, hi) - a
+            pos = min(b, hi)
+    return covered
 
 
-def check(bin_dir, wav, witness):
-    """Verdict on one take: (misplaced frames, unreported silent frames of
-    capstan's making, silent frames the server delivered), the first
-    mismatch, the manifest's gaps by cause and their count."""
+def stale_spans(run_dir):
+    """Frame-time spans in which the witness was handed an earlier cycle's
+    audio, by offset: audio the server handed out away from its place."""
+    spans = {}
+    for t, n, held in read_witness(os.path.join(run_dir, "witness.log")):
+        if held.startswith("off:"):
+            spans.setdefault(int(held[4:]), []).append((t, t + n))
+    return {off: sorted(v) for off, v in spans.items()}
+
+
+def check(bin_dir, wav, zeros, stale):
+    """Verdict on one take: (misplaced frames and unreported silent frames
+    of capstan's making, silent or misplaced frames the server handed out
+    as they are in the file), the first
+    mismatch, and the manifest's gaps by cause (count, frames)."""
     stem = wav[:-4]
     manifest = json.load(open(stem + ".take.json"))
     if manifest.get("state") == "recording":
@@ -294,7 +340,7 @@ def check(bin_dir, wav, witness):
         c = by_cause.setdefault(g["cause"], [0, 0])
         c[0] += 1
         c[1] += g["frames"]
-    unreported, servers = 0, 0
+    unreported, servers, first = 0, 0, v["first_frame_time"]
     for run in v["silent"]:
         at, end = run["at"], run["at"] + run["frames"]
         pieces, pos = [], at
@@ -307,20 +353,33 @@ def check(bin_dir, wav, witness):
         if pos < end:
             pieces.append((pos, end - pos))
         for p_at, p_n in pieces:
-            if delivered_silence(witness, v["first_frame_time"], p_at, p_n):
-                servers += p_n
-            else:
-                unreported += p_n
-    return (v["mismatched"], unreported, servers), v.get("first_mismatch"), by_cause
+            theirs = overlap(zeros, first + p_at, first + p_at + p_n)
+            servers += theirs
+            unreported += p_n - theirs
+    # Misplaced frames the witness was handed too, with the same offset at
+    # the same frame times, are the server's; the rest are capstan's.
+    misplaced = v["mismatched"]
+    for run in v.get("misplaced", []):
+        theirs = overlap(stale.get(run["off"], []), first + run["at"], first + run["at"] + run["frames"])
+        servers += theirs
+        misplaced -= theirs
+    return (misplaced, unreported, servers), v.get("first_mismatch"), by_cause
 
 
 def report(a, run_dirs, seconds):
     """Checks every take of every run, prints the failures and the
     summary, and exits (1 if anything failed)."""
     failures, gap_causes, checked, server_silence = [], {}, 0, 0
-    stalls, takes, refused, changes = {}, 0, 0, 0
+    stalls, takes, refused, changes, repeated = {}, 0, 0, 0, 0
+    witness = {}
     for d in run_dirs:
-        witness = read_witness(os.path.join(d, "witness.log"))
+        zeros, _ = zero_spans(d)
+        stale = stale_spans(d)
+        for _, _, held in read_witness(os.path.join(d, "witness.log")):
+            k = "stale" if held.startswith("off:") else held
+            witness[k] = witness.get(k, 0) + 1
+        for m in glob.glob(os.path.join(d, "takes", "*.take.json")):
+            repeated += json.load(open(m)).get("repeated_frames", 0)
         try:
             counts = json.load(open(os.path.join(d, "counts.json")))
             for k, n in counts["stalls"].items():
@@ -330,7 +389,7 @@ def report(a, run_dirs, seconds):
         except FileNotFoundError:
             pass
         for wav in sorted(glob.glob(os.path.join(d, "takes", "*.wav"))):
-            verdict, first, by_cause = check(a.bin, wav, witness)
+            verdict, first, by_cause = check(a.bin, wav, zeros, stale)
             checked += 1
             if verdict is None:
                 failures.append((wav, first))
@@ -350,27 +409,33 @@ def report(a, run_dirs, seconds):
         "runs": [os.path.basename(d) for d in run_dirs], "channels": a.channels, "seconds": seconds,
         "files": checked, "takes": takes, "refused": refused, "stalls": stalls, "changes": changes,
         "gaps_by_cause": {c: {"gaps": k, "frames": n} for c, (k, n) in sorted(gap_causes.items())},
-        "uncertain_cycles": gap_causes.get("late_uncertain", [0, 0])[0],
-        "server_delivered_silence_frames": server_silence, "failures": len(failures),
+        "uncertain_cycles": gap_causes.get("late_uncertain", [0, 0])[0], "repeated_frames": repeated,
+        "witness_cycles": witness,
+        "server_delivered_frames": server_silence, "failures": len(failures),
     }
     print(json.dumps(summary))
-    sys.exit(1 if failures else 0)
+    if checked == 0:
+        print("FAIL nothing was recorded: no take to check")
+    sys.exit(1 if failures or checked == 0 else 0)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--runs", default="jack2:256,jack2:1024")
+    ap.add_argument("--seconds", type=float, default=480)
+    ap.add_argument("--runs", default="jack2:128,jack2:256,jack2:1024,pipewire:256")
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--stall", default="capstan,source,server")
     ap.add_argument("--stall-every", type=float, default=0.5)
     ap.add_argument("--stall-ms", default="5,400")
     ap.add_argument("--busy", type=int, default=2)
-    ap.add_argument("--changes", action="store_true")
+    ap.add_argument("--no-changes", action="store_true", help="PipeWire keeps its quantum and rate")
     ap.add_argument("--source-work", type=float, default=0.3,
                     help="the share of each period the source spins before writing (a heavy upstream)")
     ap.add_argument("--bin", default=os.path.join(root, "target/release"))
     ap.add_argument("--capstan", help="the capstan binary (default: BIN/capstan)")
+    ap.add_argument("--no-trace", action="store_true",
+                    help="the daemon does not log every cycle it is handed (then the witness tells "
+                         "silence the server handed out from capstan's)")
     ap.add_argument("--keep")
     ap.add_argument("--check-only")
     a = ap.parse_args()

@@ -116,6 +116,9 @@ pub enum GapCause {
     /// wrote this one, so which cycle its buffers hold is not known. Not
     /// used unless a repeat of it follows (see `disk::timeline`).
     LateUncertain,
+    /// Right after a skip, the server handed over the cycle before's audio
+    /// again (the upstream had not written this cycle; see `disk::stale`).
+    StaleBuffer,
 }
 
 impl std::fmt::Display for GapCause {
@@ -125,6 +128,7 @@ impl std::fmt::Display for GapCause {
             Self::JackSkipped => "JACK skipped cycles (xrun)",
             Self::Torn => "JACK overtook the cycle while it was copied (xrun)",
             Self::LateUncertain => "the first cycle after an xrun may hold an earlier cycle's audio",
+            Self::StaleBuffer => "after an xrun, JACK handed over the cycle before's audio again",
         })
     }
 }

@@ -126,6 +126,26 @@ impl History {
         true
     }
 
+    /// Whether some channel carries exactly the same audio, and not
+    /// silence, at ring offsets `a` and `b` for `n` frames: a buffer the
+    /// upstream had not written again (see `disk::stale`).
+    pub(super) fn same_audio(&self, a: u64, b: u64, n: usize) -> bool {
+        let (x, y) = (self.channel_frames(a, n), self.channel_frames(b, n));
+        x.iter().zip(&y).any(|(p, q)| p == q && p.iter().any(|s| *s != 0.0))
+    }
+
+    /// Every channel's `n` frames from ring offset `src`, copied.
+    fn channel_frames(&self, src: u64, n: usize) -> Vec<Vec<f32>> {
+        let mut out = vec![Vec::with_capacity(n); self.rings.len()];
+        let _ = self.ring_frames(src, n, &mut |_, chans| {
+            for (o, c) in out.iter_mut().zip(chans.unwrap_or(&[])) {
+                o.extend_from_slice(c);
+            }
+            Ok::<(), ()>(())
+        });
+        out
+    }
+
     /// Forgets the positions before `end - cap` and releases every ring
     /// frame no span needs any more.
     pub(super) fn trim(&mut self) {

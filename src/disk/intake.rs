@@ -26,7 +26,33 @@ impl DiskWriter {
         // The cycle's audio stays in the rings; the history reads it there.
         let src = rec.queued.then(|| self.history.accept(n));
         let p = self.timeline.place(&rec);
-        let clean = src.filter(|_| !rec.overtaken && !p.uncertain);
+        let stale = self.stale.judge(&self.history, src.filter(|_| !rec.overtaken), n, p.skipped > 0);
+        let clean = src.filter(|_| !rec.overtaken && !p.uncertain && !stale);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            // What the callback was handed, for whoever asks what happened
+            // (the stress bed tells silence JACK delivered from ours).
+            let mut zero = clean.is_some();
+            if let Some(src) = clean {
+                let _ = self.history.ring_frames(src, n, &mut |_, chans| {
+                    zero &= chans.is_none_or(|c| c.iter().all(|ch| ch.iter().all(|s| *s == 0.0)));
+                    Ok::<(), ()>(())
+                });
+            }
+            tracing::trace!(
+                t = rec.frame_time,
+                n = rec.nframes,
+                rate = rec.rate,
+                queued = rec.queued,
+                overtaken = rec.overtaken,
+                at = p.at,
+                skipped = p.skipped,
+                repeated = p.repeated,
+                uncertain = p.uncertain,
+                stale,
+                zero,
+                "cycle"
+            );
+        }
         self.wallclock.note_cycle(p.at, rec.usecs, rec.rate);
         let jack = self.timeline.jack_time(p.at);
         if let Some(e) = self.transport.cycle(rec.transport, rec.transport_frame, rec.nframes, jack) {
@@ -75,6 +101,7 @@ impl DiskWriter {
         let cause = match () {
             _ if !rec.queued => GapCause::DiskOverrun,
             _ if rec.overtaken => GapCause::Torn,
+            _ if stale => GapCause::StaleBuffer,
             _ => GapCause::LateUncertain,
         };
         let segments = [
@@ -182,7 +209,10 @@ impl DiskWriter {
             self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
             let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
             self.stats.overflow_frames.store(lost(GapCause::DiskOverrun), Relaxed);
-            let skipped = lost(GapCause::JackSkipped) + lost(GapCause::Torn) + lost(GapCause::LateUncertain);
+            let skipped = lost(GapCause::JackSkipped)
+                + lost(GapCause::Torn)
+                + lost(GapCause::LateUncertain)
+                + lost(GapCause::StaleBuffer);
             self.stats.skipped_frames.store(skipped, Relaxed);
         }
     }

@@ -31,6 +31,7 @@ pub mod picture;
 mod report;
 mod segments;
 mod space;
+mod stale;
 mod start;
 mod stats;
 pub mod take;
@@ -142,6 +143,8 @@ pub struct DiskWriter {
     /// `stats.levels`), and the rate it was set for.
     meter: meter::Meter,
     meter_rate: u32,
+    /// Buffers handed over again after a skip.
+    stale: stale::StaleWatch,
 }
 
 impl DiskWriter {
@@ -187,6 +190,7 @@ impl DiskWriter {
             level: None,
             meter: meter::Meter::new(inputs, 48_000),
             meter_rate: 48_000,
+            stale: stale::StaleWatch::default(),
         }
     }
 

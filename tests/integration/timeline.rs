@@ -290,3 +290,33 @@ fn record_continues_in_segments_when_pipewire_changes_the_rate() {
     }
     assert!((seconds - 3.0).abs() < 0.05, "the take lasts {seconds} s, not 3: {s}");
 }
+
+/// The stress bed's short run (issue 23; `make stress` is the long one):
+/// 60 s of random takes on asynchronous JACK2 at period 128 and on PipeWire
+/// with random quantum and rate changes, while capstan, the source and the
+/// server are stopped at random beside busy loops. Every frame of every
+/// take is checked by position and every silent run against the gaps; the
+/// uncertain path must have been taken.
+#[test]
+fn the_stress_bed_finds_no_misplaced_or_unreported_frame() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stress.py");
+    let bin = Path::new(TESTSIG.as_str()).parent().unwrap();
+    let work = tempdir();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--seconds", "60", "--runs", "jack2:128,pipewire:256", "--channels", "4", "--busy", "1"])
+        .arg("--bin")
+        .arg(bin)
+        .args(["--capstan", CAPSTAN, "--keep"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert!(out.status.success(), "the stress bed failed: {stdout}");
+    assert_eq!(summary["failures"], 0);
+    assert!(summary["takes"].as_u64().unwrap() >= 20, "{summary}");
+    assert!(summary["uncertain_cycles"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["changes"].as_u64().unwrap() > 0, "{summary}");
+}

@@ -46,6 +46,16 @@ pub struct SilentRun {
     pub frames: u64,
 }
 
+/// A run of frames carrying the signal of an earlier (or later) instant:
+/// audio away from its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MisplacedRun {
+    pub at: u64,
+    pub frames: u64,
+    /// How many frames earlier (mod 65536) the instant the frames carry is.
+    pub off: u64,
+}
+
 /// What the verifier found in one file. Strict: every frame equals the
 /// signal at `first_frame_time + index` or is silence. Continuity (for runs
 /// where JACK reported xruns, which can corrupt audio inside JACK itself):
@@ -64,6 +74,9 @@ pub struct Verdict {
     pub mismatched: u64,
     /// First mismatching frame: (index, channel, got code, expected code).
     pub first_mismatch: Option<(u64, usize, f32, f32)>,
+    /// The mismatching frames that carry one instant of the signal on
+    /// every channel, in runs of one offset.
+    pub misplaced: Vec<MisplacedRun>,
     /// Frames whose channels do not carry one and the same instant of the
     /// signal: channels misaligned against each other. Never acceptable.
     pub torn: u64,
@@ -122,6 +135,7 @@ pub fn verify_at(
         silent: Vec::new(),
         mismatched: 0,
         first_mismatch: None,
+        misplaced: Vec::new(),
         torn: 0,
         discontinuities: 0,
         skipped: 0,
@@ -177,6 +191,13 @@ pub fn verify_at(
                         }
                     }
                     Some(_) => {}
+                }
+                if let Some(held) = instant {
+                    let off = (t % 65536 + 65536 - held) % 65536;
+                    match v.misplaced.last_mut() {
+                        Some(r) if r.at + r.frames == i && r.off == off => r.frames += 1,
+                        _ => v.misplaced.push(MisplacedRun { at: i, frames: 1, off }),
+                    }
                 }
                 prev = instant;
                 v.mismatched += 1;

@@ -52,12 +52,12 @@ enum Cmd {
         /// dBFS on every output (for loudness checks).
         #[arg(long, allow_hyphen_values = true)]
         tone: Option<f64>,
-        /// Spin this many microseconds in each callback before writing the
-        /// outputs, like a heavy effects chain upstream (the stress bed:
-        /// it widens the moment in which JACK's frame time already names
-        /// a cycle the source has not written yet).
-        #[arg(long, default_value_t = 0)]
-        work_us: u64,
+        /// Spin this share of each cycle's length (0 to 0.9) before writing
+        /// the outputs, like a heavy effects chain upstream (the stress
+        /// bed: it widens the moment in which JACK's frame time already
+        /// names a cycle the source has not written yet).
+        #[arg(long, default_value_t = 0.0)]
+        work: f64,
     },
     /// A second recorder beside capstan, for the stress bed: a client whose
     /// inputs are connected to `FROM:out_*`, noting for every cycle its
@@ -161,17 +161,20 @@ struct Source {
     truth: Arc<Vec<[AtomicU64; 3]>>,
     /// Peak amplitude of a 1 kHz sine to play instead of the signal.
     tone: Option<f64>,
-    /// Time to spin before writing (see `Cmd::Source::work_us`).
-    work: Duration,
+    /// The share of each cycle to spin before writing (see
+    /// `Cmd::Source::work`).
+    work: f64,
 }
 
 impl jack::ProcessHandler for Source {
     fn process(&mut self, client: &jack::Client, ps: &jack::ProcessScope) -> jack::Control {
         capstan::rt::guard(|| {
             let t = ps.last_frame_time();
-            if !self.work.is_zero() {
-                // A monotonic clock read (vDSO): no syscall.
-                let until = std::time::Instant::now() + self.work;
+            if self.work > 0.0 {
+                // The cycle's length at its own rate (PipeWire may change
+                // both); a monotonic clock read (vDSO): no syscall.
+                let cycle = ps.n_frames() as f64 / client.sample_rate().max(1) as f64;
+                let until = std::time::Instant::now() + Duration::from_secs_f64(cycle * self.work.min(0.9));
                 while std::time::Instant::now() < until {
                     std::hint::spin_loop();
                 }
@@ -398,7 +401,7 @@ fn source(
     xrun_file: Option<&std::path::Path>,
     truth_file: Option<&std::path::Path>,
     tone: Option<f64>,
-    work_us: u64,
+    work: f64,
 ) -> Result<()> {
     let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
@@ -419,7 +422,7 @@ fn source(
                 cycles: cycles.clone(),
                 truth: truth.clone(),
                 tone: tone.map(|db| 10f64.powf(db / 20.0)),
-                work: Duration::from_micros(work_us),
+                work,
             },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
@@ -706,8 +709,8 @@ fn main() -> Result<()> {
             .map_err(|e| anyhow::anyhow!("transport {action}: {e:?}"))?;
             Ok(())
         }
-        Cmd::Source { channels, name, xrun_file, truth, tone, work_us } => {
-            source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone, work_us)
+        Cmd::Source { channels, name, xrun_file, truth, tone, work } => {
+            source(channels, &name, xrun_file.as_deref(), truth.as_deref(), tone, work)
         }
         Cmd::Latency { osc, takes, take_seconds } => latency(&osc, takes, take_seconds),
         Cmd::Sink { channels, source, seconds } => sink(channels, &source, seconds),
