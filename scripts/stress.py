@@ -6,7 +6,9 @@ loops; then every take is checked frame by frame against the test signal,
 and every silent run against the manifest's gaps by position.
 
 A failure is a frame away from its position (misplaced: the signal encodes
-its own frame time) or silence the manifest does not report. A witness
+its own frame time), silence the manifest does not report, or stamps that
+disagree (the start reply's first frame, the manifest's, the bext
+time_reference against the manifest's, and the audio's own). A witness
 client (`capstan-testsig witness`) on each server records what the server
 delivered at every frame time, so silence the server itself delivered (a
 PipeWire quantum or rate change) is told apart from silence of capstan's
@@ -61,17 +63,48 @@ def osc_message(path, *args):
     return out
 
 
-def osc_strings(data):
-    """The address and the string arguments of a reply (enough to read
-    /reply and /error)."""
-    parts, i = [], 0
-    while i < len(data):
+def osc_parse(data):
+    """An OSC message: (address, [arguments]) for the types capstan sends."""
+    def string(i):
         j = data.index(b"\0", i)
-        parts.append(data[i:j].decode(errors="replace"))
-        i = (j // 4 + 1) * 4
-        if len(parts) == 2:
+        return data[i:j].decode(errors="replace"), (j // 4 + 1) * 4
+    addr, i = string(0)
+    if i >= len(data) or data[i:i + 1] != b",":
+        return addr, []
+    tags, i = string(i)
+    args = []
+    for t in tags[1:]:
+        if t == "s":
+            v, i = string(i)
+        elif t == "i":
+            v, i = struct.unpack(">i", data[i:i + 4])[0], i + 4
+        elif t == "f":
+            v, i = struct.unpack(">f", data[i:i + 4])[0], i + 4
+        elif t == "d":
+            v, i = struct.unpack(">d", data[i:i + 8])[0], i + 8
+        elif t == "h":
+            v, i = struct.unpack(">q", data[i:i + 8])[0], i + 8
+        else:
             break
-    return parts
+        args.append(v)
+    return addr, args
+
+
+def bext_time_reference(wav):
+    """The bext chunk's time_reference (samples since midnight), if any."""
+    with open(wav, "rb") as f:
+        head = f.read(12)
+        while True:
+            h = f.read(8)
+            if len(h) < 8:
+                return None
+            cid, size = h[:4], struct.unpack("<I", h[4:])[0]
+            if cid == b"bext":
+                b = f.read(size)
+                return struct.unpack("<Q", b[338:346])[0]
+            if cid == b"data" and size == 0xFFFFFFFF:
+                return None
+            f.seek(size + (size & 1), 1)
 
 
 def free_port():
@@ -96,7 +129,7 @@ class Run:
                         RUST_BACKTRACE="0")
         self.env.pop("PIPEWIRE_REMOTE", None)
         self.procs = {}
-        self.counts = {"takes": 0, "refused": 0, "stalls": {}, "changes": 0}
+        self.counts = {"takes": 0, "refused": 0, "stalls": {}, "changes": 0, "replies": {}}
         self.stop = threading.Event()
 
     def cmd(self, argv):
@@ -169,7 +202,9 @@ class Run:
         self.sock.settimeout(0.2)
         self.wait_for("the daemon did not answer", lambda: self.ask("/record/status", 0.5) is not None)
 
-    def ask(self, path, timeout=10.0):
+    def ask(self, path, timeout=10.0, want=None):
+        """Sends `path`; the reply's address (/reply or /error), and its
+        arguments in `want` if given."""
         self.sock.sendto(osc_message(path), ("127.0.0.1", self.port))
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -177,9 +212,11 @@ class Run:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 continue
-            addr = osc_strings(data)
-            if addr and addr[0] in ("/reply", "/error"):
-                return addr[0]
+            addr, args = osc_parse(data)
+            if addr in ("/reply", "/error") and args[:1] == [path]:
+                if want is not None:
+                    want.extend(args[1:])
+                return addr
         return None
 
     def stall_loop(self):
@@ -217,11 +254,15 @@ class Run:
 
     def take_loop(self, end):
         while time.time() < end:
-            if self.ask("/record/start") != "/reply":
+            reply = []
+            if self.ask("/record/start", want=reply) != "/reply":
                 self.counts["refused"] += 1
                 self.ask("/record/reset")
                 time.sleep(0.5)
                 continue
+            if len(reply) >= 2:
+                # take id -> the first frame time the reply gave
+                self.counts["replies"][str(reply[0])] = int(reply[1])
             time.sleep(random.uniform(0.2, 3.0))
             if self.ask("/record/stop") != "/reply":
                 self.counts["refused"] += 1
@@ -319,7 +360,7 @@ def stale_spans(run_dir):
     return {off: sorted(v) for off, v in spans.items()}
 
 
-def check(bin_dir, wav, zeros, stale):
+def check(bin_dir, wav, zeros, stale, replies):
     """Verdict on one take: (misplaced frames and unreported silent frames
     of capstan's making, silent or misplaced frames the server handed out
     as they are in the file), the first
@@ -334,6 +375,15 @@ def check(bin_dir, wav, zeros, stale):
     if not r.stdout:
         return None, f"cannot verify: {r.stderr.strip()}", {}
     v = json.loads(r.stdout.splitlines()[0])
+    # The stamps agree: the start reply (first segment), the manifest, the
+    # bext and the audio's own first frame.
+    if manifest.get("first_frame_time") != v["first_frame_time"]:
+        return None, f"manifest first frame {manifest.get('first_frame_time')} != audio's {v['first_frame_time']}", {}
+    want = replies.get(manifest.get("take_id"))
+    if want is not None and not manifest.get("continues") and want != v["first_frame_time"]:
+        return None, f"the start reply said first frame {want}, the take has {v['first_frame_time']}", {}
+    if manifest.get("time_reference") != bext_time_reference(wav):
+        return None, f"bext time_reference {bext_time_reference(wav)} != manifest's {manifest.get('time_reference')}", {}
     gaps = sorted((g["at"], g["frames"]) for g in manifest.get("gaps", []))
     by_cause = {}
     for g in manifest.get("gaps", []):
@@ -373,6 +423,7 @@ def report(a, run_dirs, seconds):
     stalls, takes, refused, changes, repeated = {}, 0, 0, 0, 0
     witness = {}
     for d in run_dirs:
+        replies = {}
         zeros, _ = zero_spans(d)
         stale = stale_spans(d)
         for _, _, held in read_witness(os.path.join(d, "witness.log")):
@@ -385,11 +436,12 @@ def report(a, run_dirs, seconds):
             for k, n in counts["stalls"].items():
                 stalls[k] = stalls.get(k, 0) + n
             refused += counts["refused"]
+            replies = counts.get("replies", {})
             changes += counts["changes"]
         except FileNotFoundError:
             pass
         for wav in sorted(glob.glob(os.path.join(d, "takes", "*.wav"))):
-            verdict, first, by_cause = check(a.bin, wav, zeros, stale)
+            verdict, first, by_cause = check(a.bin, wav, zeros, stale, replies)
             checked += 1
             if verdict is None:
                 failures.append((wav, first))
