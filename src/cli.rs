@@ -49,6 +49,23 @@ pub enum Command {
         #[command(flatten)]
         policy: crate::retention::Policy,
     },
+    /// Export finished takes for a DAW: every take at its time of day on one
+    /// timeline, a track per input, markers, takes and gaps in place. The
+    /// project refers to the take files where they are.
+    Export {
+        /// Takes: manifests, their audio files, or directories of takes.
+        #[arg(required = true)]
+        takes: Vec<PathBuf>,
+        /// Write a REAPER project (.RPP) here.
+        #[arg(long, value_name = "FILE")]
+        reaper: Option<PathBuf>,
+        /// Write an Audacity label track here.
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Write the takes, markers and gaps as CSV here.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+    },
     /// Repair takes a crash left open (manifest says "recording").
     Recover {
         /// A take directory, a manifest or an audio file.
@@ -70,6 +87,25 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
+        Command::Export { takes, reaper, labels, csv } => {
+            use crate::export;
+            if reaper.is_none() && labels.is_none() && csv.is_none() {
+                anyhow::bail!("nothing to write: give --reaper FILE, --labels FILE or --csv FILE");
+            }
+            let show = export::Show::load(&takes)?;
+            let outputs: [(Option<PathBuf>, export::Render); 3] = [
+                (reaper, export::reaper::project),
+                (labels, export::labels::audacity),
+                (csv, export::labels::csv),
+            ];
+            for (path, render) in outputs {
+                if let Some(path) = path {
+                    export::write(&path, &render(&show))?;
+                    println!("{}: {} takes, {} tracks", path.display(), show.takes.len(), show.tracks.len());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Prune { dir, dry_run, yes, policy } => {
             if policy.is_empty() {
                 anyhow::bail!("no retention rule given (--keep-last, --max-age, --max-total, --keep-free)");

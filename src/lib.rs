@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod disk;
 pub mod durable;
 pub mod engine;
+pub mod export;
 pub mod flac;
 pub mod jack_meta;
 pub mod lock;

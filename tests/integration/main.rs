@@ -4,6 +4,7 @@
 mod alarms;
 mod clients;
 mod daemon;
+mod export;
 mod flac;
 mod harness;
 mod metadata;

@@ -1,0 +1,212 @@
+//! Export: a set of finished takes as a DAW project or marker lists, every
+//! take at its time of day on one timeline, every input a named track,
+//! every marker, take and gap in place. Reads manifests only (never writes
+//! next to the takes): the project refers to the files where they are.
+//!
+//! Formats: a REAPER project (`reaper`), an Audacity label track and CSV
+//! (`labels`). Each is a pure function of the [`Show`], tested on its own.
+
+pub mod labels;
+pub mod reaper;
+
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{Manifest, SUFFIX};
+
+/// What went wrong, saying which take or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("no capstan take found in {0}")]
+    NoTakes(String),
+    #[error("{path}: not a capstan manifest: {why}")]
+    Manifest { path: PathBuf, why: String },
+    #[error(
+        "takes of different sample rates cannot share one timeline: {a} is {a_rate} Hz, {b} is {b_rate} Hz"
+    )]
+    MixedRates { a: String, a_rate: u32, b: String, b_rate: u32 },
+    #[error("take {take}: its file {file} is not there (moved or deleted?)")]
+    Missing { take: String, file: PathBuf },
+    #[error("take {take} has no time of day (no time_reference): it was never started")]
+    NoTime { take: String },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// One audio file of a take and the take's channels it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakeFile {
+    pub path: PathBuf,
+    /// (channel in the file, track name) for each channel.
+    pub channels: Vec<(usize, String)>,
+}
+
+/// A marker or a gap, by its offset in the take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub frame: u64,
+    pub frames: u64,
+    pub label: String,
+}
+
+/// One take (one segment of it) placed on the day's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedTake {
+    pub name: String,
+    /// Samples since midnight of its first frame (the bext time_reference).
+    pub position: u64,
+    pub frames: u64,
+    pub files: Vec<TakeFile>,
+    pub markers: Vec<Point>,
+    pub gaps: Vec<Point>,
+}
+
+/// The takes to export, in time order, and the tracks they make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Show {
+    pub sample_rate: u32,
+    pub takes: Vec<PlacedTake>,
+    /// Track names in first-seen order (one track per input).
+    pub tracks: Vec<String>,
+}
+
+impl Show {
+    /// Reads the takes named by `paths` (manifests, audio files of takes, or
+    /// directories holding takes). Refuses takes of different rates and
+    /// takes whose files are missing. Does not read the audio.
+    pub fn load(paths: &[PathBuf]) -> Result<Show, ExportError> {
+        let mut manifests = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| ExportError::Manifest { path: p.clone(), why: e.to_string() })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.to_string_lossy().ends_with(SUFFIX))
+                    .collect();
+                found.sort();
+                manifests.extend(found);
+            } else {
+                manifests.push(manifest_of(p));
+            }
+        }
+        if manifests.is_empty() {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(ExportError::NoTakes(names.join(", ")));
+        }
+        let mut takes = Vec::new();
+        let mut rate: Option<(String, u32)> = None;
+        for path in manifests {
+            let m = Manifest::load(&path)
+                .map_err(|e| ExportError::Manifest { path: path.clone(), why: e.to_string() })?;
+            let name =
+                path.file_name().unwrap_or_default().to_string_lossy().trim_end_matches(SUFFIX).to_string();
+            match &rate {
+                Some((a, r)) if *r != m.sample_rate => {
+                    return Err(ExportError::MixedRates {
+                        a: a.clone(),
+                        a_rate: *r,
+                        b: name,
+                        b_rate: m.sample_rate,
+                    })
+                }
+                None => rate = Some((name.clone(), m.sample_rate)),
+                _ => {}
+            }
+            takes.push(place(&path, &name, &m)?);
+        }
+        takes.sort_by_key(|t| (t.position, t.name.clone()));
+        let mut tracks: Vec<String> = Vec::new();
+        for t in &takes {
+            for f in &t.files {
+                for (_, n) in &f.channels {
+                    if !tracks.contains(n) {
+                        tracks.push(n.clone());
+                    }
+                }
+            }
+        }
+        Ok(Show { sample_rate: rate.map_or(48_000, |r| r.1), takes, tracks })
+    }
+}
+
+/// The manifest of a take named by one of its files (or the manifest).
+fn manifest_of(p: &Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    if s.ends_with(SUFFIX) {
+        return p.to_path_buf();
+    }
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.rsplit_once('.').map_or(name.as_ref(), |(a, _)| a);
+    // Mono files are `<take>_in_N.wav` (or the port's name after the take).
+    let dir = p.parent().unwrap_or(Path::new("."));
+    let mut stem = stem.to_string();
+    loop {
+        let m = dir.join(format!("{stem}{SUFFIX}"));
+        if m.exists() {
+            return m;
+        }
+        match stem.rsplit_once('_') {
+            Some((a, _)) => stem = a.to_string(),
+            None => return dir.join(format!("{name}{SUFFIX}")),
+        }
+    }
+}
+
+fn place(path: &Path, name: &str, m: &Manifest) -> Result<PlacedTake, ExportError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let position = m.time_reference.ok_or_else(|| ExportError::NoTime { take: name.to_string() })?;
+    let track = |i: usize| {
+        let p = m.ports.get(i);
+        p.and_then(|p| p.track_name.clone())
+            .or_else(|| p.map(|p| p.name.rsplit(':').next().unwrap_or(&p.name).to_string()))
+            .unwrap_or_else(|| format!("in_{}", i + 1))
+    };
+    let mut files = Vec::new();
+    let mono = m.files.len() > 1 || m.layout == "mono";
+    for (i, f) in m.files.iter().enumerate() {
+        let fpath = dir.join(f);
+        if !fpath.is_file() {
+            return Err(ExportError::Missing { take: name.to_string(), file: fpath });
+        }
+        let fpath = fpath.canonicalize().unwrap_or(fpath);
+        let channels = if mono {
+            vec![(0, track(i))]
+        } else {
+            (0..m.ports.len().max(1)).map(|c| (c, track(c))).collect()
+        };
+        files.push(TakeFile { path: fpath, channels });
+    }
+    let markers =
+        m.markers.iter().map(|k| Point { frame: k.frame, frames: 0, label: k.label.clone() }).collect();
+    let gaps = m
+        .gaps
+        .iter()
+        .map(|g| Point { frame: g.at, frames: g.frames, label: format!("gap: {}", g.cause) })
+        .collect();
+    Ok(PlacedTake { name: name.to_string(), position, frames: m.frames, files, markers, gaps })
+}
+
+/// A format: the show as a file's text.
+pub type Render = fn(&Show) -> String;
+
+/// Seconds of `samples` at `rate`, for formats that count in seconds.
+pub(crate) fn seconds(samples: u64, rate: u32) -> f64 {
+    samples as f64 / rate.max(1) as f64
+}
+
+/// Writes `text` to `path` (a new file or one capstan's export wrote:
+/// refuses to follow a symbolic link).
+pub fn write(path: &Path, text: &str) -> Result<(), ExportError> {
+    let err = |e| ExportError::Write { path: path.to_path_buf(), source: e };
+    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a symbolic link; left alone",
+        )));
+    }
+    let tmp = path.with_extension("capstan-tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

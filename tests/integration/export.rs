@@ -1,0 +1,117 @@
+//! `capstan export` on real takes: an interleaved WAV take with a marker, a
+//! mono take and a FLAC take, recorded by the daemon from the test source,
+//! exported as a REAPER project, a label track and CSV; every take and
+//! marker at its time of day (the manifests' time_reference), a track per
+//! input. A take whose file moved is refused, naming the file.
+
+use std::time::Duration;
+
+use rosc::OscType;
+
+use crate::harness::*;
+
+fn take(server: &JackServer, dir: &std::path::Path, name: &str, extra: &[&str], mark: Option<&str>) {
+    let mut args = vec!["--connect", "src:out_*"];
+    args.extend_from_slice(extra);
+    let mut d = Daemon::start(server, dir, &args);
+    let (addr, a) = osc(d.port, "/record/start", vec![OscType::String(name.into())]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(label) = mark {
+        let (addr, a) = osc(d.port, "/record/mark", vec![OscType::String(label.into())]).unwrap();
+        assert_eq!(addr, "/reply", "{a:?}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (addr, a) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    d.terminate();
+}
+
+#[test]
+fn export_places_every_take_and_marker_at_its_time_of_day() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let label = "chorus \"A\", <&> 'x'";
+    take(&server, dir.path(), "one", &[], Some(label));
+    take(&server, dir.path(), "two", &["--layout", "mono"], None);
+    take(&server, dir.path(), "three", &["--format", "flac"], None);
+    let out = tempdir();
+    let (rpp, labels, csv) =
+        (out.path().join("show.RPP"), out.path().join("labels.txt"), out.path().join("show.csv"));
+    let mut c = std::process::Command::new(CAPSTAN);
+    c.arg("export")
+        .arg(dir.path())
+        .arg("--reaper")
+        .arg(&rpp)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--csv")
+        .arg(&csv);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The manifests: where each take and the marker must be.
+    let mut manifests: Vec<(u64, serde_json::Value)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".take.json"))
+        .map(|p| {
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (m["time_reference"].as_u64().unwrap(), m)
+        })
+        .collect();
+    manifests.sort_by_key(|m| m.0);
+    assert_eq!(manifests.len(), 3);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let takes: Vec<&str> = csv.lines().filter(|l| l.starts_with("take,")).collect();
+    assert_eq!(takes.len(), 3, "{csv}");
+    for ((tr, m), line) in manifests.iter().zip(&takes) {
+        let f: Vec<&str> = line.split(',').collect();
+        let frames = m["frames"].as_u64().unwrap();
+        assert_eq!(
+            (f[3].parse::<u64>().unwrap(), f[4].parse::<u64>().unwrap()),
+            (*tr, tr + frames),
+            "{line}"
+        );
+    }
+    let marked = &manifests[0].1;
+    let at = manifests[0].0 + marked["markers"][0]["frame"].as_u64().unwrap();
+    let want =
+        format!("marker,{},\"chorus \"\"A\"\", <&> 'x'\",{at},{at},", takes[0].split(',').nth(1).unwrap());
+    assert!(csv.lines().any(|l| l.starts_with(&want)), "{want}\n{csv}");
+    // The label track: the marker at its second of the day.
+    let labels = std::fs::read_to_string(&labels).unwrap();
+    let secs = format!("{:.6}\t{:.6}\t{label}", at as f64 / 48_000.0, at as f64 / 48_000.0);
+    assert!(labels.lines().any(|l| l == secs), "{secs}\n{labels}");
+    // REAPER: two tracks named after the inputs, three items on each (the
+    // interleaved take's channel picked, the FLAC as FLAC), every item at
+    // its take's time of day.
+    let rpp = std::fs::read_to_string(&rpp).unwrap();
+    assert_eq!(rpp.matches("<TRACK").count(), 2, "{rpp}");
+    assert!(rpp.contains("NAME \"in_1\"") && rpp.contains("NAME \"in_2\""), "{rpp}");
+    assert_eq!(rpp.matches("<ITEM").count(), 6);
+    assert_eq!(rpp.matches("<SOURCE FLAC").count(), 2);
+    assert_eq!(rpp.matches("CHANMODE 4").count(), 2, "channel 2 of the interleaved WAV and FLAC takes");
+    for (tr, _) in &manifests {
+        let pos = format!("POSITION {:.6}", *tr as f64 / 48_000.0);
+        assert_eq!(rpp.matches(&pos).count(), 2, "{pos}\n{rpp}");
+    }
+    // A take whose file moved: refused, naming the file; nothing written.
+    let wav = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("_two_") && p.extension().is_some_and(|e| e == "wav"))
+        .unwrap();
+    std::fs::rename(&wav, out.path().join("moved.wav")).unwrap();
+    let fresh = out.path().join("again.csv");
+    let mut c = std::process::Command::new(CAPSTAN);
+    c.arg("export").arg(dir.path()).arg("--csv").arg(&fresh);
+    let o = run(c);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&*wav.file_name().unwrap().to_string_lossy()) && err.contains("moved or deleted"),
+        "{err}"
+    );
+    assert!(!fresh.exists());
+}
