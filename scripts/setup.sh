@@ -24,6 +24,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v script >/dev/null || need+=(bsdutils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v ardour7-lua >/dev/null || need+=(ardour)
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1

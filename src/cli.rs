@@ -56,6 +56,13 @@ pub enum Command {
         /// Takes: manifests, their audio files, or directories of takes.
         #[arg(required = true)]
         takes: Vec<PathBuf>,
+        /// Write an Ardour session in this directory (created if need be;
+        /// named after it, or --name).
+        #[arg(long, value_name = "DIR")]
+        ardour: Option<PathBuf>,
+        /// The Ardour session's name (default: its directory's name).
+        #[arg(long)]
+        name: Option<String>,
         /// Write a REAPER project (.RPP) here.
         #[arg(long, value_name = "FILE")]
         reaper: Option<PathBuf>,
@@ -87,12 +94,30 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
-        Command::Export { takes, reaper, labels, csv } => {
+        Command::Export { takes, ardour, name, reaper, labels, csv } => {
             use crate::export;
-            if reaper.is_none() && labels.is_none() && csv.is_none() {
-                anyhow::bail!("nothing to write: give --reaper FILE, --labels FILE or --csv FILE");
+            if ardour.is_none() && reaper.is_none() && labels.is_none() && csv.is_none() {
+                anyhow::bail!(
+                    "nothing to write: give --ardour DIR, --reaper FILE, --labels FILE or --csv FILE"
+                );
             }
             let show = export::Show::load(&takes)?;
+            if let Some(dir) = ardour {
+                let name = match name {
+                    Some(n) => n,
+                    None => std::path::absolute(&dir)?
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--ardour {}: give the session a --name", dir.display())
+                        })?,
+                };
+                if name.is_empty() || name.contains(['/', '\\']) {
+                    anyhow::bail!("--name {name:?}: a session name cannot be empty or hold a slash");
+                }
+                let file = export::ardour::write_session(&dir, &name, &show)?;
+                println!("{}: {} takes, {} tracks", file.display(), show.takes.len(), show.tracks.len());
+            }
             let outputs: [(Option<PathBuf>, export::Render); 3] = [
                 (reaper, export::reaper::project),
                 (labels, export::labels::audacity),

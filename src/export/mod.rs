@@ -3,9 +3,10 @@
 //! every marker, take and gap in place. Reads manifests only (never writes
 //! next to the takes): the project refers to the files where they are.
 //!
-//! Formats: a REAPER project (`reaper`), an Audacity label track and CSV
-//! (`labels`). Each is a pure function of the [`Show`], tested on its own.
+//! Formats: an Ardour session (`ardour`), a REAPER project (`reaper`), an
+//! Audacity label track and CSV (`labels`). Each is a pure function of the [`Show`], tested on its own.
 
+pub mod ardour;
 pub mod labels;
 pub mod reaper;
 

@@ -189,3 +189,19 @@ fn reaper_strings_pick_a_quote_they_do_not_contain() {
     assert_eq!(reaper::quote("it's \"x\""), "`it's \"x\"`");
     assert_eq!(reaper::quote("`it's` \"x\"\nnext"), "`'it's' \"x\" next`");
 }
+
+#[test]
+fn the_ardour_session_places_takes_in_superclock_ticks_and_escapes_names() {
+    let (_dir, s) = show();
+    let xml = ardour::session(&s, "the <show> & \"co\"");
+    assert!(xml.contains(r#"name="the &lt;show&gt; &amp; &quot;co&quot;""#), "{}", &xml[..400]);
+    // 1 h of 48 kHz: 3600 s of 282 240 000 ticks; a take of 2 s.
+    assert!(xml.contains(r#"position="a1016064000000""#));
+    assert!(xml.contains(r#"length="a564480000@a1016064000000""#));
+    assert!(xml.contains(r#"name="verse &quot;one&quot;, &lt;&amp;&gt; &apos;x&apos;""#));
+    assert_eq!(xml.matches("<Route ").count(), 2);
+    // Two tracks, each with both takes: four regions, and a whole-file
+    // region per file channel (2 + 2).
+    assert_eq!(xml.matches("<Region ").count(), 8);
+    assert_eq!(ardour::esc("a\nb\u{1}"), "a&#10;b ");
+}

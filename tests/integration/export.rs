@@ -39,6 +39,7 @@ fn export_places_every_take_and_marker_at_its_time_of_day() {
     let out = tempdir();
     let (rpp, labels, csv) =
         (out.path().join("show.RPP"), out.path().join("labels.txt"), out.path().join("show.csv"));
+    let session = out.path().join("the show");
     let mut c = std::process::Command::new(CAPSTAN);
     c.arg("export")
         .arg(dir.path())
@@ -47,7 +48,9 @@ fn export_places_every_take_and_marker_at_its_time_of_day() {
         .arg("--labels")
         .arg(&labels)
         .arg("--csv")
-        .arg(&csv);
+        .arg(&csv)
+        .arg("--ardour")
+        .arg(&session);
     let o = run(c);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // The manifests: where each take and the marker must be.
@@ -96,6 +99,37 @@ fn export_places_every_take_and_marker_at_its_time_of_day() {
         let pos = format!("POSITION {:.6}", *tr as f64 / 48_000.0);
         assert_eq!(rpp.matches(&pos).count(), 2, "{pos}\n{rpp}");
     }
+    // The real Ardour loads the session: a track per input, each take's
+    // region on each at its time of day with its length, the marker, each
+    // take as a range and the session range around them.
+    let ardour = ardour_read(&session, "the show");
+    let want_tracks = ["in_1", "in_2"];
+    assert_eq!(
+        ardour.iter().filter(|l| l[0] == "track").map(|l| l[1].as_str()).collect::<Vec<_>>(),
+        want_tracks
+    );
+    for track in want_tracks {
+        let regions: Vec<(u64, u64)> = ardour
+            .iter()
+            .filter(|l| l[0] == "region" && l[1] == track)
+            .map(|l| (l[3].parse().unwrap(), l[4].parse().unwrap()))
+            .collect();
+        let want: Vec<(u64, u64)> =
+            manifests.iter().map(|(tr, m)| (*tr, m["frames"].as_u64().unwrap())).collect();
+        assert_eq!(regions, want, "{track}: {ardour:?}");
+    }
+    let loc = |name: &str| ardour.iter().find(|l| l[0] == "location" && l[1] == name).cloned();
+    let mark = loc(label).unwrap_or_else(|| panic!("no marker {label}: {ardour:?}"));
+    assert_eq!((mark[2].parse::<u64>().unwrap(), mark[4].as_str()), (at, "mark"), "{mark:?}");
+    let first = manifests[0].0;
+    let last = manifests[2].0 + manifests[2].1["frames"].as_u64().unwrap();
+    let range = loc("session").unwrap();
+    assert_eq!((range[2].parse::<u64>().unwrap(), range[3].parse::<u64>().unwrap()), (first, last));
+    let take_ranges = ardour.iter().filter(|l| l[0] == "location" && l[4] == "range").count();
+    assert_eq!(
+        take_ranges,
+        3 + manifests.iter().map(|m| m.1["gaps"].as_array().unwrap().len()).sum::<usize>()
+    );
     // A take whose file moved: refused, naming the file; nothing written.
     let wav = std::fs::read_dir(dir.path())
         .unwrap()
@@ -114,4 +148,44 @@ fn export_places_every_take_and_marker_at_its_time_of_day() {
         "{err}"
     );
     assert!(!fresh.exists());
+}
+
+/// Loads the session `name` in `dir` with the real Ardour (`ardour7-lua`,
+/// headless) and returns what it holds: `track NAME`, `region TRACK NAME
+/// POSITION LENGTH` and `location NAME START END KIND` lines, tab-split.
+fn ardour_read(dir: &std::path::Path, name: &str) -> Vec<Vec<String>> {
+    let script = dir.join("read.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"s = load_session("{}", "{name}")
+for t in s:get_tracks():iter() do
+  print("@track\t" .. t:name())
+  for r in t:to_track():playlist():region_list():iter() do
+    print("@region\t" .. t:name() .. "\t" .. r:name() .. "\t" .. r:position():samples() .. "\t" .. r:length():samples())
+  end
+end
+for l in s:locations():list():iter() do
+  local kind = l:is_session_range() and "session" or (l:is_mark() and "mark" or (l:is_range_marker() and "range" or "other"))
+  print("@location\t" .. l:name() .. "\t" .. l:start():samples() .. "\t" .. l:_end():samples() .. "\t" .. kind)
+end
+close_session()
+"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("ardour7-lua")
+        .arg(&script)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output()
+        .expect("ardour7-lua (apt-get install ardour)");
+    let stdout = text(&out.stdout);
+    let lines: Vec<Vec<String>> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('@'))
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect();
+    assert!(!lines.is_empty(), "Ardour did not load the session: {stdout}{}", text(&out.stderr));
+    lines
 }
