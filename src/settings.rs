@@ -302,6 +302,12 @@ pub struct Settings {
     /// Recovery and retention look into these subdirectories.
     #[arg(long, value_name = "PATTERN")]
     pub dir_layout: Option<String>,
+    /// After each take, write or update that day's Ardour session in
+    /// DIR/<date>/<date>.ardour: every finished take of the day in the
+    /// take's directory, a track per input, markers in place (see `capstan
+    /// export`). A session Ardour has saved since is left alone.
+    #[arg(long, value_name = "DIR")]
+    pub ardour_session: Option<std::path::PathBuf>,
     /// Start and stop takes by themselves: `transport` records while JACK
     /// transport rolls (a take per roll, split where it is relocated);
     /// `level` records while any input has sound (with the pre-roll before
@@ -355,6 +361,7 @@ impl Default for Settings {
             disk_margin_seconds: defaults::DISK_MARGIN_SECONDS,
             rotate_every: None,
             dir_layout: None,
+            ardour_session: None,
             trigger: None,
             midi: false,
             midi_note: None,

@@ -48,6 +48,7 @@ impl Daemon {
             }
             DiskEvent::Finished(r) => {
                 self.note_ended_by(&r);
+                self.update_day_session(&r);
                 if self.recorder.current().is_some_and(|c| c.name == r.name) {
                     self.level_take = false; // whatever ended it, silence ends no other take
                 }
@@ -167,6 +168,29 @@ impl Daemon {
 
     /// Writes what ended a take into its (final) manifest, beside its
     /// files (a dated subdirectory with `--dir-layout`).
+    /// With `--ardour-session`: the day's Ardour session gets the take, on a
+    /// thread of its own (it reads the day's manifests); one at a time.
+    fn update_day_session(&self, r: &TakeReport) {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let Some(out) = self.args.settings.ardour_session.clone() else { return };
+        let Some(date) = r.started.as_deref().and_then(|s| s.get(..10)).map(str::to_string) else { return };
+        let Some(dir) = r.files.first().and_then(|f| f.path.parent()).map(|d| d.to_path_buf()) else {
+            return;
+        };
+        let spawned = std::thread::Builder::new().name("capstan-ardour".into()).spawn(move || {
+            let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            match crate::export::day_session(&dir, &date, &out) {
+                Ok(file) => {
+                    tracing::info!(session = %file.display(), "the day's Ardour session is up to date")
+                }
+                Err(e) => tracing::warn!("the day's Ardour session was not updated: {e}"),
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("the day's Ardour session was not updated: {e}");
+        }
+    }
+
     fn note_ended_by(&mut self, r: &TakeReport) {
         let Some(why) = self.ended_by.take() else { return };
         let dir = r.files.first().and_then(|f| f.path.parent()).unwrap_or(&self.args.dir);

@@ -219,3 +219,27 @@ pub fn write_session(
     super::write(&file, &session(show, name))?;
     Ok(file)
 }
+
+/// [`write_session`], or its update: a session file already there is
+/// replaced only if capstan wrote it last (Ardour marks the sessions it
+/// saves with its own `modified-with`); otherwise it is left alone.
+pub fn update_session(
+    dir: &std::path::Path,
+    name: &str,
+    show: &Show,
+) -> Result<std::path::PathBuf, super::ExportError> {
+    let file = dir.join(format!("{name}.ardour"));
+    if file.symlink_metadata().is_ok() {
+        let ours = std::fs::read_to_string(&file).is_ok_and(|t| t.contains("modified-with=\"capstan "));
+        if !ours || file.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "saved by Ardour (or not capstan's) since capstan wrote it; left alone",
+            );
+            return Err(super::ExportError::Write { path: file, source: e });
+        }
+        super::write(&file, &session(show, name))?;
+        return Ok(file);
+    }
+    write_session(dir, name, show)
+}

@@ -75,6 +75,11 @@ impl Show {
     /// directories holding takes). Refuses takes of different rates and
     /// takes whose files are missing. Does not read the audio.
     pub fn load(paths: &[PathBuf]) -> Result<Show, ExportError> {
+        Show::load_where(paths, |_| true)
+    }
+
+    /// [`Show::load`], keeping only the takes whose manifest `keep` accepts.
+    pub fn load_where(paths: &[PathBuf], keep: impl Fn(&Manifest) -> bool) -> Result<Show, ExportError> {
         let mut manifests = Vec::new();
         for p in paths {
             if p.is_dir() {
@@ -89,15 +94,21 @@ impl Show {
                 manifests.push(manifest_of(p));
             }
         }
-        if manifests.is_empty() {
+        let none = |paths: &[PathBuf]| {
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            return Err(ExportError::NoTakes(names.join(", ")));
+            ExportError::NoTakes(names.join(", "))
+        };
+        if manifests.is_empty() {
+            return Err(none(paths));
         }
         let mut takes = Vec::new();
         let mut rate: Option<(String, u32)> = None;
         for path in manifests {
             let m = Manifest::load(&path)
                 .map_err(|e| ExportError::Manifest { path: path.clone(), why: e.to_string() })?;
+            if !keep(&m) {
+                continue;
+            }
             let name =
                 path.file_name().unwrap_or_default().to_string_lossy().trim_end_matches(SUFFIX).to_string();
             match &rate {
@@ -113,6 +124,9 @@ impl Show {
                 _ => {}
             }
             takes.push(place(&path, &name, &m)?);
+        }
+        if takes.is_empty() {
+            return Err(none(paths));
         }
         takes.sort_by_key(|t| (t.position, t.name.clone()));
         let mut tracks: Vec<String> = Vec::new();
@@ -184,6 +198,17 @@ fn place(path: &Path, name: &str, m: &Manifest) -> Result<PlacedTake, ExportErro
         .map(|g| Point { frame: g.at, frames: g.frames, label: format!("gap: {}", g.cause) })
         .collect();
     Ok(PlacedTake { name: name.to_string(), position, frames: m.frames, files, markers, gaps })
+}
+
+/// Writes or updates the Ardour session of the day `date` (`YYYY-MM-DD`)
+/// in `out/<date>/`: every finished take of that day in `take_dir`. Not
+/// real-time; for the daemon after each take (`--ardour-session`).
+pub fn day_session(take_dir: &Path, date: &str, out: &Path) -> Result<PathBuf, ExportError> {
+    use crate::manifest::TakeState;
+    let show = Show::load_where(&[take_dir.to_path_buf()], |m| {
+        m.state != TakeState::Recording && m.started.as_deref().is_some_and(|s| s.starts_with(date))
+    })?;
+    ardour::update_session(&out.join(date), date, &show)
 }
 
 /// A format: the show as a file's text.

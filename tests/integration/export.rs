@@ -189,3 +189,67 @@ close_session()
     assert!(!lines.is_empty(), "Ardour did not load the session: {stdout}{}", text(&out.stderr));
     lines
 }
+
+/// `--ardour-session DIR`: after each take the day's session holds every
+/// take of the day so far (Ardour reads both takes' regions and the
+/// marker); once Ardour has saved the session, the daemon leaves it alone.
+#[test]
+fn the_daemon_keeps_the_days_ardour_session_up_to_date() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let out = tempdir();
+    let out_arg = out.path().to_string_lossy().to_string();
+    let mut d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--ardour-session", &out_arg]);
+    let take = |name: &str, mark: bool| {
+        let (addr, a) = osc(d.port, "/record/start", vec![OscType::String(name.into())]).unwrap();
+        assert_eq!(addr, "/reply", "{a:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        if mark {
+            let (addr, a) = osc(d.port, "/record/mark", vec![OscType::String("solo".into())]).unwrap();
+            assert_eq!(addr, "/reply", "{a:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let (addr, a) = osc(d.port, "/record/stop", vec![]).unwrap();
+        assert_eq!(addr, "/reply", "{a:?}");
+    };
+    // The session file of the day, once it names the take.
+    let session_with = |take: &str| -> std::path::PathBuf {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = std::fs::read_dir(out.path()).ok().and_then(|mut days| days.next()).map(|e| {
+                let day = e.unwrap().path();
+                let name = day.file_name().unwrap().to_string_lossy().to_string();
+                (day.clone(), day.join(format!("{name}.ardour")))
+            });
+            if let Some((_, file)) = &found {
+                if std::fs::read_to_string(file).is_ok_and(|t| t.contains(&format!("_{take}_"))) {
+                    return file.clone();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no session naming take {take}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    take("one", true);
+    session_with("one");
+    take("two", false);
+    let file = session_with("two");
+    let day = file.parent().unwrap();
+    let name = file.file_stem().unwrap().to_string_lossy().to_string();
+    let ardour = ardour_read(day, &name);
+    let regions = ardour.iter().filter(|l| l[0] == "region" && l[1] == "in_1").count();
+    assert_eq!(regions, 2, "{ardour:?}");
+    assert!(ardour.iter().any(|l| l[0] == "location" && l[1] == "solo" && l[4] == "mark"), "{ardour:?}");
+    // Ardour saves it: the daemon no longer touches it.
+    let saved = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("modified-with=\"capstan ", "modified-with=\"Ardour ");
+    std::fs::write(&file, &saved).unwrap();
+    take("three", false);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), saved);
+    d.terminate();
+    let log = d.log.lock().unwrap().clone();
+    assert!(log.contains("was not updated") && log.contains("left alone"), "{log}");
+}
