@@ -253,3 +253,38 @@ fn the_daemon_keeps_the_days_ardour_session_up_to_date() {
     let log = d.log.lock().unwrap().clone();
     assert!(log.contains("was not updated") && log.contains("left alone"), "{log}");
 }
+
+/// A rotation chain (`--rotate-every 1s`) exports as regions that follow
+/// each other exactly on every track in Ardour: each ends where the next
+/// begins, as the files chain on JACK's timeline.
+#[test]
+fn a_rotation_chain_exports_as_regions_end_to_end() {
+    let server = JackServer::start(256);
+    let _src = server.source(2);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &["--connect", "src:out_*", "--rotate-every", "1s"]);
+    let (addr, a) = osc(d.port, "/record/start", vec![OscType::String("chain".into())]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    std::thread::sleep(Duration::from_millis(3300));
+    let (addr, a) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{a:?}");
+    d.terminate();
+    let out = tempdir();
+    let session = out.path().join("chain");
+    let mut c = std::process::Command::new(CAPSTAN);
+    c.arg("export").arg(dir.path()).arg("--ardour").arg(&session);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ardour = ardour_read(&session, "chain");
+    for track in ["in_1", "in_2"] {
+        let regions: Vec<(u64, u64)> = ardour
+            .iter()
+            .filter(|l| l[0] == "region" && l[1] == track)
+            .map(|l| (l[3].parse().unwrap(), l[4].parse().unwrap()))
+            .collect();
+        assert!(regions.len() >= 3, "{track}: {regions:?}");
+        for w in regions.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "{track}: regions do not chain: {regions:?}");
+        }
+    }
+}
