@@ -63,6 +63,16 @@ pub enum Command {
         /// The Ardour session's name (default: its directory's name).
         #[arg(long)]
         name: Option<String>,
+        /// Copy the take files into the Ardour session (its
+        /// interchange/NAME/audiofiles) instead of referring to them.
+        #[arg(long, requires = "ardour")]
+        copy: bool,
+        /// Only the takes that run at or after this time of day (HH:MM[:SS]).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Only the takes that begin before this time of day (HH:MM[:SS]).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
         /// Write a REAPER project (.RPP) here.
         #[arg(long, value_name = "FILE")]
         reaper: Option<PathBuf>,
@@ -94,14 +104,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
-        Command::Export { takes, ardour, name, reaper, labels, csv } => {
+        Command::Export { takes, ardour, name, copy, from, to, reaper, labels, csv } => {
             use crate::export;
             if ardour.is_none() && reaper.is_none() && labels.is_none() && csv.is_none() {
                 anyhow::bail!(
                     "nothing to write: give --ardour DIR, --reaper FILE, --labels FILE or --csv FILE"
                 );
             }
-            let show = export::Show::load(&takes)?;
+            let mut show = export::Show::load(&takes)?;
+            if from.is_some() || to.is_some() {
+                show.keep_between(from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+            }
             if let Some(dir) = ardour {
                 let name = match name {
                     Some(n) => n,
@@ -114,6 +127,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 };
                 if name.is_empty() || name.contains(['/', '\\']) {
                     anyhow::bail!("--name {name:?}: a session name cannot be empty or hold a slash");
+                }
+                if copy {
+                    show.copy_files(&dir.join("interchange").join(&name).join("audiofiles"))?;
                 }
                 let file = export::ardour::write_session(&dir, &name, &show)?;
                 println!("{}: {} takes, {} tracks", file.display(), show.takes.len(), show.tracks.len());

@@ -143,6 +143,61 @@ impl Show {
     }
 }
 
+impl Show {
+    /// Keeps the takes that overlap `[from, to)` (times of day, `HH:MM` or
+    /// `HH:MM:SS`); the tracks stay.
+    pub fn keep_between(&mut self, from: Option<&str>, to: Option<&str>) -> Result<(), String> {
+        let rate = self.sample_rate as u64;
+        let at = |t: Option<&str>, default: u64| -> Result<u64, String> {
+            t.map_or(Ok(default), |t| time_of_day(t).map(|s| s * rate))
+        };
+        let (from, to) = (at(from, 0)?, at(to, u64::MAX)?);
+        if from >= to {
+            return Err("--from must come before --to".into());
+        }
+        self.takes.retain(|t| t.position < to && t.position + t.frames > from);
+        if self.takes.is_empty() {
+            return Err("no take between those times".into());
+        }
+        Ok(())
+    }
+
+    /// Copies every take file into `to` (made if need be) and refers to the
+    /// copies. Refuses a file already there rather than replace it.
+    pub fn copy_files(&mut self, to: &Path) -> Result<(), ExportError> {
+        let err = |path: &Path, e| ExportError::Write { path: path.to_path_buf(), source: e };
+        std::fs::create_dir_all(to).map_err(|e| err(to, e))?;
+        for t in &mut self.takes {
+            for f in &mut t.files {
+                let dest = to.join(f.path.file_name().unwrap_or_default());
+                if dest.symlink_metadata().is_ok() {
+                    let e =
+                        std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already there; left alone");
+                    return Err(err(&dest, e));
+                }
+                let tmp = dest.with_extension("capstan-tmp");
+                std::fs::copy(&f.path, &tmp).map_err(|e| err(&f.path, e))?;
+                std::fs::File::open(&tmp).and_then(|c| c.sync_all()).map_err(|e| err(&tmp, e))?;
+                std::fs::rename(&tmp, &dest).map_err(|e| err(&dest, e))?;
+                f.path = dest;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since midnight of `HH:MM` or `HH:MM:SS`.
+fn time_of_day(t: &str) -> Result<u64, String> {
+    let bad = || format!("{t:?}: a time of day is HH:MM or HH:MM:SS");
+    let parts: Vec<u64> =
+        t.split(':').map(|p| p.parse::<u64>().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    match parts[..] {
+        [h, m] if h < 24 && m < 60 => Ok(h * 3600 + m * 60),
+        [h, m, s] if h < 24 && m < 60 && s < 60 => Ok(h * 3600 + m * 60 + s),
+        _ => Err(bad()),
+    }
+}
+
 /// The manifest of a take named by one of its files (or the manifest).
 fn manifest_of(p: &Path) -> PathBuf {
     let s = p.to_string_lossy();

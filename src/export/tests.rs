@@ -205,3 +205,24 @@ fn the_ardour_session_places_takes_in_superclock_ticks_and_escapes_names() {
     assert_eq!(xml.matches("<Region ").count(), 8);
     assert_eq!(ardour::esc("a\nb\u{1}"), "a&#10;b ");
 }
+
+#[test]
+fn takes_are_chosen_by_time_of_day_and_copied_on_request() {
+    let (dir, mut s) = show();
+    // a_take runs 01:00:00-01:00:02, b_take 01:00:10-01:00:12.
+    let mut one = s.clone();
+    one.keep_between(Some("01:00:05"), None).unwrap();
+    assert_eq!(one.takes.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["b_take"]);
+    let mut both = s.clone();
+    both.keep_between(Some("01:00:01"), Some("01:00:11")).unwrap();
+    assert_eq!(both.takes.len(), 2);
+    assert!(s.clone().keep_between(Some("02:00"), None).unwrap_err().contains("no take"));
+    assert!(s.clone().keep_between(Some("25:00"), None).unwrap_err().contains("HH:MM"));
+    assert!(s.clone().keep_between(Some("01:10"), Some("01:00")).is_err());
+    let to = dir.path().join("copies");
+    s.copy_files(&to).unwrap();
+    assert!(s.takes.iter().flat_map(|t| &t.files).all(|f| f.path.starts_with(&to) && f.path.is_file()));
+    // Never over a file that is there.
+    let e = s.copy_files(&to).unwrap_err().to_string();
+    assert!(e.contains("already there"), "{e}");
+}

@@ -254,9 +254,10 @@ fn the_daemon_keeps_the_days_ardour_session_up_to_date() {
     assert!(log.contains("was not updated") && log.contains("left alone"), "{log}");
 }
 
-/// A rotation chain (`--rotate-every 1s`) exports as regions that follow
-/// each other exactly on every track in Ardour: each ends where the next
-/// begins, as the files chain on JACK's timeline.
+/// A rotation chain (`--rotate-every 1s`) exports (`--copy`: its files
+/// copied into the session) as regions that follow each other exactly on
+/// every track in Ardour: each ends where the next begins, as the files
+/// chain on JACK's timeline.
 #[test]
 fn a_rotation_chain_exports_as_regions_end_to_end() {
     let server = JackServer::start(256);
@@ -272,9 +273,15 @@ fn a_rotation_chain_exports_as_regions_end_to_end() {
     let out = tempdir();
     let session = out.path().join("chain");
     let mut c = std::process::Command::new(CAPSTAN);
-    c.arg("export").arg(dir.path()).arg("--ardour").arg(&session);
+    c.arg("export").arg(dir.path()).arg("--ardour").arg(&session).arg("--copy");
     let o = run(c);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    // --copy: the files are in the session, and the session refers to them.
+    let copies = session.join("interchange/chain/audiofiles");
+    let n = std::fs::read_dir(&copies).unwrap().count();
+    assert!(n >= 3, "{n} files in {}", copies.display());
+    let xml = std::fs::read_to_string(session.join("chain.ardour")).unwrap();
+    assert!(xml.contains(&*copies.to_string_lossy()), "the sources are not the copies");
     let ardour = ardour_read(&session, "chain");
     for track in ["in_1", "in_2"] {
         let regions: Vec<(u64, u64)> = ardour
