@@ -255,23 +255,38 @@ impl jack::ProcessHandler for Sink {
     }
 }
 
-fn sink(channels: usize, source: &str, seconds: f64) -> Result<()> {
-    let client = capstan::engine::open_client("sink", true)?;
+/// A client `name` with inputs in_1..in_N: the client, the ports and their
+/// full names.
+fn input_client(
+    name: &str,
+    channels: usize,
+) -> Result<(jack::Client, Vec<jack::Port<jack::AudioIn>>, Vec<String>)> {
+    let client = capstan::engine::open_client(name, true)?;
     let ports = (1..=channels)
         .map(|i| client.register_port(&format!("in_{i}"), jack::AudioIn::default()))
         .collect::<Result<Vec<_>, _>>()
         .context("registering input ports")?;
-    let names: Vec<String> = ports.iter().map(|p| p.name().unwrap_or_default()).collect();
+    let names = ports.iter().map(|p| p.name().unwrap_or_default()).collect();
+    Ok((client, ports, names))
+}
+
+/// Connects `SOURCE:out_K` to the K-th of `inputs`.
+fn connect_from(client: &jack::Client, source: &str, inputs: &[String]) -> Result<()> {
+    for (i, name) in inputs.iter().enumerate() {
+        client
+            .connect_ports_by_name(&format!("{source}:out_{}", i + 1), name)
+            .map_err(|e| anyhow::anyhow!("connect {source}:out_{}: {e:?}", i + 1))?;
+    }
+    Ok(())
+}
+
+fn sink(channels: usize, source: &str, seconds: f64) -> Result<()> {
+    let (client, ports, names) = input_client("sink", channels)?;
     let sum = Arc::new(AtomicU64::new(0));
     let active = client
         .activate_async((), Sink { ports, sum: sum.clone() })
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
-    for (i, name) in names.iter().enumerate() {
-        active
-            .as_client()
-            .connect_ports_by_name(&format!("{source}:out_{}", i + 1), name)
-            .map_err(|e| anyhow::anyhow!("connect {source}:out_{}: {e:?}", i + 1))?;
-    }
+    connect_from(active.as_client(), source, &names)?;
     std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
     drop(active);
     eprintln!("sink: {} odd sums", sum.load(Relaxed));
@@ -334,12 +349,7 @@ impl jack::ProcessHandler for Witness {
 }
 
 fn witness(channels: usize, from: &str, log: &std::path::Path) -> Result<()> {
-    let client = capstan::engine::open_client("witness", true)?;
-    let ports = (1..=channels)
-        .map(|i| client.register_port(&format!("in_{i}"), jack::AudioIn::default()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("registering input ports")?;
-    let names: Vec<String> = ports.iter().map(|p| p.name().unwrap_or_default()).collect();
+    let (client, ports, names) = input_client("witness", channels)?;
     let term = capstan::signals::stop_flag()?;
     let cycles = Arc::new(AtomicU64::new(0));
     let slots: Arc<Vec<[AtomicU64; 2]>> = Arc::new((0..TRUTH_CYCLES).map(|_| Default::default()).collect());
@@ -350,12 +360,7 @@ fn witness(channels: usize, from: &str, log: &std::path::Path) -> Result<()> {
             Witness { ports, cycles: cycles.clone(), log: slots.clone() },
         )
         .map_err(|e| anyhow::anyhow!("activate: {e:?}"))?;
-    for (i, name) in names.iter().enumerate() {
-        active
-            .as_client()
-            .connect_ports_by_name(&format!("{from}:out_{}", i + 1), name)
-            .map_err(|e| anyhow::anyhow!("connect {from}:out_{}: {e:?}", i + 1))?;
-    }
+    connect_from(active.as_client(), from, &names)?;
     println!("ready");
     while !term.load(Relaxed) && !gone.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
