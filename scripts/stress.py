@@ -131,6 +131,9 @@ class Run:
         self.procs = {}
         self.counts = {"takes": 0, "refused": 0, "stalls": {}, "changes": 0, "replies": {}}
         self.stop = threading.Event()
+        # Held for each take: a restart of the source (and the wiring of
+        # capstan's inputs to it, one port after another) waits for it.
+        self.taking = threading.Lock()
 
     def cmd(self, argv):
         return (["pw-jack"] + argv) if self.kind == "pipewire" else argv
@@ -139,7 +142,7 @@ class Run:
         if key == "capstan" and not self.a.no_trace:
             kw["env"] = dict(self.env, CAPSTAN_LOG="info,capstan::disk::intake=trace")
         kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", subprocess.DEVNULL)
+        kw.setdefault("stderr", open(os.path.join(self.dir, f"{key}.log"), "w"))
         kw.setdefault("env", self.env)
         self.procs[key] = subprocess.Popen(self.cmd(argv), **kw)
         return self.procs[key]
@@ -186,12 +189,8 @@ class Run:
                 time.sleep(2)
         self.wait_for("period", lambda: self.tool(["jack_bufsize"]).stdout.strip() == str(self.period))
         ch = str(self.a.channels)
-        self.spawn("source", [f"{b}/capstan-testsig", "source", "--channels", ch, "--work", str(self.a.source_work),
-                              "--truth", os.path.join(self.dir, "source.truth")], stdout=subprocess.PIPE)
-        self.procs["source"].stdout.readline()  # "ready src"
-        self.spawn("witness", [f"{b}/capstan-testsig", "witness", "--channels", ch, "--from", "src",
-                               "--log", os.path.join(self.dir, "witness.log")], stdout=subprocess.PIPE)
-        self.procs["witness"].stdout.readline()  # "ready"
+        self.start_source()
+        self.start_witness()
         self.port = free_port()
         self.spawn("capstan", [self.a.capstan or f"{b}/capstan", "daemon", "-q", "--dir", self.takes, "--ports", ch,
                                "--connect", "src:out_*", "--osc-port", str(self.port), "--no-http",
@@ -201,6 +200,40 @@ class Run:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.wait_for("the daemon did not answer", lambda: self.ask("/record/status", 0.5) is not None)
+
+    def start_source(self):
+        b, ch, n = self.a.bin, str(self.a.channels), self.counts.get("restarts", {}).get("source", 0)
+        self.spawn("source", [f"{b}/capstan-testsig", "source", "--channels", ch, "--work", str(self.a.source_work),
+                              "--truth", os.path.join(self.dir, f"source{n or ''}.truth")], stdout=subprocess.PIPE)
+        self.procs["source"].stdout.readline()  # "ready src"
+
+    def start_witness(self):
+        b, ch, n = self.a.bin, str(self.a.channels), self.counts.get("restarts", {}).get("witness", 0)
+        self.spawn("witness", [f"{b}/capstan-testsig", "witness", "--channels", ch, "--from", "src",
+                               "--log", os.path.join(self.dir, f"witness{n or ''}.log")], stdout=subprocess.PIPE)
+        self.procs["witness"].stdout.readline()  # "ready"
+
+    def revive(self):
+        """A source or witness that died (a PipeWire client stopped at
+        random was seen to go, twice in three long runs) is started again,
+        and capstan's inputs are connected to the new source: the run goes
+        on, and the summary counts the restarts. capstan dying fails."""
+        for key, start in [("source", self.start_source), ("witness", self.start_witness)]:
+            p = self.procs.get(key)
+            if p is None or p.poll() is None:
+                continue
+            with self.taking:
+                self.restart(key, p, start)
+
+    def restart(self, key, p, start):
+        r = self.counts.setdefault("restarts", {})
+        r[key] = r.get(key, 0) + 1
+        self.counts.setdefault("exits", []).append(f"{key} exit {p.returncode}")
+        start()
+        if key == "source":
+            for client in ["capstan", "witness"]:
+                for i in range(1, self.a.channels + 1):
+                    self.tool(["jack_connect", f"src:out_{i}", f"{client}:in_{i}"])
 
     def ask(self, path, timeout=10.0, want=None):
         """Sends `path`; the reply's address (/reply or /error), and its
@@ -223,6 +256,7 @@ class Run:
         """Stops a victim for a random moment at random times."""
         lo, hi = self.a.stall_ms
         while not self.stop.wait(random.uniform(0.05, 2 * self.a.stall_every)):
+            self.revive()
             victims = self.a.pw_stall if self.kind == "pipewire" and self.a.pw_stall else self.a.stall
             victim = random.choice(victims)
             p = self.procs.get(victim)
@@ -255,20 +289,25 @@ class Run:
 
     def take_loop(self, end):
         while time.time() < end:
-            reply = []
-            if self.ask("/record/start", want=reply) != "/reply":
-                self.counts["refused"] += 1
-                self.ask("/record/reset")
-                time.sleep(0.5)
-                continue
-            if len(reply) >= 2:
-                # take id -> the first frame time the reply gave
-                self.counts["replies"][str(reply[0])] = int(reply[1])
-            time.sleep(random.uniform(0.2, 3.0))
-            if self.ask("/record/stop") != "/reply":
-                self.counts["refused"] += 1
-                self.ask("/record/reset")
-            self.counts["takes"] += 1
+            with self.taking:
+                self.one_take()
+            time.sleep(0.01)
+
+    def one_take(self):
+        reply = []
+        if self.ask("/record/start", want=reply) != "/reply":
+            self.counts["refused"] += 1
+            self.ask("/record/reset")
+            time.sleep(0.5)
+            return
+        if len(reply) >= 2:
+            # take id -> the first frame time the reply gave
+            self.counts["replies"][str(reply[0])] = int(reply[1])
+        time.sleep(random.uniform(0.2, 3.0))
+        if self.ask("/record/stop") != "/reply":
+            self.counts["refused"] += 1
+            self.ask("/record/reset")
+        self.counts["takes"] += 1
 
     def run(self, end):
         threads = [threading.Thread(target=self.stall_loop, daemon=True)]
@@ -285,7 +324,10 @@ class Run:
         self.stop.set()
         # A process that died during the run (or hung at its end) makes
         # the run's evidence incomplete: a dead source hands out silence.
-        self.counts["died"] = [k for k, p in self.procs.items() if p.poll() is not None]
+        self.counts["died"] = [
+            f"{k} (exit {p.returncode})" for k, p in self.procs.items()
+            if k in ("capstan", "server") and p.poll() is not None
+        ]
         self.counts["killed"] = []
         for key in ["capstan", "witness", "source", "server"]:
             p = self.procs.get(key)
@@ -337,7 +379,7 @@ def zero_spans(run_dir):
     if trace:
         spans = [(t, t + n) for t, n, zero in trace if zero]
         return sorted(spans), "capstan"
-    witness = read_witness(os.path.join(run_dir, "witness.log"))
+    witness = [c for f in sorted(glob.glob(os.path.join(run_dir, "witness*.log"))) for c in read_witness(f)]
     return sorted((t, t + n) for t, n, held in witness if held == "zero"), "witness"
 
 
@@ -360,9 +402,10 @@ def stale_spans(run_dir):
     """Frame-time spans in which the witness was handed an earlier cycle's
     audio, by offset: audio the server handed out away from its place."""
     spans = {}
-    for t, n, held in read_witness(os.path.join(run_dir, "witness.log")):
-        if held.startswith("off:"):
-            spans.setdefault(int(held[4:]), []).append((t, t + n))
+    for f in sorted(glob.glob(os.path.join(run_dir, "witness*.log"))):
+        for t, n, held in read_witness(f):
+            if held.startswith("off:"):
+                spans.setdefault(int(held[4:]), []).append((t, t + n))
     return {off: sorted(v) for off, v in spans.items()}
 
 
@@ -427,14 +470,15 @@ def report(a, run_dirs, seconds):
     summary, and exits (1 if anything failed)."""
     failures, gap_causes, checked, server_silence = [], {}, 0, 0
     stalls, takes, refused, changes, repeated = {}, 0, 0, 0, 0
-    witness = {}
+    witness, restarts = {}, {}
     for d in run_dirs:
         replies = {}
         zeros, _ = zero_spans(d)
         stale = stale_spans(d)
-        for _, _, held in read_witness(os.path.join(d, "witness.log")):
-            k = "stale" if held.startswith("off:") else held
-            witness[k] = witness.get(k, 0) + 1
+        for f in sorted(glob.glob(os.path.join(d, "witness*.log"))):
+            for _, _, held in read_witness(f):
+                k = "stale" if held.startswith("off:") else held
+                witness[k] = witness.get(k, 0) + 1
         for m in glob.glob(os.path.join(d, "takes", "*.take.json")):
             repeated += json.load(open(m)).get("repeated_frames", 0)
         try:
@@ -443,8 +487,10 @@ def report(a, run_dirs, seconds):
                 stalls[k] = stalls.get(k, 0) + n
             refused += counts["refused"]
             replies = counts.get("replies", {})
+            for k, n in counts.get("restarts", {}).items():
+                restarts[k] = restarts.get(k, 0) + n
             for k in counts.get("died", []):
-                failures.append((os.path.join(d, k), f"{k} died during the run"))
+                failures.append((os.path.join(d, k.split()[0]), f"{k} died during the run (see its .log)"))
             for k in counts.get("killed", []):
                 failures.append((os.path.join(d, k), f"{k} did not end on SIGTERM within 20 s (killed)"))
             changes += counts["changes"]
@@ -472,7 +518,7 @@ def report(a, run_dirs, seconds):
         "files": checked, "takes": takes, "refused": refused, "stalls": stalls, "changes": changes,
         "gaps_by_cause": {c: {"gaps": k, "frames": n} for c, (k, n) in sorted(gap_causes.items())},
         "uncertain_cycles": gap_causes.get("late_uncertain", [0, 0])[0], "repeated_frames": repeated,
-        "witness_cycles": witness,
+        "witness_cycles": witness, "restarts": restarts,
         "server_delivered_frames": server_silence, "failures": len(failures),
     }
     print(json.dumps(summary))
