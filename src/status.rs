@@ -219,10 +219,7 @@ pub fn summary(r: &TakeReport, channels: usize, format: &str, xruns: u64) -> Str
         }
     }
     let overflow = r.lost_frames(GapCause::DiskOverrun);
-    let skipped = r.lost_frames(GapCause::JackSkipped)
-        + r.lost_frames(GapCause::Torn)
-        + r.lost_frames(GapCause::LateUncertain)
-        + r.lost_frames(GapCause::StaleBuffer);
+    let skipped: u64 = r.gaps.iter().filter(|g| g.cause.by_jack()).map(|g| g.frames).sum();
     let _ = writeln!(s, "  xruns   {xruns} reported by JACK");
     let _ = writeln!(
         s,

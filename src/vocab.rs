@@ -121,6 +121,14 @@ pub enum GapCause {
     StaleBuffer,
 }
 
+impl GapCause {
+    /// Frames JACK did not hand over usable (everything but our own
+    /// overrun): what summaries count as "skipped by JACK".
+    pub fn by_jack(self) -> bool {
+        self != GapCause::DiskOverrun
+    }
+}
+
 impl std::fmt::Display for GapCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

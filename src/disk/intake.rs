@@ -98,11 +98,14 @@ impl DiskWriter {
         // frames (repeats are already there).
         let gap_at = p.at - p.missing();
         let new = (n as u64).saturating_sub(p.repeated);
-        let cause = match () {
-            _ if !rec.queued => GapCause::DiskOverrun,
-            _ if rec.overtaken => GapCause::Torn,
-            _ if stale => GapCause::StaleBuffer,
-            _ => GapCause::LateUncertain,
+        let cause = if !rec.queued {
+            GapCause::DiskOverrun
+        } else if rec.overtaken {
+            GapCause::Torn
+        } else if stale {
+            GapCause::StaleBuffer
+        } else {
+            GapCause::LateUncertain
         };
         let segments = [
             (gap_at, p.overflow, GapCause::DiskOverrun, false),
@@ -207,13 +210,10 @@ impl DiskWriter {
             self.stats.frames.store(a.take.frames(), Relaxed);
             self.stats.bytes.store(a.take.bytes(), Relaxed);
             self.stats.momentary.store(a.take.momentary().to_bits(), Relaxed);
-            let lost = |c| a.gaps.iter().filter(|g| g.cause == c).map(|g| g.frames).sum::<u64>();
-            self.stats.overflow_frames.store(lost(GapCause::DiskOverrun), Relaxed);
-            let skipped = lost(GapCause::JackSkipped)
-                + lost(GapCause::Torn)
-                + lost(GapCause::LateUncertain)
-                + lost(GapCause::StaleBuffer);
-            self.stats.skipped_frames.store(skipped, Relaxed);
+            let lost =
+                |jack: bool| a.gaps.iter().filter(|g| g.cause.by_jack() == jack).map(|g| g.frames).sum();
+            self.stats.overflow_frames.store(lost(false), Relaxed);
+            self.stats.skipped_frames.store(lost(true), Relaxed);
         }
     }
 }
