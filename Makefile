@@ -40,9 +40,11 @@ testbed-release:
 bench: build testbed-release
 	bash scripts/bench.sh
 
-# The timeline stress bed (not in CI's default path): takes of random
-# length while capstan is stopped at random, every frame and every silent
-# run checked by position. STRESS_ARGS="--seconds 600 --period 1024".
+# The timeline stress bed (its 60 s version runs in the tests): four servers
+# at once (jackd2 at periods 128/256/1024, PipeWire with quantum and rate
+# changes), capstan, the source and the server stopped at random, 480 s of
+# random takes, every frame and every silent run checked by position.
+# STRESS_ARGS="--seconds 900 --runs jack2:64,pipewire:1024".
 stress: build testbed-release
 	python3 scripts/stress.py $(STRESS_ARGS)
 
