@@ -142,7 +142,8 @@ class Run:
         if key == "capstan" and not self.a.no_trace:
             kw["env"] = dict(self.env, CAPSTAN_LOG="info,capstan::disk::intake=trace")
         kw.setdefault("stdout", subprocess.DEVNULL)
-        kw.setdefault("stderr", open(os.path.join(self.dir, f"{key}.log"), "w"))
+        n = self.counts.get("restarts", {}).get(key, 0)
+        kw.setdefault("stderr", open(os.path.join(self.dir, f"{key}{n or ''}.stderr"), "w"))
         kw.setdefault("env", self.env)
         self.procs[key] = subprocess.Popen(self.cmd(argv), **kw)
         return self.procs[key]
