@@ -151,8 +151,7 @@ fn a_nearly_full_disk_raises_disk_low() {
 /// Nothing is lost: every frame of the take is at its position.
 #[test]
 fn a_stalled_disk_thread_raises_disk_behind_before_anything_is_lost() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: stopping another process's thread needs root (ptrace)");
+    if !root_for("stopping another process's thread (ptrace)") {
         return;
     }
     let server = JackServer::start(256);

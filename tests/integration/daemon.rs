@@ -145,8 +145,7 @@ fn garbage_and_bad_arguments_get_errors_and_change_nothing() {
 
 #[test]
 fn preflight_refuses_a_disk_that_is_too_small_or_read_only() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
+    if !root_for("mounting a tmpfs") {
         return;
     }
     let server = JackServer::start(256);

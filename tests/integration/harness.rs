@@ -720,6 +720,16 @@ pub fn takes_in_order(dir: &Path) -> Vec<(u64, PathBuf, serde_json::Value)> {
     takes
 }
 
+/// Whether this test can do what needs root (`what`: a tmpfs mount, a
+/// ptrace stop); says it is skipped otherwise. CI runs as root.
+pub fn root_for(what: &str) -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        eprintln!("skipped: {what} needs root");
+    }
+    root
+}
+
 /// One thread of a running process stopped with ptrace (the tests' stuck
 /// disk: the rest of the process runs on). Needs root. Dropping it lets the
 /// thread go, or reaps it if its process is ending (a traced thread is

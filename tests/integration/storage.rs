@@ -88,8 +88,7 @@ fn killed_takes_are_recovered_to_a_gap_free_prefix() {
 }
 
 pub(crate) fn mount_tmpfs(at: &std::path::Path, size: &str) -> bool {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
+    if !root_for("mounting a tmpfs") {
         return false;
     }
     std::fs::create_dir_all(at).unwrap();
@@ -451,8 +450,7 @@ fn a_deleted_take_directory_is_an_error_not_a_recording() {
 /// gap-free prefix, every frame at its position.
 #[test]
 fn sigterm_ends_the_daemon_even_when_its_disk_is_stuck() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: stopping another process's thread needs root (ptrace)");
+    if !root_for("stopping another process's thread (ptrace)") {
         return;
     }
     let server = JackServer::start(256);
