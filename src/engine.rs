@@ -266,6 +266,14 @@ impl Engine {
         (slack.saturating_sub(room) as f64 / slack as f64).clamp(0.0, 1.0)
     }
 
+    /// Seconds of audio the callback has put in the rings that the disk
+    /// thread has not taken in yet (the callback's count: true while the
+    /// disk thread is stopped).
+    pub fn behind_seconds(&self) -> f64 {
+        let room = self.capture.ring_room.load(std::sync::atomic::Ordering::Relaxed);
+        self.ring_slack.saturating_sub(room) as f64 / self.sample_rate.max(1) as f64
+    }
+
     pub fn client(&self) -> &jack::Client {
         self.client.as_client()
     }
@@ -323,6 +331,24 @@ impl Engine {
     /// JACK's current frame time (estimated, for choosing start/stop points).
     pub fn frame_time(&self) -> u32 {
         self.client().frame_time()
+    }
+
+    /// Where a take ended "now" ends: just before the end of the cycle that
+    /// holds JACK's current frame, exact to the frame, so the control side
+    /// knows the take's length at once (see [`crate::rt::capture::cycle_end`]).
+    /// Before the first cycle: with the cycle that holds it, wherever it ends.
+    pub fn stop_now(&self) -> StopAt {
+        let now = self.frame_time();
+        match self.capture.last_cycle.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => StopAt::Frame(now),
+            c => StopAt::Before(crate::rt::capture::cycle_end((c >> 32) as u32, c as u32, now)),
+        }
+    }
+
+    /// The JACK frame time just after the newest cycle the callback saw.
+    pub fn captured_to(&self) -> u32 {
+        let c = self.capture.last_cycle.load(std::sync::atomic::Ordering::Relaxed);
+        ((c >> 32) as u32).wrapping_add(c as u32)
     }
 
     /// JACK's frame time at system-clock time `t` (past or future): JACK's
@@ -389,14 +415,21 @@ impl Engine {
 
     /// Stops the disk thread (finalizing any take) and closes the client.
     /// Returns the disk thread's events nobody had read (a take's end).
-    pub fn close(mut self) -> Vec<DiskEvent> {
-        let _ = self.commands.send(DiskCommand::Quit);
+    pub fn close(self) -> Vec<DiskEvent> {
+        self.close_within(DISK_QUIT_WAIT)
+    }
+
+    /// [`Self::close`] within `budget` (a SIGTERM): a disk that is behind
+    /// stops writing in time to finalize the take, which then ends where
+    /// the disk got to (its manifest says how much it left out).
+    pub fn close_within(mut self, budget: Duration) -> Vec<DiskEvent> {
+        let deadline = std::time::Instant::now() + budget;
+        let _ = self.commands.send(DiskCommand::Quit { by: deadline });
         if let Some(h) = self.disk.take() {
             // A disk that hangs (a dead network mount, a failing drive) must
             // not keep the process from ending: after a while the take is
             // left as its last checkpoint made it (crash-safe), for
             // `capstan recover`.
-            let deadline = std::time::Instant::now() + DISK_QUIT_WAIT;
             while !h.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -404,9 +437,9 @@ impl Engine {
                 let _ = h.join();
             } else {
                 tracing::error!(
-                    "the disk thread did not finish within {} s (is the disk stuck?): the running take's \
+                    "the disk thread did not finish within {:.1} s (is the disk stuck?): the running take's \
                      files hold what their last checkpoint made durable; `capstan recover` finalizes them",
-                    DISK_QUIT_WAIT.as_secs()
+                    budget.as_secs_f64()
                 );
             }
         }

@@ -30,6 +30,12 @@ use crate::disk::{StartAt, StopAt, TakeReport};
 /// half of it.
 pub const CONFIRM: Duration = Duration::from_secs(3);
 
+/// A stop whose frames JACK has delivered but the disk has not yet
+/// written is answered this long after it came, with the length the take
+/// will have: a disk that is behind never holds the answer (the files are
+/// final later, at the `/recording/state` push of IDLE).
+pub const STOP_ANSWER: Duration = Duration::from_millis(700);
+
 /// Markers one take can hold (each one is a manifest update).
 pub const MAX_MARKS: usize = 10_000;
 
@@ -72,6 +78,10 @@ pub enum Input<R, T> {
     SpaceBack,
     /// Something outside the take failed (re-creating the JACK client).
     Fail { code: Code, text: String },
+    /// How far the disk thread has written the running take (`written`
+    /// frames, at `rate`), and the JACK frame time up to which the callback
+    /// has captured audio (the end of the newest cycle).
+    Progress { written: u64, rate: u32, captured_to: u32 },
     /// Time passes: the deadlines of what the disk thread owes.
     Tick,
 }
@@ -131,10 +141,22 @@ enum RecordWait<R> {
 #[derive(Debug)]
 enum StopWait<R> {
     /// Done at the take's `Finished`; `drained`: JACK stalled, so the disk
-    /// thread was told to take what is there.
+    /// thread was told to take what is there. `end`: the JACK frame time the
+    /// take ends just before, where it is known; `progress`: the latest
+    /// [`Input::Progress`] (written, rate, captured_to).
     Stop {
         to: Option<R>,
         drained: bool,
+        end: Option<u32>,
+        progress: Option<(u64, u32, u32)>,
+    },
+    /// Answered (the disk is behind): the take ends at `frames` once the
+    /// disk has written them. `written` frames so far, the last more of
+    /// them at `since`.
+    Writing {
+        frames: u64,
+        written: u64,
+        since: Instant,
     },
     Abort,
 }
@@ -263,6 +285,8 @@ impl<R: Clone> Recorder<R> {
     pub fn waiting(&self) -> bool {
         match &self.phase {
             Phase::Idle => false,
+            // Answered: commands are refused while the disk catches up.
+            Phase::Stopping { wait: StopWait::Writing { .. }, .. } => false,
             Phase::Starting { .. } | Phase::Stopping { .. } => true,
             Phase::Recording { wait, .. } => wait.is_some(),
             Phase::Error { draining, .. } => draining.is_some(),
@@ -357,6 +381,15 @@ impl<R: Clone> Recorder<R> {
             (Phase::Error { text, .. }, _) => {
                 Refusal::new(Code::ErrorState, format!("recorder is in ERROR ({text}); send /record/reset"))
             }
+            (Phase::Stopping { wait: StopWait::Writing { frames, written, .. }, .. }, Some(c)) => {
+                Refusal::new(
+                    Code::Busy,
+                    format!(
+                        "take {} is stopping: the disk is writing it ({written} of {frames} frames written)",
+                        c.id
+                    ),
+                )
+            }
             (p, Some(c)) => Refusal::new(Code::Busy, format!("take {} is already {}", c.id, p.state())),
             (p, None) => Refusal::new(Code::Busy, format!("recorder is {}", p.state())),
         }
@@ -429,6 +462,7 @@ impl<R: Clone> Recorder<R> {
                     self.drain(now, &mut fx);
                 }
             }
+            Input::Progress { written, rate, captured_to } => self.progress(written, rate, captured_to, now),
             Input::Tick => self.tick(now, &mut fx),
         }
         Ok(fx)
@@ -470,10 +504,12 @@ impl<R: Clone> Recorder<R> {
             ));
         }
         let take = std::mem::replace(&mut self.phase, Phase::Idle).into_take().expect("recording");
-        self.enter(
-            State::Recording,
-            Phase::Stopping { take, wait: StopWait::Stop { to, drained: false }, since: now },
-        );
+        let end = match at {
+            StopAt::Before(f) => Some(f),
+            _ => None,
+        };
+        let wait = StopWait::Stop { to, drained: false, end, progress: None };
+        self.enter(State::Recording, Phase::Stopping { take, wait, since: now });
         self.push_state(fx);
         fx.push(Effect::StopTake(at));
         Ok(())
@@ -519,6 +555,13 @@ impl<R: Clone> Recorder<R> {
         let (frames, secs, error) = (r.frames, r.seconds(), r.error.clone());
         let picture = r.picture.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         let text = files_text(&files);
+        if let Phase::Stopping { wait: StopWait::Writing { frames: promised, .. }, .. } = self.phase {
+            if error.is_none() && frames != promised {
+                let t = format!("take {id} ends at {frames} frames; its stop answered {promised}");
+                tracing::warn!("{t}");
+                fx.push(Effect::Notice(2, t));
+            }
+        }
         self.last_files = Some((id.clone(), files));
         // What the disk thread owed ends with the take's end.
         let owed = self.end_wait();
@@ -553,7 +596,7 @@ impl<R: Clone> Recorder<R> {
             },
             Phase::Stopping { wait, .. } => match std::mem::replace(wait, StopWait::Abort) {
                 StopWait::Stop { to, .. } => Owed::Stop(to),
-                StopWait::Abort => Owed::Nothing,
+                StopWait::Writing { .. } | StopWait::Abort => Owed::Nothing,
             },
             Phase::Error { draining, .. } => {
                 *draining = None;
@@ -694,12 +737,16 @@ impl<R: Clone> Recorder<R> {
     fn tick<T>(&mut self, now: Instant, fx: &mut Effects<R, T>) {
         let since = match &self.phase {
             Phase::Idle | Phase::Recording { wait: None, .. } | Phase::Error { draining: None, .. } => return,
+            Phase::Stopping { wait: StopWait::Writing { since, .. }, .. } => *since,
             Phase::Starting { since, .. } | Phase::Stopping { since, .. } => *since,
             Phase::Recording { wait: Some((_, since)), .. } => *since,
             Phase::Error { draining: Some(since), .. } => *since,
         };
         let age = now.saturating_duration_since(since);
         if age < CONFIRM {
+            if age >= STOP_ANSWER {
+                self.answer_stop_early(now, fx);
+            }
             if let Phase::Stopping { wait: StopWait::Stop { drained: drained @ false, .. }, .. } =
                 &mut self.phase
             {
@@ -712,11 +759,20 @@ impl<R: Clone> Recorder<R> {
         }
         let (what, aborting) = match &self.phase {
             Phase::Starting { wait: StartWait::Start { .. }, .. } => ("start", false),
-            Phase::Stopping { wait: StopWait::Stop { .. }, .. } => ("stop", false),
+            Phase::Stopping { wait: StopWait::Stop { .. } | StopWait::Writing { .. }, .. } => ("stop", false),
             Phase::Recording { wait: Some((RecordWait::Rotate(_), _)), .. } => ("rotation", false),
             _ => ("end of the take", true),
         };
-        let text = format!("the disk thread did not confirm the {what}");
+        let text = match &self.phase {
+            Phase::Stopping { take, wait: StopWait::Writing { frames, written, .. }, .. } => format!(
+                "the disk has written nothing of take {} for {} s (is it stuck?); it holds {written} of \
+                 its {frames} frames, and ends there when the disk moves again (else `capstan recover` \
+                 finalizes it)",
+                take.id,
+                CONFIRM.as_secs()
+            ),
+            _ => format!("the disk thread did not confirm the {what}"),
+        };
         if let Phase::Error { draining, .. } = &mut self.phase {
             *draining = None;
             return tracing::error!("{text}");
@@ -732,6 +788,57 @@ impl<R: Clone> Recorder<R> {
         }
         self.fail(Code::Write, text, fx);
         self.drain(now, fx);
+    }
+
+    /// The disk thread's progress on the running take (see
+    /// [`Input::Progress`]): kept while a stop waits, and in
+    /// [`StopWait::Writing`] new frames put the deadline off.
+    fn progress(&mut self, written: u64, rate: u32, captured_to: u32, now: Instant) {
+        match &mut self.phase {
+            Phase::Stopping { wait: StopWait::Stop { progress, .. }, .. } => {
+                *progress = Some((written, rate, captured_to));
+            }
+            Phase::Stopping { wait: StopWait::Writing { written: w, since, .. }, .. } if written > *w => {
+                (*w, *since) = (written, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// A stop whose end JACK has delivered, but which the disk has not
+    /// written yet (it is behind), is answered now with the length the take
+    /// will have; the take ends when the disk gets there.
+    fn answer_stop_early<T>(&mut self, now: Instant, fx: &mut Effects<R, T>) {
+        let Phase::Stopping { take, wait: StopWait::Stop { end: Some(end), progress: Some(p), .. }, .. } =
+            &self.phase
+        else {
+            return;
+        };
+        let (Some(first), (written, rate, captured_to)) = (take.first_frame_time, *p) else { return };
+        let frames = end.wrapping_sub(first as u32) as u64;
+        let delivered = captured_to.wrapping_sub(*end) as i32 >= 0;
+        if !delivered || written >= frames {
+            return; // JACK has not delivered it (a stall), or only the finalizing is left
+        }
+        let reply = vec![
+            s(take.id.clone()),
+            count(frames),
+            OscType::Double(frames as f64 / rate.max(1) as f64),
+            s(files_text(&take.files)),
+            s(""),
+        ];
+        tracing::warn!(
+            take = %take.id,
+            "stopped; the disk is behind: {written} of {frames} frames written, the files are final when it \
+             has caught up"
+        );
+        let Phase::Stopping { wait, .. } = &mut self.phase else { unreachable!("checked") };
+        let StopWait::Stop { to, .. } =
+            std::mem::replace(wait, StopWait::Writing { frames, written, since: now })
+        else {
+            unreachable!("checked")
+        };
+        fx.push(Effect::Answer(to, Ok(reply)));
     }
 
     /// JACK shut down (or the callback stopped): a running take ends with

@@ -85,6 +85,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
             ("armed", Int),
             ("http_port", Int),
             ("ring_fill_percent", Real),
+            ("disk_behind_seconds", Real),
         ],
     ),
     ("/record/list", &[("take_id", Text), ("files", Text)]),

@@ -334,6 +334,7 @@ impl Daemon {
             OscType::Int(self.armed as i32),
             OscType::Int(self.web.as_ref().map_or(0, |w| w.addr().port() as i32)),
             OscType::Double(self.engine.as_ref().map_or(0.0, |e| e.ring_fill() * 100.0)),
+            OscType::Double(self.engine.as_ref().map_or(0.0, |e| e.behind_seconds())),
         ]
     }
 }

@@ -32,7 +32,7 @@ use anyhow::Result;
 use rosc::OscType;
 
 use crate::control::osc::{self, Code, Command, Refusal};
-use crate::control::recorder::{Effect, Input, Recorder, CONFIRM};
+use crate::control::recorder::{Effect, Input, Recorder};
 use crate::control::replies::count;
 use crate::control::state::State;
 use crate::disk::SpaceGuard;
@@ -51,6 +51,12 @@ const WRITE_DELAY_S: f64 = 0.2;
 /// owes an answer (it is polled between datagrams).
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 const BUSY_WAIT: Duration = Duration::from_millis(2);
+/// Closing (SIGTERM, NSM's quit) ends the process within this, files final
+/// where the disk keeps up; a disk that is behind ends the take where it
+/// got to (said in its manifest), one that hangs is left to `recover`.
+const CLOSE_BUDGET: Duration = Duration::from_millis(1500);
+/// Of it, the longest closing waits for the take's stop to be confirmed.
+const CLOSE_STOP_WAIT: Duration = Duration::from_millis(400);
 
 /// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
 #[derive(Debug, Clone, Default)]
@@ -301,12 +307,26 @@ impl Daemon {
             }
         }
         self.disk_events();
+        self.feed_progress();
         self.feed(Input::Tick);
         self.check_marks();
         self.poll();
         self.watch_alarms();
         self.publish();
         self.push_meters();
+    }
+
+    /// While a take stops, how far the disk thread has written it and how
+    /// far JACK has delivered: a stop the disk is behind on is answered
+    /// without waiting for it.
+    fn feed_progress(&mut self) {
+        if self.recorder.state() != State::Stopping {
+            return;
+        }
+        let Some(e) = &self.engine else { return };
+        let (written, rate, captured_to) =
+            (e.disk_stats.frames.load(Relaxed), e.sample_rate, e.captured_to());
+        self.feed(Input::Progress { written, rate, captured_to });
     }
 
     /// `/record/meters RATE` from `from`: its feed at that rate (0: off). At
@@ -359,18 +379,22 @@ impl Daemon {
     /// the disk thread) and closes the JACK client. A retention run in
     /// progress is left to the process's end: it is safe to interrupt.
     pub fn close(mut self) {
+        let t = Instant::now();
         if !self.recorder.waiting() && self.recorder.state() == State::Recording {
             let _ = self.stop(None, None, None);
         }
-        let deadline = Instant::now() + CONFIRM + Duration::from_secs(1);
+        // The stop, if the disk keeps up; a disk that is behind ends the
+        // take where it got to, within the budget.
+        let deadline = t + CLOSE_STOP_WAIT;
         while self.recorder.waiting() && Instant::now() < deadline {
             if let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(Duration::from_millis(10))) {
                 self.disk_event(ev);
             }
+            self.feed_progress();
             self.feed(Input::Tick);
         }
         if let Some(e) = self.engine.take() {
-            for ev in e.close() {
+            for ev in e.close_within(CLOSE_BUDGET.saturating_sub(t.elapsed())) {
                 self.disk_event(ev);
             }
         }
@@ -447,6 +471,7 @@ impl Daemon {
             let d = &e.disk_stats;
             status.sample_rate = e.sample_rate;
             status.ring_fill_percent = e.ring_fill() * 100.0;
+            status.disk_behind_seconds = e.behind_seconds();
             status.xruns = e.jack.xruns.load(Relaxed);
             status.client = e.client().name().to_string();
             if taking {

@@ -310,7 +310,7 @@ impl Daemon {
         take_id: Option<String>,
         at: Option<StopAt>,
     ) -> Result<Option<Vec<OscType>>, Refusal> {
-        let at = at.unwrap_or_else(|| StopAt::Frame(self.engine.as_ref().map_or(0, |e| e.frame_time())));
+        let at = at.unwrap_or_else(|| self.engine.as_ref().map_or(StopAt::Drained, |e| e.stop_now()));
         self.feed_command(Input::Stop { to, take_id, at })?;
         self.ended_by.get_or_insert_with(|| "command".into());
         Ok(None)
@@ -331,7 +331,7 @@ impl Daemon {
         let next = self.prepare(take_id.clone(), file)?;
         let info = Self::take_ref(&next, take_id);
         let engine = self.engine.as_ref().expect("recording");
-        let at = at.unwrap_or(StopAt::Frame(engine.frame_time()));
+        let at = at.unwrap_or_else(|| engine.stop_now());
         self.feed_command(Input::Rotate { to, next: info, order: next, at })?;
         self.ended_by.get_or_insert_with(|| "command".into());
         Ok(None)

@@ -4,16 +4,22 @@
 
 use super::*;
 
+/// At most 1/20 s of audio per step when catching up (see `advance_to`).
+const CATCH_UP_SLICE: u64 = 20;
+
 impl DiskWriter {
     /// Moves the active take forward: starts it once its first frame is in
     /// the history, writes what is due, and ends it at its stop point.
     pub(super) fn advance(&mut self) {
-        self.advance_to(None)
+        self.advance_to(None, false)
     }
 
     /// [`Self::advance`], writing at least up to `at_least` (within the stop
     /// point) even if that is closer to the newest frame than `write_delay`.
-    pub(super) fn advance_to(&mut self, at_least: Option<u64>) {
+    /// A take told to drain ends with the newest frame once every cycle
+    /// that has arrived is taken in (`ending`: now, whatever is still in
+    /// the cycle log).
+    pub(super) fn advance_to(&mut self, at_least: Option<u64>, ending: bool) {
         let Some(a) = &self.active else { return };
         let (hist_start, hist_end) = (self.history.start(), self.history.end);
         if a.first_frame_time.is_none() {
@@ -27,23 +33,32 @@ impl DiskWriter {
             }
         }
         let a = self.active.as_ref().expect("active");
-        let stop_end = match a.stop {
+        let mut stop_end = match a.stop {
             Some(StopAt::Frame(f)) => self.timeline.unwrap(f).map(|s| self.timeline.boundary(s, true)),
             Some(StopAt::Before(f)) => self.timeline.unwrap(f),
             Some(StopAt::Time(t)) => self.wallclock.position_at(t),
-            Some(StopAt::Drained) => Some(hist_end),
-            None => None,
+            Some(StopAt::Drained) | None => None,
         };
+        let drain = a.drain && (ending || self.cycles.is_empty());
+        if drain {
+            // What has arrived, and never past a stop point.
+            stop_end = Some(stop_end.map_or(hist_end, |e| e.min(hist_end)));
+        }
         // The newest cycle is held back until the next one shows whether it
         // repeats it (see `replace_repeat`); only a drained ending takes all.
         let held = hist_end.saturating_sub(self.timeline.newest_len());
-        let mut limit = match (a.stop, stop_end) {
-            (Some(StopAt::Drained), _) => hist_end,
+        let mut limit = match (drain, stop_end) {
+            (true, Some(e)) => e,
             (_, Some(e)) => e.min(held),
             (_, None) => {
                 hist_end.saturating_sub(self.write_delay).min(held).max(at_least.unwrap_or(0).min(hist_end))
             }
         };
+        // A disk that is behind catches up a slice at a time, so that the
+        // thread gets back to its commands (what `make_room` must write
+        // before the history lets go of it is written whole).
+        let slice = (self.timeline.rate() as u64 / CATCH_UP_SLICE).max(self.timeline.newest_len());
+        limit = limit.min(a.cursor.saturating_add(slice).max(at_least.unwrap_or(0)));
         limit = limit.min(a.cursor.saturating_add(a.take.remaining()));
         if let Err(e) = self.flush_history(limit) {
             return self.finish(Some(e));

@@ -10,8 +10,14 @@ impl DiskWriter {
     pub(super) fn end_drained(&mut self) {
         let Some(a) = &mut self.active else { return };
         a.next = None;
-        a.stop = Some(StopAt::Drained);
-        self.advance(); // writes up to the newest frame and finishes
+        a.drain = true;
+        // Writes up to the newest frame (a slice at a time) and finishes.
+        while let Some(at) = self.active.as_ref().map(|a| a.cursor) {
+            self.advance_to(None, true);
+            if self.active.as_ref().is_none_or(|a| a.cursor == at) {
+                break;
+            }
+        }
         self.finish(None); // in case a write error left it half done
     }
 

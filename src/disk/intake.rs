@@ -13,10 +13,13 @@ impl DiskWriter {
         let slack = self.history.ring_capacity().saturating_sub(self.history.cap);
         self.stats.ring_high_water.fetch_max(self.history.unhandled() as u64, Relaxed);
         self.stats.ring_capacity.store(slack as u64, Relaxed);
-        let mut any = false;
+        let (mut any, t) = (false, Instant::now());
         while let Some(rec) = self.cycles.try_pop() {
             any = true;
             self.handle_cycle(rec);
+            if t.elapsed() >= DRAIN_SLICE {
+                break; // commands first; the rest in the next turn
+            }
         }
         any
     }
@@ -200,7 +203,7 @@ impl DiskWriter {
     pub(super) fn make_room(&mut self) {
         let evicted_to = self.history.end.saturating_sub(self.history.cap as u64);
         if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some() && a.cursor < evicted_to) {
-            self.advance_to(Some(evicted_to));
+            self.advance_to(Some(evicted_to), false);
         }
         self.history.trim();
     }

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Local};
-use ringbuf::traits::Consumer;
+use ringbuf::traits::{Consumer, Observer};
 use ringbuf::HeapCons;
 
 use crate::manifest::RtStats;
@@ -87,6 +87,10 @@ struct Active {
     /// Gaps of the current segment.
     gaps: Vec<Gap>,
     stop: Option<StopAt>,
+    /// End with what has arrived (JACK gone, quitting, a stop JACK's stall
+    /// keeps from its frame), but never past `stop`: a stop point once set
+    /// holds however far behind the disk is.
+    drain: bool,
     next: Option<Box<Take>>,
     last_checkpoint: Instant,
     repeated: u64,
@@ -104,6 +108,15 @@ struct Active {
     overflow_at_start: u64,
     callback_window: Option<CallbackWindow>,
 }
+
+/// The longest the disk thread takes in cycles (writing them) before it
+/// looks at its commands again: a disk that is behind never keeps a stop
+/// or a quit waiting.
+const DRAIN_SLICE: Duration = Duration::from_millis(50);
+/// What quitting leaves for finalizing the take (headers, syncs, manifest).
+const FINALIZE_TIME: Duration = Duration::from_millis(600);
+/// How long quitting may take when nobody said (the control side is gone).
+const QUIT_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the disk thread waits when there was nothing to drain…
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -225,7 +238,10 @@ impl DiskWriter {
                 }
                 Ok(DiskCommand::Stop(at)) => {
                     if let Some(a) = &mut self.active {
-                        a.stop = Some(at);
+                        match at {
+                            StopAt::Drained => a.drain = true,
+                            at => a.stop = Some(at),
+                        }
                         self.advance();
                     }
                     continue;
@@ -233,7 +249,7 @@ impl DiskWriter {
                 Ok(DiskCommand::Abort(reason)) => {
                     if let Some(a) = &mut self.active {
                         a.abort = Some(reason);
-                        a.stop = Some(StopAt::Drained);
+                        a.drain = true;
                         self.advance();
                     }
                     continue;
@@ -260,16 +276,12 @@ impl DiskWriter {
                     self.alarm(frame_time, record);
                     continue;
                 }
-                Ok(DiskCommand::Quit) | Err(TryRecvError::Disconnected) => {
-                    self.drain_cycles();
-                    self.end_drained();
-                    self.finalizer.finish(); // every take final before we return
-                    return;
-                }
+                Ok(DiskCommand::Quit { by }) => return self.quit(by),
+                Err(TryRecvError::Disconnected) => return self.quit(Instant::now() + QUIT_WAIT),
                 Err(TryRecvError::Empty) => {}
             }
             let worked = self.drain_cycles();
-            if self.active.as_ref().is_some_and(|a| a.stop == Some(StopAt::Drained)) {
+            if self.active.as_ref().is_some_and(|a| a.drain) && self.cycles.is_empty() {
                 self.end_drained();
                 continue;
             }
@@ -281,16 +293,54 @@ impl DiskWriter {
                 // (the rings hold seconds), and fewer wake-ups cost less CPU.
                 // A take waiting for its first or last frame polls quickly:
                 // the start and stop replies wait for it.
-                let waiting =
-                    self.active.as_ref().is_some_and(|a| a.first_frame_time.is_none() || a.stop.is_some());
+                let waiting = self
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.first_frame_time.is_none() || a.stop.is_some() || a.drain);
                 let wait = if waiting { EDGE_WAIT } else { IDLE_WAIT };
                 match self.commands.recv_timeout(wait) {
                     Ok(c) => pending = Some(c),
                     Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => pending = Some(DiskCommand::Quit),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        pending = Some(DiskCommand::Quit { by: Instant::now() + QUIT_WAIT })
+                    }
                 }
             }
         }
+    }
+}
+
+impl DiskWriter {
+    /// Ends the thread by `by`: takes in and writes what has arrived while
+    /// there is time, then finalizes the take. A disk that is behind ends
+    /// the take where it got to, and the manifest says how much audio the
+    /// disk never got.
+    fn quit(mut self, by: Instant) {
+        let write_until = by.checked_sub(FINALIZE_TIME).unwrap_or(by);
+        let mut caught_up = false;
+        while !caught_up && Instant::now() < write_until {
+            caught_up = !self.drain_cycles();
+        }
+        let unhandled: u64 = self.cycles.iter().map(|r| r.nframes as u64).sum();
+        match &mut self.active {
+            Some(a) if !caught_up => {
+                a.next = None;
+                let rate = self.timeline.rate().max(1) as f64;
+                let left = unhandled + self.history.end.saturating_sub(a.cursor);
+                let text = format!(
+                    "capstan quit while the disk was {:.1} s behind: the take ends at frame {}, and the \
+                     {:.1} s of audio after it never reached the disk",
+                    left as f64 / rate,
+                    a.take.frames(),
+                    left as f64 / rate
+                );
+                tracing::error!(take = %a.take.name, "{text}");
+                a.abort = Some(text);
+                self.finish(None);
+            }
+            _ => self.end_drained(),
+        }
+        self.finalizer.finish(); // every take final before we return
     }
 }
 

@@ -84,8 +84,11 @@ pub enum DiskCommand {
         frame_time: u64,
         record: crate::vocab::AlarmRecord,
     },
-    /// Finish any take and end the thread.
-    Quit,
+    /// Finish any take and end the thread by `by`: what the disk has not
+    /// written by then (it is behind) is left out, and the manifest says so.
+    Quit {
+        by: std::time::Instant,
+    },
 }
 
 /// One file set of a take at one sample rate. A take has several when the

@@ -18,7 +18,7 @@ impl DiskWriter {
             tracing::warn!("JACK's clock was reset (frame time went back)");
         }
         if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some()) {
-            self.advance_to(Some(self.history.end));
+            self.advance_to(Some(self.history.end), false);
             if let Err(e) = self.next_segment(old_end, p) {
                 return self.finish(Some(e));
             }

@@ -19,6 +19,7 @@ impl DiskWriter {
             started: None,
             gaps: Vec::new(),
             stop: None,
+            drain: false,
             next: None,
             last_checkpoint: Instant::now(),
             repeated: 0,

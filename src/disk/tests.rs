@@ -118,8 +118,7 @@ pub(super) fn writer(history: usize) -> (DiskWriter, Capture, Receiver<DiskEvent
 }
 
 fn stop_drained(w: &mut DiskWriter) {
-    w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
-    w.advance();
+    w.end_drained();
 }
 
 /// Every WAV file of `take` reports to (and obeys) `probe`.
@@ -186,6 +185,30 @@ fn an_exact_rotation_cuts_mid_cycle() {
     assert_eq!(r1.frames + r2.frames, 25 * 64);
     assert_signal(&samples(&r1.files[0].path), 1000);
     assert_signal(&samples(&r2.files[0].path), 1000 + 10 * 64 + 5);
+}
+
+/// A drained ending (the recorder's ERROR path, JACK gone, quitting) never
+/// runs past a stop point already set, however far the cycles after it
+/// reached; and it waits for the cycles still in the log (a disk thread
+/// that was stopped catches up first), so the take is whole up to there.
+#[test]
+fn a_drained_ending_stops_at_the_stop_point_and_takes_in_the_cycles_before() {
+    let (mut w, mut capture, erx, dir) = writer(4096);
+    w.begin(Take::create(spec(dir.path(), 2, None), Local::now()).unwrap(), StartAt::Next, 0);
+    feed(&mut capture, 1000, 2);
+    w.drain_cycles();
+    w.active.as_mut().unwrap().stop = Some(StopAt::Before(1000 + 300 * 64 + 7));
+    // The thread falls behind: 400 cycles wait in the log, then a drain.
+    feed(&mut capture, 1000 + 2 * 64, 398);
+    w.active.as_mut().unwrap().drain = true;
+    while w.active.is_some() {
+        w.drain_cycles();
+        w.advance();
+    }
+    let r = finished(&erx);
+    assert_eq!(r.frames, 300 * 64 + 7);
+    assert!(r.gaps.is_empty(), "{:?}", r.gaps);
+    assert_signal(&samples(&r.files[0].path), 1000);
 }
 
 /// Rotation: take 2 begins on the frame after take 1's last, nothing
@@ -363,7 +386,9 @@ fn the_meters_measure_every_frame_once_idle_preroll_recording_and_after() {
     w.begin(take, StartAt::Next, 3200);
     cycles(&mut w, 800);
     w.active.as_mut().unwrap().stop = Some(StopAt::Frame(52_800));
-    w.advance();
+    while w.active.is_some() {
+        w.advance(); // a slice at a time, as the thread's loop does
+    }
     let r = finished(&erx);
     assert_eq!((r.first_frame_time, r.frames), (Some(3200), 52_864 - 3200));
     let columns = w.meter.columns.take_levels(3200, r.frames);

@@ -55,8 +55,7 @@ impl Bed {
     }
 
     fn stop(&mut self) -> TakeReport {
-        self.w.active.as_mut().unwrap().stop = Some(StopAt::Drained);
-        self.w.advance();
+        self.w.end_drained();
         super::tests::finished(&self.events)
     }
 }

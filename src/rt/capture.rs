@@ -21,9 +21,24 @@ pub struct CaptureCounters {
     /// Frames the rings had room for after the newest cycle: the control
     /// side sees the disk thread fall behind even when it has stopped.
     pub ring_room: AtomicU64,
+    /// The newest cycle the callback saw: JACK frame time << 32 | frames.
+    /// The control side ends a take "now" at that cycle's end (or the one
+    /// after), a frame it knows exactly (see [`cycle_end`]).
+    pub last_cycle: AtomicU64,
     /// The callback panicked: rust-jack then asks JACK to stop calling it,
     /// and no more audio arrives while the server runs on.
     pub callback_died: std::sync::atomic::AtomicBool,
+}
+
+/// The end (exclusive JACK frame time) of the cycle that holds frame time
+/// `f`, counting cycles of `n` frames from the cycle that began at `at`
+/// (JACK's frame time wraps at 2^32). A command's "now" is JACK's estimate
+/// of the current frame, inside the cycle being processed: it ends with
+/// that cycle, which the callback may not have seen yet.
+pub fn cycle_end(at: u32, n: u32, f: u32) -> u32 {
+    let n = n.max(1) as i64;
+    let d = f.wrapping_sub(at) as i32 as i64;
+    at.wrapping_add(((d.div_euclid(n) + 1) * n) as u32)
 }
 
 /// Notes a panic unwinding out of the callback (an atomic store in `drop`:
@@ -169,6 +184,7 @@ impl Capture {
         frame_time_now: impl FnOnce() -> u32,
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
+        self.counters.last_cycle.store((frame_time as u64) << 32 | nframes as u64, Relaxed);
         let n = nframes as usize;
         // The cycle log must have room too, or the audio would be in the
         // rings with no record saying where it belongs.
@@ -295,6 +311,17 @@ mod tests {
         assert!(counters.callback_died.load(Relaxed));
     }
     use ringbuf::traits::Consumer;
+
+    #[test]
+    fn a_cycle_end_is_the_end_of_the_cycle_that_holds_the_frame() {
+        // The cycle seen last, the one after it, one before; across the wrap.
+        assert_eq!(cycle_end(1024, 256, 1024), 1280);
+        assert_eq!(cycle_end(1024, 256, 1279), 1280);
+        assert_eq!(cycle_end(1024, 256, 1280), 1536);
+        assert_eq!(cycle_end(1024, 256, 1023), 1024);
+        assert_eq!(cycle_end(u32::MAX - 99, 256, 100), 156);
+        assert_eq!(cycle_end(u32::MAX - 99, 256, u32::MAX), 156);
+    }
 
     #[test]
     fn queues_whole_cycles_on_every_port_or_none() {

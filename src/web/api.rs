@@ -42,6 +42,8 @@ pub struct Status {
     pub alarms: Vec<AlarmView>,
     /// How full the rings' room is (the disk is that far behind).
     pub ring_fill_percent: f64,
+    /// Seconds of audio in the rings the disk thread has not taken in yet.
+    pub disk_behind_seconds: f64,
 }
 
 /// A raised alarm, as the page shows it.

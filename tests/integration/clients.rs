@@ -85,16 +85,19 @@ fn sclang_runs_the_example_and_decodes_every_value() {
     let one = take_file(dir.path(), "42");
     let v1 = assert_take(&one, Some(&truth));
     assert_eq!(v1.first_frame_time, first);
-    // status: 15 values, xruns an Integer, counts whole, the momentary
+    // status: 16 values, xruns an Integer, counts whole, the momentary
     // loudness a Float (the test ramp is a 0.73 Hz sawtooth, which the
     // K-weighting mostly filters out: very low, but measured).
     let status = reply("/record/status");
-    assert_eq!(status.len(), 15, "{status:?}");
+    assert_eq!(status.len(), 16, "{status:?}");
     assert_eq!(status[12], "Integer=0", "not armed: no trigger");
     assert_eq!(value(&status[13]).0, "Integer", "the web page's port");
     let (class, fill) = value(&status[14]);
     assert_eq!(class, "Float", "how full the rings are");
     assert!(fill.parse::<f64>().is_ok_and(|f| (0.0..50.0).contains(&f)), "{status:?}");
+    let (class, behind) = value(&status[15]);
+    assert_eq!(class, "Float", "how far behind the disk is");
+    assert!(behind.parse::<f64>().is_ok_and(|s| (0.0..1.0).contains(&s)), "{status:?}");
     let (class, lufs) = value(&status[11]);
     assert_eq!(class, "Float");
     assert!(lufs.parse::<f64>().is_ok_and(|l| l < 0.0), "{status:?}");
@@ -212,7 +215,7 @@ fn oscdump_reads_every_reply_and_push_with_the_documented_types() {
     };
     let want = [
         ("/reply", Some("/record/start"), "ssds"),
-        ("/reply", Some("/record/status"), "sssdddidsddddiid"),
+        ("/reply", Some("/record/status"), "sssdddidsddddiidd"),
         ("/reply", Some("/record/list"), "sss"),
         ("/reply", Some("/record/rotate"), "ssdsds"),
         ("/reply", Some("/record/stop"), "ssddss"),

@@ -578,6 +578,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(server: &JackServer, dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_env(server, dir, extra, &[])
+    }
+
+    /// [`Self::start`] with more environment variables (e.g. a slow disk's
+    /// `LD_PRELOAD`, see [`slow_disk`]).
+    pub fn start_env(server: &JackServer, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         // Small test disks: ask for 6 s of free space unless a test says.
         let min = if extra.contains(&"--min-minutes") { &[][..] } else { &["--min-minutes", "0.1"][..] };
@@ -587,6 +593,7 @@ impl Daemon {
             .arg(dir)
             .args(min)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -762,4 +769,19 @@ impl Drop for StoppedThread {
             let _ = wait::waitpid(self.0, Some(wait::WaitPidFlag::__WALL));
         }
     }
+}
+
+/// A slow disk: the shim `support/slowdisk.c` built into `dir`, to be
+/// preloaded (`LD_PRELOAD`) with `SLOWDISK_BYTES_PER_SEC`. Each positioned
+/// write of a block or more then takes as long as that rate needs.
+pub fn slow_disk(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/slowdisk.c");
+    let so = dir.join("slowdisk.so");
+    let out = run({
+        let mut c = Command::new("cc");
+        c.args(["-shared", "-fPIC", "-O2", "-o"]).arg(&so).arg(&src).arg("-ldl");
+        c
+    });
+    assert!(out.status.success(), "cc slowdisk.c: {}", text(&out.stderr));
+    so
 }

@@ -8,6 +8,7 @@ mod export;
 mod flac;
 mod harness;
 mod metadata;
+mod overload;
 mod record;
 mod session;
 mod storage;

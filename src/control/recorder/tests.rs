@@ -66,6 +66,8 @@ enum Setup {
     Stopping,
     /// A stop JACK's stall kept from its frame (half the deadline passed).
     StoppingDrained,
+    /// A stop answered while the disk, behind, still writes the take.
+    StoppingWriting,
     StoppingAborted,
     ErrorJackGone,
     /// A stop the disk thread never confirmed: ERROR, the take drained.
@@ -73,7 +75,7 @@ enum Setup {
     ErrorDiskFull,
 }
 
-const SETUPS: [Setup; 14] = [
+const SETUPS: [Setup; 15] = [
     Setup::Idle,
     Setup::Starting,
     Setup::StartingAborted,
@@ -84,6 +86,7 @@ const SETUPS: [Setup; 14] = [
     Setup::RecordingAborted,
     Setup::Stopping,
     Setup::StoppingDrained,
+    Setup::StoppingWriting,
     Setup::StoppingAborted,
     Setup::ErrorJackGone,
     Setup::ErrorDraining,
@@ -129,6 +132,7 @@ fn reach(setup: Setup, t0: Instant) -> Rec {
         | Setup::RecordingAborted
         | Setup::Stopping
         | Setup::StoppingDrained
+        | Setup::StoppingWriting
         | Setup::StoppingAborted
         | Setup::ErrorDraining
         | Setup::ErrorDiskFull => {
@@ -155,6 +159,11 @@ fn reach(setup: Setup, t0: Instant) -> Rec {
                 }
                 Setup::RecordingAborted => {
                     ok(&mut r, gone, t0);
+                }
+                Setup::StoppingWriting => {
+                    ok(&mut r, Input::Stop { to: Some(9), take_id: None, at: StopAt::Before(2000) }, t0);
+                    ok(&mut r, Input::Progress { written: 100, rate: 48000, captured_to: 3000 }, t0);
+                    ok(&mut r, Input::Tick, t0 + STOP_ANSWER);
                 }
                 Setup::Stopping | Setup::StoppingDrained | Setup::StoppingAborted | Setup::ErrorDraining => {
                     ok(&mut r, Input::Stop { to: Some(1), take_id: None, at: StopAt::Frame(2000) }, t0);
@@ -210,9 +219,11 @@ enum In {
     TickHalf,
     /// Long after every deadline.
     TickLate,
+    /// The disk thread wrote more of the take.
+    Progress,
 }
 
-const INPUTS: [In; 20] = [
+const INPUTS: [In; 21] = [
     In::Start,
     In::Stop,
     In::StopOther,
@@ -233,6 +244,7 @@ const INPUTS: [In; 20] = [
     In::Fail,
     In::TickHalf,
     In::TickLate,
+    In::Progress,
 ];
 
 fn input(i: In, r: &Rec, t0: Instant) -> (Input<u32, &'static str>, Instant) {
@@ -260,6 +272,7 @@ fn input(i: In, r: &Rec, t0: Instant) -> (Input<u32, &'static str>, Instant) {
         In::SpaceBack => Input::SpaceBack,
         In::Fail => Input::Fail { code: Code::JackGone, text: "re-creating the JACK client failed".into() },
         In::TickHalf | In::TickLate => Input::Tick,
+        In::Progress => Input::Progress { written: 200, rate: 48000, captured_to: 3000 },
     };
     let at = match i {
         In::TickHalf => t0 + CONFIRM * 6 / 10,
@@ -321,7 +334,7 @@ fn expected(setup: Setup, i: In) -> Outcome {
         S::Recording | S::Rotating | S::RotatingOldDone | S::RotatingNewBegun | S::RecordingAborted => {
             State::Recording
         }
-        S::Stopping | S::StoppingDrained | S::StoppingAborted => State::Stopping,
+        S::Stopping | S::StoppingDrained | S::StoppingWriting | S::StoppingAborted => State::Stopping,
         S::ErrorJackGone | S::ErrorDraining | S::ErrorDiskFull => State::Error,
     };
     let error = state == State::Error;
@@ -421,6 +434,7 @@ fn expected(setup: Setup, i: In) -> Outcome {
             S::Stopping => Outcome { orders: vec!["drain"], ..same },
             _ => same,
         },
+        In::Progress => same,
         In::TickLate => match setup {
             S::Idle | S::Recording | S::ErrorJackGone | S::ErrorDiskFull | S::ErrorDraining => same,
             // JACK's death was never confirmed by the take's end.
@@ -577,4 +591,59 @@ fn every_reachable_state_gets_back_to_idle() {
             assert!(steps < 10, "{setup:?} is stuck in {}", r.state());
         }
     }
+}
+
+/// A stop whose end JACK delivered but the disk has not written (it is
+/// behind) is answered after [`STOP_ANSWER`] with the length the take
+/// will have; commands are refused meanwhile (not queued), saying why; the
+/// take's end answers nobody again. A stop JACK's stall keeps from its
+/// frame is not answered early (it takes what is there at half the
+/// deadline), nor one the disk has written up to (only finalizing is left).
+#[test]
+fn a_stop_the_disk_is_behind_on_is_answered_with_the_takes_length() {
+    let t0 = Instant::now();
+    let stopping = |progress: Option<(u64, u32)>| {
+        let mut r = reach(Setup::Recording, t0);
+        ok(&mut r, Input::Stop { to: Some(2), take_id: None, at: StopAt::Before(49_000) }, t0);
+        if let Some((written, captured_to)) = progress {
+            ok(&mut r, Input::Progress { written, rate: 48000, captured_to }, t0);
+        }
+        r
+    };
+    let mut r = stopping(Some((12_000, 50_000)));
+    assert!(ok(&mut r, Input::Tick, t0 + STOP_ANSWER / 2).is_empty());
+    let fx = ok(&mut r, Input::Tick, t0 + STOP_ANSWER);
+    let a = args(&fx, 2);
+    assert_eq!(a[..3], [s("id-a"), count(48_000), OscType::Double(1.0)]);
+    assert_eq!((r.state(), r.waiting()), (State::Stopping, false));
+    let busy = r.on(start(3, "c"), t0 + STOP_ANSWER).unwrap_err();
+    assert!(
+        busy.message.contains("the disk is writing it (12000 of 48000 frames written)"),
+        "{}",
+        busy.message
+    );
+    // Progress keeps the deadline off; its end answers nobody.
+    ok(&mut r, Input::Progress { written: 40_000, rate: 48000, captured_to: 60_000 }, t0 + CONFIRM);
+    assert!(ok(&mut r, Input::Tick, t0 + CONFIRM + STOP_ANSWER).is_empty());
+    let mut done = report("a", None, None);
+    done.frames = 48_000;
+    let fx = ok(&mut r, Input::Finished { report: done, jack_gone: false }, t0 + CONFIRM * 2);
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Answer(..))), "{fx:?}");
+    assert_eq!(r.state(), State::Idle);
+    // JACK stalled before the stop's end: no early answer, a drain.
+    let mut r = stopping(Some((12_000, 48_000)));
+    assert!(ok(&mut r, Input::Tick, t0 + STOP_ANSWER).is_empty());
+    let fx = ok(&mut r, Input::Tick, t0 + CONFIRM * 6 / 10);
+    assert!(fx.iter().any(|e| matches!(e, Effect::StopTake(StopAt::Drained))), "{fx:?}");
+    // Written to the end, finalizing: the take's end answers.
+    let mut r = stopping(Some((48_000, 50_000)));
+    assert!(ok(&mut r, Input::Tick, t0 + STOP_ANSWER).is_empty());
+    assert!(r.waiting());
+    // No progress for CONFIRM after the answer: ERROR, and why.
+    let mut r = stopping(Some((12_000, 50_000)));
+    ok(&mut r, Input::Tick, t0 + STOP_ANSWER);
+    let fx = ok(&mut r, Input::Tick, t0 + STOP_ANSWER + CONFIRM);
+    assert_eq!(r.state(), State::Error);
+    assert!(r.error().unwrap().1.contains("written nothing of take id-a for 3 s"), "{:?}", r.error());
+    assert!(fx.iter().any(|e| matches!(e, Effect::StopTake(StopAt::Drained))), "{fx:?}");
 }
