@@ -339,6 +339,10 @@ class Run:
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=20)
             except Exception:
+                # Every thread's stack first: what it hung in.
+                with open(os.path.join(self.dir, f"{key}.stacks"), "w") as out:
+                    subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                                   stdout=out, stderr=subprocess.STDOUT, timeout=60)
                 p.kill()
                 self.counts["killed"].append(key)
         with open(os.path.join(self.dir, "counts.json"), "w") as f:

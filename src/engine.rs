@@ -137,6 +137,35 @@ pub struct Engine {
 /// (finalizing a take of 1,024 mono files takes seconds on a busy disk).
 const DISK_QUIT_WAIT: Duration = Duration::from_secs(10);
 
+/// The least time closing gives JACK to answer the client's deactivation.
+const DEACTIVATE_WAIT: Duration = Duration::from_millis(300);
+
+/// Deactivates `client` on a thread of its own, waiting at most `wait`. A
+/// server that does not answer must not keep the process from ending:
+/// seen with JACK2 under the stress bed (its clients and itself stopped
+/// and continued at random), where `jack_deactivate` waited for the
+/// server's reply for good (issue 26). The server drops the client when
+/// the process ends (its socket closes).
+fn deactivate_within(client: jack::AsyncClient<Notifications, JackCapture>, wait: Duration) {
+    let (done, answered) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("capstan-jack-close".into()).spawn(move || {
+        if let Err(e) = client.deactivate() {
+            tracing::warn!("JACK deactivate: {e:?}");
+        }
+        let _ = done.send(());
+    });
+    if let Err(e) = spawned {
+        return tracing::warn!("cannot deactivate the JACK client: {e}");
+    }
+    if answered.recv_timeout(wait).is_err() {
+        tracing::error!(
+            "the JACK server did not answer the client's deactivation within {:.1} s; the client is left \
+             to the server, which drops it when capstan ends",
+            wait.as_secs_f64()
+        );
+    }
+}
+
 /// JACK refused a port. JACK says no more than that; the usual reason is
 /// its port limit (jackd's `--port-max`, 2048 by default in JACK2, for all
 /// clients together), so the message counts the ports JACK holds and says
@@ -444,9 +473,8 @@ impl Engine {
             }
         }
         if !self.jack.shutdown.load(Relaxed) {
-            if let Err(e) = self.client.deactivate() {
-                tracing::warn!("JACK deactivate: {e:?}");
-            }
+            let wait = deadline.saturating_duration_since(std::time::Instant::now()).max(DEACTIVATE_WAIT);
+            deactivate_within(self.client, wait);
         }
         self.events.try_iter().collect()
     }
