@@ -340,9 +340,12 @@ class Run:
                 p.wait(timeout=20)
             except Exception:
                 # Every thread's stack first: what it hung in.
-                with open(os.path.join(self.dir, f"{key}.stacks"), "w") as out:
-                    subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
-                                   stdout=out, stderr=subprocess.STDOUT, timeout=60)
+                try:
+                    with open(os.path.join(self.dir, f"{key}.stacks"), "w") as out:
+                        subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                                       stdout=out, stderr=subprocess.STDOUT, timeout=60)
+                except (OSError, subprocess.SubprocessError) as e:
+                    print(f"no stacks of {key}: {e}", file=sys.stderr)
                 p.kill()
                 self.counts["killed"].append(key)
         with open(os.path.join(self.dir, "counts.json"), "w") as f:
