@@ -93,6 +93,25 @@ pub struct Take {
     curve: Vec<f32>,
     curve_step: u64,
     frames: u64,
+    /// Checkpoints so far (which group of files the next one syncs).
+    checkpoints: u64,
+}
+
+/// Files per sync group: a take of more files syncs them in turns, one
+/// group per checkpoint, at most [`MAX_SYNC_GROUPS`] turns.
+pub const SYNC_GROUP: usize = 64;
+/// So each file is synced at least every 4 checkpoints (2 s).
+pub const MAX_SYNC_GROUPS: usize = 4;
+
+/// Which files checkpoint number `turn` syncs, of a take of `files`: all
+/// of them up to [`SYNC_GROUP`]; beyond, one of up to [`MAX_SYNC_GROUPS`]
+/// groups in turn, so the cost of syncing does not grow as files ×
+/// checkpoints (each file's header still claims only its synced frames).
+pub fn sync_group(files: usize, turn: u64) -> std::ops::Range<usize> {
+    let groups = (files / SYNC_GROUP).clamp(1, MAX_SYNC_GROUPS);
+    let per = files.div_ceil(groups);
+    let g = (turn % groups as u64) as usize;
+    (g * per).min(files)..((g + 1) * per).min(files)
 }
 
 /// A file as it was left.
@@ -351,9 +370,12 @@ impl Take {
             .collect()
     }
 
-    /// Makes everything written so far crash-safe (see [`WavWriter::checkpoint`]).
+    /// Makes everything written so far to this checkpoint's group of files
+    /// crash-safe (see [`WavWriter::checkpoint`] and [`sync_group`]).
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
-        AudioFile::checkpoint_all(&mut self.files)
+        let group = sync_group(self.files.len(), self.checkpoints);
+        self.checkpoints += 1;
+        AudioFile::checkpoint_all(&mut self.files[group])
     }
 
     /// The take's WAV files (none for FLAC), e.g. to wrap their I/O.
@@ -482,5 +504,50 @@ mod tests {
             assert_eq!(std::fs::read(Manifest::path(dir.path(), "X")).unwrap(), manifest);
             assert_eq!(listing(dir.path()), before);
         }
+    }
+
+    /// Up to 64 files every checkpoint syncs them all; beyond, the groups
+    /// are disjoint, cover every file within 4 checkpoints (2 s), and hold
+    /// fewer than 128 files or a quarter of them.
+    #[test]
+    fn sync_groups_cover_every_file_within_four_checkpoints() {
+        for files in [0, 1, 2, 63, 64, 127, 128, 200, 256, 257, 512, 1000, 1024] {
+            let groups = (files / SYNC_GROUP).clamp(1, MAX_SYNC_GROUPS);
+            let mut seen = vec![0; files];
+            for turn in 0..groups as u64 {
+                let g = sync_group(files, turn);
+                if files <= SYNC_GROUP {
+                    assert_eq!(g, 0..files);
+                }
+                assert!(
+                    g.len() < 2 * SYNC_GROUP || g.len() <= files.div_ceil(MAX_SYNC_GROUPS),
+                    "{files}: {g:?}"
+                );
+                g.for_each(|i| seen[i] += 1);
+            }
+            assert!(seen.iter().all(|&n| n == 1), "{files}: {seen:?}");
+            assert_eq!(sync_group(files, groups as u64), sync_group(files, 0), "{files}: in turns");
+        }
+    }
+
+    /// A mono take of 130 files syncs them in two groups, one per
+    /// checkpoint: after the first, the first group's headers claim what was
+    /// written and the second's still claim nothing; after the second, all
+    /// of them claim it (a sync left out would leave a file at 0).
+    #[test]
+    fn a_take_of_many_files_syncs_them_in_turns_and_every_file_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TakeSpec::for_test(dir.path(), 130, Layout::Mono, SampleFormat::F32);
+        let mut t = Take::create(spec, Local::now()).unwrap();
+        let audio = vec![0.25f32; 4800];
+        t.write(4800, |_| Some(&audio[..])).unwrap();
+        let committed = |t: &Take| t.files.iter().map(|f| f.frames_committed()).collect::<Vec<u64>>();
+        t.checkpoint().unwrap();
+        let after_one = committed(&t);
+        assert!(after_one[..65].iter().all(|&n| n == 4800), "{after_one:?}");
+        assert!(after_one[65..].iter().all(|&n| n == 0), "{after_one:?}");
+        t.checkpoint().unwrap();
+        assert!(committed(&t).iter().all(|&n| n == 4800), "{:?}", committed(&t));
+        t.finalize(&[], 0, None, Default::default());
     }
 }

@@ -212,6 +212,7 @@ impl Take {
             curve: Vec::new(),
             curve_step: (spec_rate / 10).max(1) as u64,
             frames: 0,
+            checkpoints: 0,
         })
     }
 }
