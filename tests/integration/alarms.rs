@@ -12,14 +12,6 @@ use rosc::OscType;
 use crate::harness::*;
 
 /// A socket subscribed to the daemon's pushes.
-fn subscriber(port: u16) -> UdpSocket {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let m = capstan::control::osc::encode("/record/subscribe", vec![]);
-    sock.send_to(&m, ("127.0.0.1", port)).unwrap();
-    assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().0, "/reply");
-    sock
-}
-
 /// Waits for the alarm push of `kind` about `input` that is raised (or
 /// cleared); returns its text.
 fn alarm_push(sock: &UdpSocket, kind: &str, input: &str, raised: bool, within: Duration) -> String {

@@ -785,3 +785,12 @@ pub fn slow_disk(dir: &Path) -> PathBuf {
     assert!(out.status.success(), "cc slowdisk.c: {}", text(&out.stderr));
     so
 }
+
+/// A socket subscribed to the daemon's pushes (`/record/subscribe`).
+pub fn subscriber(port: u16) -> std::net::UdpSocket {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let m = capstan::control::osc::encode("/record/subscribe", vec![]);
+    sock.send_to(&m, ("127.0.0.1", port)).unwrap();
+    assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().0, "/reply");
+    sock
+}

@@ -10,14 +10,6 @@ use rosc::OscType;
 
 use crate::harness::*;
 
-fn subscriber(port: u16) -> UdpSocket {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let m = capstan::control::osc::encode("/record/subscribe", vec![]);
-    sock.send_to(&m, ("127.0.0.1", port)).unwrap();
-    assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().0, "/reply");
-    sock
-}
-
 /// `/record/status` as (lost frames, seconds the disk is behind).
 fn lost_and_behind(port: u16) -> (u64, f64) {
     let (_, st) = osc(port, "/record/status", vec![]).expect("status answers");

@@ -31,18 +31,19 @@ static void pace(size_t n) {
 
 typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
 
+static ssize_t paced(pwrite_fn *real, const char *name, int fd, const void *buf, size_t n, off_t at) {
+    if (!*real)
+        *real = (pwrite_fn)dlsym(RTLD_NEXT, name);
+    pace(n);
+    return (*real)(fd, buf, n, at);
+}
+
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t at) {
     static pwrite_fn real;
-    if (!real)
-        real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
-    pace(n);
-    return real(fd, buf, n, at);
+    return paced(&real, "pwrite64", fd, buf, n, at);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t at) {
     static pwrite_fn real;
-    if (!real)
-        real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite");
-    pace(n);
-    return real(fd, buf, n, at);
+    return paced(&real, "pwrite", fd, buf, n, at);
 }
