@@ -140,30 +140,25 @@ const DISK_QUIT_WAIT: Duration = Duration::from_secs(10);
 /// The least time closing gives JACK to answer the client's deactivation.
 const DEACTIVATE_WAIT: Duration = Duration::from_millis(300);
 
-/// Deactivates `client` on a thread of its own, waiting at most `wait`. A
-/// server that does not answer must not keep the process from ending:
-/// seen with JACK2 under the stress bed (its clients and itself stopped
-/// and continued at random), where `jack_deactivate` waited for the
-/// server's reply for good (issue 26). The server drops the client when
-/// the process ends (its socket closes).
-fn deactivate_within(client: jack::AsyncClient<Notifications, JackCapture>, wait: Duration) {
+/// Deactivates `client` on a thread of its own, waiting at most `wait`;
+/// returns whether the server answered in time. A server that does not
+/// answer must not keep the process from ending: seen with JACK2 under the
+/// stress bed (its clients and itself stopped and continued at random),
+/// where `jack_deactivate` waited for the server's reply for good (issue
+/// 26). The server drops the client when the process ends (its socket
+/// closes). The test tools close their clients with it too.
+pub fn deactivate_within<N, P>(client: jack::AsyncClient<N, P>, wait: Duration) -> std::io::Result<bool>
+where
+    jack::AsyncClient<N, P>: Send + 'static,
+{
     let (done, answered) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new().name("capstan-jack-close".into()).spawn(move || {
+    std::thread::Builder::new().name("capstan-jack-close".into()).spawn(move || {
         if let Err(e) = client.deactivate() {
             tracing::warn!("JACK deactivate: {e:?}");
         }
         let _ = done.send(());
-    });
-    if let Err(e) = spawned {
-        return tracing::warn!("cannot deactivate the JACK client: {e}");
-    }
-    if answered.recv_timeout(wait).is_err() {
-        tracing::error!(
-            "the JACK server did not answer the client's deactivation within {:.1} s; the client is left \
-             to the server, which drops it when capstan ends",
-            wait.as_secs_f64()
-        );
-    }
+    })?;
+    Ok(answered.recv_timeout(wait).is_ok())
 }
 
 /// JACK refused a port. JACK says no more than that; the usual reason is
@@ -290,17 +285,21 @@ impl Engine {
     /// How full the rings' room beyond the history is, 0 to 1, as the
     /// callback last saw it (the disk thread need not run for this).
     pub fn ring_fill(&self) -> f64 {
-        let room = self.capture.ring_room.load(std::sync::atomic::Ordering::Relaxed);
-        let slack = self.ring_slack.max(1);
-        (slack.saturating_sub(room) as f64 / slack as f64).clamp(0.0, 1.0)
+        (self.frames_behind() as f64 / self.ring_slack.max(1) as f64).clamp(0.0, 1.0)
     }
 
     /// Seconds of audio the callback has put in the rings that the disk
     /// thread has not taken in yet (the callback's count: true while the
     /// disk thread is stopped).
     pub fn behind_seconds(&self) -> f64 {
+        self.frames_behind() as f64 / self.sample_rate.max(1) as f64
+    }
+
+    /// Frames of the rings' room beyond the history in use, as the callback
+    /// last saw it.
+    fn frames_behind(&self) -> u64 {
         let room = self.capture.ring_room.load(std::sync::atomic::Ordering::Relaxed);
-        self.ring_slack.saturating_sub(room) as f64 / self.sample_rate.max(1) as f64
+        self.ring_slack.saturating_sub(room)
     }
 
     pub fn client(&self) -> &jack::Client {
@@ -368,16 +367,15 @@ impl Engine {
     /// Before the first cycle: with the cycle that holds it, wherever it ends.
     pub fn stop_now(&self) -> StopAt {
         let now = self.frame_time();
-        match self.capture.last_cycle.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => StopAt::Frame(now),
-            c => StopAt::Before(crate::rt::capture::cycle_end((c >> 32) as u32, c as u32, now)),
+        match self.capture.last_cycle() {
+            None => StopAt::Frame(now),
+            Some((at, n)) => StopAt::Before(crate::rt::capture::cycle_end(at, n, now)),
         }
     }
 
     /// The JACK frame time just after the newest cycle the callback saw.
     pub fn captured_to(&self) -> u32 {
-        let c = self.capture.last_cycle.load(std::sync::atomic::Ordering::Relaxed);
-        ((c >> 32) as u32).wrapping_add(c as u32)
+        self.capture.last_cycle().map_or(0, |(at, n)| at.wrapping_add(n))
     }
 
     /// JACK's frame time at system-clock time `t` (past or future): JACK's
@@ -474,7 +472,15 @@ impl Engine {
         }
         if !self.jack.shutdown.load(Relaxed) {
             let wait = deadline.saturating_duration_since(std::time::Instant::now()).max(DEACTIVATE_WAIT);
-            deactivate_within(self.client, wait);
+            match deactivate_within(self.client, wait) {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(
+                    "the JACK server did not answer the client's deactivation within {:.1} s; the client is \
+                     left to the server, which drops it when capstan ends",
+                    wait.as_secs_f64()
+                ),
+                Err(e) => tracing::warn!("cannot deactivate the JACK client: {e}"),
+            }
         }
         self.events.try_iter().collect()
     }

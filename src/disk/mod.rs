@@ -325,14 +325,12 @@ impl DiskWriter {
         match &mut self.active {
             Some(a) if !caught_up => {
                 a.next = None;
-                let rate = self.timeline.rate().max(1) as f64;
                 let left = unhandled + self.history.end.saturating_sub(a.cursor);
+                let behind = left as f64 / self.timeline.rate().max(1) as f64;
                 let text = format!(
-                    "capstan quit while the disk was {:.1} s behind: the take ends at frame {}, and the \
-                     {:.1} s of audio after it never reached the disk",
-                    left as f64 / rate,
-                    a.take.frames(),
-                    left as f64 / rate
+                    "capstan quit while the disk was {behind:.1} s behind: the take ends at frame {}, and the \
+                     {behind:.1} s of audio after it never reached the disk",
+                    a.take.frames()
                 );
                 tracing::error!(take = %a.take.name, "{text}");
                 a.abort = Some(text);

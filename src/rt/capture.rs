@@ -21,13 +21,29 @@ pub struct CaptureCounters {
     /// Frames the rings had room for after the newest cycle: the control
     /// side sees the disk thread fall behind even when it has stopped.
     pub ring_room: AtomicU64,
-    /// The newest cycle the callback saw: JACK frame time << 32 | frames.
-    /// The control side ends a take "now" at that cycle's end (or the one
-    /// after), a frame it knows exactly (see [`cycle_end`]).
-    pub last_cycle: AtomicU64,
+    /// The newest cycle the callback saw (see [`Self::last_cycle`]).
+    last_cycle: AtomicU64,
     /// The callback panicked: rust-jack then asks JACK to stop calling it,
     /// and no more audio arrives while the server runs on.
     pub callback_died: std::sync::atomic::AtomicBool,
+}
+
+impl CaptureCounters {
+    /// Notes the cycle the callback handles: one relaxed store
+    /// (real-time safe).
+    fn note_cycle(&self, frame_time: u32, nframes: u32) {
+        self.last_cycle.store((frame_time as u64) << 32 | nframes as u64, Relaxed);
+    }
+
+    /// The newest cycle the callback saw (JACK frame time, frames), if any.
+    /// The control side ends a take "now" at that cycle's end (or the one
+    /// after), a frame it knows exactly (see [`cycle_end`]).
+    pub fn last_cycle(&self) -> Option<(u32, u32)> {
+        match self.last_cycle.load(Relaxed) {
+            0 => None,
+            c => Some(((c >> 32) as u32, c as u32)),
+        }
+    }
 }
 
 /// The end (exclusive JACK frame time) of the cycle that holds frame time
@@ -184,7 +200,7 @@ impl Capture {
         frame_time_now: impl FnOnce() -> u32,
     ) {
         self.counters.cycles.fetch_add(1, Relaxed);
-        self.counters.last_cycle.store((frame_time as u64) << 32 | nframes as u64, Relaxed);
+        self.counters.note_cycle(frame_time, nframes);
         let n = nframes as usize;
         // The cycle log must have room too, or the audio would be in the
         // rings with no record saying where it belongs.

@@ -748,19 +748,13 @@ fn main() -> Result<()> {
 }
 
 /// Deactivates `client`, waiting at most 2 s: JACK2 under the stress bed
-/// (its clients and itself stopped and continued at random) was seen never
-/// to answer a deactivation, and a test tool that hangs at its end hides
-/// what the run found. The server drops the client when the process ends.
+/// was seen never to answer a deactivation, and a test tool that hangs at
+/// its end hides what the run found (see `capstan::engine::deactivate_within`).
 fn deactivate_within<N, P>(client: jack::AsyncClient<N, P>)
 where
     jack::AsyncClient<N, P>: Send + 'static,
 {
-    let (done, answered) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = client.deactivate();
-        let _ = done.send(());
-    });
-    if answered.recv_timeout(std::time::Duration::from_secs(2)).is_err() {
+    if !capstan::engine::deactivate_within(client, std::time::Duration::from_secs(2)).unwrap_or(false) {
         eprintln!("capstan-testsig: the JACK server did not answer the deactivation within 2 s");
     }
 }
