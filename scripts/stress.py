@@ -294,20 +294,29 @@ class Run:
                 self.one_take()
             time.sleep(0.01)
 
+    def refused(self, what, addr, args):
+        """A command not answered with /reply: counted, and what capstan
+        said kept for the report."""
+        self.counts["refused"] += 1
+        said = " ".join(str(x) for x in args) if addr else "no answer within 10 s"
+        self.counts.setdefault("refusals", []).append(f"{time.strftime('%H:%M:%S')} {what}: {said}")
+        self.ask("/record/reset")
+
     def one_take(self):
         reply = []
-        if self.ask("/record/start", want=reply) != "/reply":
-            self.counts["refused"] += 1
-            self.ask("/record/reset")
+        addr = self.ask("/record/start", want=reply)
+        if addr != "/reply":
+            self.refused("start", addr, reply)
             time.sleep(0.5)
             return
         if len(reply) >= 2:
             # take id -> the first frame time the reply gave
             self.counts["replies"][str(reply[0])] = int(reply[1])
         time.sleep(random.uniform(0.2, 3.0))
-        if self.ask("/record/stop") != "/reply":
-            self.counts["refused"] += 1
-            self.ask("/record/reset")
+        reply = []
+        addr = self.ask("/record/stop", want=reply)
+        if addr != "/reply":
+            self.refused("stop", addr, reply)
         self.counts["takes"] += 1
 
     def run(self, end):
@@ -473,6 +482,28 @@ def check(bin_dir, wav, zeros, stale, replies):
     return (misplaced, unreported, servers), v.get("first_mismatch"), by_cause
 
 
+def explain(run_dir):
+    """What a failed run's capstan said: its refusals, and its log's
+    warnings, errors and panics (not the per-cycle trace), the last 40."""
+    try:
+        for r in json.load(open(os.path.join(run_dir, "counts.json"))).get("refusals", [])[:20]:
+            print(f"  refused {r}")
+    except (OSError, ValueError):
+        pass
+    lines = []
+    try:
+        with open(os.path.join(run_dir, "daemon.log"), errors="replace") as f:
+            for line in f:
+                if " cycle" in line and " TRACE " in line:
+                    continue
+                if any(k in line for k in (" WARN ", " ERROR ", "panicked", "RUST_BACKTRACE")):
+                    lines.append(line.rstrip()[:300])
+    except OSError:
+        return
+    for line in lines[-40:]:
+        print(f"  log {line}")
+
+
 def report(a, run_dirs, seconds):
     """Checks every take of every run, prints the failures and the
     summary, and exits (1 if anything failed)."""
@@ -521,6 +552,9 @@ def report(a, run_dirs, seconds):
         takes += len({os.path.basename(w).split(".")[0] for w in glob.glob(os.path.join(d, "takes", "*.take.json"))})
     for wav, why in failures:
         print(f"FAIL {os.path.relpath(wav, os.path.dirname(os.path.dirname(os.path.dirname(wav))))}: {why}")
+    for d in run_dirs:
+        if any(w.startswith(d + os.sep) for w, _ in failures):
+            explain(d)
     summary = {
         "runs": [os.path.basename(d) for d in run_dirs], "channels": a.channels, "seconds": seconds,
         "files": checked, "takes": takes, "refused": refused, "stalls": stalls, "changes": changes,

@@ -373,6 +373,12 @@ impl Engine {
         }
     }
 
+    /// Whether the disk thread has ended on its own (it only ends when
+    /// closing tells it to, so this is a panic): nothing writes the takes.
+    pub fn disk_died(&self) -> bool {
+        self.disk.as_ref().is_some_and(|h| h.is_finished())
+    }
+
     /// The JACK frame time just after the newest cycle the callback saw.
     pub fn captured_to(&self) -> u32 {
         self.capture.last_cycle().map_or(0, |(at, n)| at.wrapping_add(n))

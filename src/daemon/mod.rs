@@ -106,6 +106,9 @@ pub struct Daemon {
     /// The process callback died (a panic): the engine is closed and
     /// reopened like after JACK's death.
     callback_dead: bool,
+    /// The disk thread died (a panic): the same way back, and the take it
+    /// left open is recovered once the engine is closed.
+    disk_dead: bool,
     /// Frames lost so far in the running take, as last reported.
     lost_reported: u64,
     notices: Vec<Notice>,
@@ -214,29 +217,7 @@ impl Daemon {
             Some(lock::Claim::acquire(&args.dir)?)
         };
         // Takes a crash left open are repaired before anything else happens.
-        match crate::recover::recover(&args.dir) {
-            Ok(report) => {
-                for r in report.recovered {
-                    if r.removed {
-                        tracing::warn!("removed a take that never began: {}", r.manifest.display());
-                        continue;
-                    }
-                    tracing::warn!(
-                        "recovered an interrupted take: {} ({} frames)",
-                        r.manifest.display(),
-                        r.frames
-                    );
-                }
-                for f in report.failed {
-                    tracing::error!(
-                        "could not recover {} (left as it was): {}",
-                        f.manifest.display(),
-                        f.error
-                    );
-                }
-            }
-            Err(e) => tracing::error!("recovery of {} failed: {e:#}", args.dir.display()),
-        }
+        recover_takes(&args.dir);
         let mut d = Daemon {
             osc: Endpoint::new(socket),
             hosting,
@@ -247,6 +228,7 @@ impl Daemon {
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
             callback_dead: false,
+            disk_dead: false,
             engine_opened_once: false,
             lost_reported: 0,
             notices: Vec::new(),
@@ -566,6 +548,7 @@ impl Daemon {
         self.engine = Some(e);
         self.engine_opened_once = true;
         self.callback_dead = false;
+        self.disk_dead = false;
         self.listen_for_sound();
         Ok(())
     }
@@ -630,6 +613,11 @@ impl Daemon {
                         self.disk_event(ev);
                     }
                 }
+                if self.disk_dead {
+                    // The take the dead thread left open, finalized from
+                    // its last checkpoint (as at the next start).
+                    recover_takes(&self.args.dir);
+                }
                 self.last_jack_try = Instant::now();
             }
         }
@@ -650,8 +638,18 @@ impl Daemon {
                 );
                 self.callback_dead = true;
             }
+            if e.disk_died() && !self.disk_dead {
+                tracing::error!(
+                    "the disk thread stopped (it panicked): nothing writes the take; it is recovered from \
+                     its last checkpoint and the client is reopened"
+                );
+                self.disk_dead = true;
+            }
         }
-        let gone = self.engine.as_ref().is_some_and(|e| e.jack.shutdown.load(Relaxed) || self.callback_dead);
+        let gone = self
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.jack.shutdown.load(Relaxed) || self.callback_dead || self.disk_dead);
         if gone {
             self.jack_gone();
         } else if self.engine.is_none() && self.last_jack_try.elapsed() > Duration::from_secs(2) {
@@ -703,11 +701,37 @@ impl Daemon {
     /// JACK shut down: the running take ends with what arrived (its
     /// manifest says why); the engine closes once the take is final.
     fn jack_gone(&mut self) {
-        let what = if self.callback_dead {
+        let what = if self.disk_dead {
+            "the disk thread stopped"
+        } else if self.callback_dead {
             "the JACK process callback stopped running"
         } else {
             "JACK server shut down"
         };
         self.feed(Input::JackGone { what });
+    }
+}
+
+/// Finalizes the takes in `dir` that were left open (by a crash, or by a
+/// disk thread that died), and logs what it did.
+fn recover_takes(dir: &std::path::Path) {
+    match crate::recover::recover(dir) {
+        Ok(report) => {
+            for r in report.recovered {
+                if r.removed {
+                    tracing::warn!("removed a take that never began: {}", r.manifest.display());
+                    continue;
+                }
+                tracing::warn!(
+                    "recovered an interrupted take: {} ({} frames)",
+                    r.manifest.display(),
+                    r.frames
+                );
+            }
+            for f in report.failed {
+                tracing::error!("could not recover {} (left as it was): {}", f.manifest.display(), f.error);
+            }
+        }
+        Err(e) => tracing::error!("recovery of {} failed: {e:#}", dir.display()),
     }
 }

@@ -17,10 +17,15 @@ impl DiskWriter {
         if p.clock_reset {
             tracing::warn!("JACK's clock was reset (frame time went back)");
         }
-        if self.active.as_ref().is_some_and(|a| a.first_frame_time.is_some()) {
+        let started = |w: &Self| w.active.as_ref().is_some_and(|a| a.first_frame_time.is_some());
+        if started(self) {
             self.advance_to(Some(self.history.end), false);
-            if let Err(e) = self.next_segment(old_end, p) {
-                return self.finish(Some(e));
+            // Writing up to the change may have ended the take (at its stop
+            // point): then there is nothing to continue.
+            if started(self) {
+                if let Err(e) = self.next_segment(old_end, p) {
+                    return self.finish(Some(e));
+                }
             }
         }
         self.history.clear(old_end);

@@ -446,3 +446,32 @@ fn a_signal_repeating_every_cycle_loses_at_most_the_window_after_a_skip() {
     );
     assert_eq!(r.frames, 25 * 128);
 }
+
+/// Found by the stress bed on PipeWire (a CI run): a stop whose frame the
+/// disk had not yet written when the rate changed. Writing up to the change
+/// ended the take at its stop point, and opening the next segment then
+/// found no take (the disk thread panicked; every later start went
+/// unconfirmed). The take ends exactly at its stop, in one segment.
+#[test]
+fn a_rate_change_after_a_stop_point_ends_the_take_there() {
+    let mut b = bed(4_800);
+    b.start();
+    let mut t = 0u32;
+    for _ in 0..40 {
+        b.cycle(t, 1024, 48000);
+        t += 1024;
+    }
+    // Stopped at the end of the cycle before the newest (the write delay
+    // keeps the take behind it).
+    let stop = t - 1024;
+    let a = b.w.active.as_mut().unwrap();
+    assert!(a.cursor < stop as u64, "the take is behind its stop point");
+    a.stop = Some(StopAt::Before(stop));
+    t += 1024; // the cycle PipeWire skips at the change
+    b.cycle(t, 1024, 44100);
+    let r = super::tests::finished(&b.events);
+    assert!(r.segments.is_empty(), "{r:?}");
+    assert_eq!((r.sample_rate, r.frames, r.first_frame_time), (48000, stop as u64, Some(0)));
+    assert_position_exact(&r.files[0].path, 0, r.frames, &r.gaps);
+    assert!(b.w.active.is_none());
+}
