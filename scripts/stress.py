@@ -436,7 +436,7 @@ def check(bin_dir, wav, zeros, stale, replies):
     if manifest.get("state") == "recording":
         # Never finalized (the daemon was killed): its gaps are not in the
         # manifest yet; `capstan recover` would finish it.
-        return None, "not finalized (the daemon was killed before the take's end)", {}
+        return None, "never finalized (its manifest still says recording)", {}
     r = subprocess.run([f"{bin_dir}/capstan-testsig", "verify", wav], capture_output=True, text=True)
     if not r.stdout:
         return None, f"cannot verify: {r.stderr.strip()}", {}
@@ -534,6 +534,15 @@ def report(a, run_dirs, seconds):
                 failures.append((os.path.join(d, k), f"{k} did not end on SIGTERM within 20 s (killed)"))
             changes += counts["changes"]
         except FileNotFoundError:
+            pass
+        # capstan recovers from a thread that panicked, but a panic is a
+        # defect whatever it cost.
+        try:
+            with open(os.path.join(d, "daemon.log"), errors="replace") as f:
+                panics = [line.strip() for line in f if "panicked at" in line]
+            if panics:
+                failures.append((os.path.join(d, "daemon.log"), f"capstan panicked: {panics[0]}"))
+        except OSError:
             pass
         for wav in sorted(glob.glob(os.path.join(d, "takes", "*.wav"))):
             verdict, first, by_cause = check(a.bin, wav, zeros, stale, replies)
