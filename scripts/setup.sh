@@ -29,7 +29,25 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
+# The off-site tier's tests run against real object-store servers:
+# Azurite (Microsoft's Azure Storage emulator, from npm; its containers
+# are made with Microsoft's Python client) and s3s-fs (an S3 server, from
+# crates; 0.14.1 is the newest that builds with this Rust).
+command -v npm >/dev/null || need+=(npm)
+offsite() {
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v azurite-blob >/dev/null && command -v s3s-fs >/dev/null \
+      || echo "setup: the off-site tests need: npm install -g azurite@3; pip install azure-storage-blob;" \
+        "cargo install --locked s3s-fs@0.14.1 --features binary" >&2
+    return 0
+  fi
+  command -v azurite-blob >/dev/null || npm install -g --silent azurite@3 >/dev/null
+  python3 -c "import azure.storage.blob" 2>/dev/null \
+    || pip install -q --root-user-action=ignore azure-storage-blob >/dev/null
+  command -v s3s-fs >/dev/null || cargo install -q --locked s3s-fs@0.14.1 --features binary
+}
 if [ ${#need[@]} -eq 0 ]; then
+  offsite
   exit 0
 fi
 pkgs=$(printf '%s\n' "${need[@]}" | sort -u | tr '\n' ' ')
@@ -43,3 +61,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+offsite

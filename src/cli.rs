@@ -83,6 +83,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         csv: Option<PathBuf>,
     },
+    /// The off-site tier: copy finished takes to an object store (S3 or
+    /// Azure Blob), verified; show where each take is; bring one back.
+    Tiers {
+        #[command(subcommand)]
+        action: crate::offsite::TiersCommand,
+    },
     /// Repair takes a crash left open (manifest says "recording").
     Recover {
         /// A take directory, a manifest or an audio file.
@@ -104,6 +110,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
+        Command::Tiers { action } => crate::offsite::run(action),
         Command::Export { takes, ardour, name, copy, from, to, reaper, labels, csv } => {
             use crate::export;
             if ardour.is_none() && reaper.is_none() && labels.is_none() && csv.is_none() {

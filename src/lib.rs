@@ -33,6 +33,7 @@ pub mod jack_meta;
 pub mod lock;
 pub mod manifest;
 pub mod naming;
+pub mod offsite;
 pub mod ports;
 pub mod record;
 pub mod recover;

@@ -119,6 +119,33 @@ pub struct Manifest {
     /// say where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean: Option<bool>,
+    /// Verified copies of the take in object stores (`--offsite`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsite: Vec<OffsiteCopy>,
+}
+
+/// A copy of the take in an object store, each object read back and
+/// checked by its SHA-256 (see `offsite`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OffsiteCopy {
+    /// The store and prefix, as configured (`s3://…`, `az://…`).
+    pub url: String,
+    /// The take's files and picture; the manifest itself is uploaded
+    /// last, with this list in it.
+    pub objects: Vec<OffsiteObject>,
+    /// When the last object was verified (RFC 3339).
+    pub verified: String,
+}
+
+/// One object of an [`OffsiteCopy`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OffsiteObject {
+    /// The local file's name (in the take's directory).
+    pub file: String,
+    /// The object's key in the store.
+    pub key: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// Where a segment comes from.

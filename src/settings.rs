@@ -188,7 +188,13 @@ pub fn flag_words(message: &str) -> String {
     if key.is_empty() || !is_key {
         return message.to_owned();
     }
-    format!("--{}{}", leaf.replace('_', "-"), &message[key_len..])
+    let flag = match key {
+        // The off-site group's flags carry its name (`--offsite URL`).
+        "offsite.url" => "offsite".to_string(),
+        k if k.starts_with("offsite.") => format!("offsite-{}", leaf.replace('_', "-")),
+        _ => leaf.replace('_', "-"),
+    };
+    format!("--{flag}{}", &message[key_len..])
 }
 
 fn range(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
@@ -340,6 +346,10 @@ pub struct Settings {
     /// Retention, applied at start-up and every hour (see `capstan prune`).
     #[command(flatten)]
     pub retention: Policy,
+    /// The off-site tier: every finished take copied to an object store,
+    /// verified (see `capstan tiers`).
+    #[command(flatten)]
+    pub offsite: crate::offsite::OffsiteSettings,
 }
 
 impl Default for Settings {
@@ -370,6 +380,7 @@ impl Default for Settings {
             post_roll: 0.0,
             alarms: AlarmSettings::default(),
             retention: Policy::default(),
+            offsite: Default::default(),
         }
     }
 }
@@ -408,6 +419,7 @@ impl Settings {
         range("min_free_fraction", self.min_free_fraction, 0.0, 1.0)?;
         range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
         self.retention.validate()?;
+        self.offsite.validate()?;
         self.alarms.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
@@ -443,9 +455,11 @@ impl Settings {
         if let Some(k) = fields.keys().find(|k| known.get(k.as_str()).is_none()) {
             return Err(format!("unknown field `{k}`"));
         }
-        if let Some(serde_json::Value::Object(r)) = fields.get("retention") {
-            if let Some(k) = r.keys().find(|k| known["retention"].get(k.as_str()).is_none()) {
-                return Err(format!("unknown field `retention.{k}`"));
+        for group in ["retention", "offsite"] {
+            if let Some(serde_json::Value::Object(r)) = fields.get(group) {
+                if let Some(k) = r.keys().find(|k| known[group].get(k.as_str()).is_none()) {
+                    return Err(format!("unknown field `{group}.{k}`"));
+                }
             }
         }
         let settings: Settings = serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -555,6 +569,13 @@ mod tests {
             .unwrap_err()
             .starts_with("retention.keep_free"));
         assert_eq!(flag_words("not a key at all"), "not a key at all");
+        assert!(said(&["--offsite", "ftp://x/y"]).starts_with("--offsite: \"ftp://x/y\": unknown store"));
+        assert!(said(&["--offsite-max-mbps", "1e9"]).starts_with("--offsite-max-mbps must be"));
+        let s = Settings::from_json(r#"{"offsite": {"url": "s3://b/show", "max_mbps": 20}}"#).unwrap();
+        assert_eq!((s.offsite.url.as_deref(), s.offsite.max_mbps), (Some("s3://b/show"), 20.0));
+        assert!(Settings::from_json(r#"{"offsite": {"bucket": "b"}}"#)
+            .unwrap_err()
+            .contains("offsite.bucket"));
         assert!(crate::cli::Cli::try_parse_from(["capstan", "daemon", "--midi-note", "60"]).is_err());
         // FLAC alone: s24; WAV alone: float32; a choice is kept.
         let flac = daemon_settings(&["--format", "flac"]).unwrap();

@@ -218,6 +218,8 @@ pub enum AlarmKind {
     DiskBehind,
     /// The take has a gap (frames lost, silence in their place).
     Gap,
+    /// Finished takes are not reaching the off-site store.
+    Offsite,
 }
 
 impl AlarmKind {
@@ -228,6 +230,7 @@ impl AlarmKind {
             AlarmKind::DiskLow => "disk_low",
             AlarmKind::DiskBehind => "disk_behind",
             AlarmKind::Gap => "gap",
+            AlarmKind::Offsite => "offsite",
         }
     }
 }

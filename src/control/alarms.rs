@@ -60,6 +60,8 @@ pub struct Observation<'a> {
     pub ring_fill: f64,
     /// Frames the running take lost so far.
     pub lost_frames: u64,
+    /// Why the last off-site copy failed, until one succeeds.
+    pub offsite_error: Option<&'a str>,
 }
 
 /// Hysteresis: a disk alarm clears 10% above its threshold, a ring alarm
@@ -131,6 +133,8 @@ impl Alarms {
             o.ring_fill * 100.0
         );
         self.set(&mut changes, AlarmKind::DiskBehind, None, behind, text);
+        let failing = o.offsite_error.map(|e| format!("off-site copy failing: {e}"));
+        self.set(&mut changes, AlarmKind::Offsite, None, failing.is_some(), failing.unwrap_or_default());
         // A gap: raised with the take's first lost frames, raised again as
         // more are lost, cleared when the take ends.
         let lost = if o.recording { o.lost_frames } else { 0 };
@@ -211,6 +215,7 @@ mod tests {
         seconds_left: Option<f64>,
         ring_fill: f64,
         lost: u64,
+        offsite_error: Option<String>,
     }
 
     impl Seen {
@@ -222,6 +227,7 @@ mod tests {
                 seconds_left: Some(3600.0),
                 ring_fill: 0.0,
                 lost: 0,
+                offsite_error: None,
             }
         }
 
@@ -236,6 +242,7 @@ mod tests {
                 seconds_left: self.seconds_left,
                 ring_fill: self.ring_fill,
                 lost_frames: self.lost,
+                offsite_error: self.offsite_error.as_deref(),
             };
             alarms
                 .observe(&o)
@@ -307,6 +314,20 @@ mod tests {
         a.set_thresholds(Thresholds { disk_seconds: 0.0, ..T });
         assert_eq!(s.step(&mut a, 1.0), vec![(false, AlarmKind::DiskLow, None)], "0: off");
         assert!(s.step(&mut a, 1.0).is_empty());
+    }
+
+    #[test]
+    fn a_failing_offsite_copy_is_raised_while_it_fails_recording_or_not() {
+        let mut a = Alarms::new(T);
+        let mut s = Seen::new();
+        s.recording = false;
+        assert!(s.step(&mut a, 0.1).is_empty());
+        s.offsite_error = Some("take t was not copied to s3://b: refused".into());
+        assert_eq!(s.step(&mut a, 0.1), vec![(true, AlarmKind::Offsite, None)]);
+        assert!(a.active()[0].text.contains("s3://b"));
+        assert!(s.step(&mut a, 0.1).is_empty());
+        s.offsite_error = None;
+        assert_eq!(s.step(&mut a, 0.1), vec![(false, AlarmKind::Offsite, None)]);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Daemon {
     /// answer, in order.
     queued: VecDeque<(Requester, Command)>,
     retention: housekeeping::Retention,
+    /// The off-site thread (`--offsite`).
+    offsite: Option<crate::offsite::Worker>,
     last_progress: Instant,
     last_jack_try: Instant,
     /// An engine was opened before (the start-up checks are behind us).
@@ -225,6 +227,7 @@ impl Daemon {
             recorder: Recorder::new(),
             queued: VecDeque::new(),
             retention: Default::default(),
+            offsite: None,
             last_progress: Instant::now(),
             last_jack_try: Instant::now(),
             callback_dead: false,
@@ -255,6 +258,8 @@ impl Daemon {
             _lock: None,
             args,
         };
+        d.offsite = crate::offsite::Worker::spawn(d.args.dir.clone(), &d.args.settings.offsite)
+            .map_err(|e| anyhow::anyhow!("--offsite: {e}"))?;
         match d.open_engine() {
             Ok(()) => {}
             Err(e) if d.hosting.wait_for_jack && matches!(e, engine::EngineError::NoServer { .. }) => {

@@ -47,6 +47,9 @@ impl Daemon {
                 self.feed(Input::Started { name, first_frame_time });
             }
             DiskEvent::Finished(r) => {
+                if let Some(w) = &self.offsite {
+                    w.nudge(); // its turn in the off-site queue
+                }
                 self.note_ended_by(&r);
                 self.update_day_session(&r);
                 if self.recorder.current().is_some_and(|c| c.name == r.name) {

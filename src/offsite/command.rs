@@ -1,0 +1,106 @@
+//! `capstan tiers`: the off-site tier on demand (what the daemon's
+//! `--offsite` does in the background).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+
+use super::{fetch, pending, ship, status, verify, Pace, Shipped, Target};
+
+#[derive(Subcommand, Debug)]
+pub enum TiersCommand {
+    /// Where each finished take is: local only, or also verified at URL.
+    Status {
+        /// The take directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The object store (s3://BUCKET/PREFIX or az://CONTAINER/PREFIX).
+        #[arg(long = "offsite", value_name = "URL")]
+        url: String,
+        /// Read every recorded copy back and check it (exit 1 if one
+        /// differs or is gone).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Copy every finished take without a verified copy to URL now.
+    Push {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long = "offsite", value_name = "URL")]
+        url: String,
+        /// Upload at most this many MB/s (0: no limit).
+        #[arg(long, default_value_t = 0.0)]
+        max_mbps: f64,
+    },
+    /// Bring a take back from URL into DIR, every file verified.
+    Fetch {
+        /// The take's name (as in NAME.take.json).
+        take: String,
+        /// Where to put it (created if missing; no file is replaced).
+        into: PathBuf,
+        #[arg(long = "offsite", value_name = "URL")]
+        url: String,
+    },
+}
+
+pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TiersCommand::Status { dir, url, verify: check } => {
+            let target = Target::open(&url)?;
+            let mut bad = 0;
+            for t in status(&dir, &url)? {
+                match &t.copy {
+                    None => println!("{}  local only (pending)", t.take),
+                    Some(c) if check => match verify(&target, c) {
+                        Ok(()) => println!("{}  verified now at {url} ({} objects)", t.take, c.objects.len()),
+                        Err(e) => {
+                            bad += 1;
+                            println!("{}  COPY BAD at {url}: {e}", t.take);
+                        }
+                    },
+                    Some(c) => println!("{}  copied to {url}, verified {}", t.take, c.verified),
+                }
+            }
+            Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        TiersCommand::Push { dir, url, max_mbps } => {
+            crate::lock::check_dir(&dir)?;
+            // Never beside a running recorder: its own off-site thread
+            // sends them, and two senders would race on the manifests.
+            let _lock = crate::lock::acquire_for_takes(&dir)?;
+            let target = Target::open(&url)?;
+            let (todo, left) = pending(&dir, &url)?;
+            left.iter().for_each(|l| println!("{l}"));
+            let mut pace = Pace::new(max_mbps);
+            for t in &todo {
+                match ship(&dir, t, &target, &mut pace)
+                    .with_context(|| format!("take {} was not copied (its files are untouched)", t.take))?
+                {
+                    Shipped::Copied { objects, bytes } => {
+                        println!(
+                            "{}  copied to {url} and verified ({objects} objects, {bytes} bytes)",
+                            t.take
+                        )
+                    }
+                    Shipped::Already => {}
+                }
+            }
+            if todo.is_empty() {
+                println!("nothing to copy: every finished take in {} is at {url}", dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TiersCommand::Fetch { take, into, url } => {
+            let target = Target::open(&url)?;
+            if into.join(format!("{take}{}", crate::vocab::MANIFEST_SUFFIX)).exists() {
+                bail!("{} already holds take {take}; nothing fetched", into.display());
+            }
+            for f in fetch(&target, &take, &into)? {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! One finished take up to the store: every file streamed up in parts
+//! while its SHA-256 is computed, then read back and checked; the manifest
+//! goes last, listing the objects and their checksums, and the local
+//! manifest records the copy only when every object is verified. A crash
+//! at any point leaves the local take as it was, and the next run sends
+//! the take again (objects are overwritten whole; nothing else is touched).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use sha2::Digest;
+
+use super::{hex, runtime, OffsiteError, Target};
+use crate::manifest::{Manifest, OffsiteCopy, OffsiteObject};
+use crate::retention::{takes, TakeOnDisk};
+use crate::takefiles;
+
+/// Each part of a multipart upload (S3's least is 5 MiB).
+const PART: usize = 8 << 20;
+/// Reads of the local file.
+const READ: usize = 1 << 20;
+
+/// What [`ship`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shipped {
+    /// Every object sent and verified now.
+    Copied { objects: usize, bytes: u64 },
+    /// The manifest already records a verified copy there.
+    Already,
+}
+
+/// Paces uploads to at most `mbps` MB/s (0: no limit).
+pub struct Pace {
+    bytes_per_s: f64,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    pub fn new(mbps: f64) -> Pace {
+        Pace { bytes_per_s: mbps * 1e6, start: Instant::now(), sent: 0 }
+    }
+
+    async fn sent(&mut self, n: usize) {
+        self.sent += n as u64;
+        if self.bytes_per_s > 0.0 {
+            let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_s);
+            if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// The take directory of `t` relative to the recording directory `dir`
+/// ("" for `dir` itself), as keys use it.
+fn sub_dir(dir: &Path, t: &TakeOnDisk) -> String {
+    let parent = t.manifest.parent().unwrap_or(dir);
+    parent.strip_prefix(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Opens one of the take's files again, checked to be its own (a file
+/// swapped for a link or another file since the scan is refused).
+fn open_own(t: &TakeOnDisk, path: &Path) -> Result<std::fs::File, OffsiteError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = file_name(path);
+    if t.picture.as_deref() == Some(path) {
+        return takefiles::open_regular(dir, &name, false)
+            .map(|(_, f)| f)
+            .map_err(|e| OffsiteError::Take(format!("{}: {e}", path.display())));
+    }
+    let uid = t.files.iter().position(|f| f == path).and_then(|i| t.uids[i].as_deref());
+    let mut f = takefiles::open(dir, &name, &t.take, uid, false)
+        .map_err(|e| OffsiteError::Take(format!("{}: {e}", path.display())))?
+        .file;
+    std::io::Seek::rewind(&mut f).map_err(|e| OffsiteError::io(path, e))?;
+    Ok(f)
+}
+
+/// Streams `f` up to `key` in parts; returns its size and SHA-256.
+async fn upload(
+    target: &Target,
+    key: &object_store::path::Path,
+    path: &Path,
+    mut f: std::fs::File,
+    pace: &mut Pace,
+) -> Result<(u64, String), OffsiteError> {
+    let what = || format!("the upload of {key}");
+    let upload = target.store.put_multipart(key).await.map_err(|e| OffsiteError::store(what(), e))?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+    let (mut h, mut bytes, mut buf) = (sha2::Sha256::new(), 0u64, vec![0u8; READ]);
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(OffsiteError::io(path, e));
+            }
+        };
+        h.update(&buf[..n]);
+        bytes += n as u64;
+        if let Err(e) = w.wait_for_capacity(2).await {
+            return Err(OffsiteError::store(what(), e));
+        }
+        w.write(&buf[..n]);
+        pace.sent(n).await;
+    }
+    w.finish().await.map_err(|e| OffsiteError::store(what(), e))?;
+    Ok((bytes, hex(&h.finalize())))
+}
+
+/// Reads `key` back; its size and SHA-256.
+async fn digest(target: &Target, key: &object_store::path::Path) -> Result<(u64, String), OffsiteError> {
+    let what = || format!("reading {key} back");
+    let got = target.store.get(key).await.map_err(|e| OffsiteError::store(what(), e))?;
+    let mut stream = got.into_stream();
+    let (mut h, mut bytes) = (sha2::Sha256::new(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| OffsiteError::store(what(), e))?;
+        h.update(&chunk);
+        bytes += chunk.len() as u64;
+    }
+    Ok((bytes, hex(&h.finalize())))
+}
+
+/// Checks that `key` holds exactly `bytes` bytes of SHA-256 `sha`.
+async fn check(
+    target: &Target,
+    key: &object_store::path::Path,
+    bytes: u64,
+    sha: &str,
+) -> Result<(), OffsiteError> {
+    let (n, got) = digest(target, key).await?;
+    if n != bytes || got != sha {
+        return Err(OffsiteError::Mismatch { key: key.to_string(), want: sha.to_string(), got });
+    }
+    Ok(())
+}
+
+/// Copies take `t` (of the recording directory `dir`) to `target`,
+/// verified, and records the copy in its manifest.
+pub fn ship(dir: &Path, t: &TakeOnDisk, target: &Target, pace: &mut Pace) -> Result<Shipped, OffsiteError> {
+    runtime()?.block_on(ship_async(dir, t, target, pace))
+}
+
+async fn ship_async(
+    dir: &Path,
+    t: &TakeOnDisk,
+    target: &Target,
+    pace: &mut Pace,
+) -> Result<Shipped, OffsiteError> {
+    let mut m = Manifest::load(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
+    if m.offsite.iter().any(|c| c.url == target.url) {
+        return Ok(Shipped::Already);
+    }
+    let sub = sub_dir(dir, t);
+    let mut objects = Vec::new();
+    for path in t.files.iter().chain(t.picture.iter()) {
+        let f = open_own(t, path)?;
+        let key = target.key(&sub, &file_name(path));
+        let (bytes, sha) = upload(target, &key, path, f, pace).await?;
+        check(target, &key, bytes, &sha).await?;
+        objects.push(OffsiteObject { file: file_name(path), key: key.to_string(), bytes, sha256: sha });
+    }
+    let (n, total) = (objects.len(), objects.iter().map(|o| o.bytes).sum::<u64>());
+    m.offsite.push(OffsiteCopy {
+        url: target.url.clone(),
+        objects,
+        verified: chrono::Local::now().to_rfc3339(),
+    });
+    // The manifest last: a store holding it holds the whole take, and it
+    // lists what every object must hash to.
+    let json = serde_json::to_vec_pretty(&m).map_err(|e| OffsiteError::Take(e.to_string()))?;
+    let key = target.key(&sub, &file_name(&t.manifest));
+    let sha = hex(&sha2::Sha256::digest(&json));
+    let len = json.len() as u64;
+    target
+        .store
+        .put(&key, PutPayload::from(json))
+        .await
+        .map_err(|e| OffsiteError::store(format!("the upload of {key}"), e))?;
+    pace.sent(len as usize).await;
+    check(target, &key, len, &sha).await?;
+    // Recorded only if the take is still there and still this take (a
+    // prune may have removed it meanwhile): never a manifest re-created.
+    match Manifest::load(&t.manifest) {
+        Ok(now) if now.take_id == m.take_id && now.files == m.files => {}
+        _ => {
+            return Err(OffsiteError::Take(format!(
+                "{} went away while it was copied; its copy is in the store, not recorded here",
+                t.manifest.display()
+            )))
+        }
+    }
+    m.save(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
+    Ok(Shipped::Copied { objects: n + 1, bytes: total + len })
+}
+
+/// The finished takes of `dir` without a verified copy at `url`, oldest
+/// first (the off-site queue), and lines for takes left alone.
+pub fn pending(dir: &Path, url: &str) -> Result<(Vec<TakeOnDisk>, Vec<String>), OffsiteError> {
+    let (all, left) = takes(dir, None).map_err(|e| OffsiteError::Take(format!("{e:#}")))?;
+    let todo = all
+        .into_iter()
+        .filter(|t| Manifest::load(&t.manifest).is_ok_and(|m| !m.offsite.iter().any(|c| c.url == url)))
+        .collect();
+    Ok((todo, left))
+}
+
+/// Where each finished take of `dir` is.
+#[derive(Debug, Clone)]
+pub struct TakeStatus {
+    pub take: String,
+    pub manifest: PathBuf,
+    /// The copy at the target, if the manifest records one.
+    pub copy: Option<OffsiteCopy>,
+}
+
+pub fn status(dir: &Path, url: &str) -> Result<Vec<TakeStatus>, OffsiteError> {
+    let (all, _) = takes(dir, None).map_err(|e| OffsiteError::Take(format!("{e:#}")))?;
+    Ok(all
+        .into_iter()
+        .map(|t| {
+            let copy =
+                Manifest::load(&t.manifest).ok().and_then(|m| m.offsite.into_iter().find(|c| c.url == url));
+            TakeStatus { take: t.take, manifest: t.manifest, copy }
+        })
+        .collect())
+}
+
+/// Reads every object of a recorded copy back and checks it; the first
+/// object that differs or is missing is the error.
+pub fn verify(target: &Target, copy: &OffsiteCopy) -> Result<(), OffsiteError> {
+    runtime()?.block_on(async {
+        for o in &copy.objects {
+            check(target, &object_store::path::Path::from(o.key.as_str()), o.bytes, &o.sha256).await?;
+        }
+        Ok(())
+    })
+}
