@@ -122,6 +122,22 @@ pub struct Manifest {
     /// Verified copies of the take in object stores (`--offsite`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offsite: Vec<OffsiteCopy>,
+    /// Every copy written as the take was recorded (`--mirror`), the
+    /// take's own directory first, and how each ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyState>,
+}
+
+/// One copy of a take written as it was recorded (see `copies`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CopyState {
+    pub dir: String,
+    /// "complete", or "failed" for a copy that stopped early.
+    pub state: String,
+    /// Frames the copy's files hold.
+    pub frames: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A copy of the take in an object store, each object read back and

@@ -140,6 +140,7 @@ fn record_take(
     }
     let connections = engine.connections();
     let spec = TakeSpec {
+        mirrors: vec![],
         dir: args.dir.clone(),
         project: args.format.project_name().to_string(),
         file,

@@ -346,6 +346,12 @@ pub struct Settings {
     /// Retention, applied at start-up and every hour (see `capstan prune`).
     #[command(flatten)]
     pub retention: Policy,
+    /// Write every take to this directory too, as it is recorded (repeat
+    /// for more copies; WAV only): each copy with a thread of its own; a
+    /// copy whose disk fails stops, the take goes on.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub mirror: Vec<std::path::PathBuf>,
     /// The off-site tier: every finished take copied to an object store,
     /// verified (see `capstan tiers`).
     #[command(flatten)]
@@ -381,6 +387,7 @@ impl Default for Settings {
             alarms: AlarmSettings::default(),
             retention: Policy::default(),
             offsite: Default::default(),
+            mirror: Vec::new(),
         }
     }
 }
@@ -420,6 +427,12 @@ impl Settings {
         range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
         self.retention.validate()?;
         self.offsite.validate()?;
+        if !self.mirror.is_empty() && self.format.file_format == FileFormat::Flac {
+            return Err("mirror copies WAV takes; FLAC takes cannot be mirrored yet".into());
+        }
+        if self.mirror.iter().any(|m| m.as_os_str().is_empty()) {
+            return Err("mirror: an empty directory name".into());
+        }
         self.alarms.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
             return Err(format!("osc_bind must be an IP address, got {:?}", self.osc_bind));
@@ -571,6 +584,13 @@ mod tests {
         assert_eq!(flag_words("not a key at all"), "not a key at all");
         assert!(said(&["--offsite", "ftp://x/y"]).starts_with("--offsite: \"ftp://x/y\": unknown store"));
         assert!(said(&["--offsite-max-mbps", "1e9"]).starts_with("--offsite-max-mbps must be"));
+        assert!(said(&["--format", "flac", "--mirror", "/mnt/usb"]).starts_with("--mirror copies WAV takes"));
+        let two = daemon_settings(&["--mirror", "/a", "--mirror", "/b"]).unwrap();
+        assert_eq!(two.mirror.len(), 2);
+        assert_eq!(
+            Settings::from_json(r#"{"mirror": ["/a"]}"#).unwrap().mirror,
+            [std::path::PathBuf::from("/a")]
+        );
         let s = Settings::from_json(r#"{"offsite": {"url": "s3://b/show", "max_mbps": 20}}"#).unwrap();
         assert_eq!((s.offsite.url.as_deref(), s.offsite.max_mbps), (Some("s3://b/show"), 20.0));
         assert!(Settings::from_json(r#"{"offsite": {"bucket": "b"}}"#)

@@ -220,6 +220,8 @@ pub enum AlarmKind {
     Gap,
     /// Finished takes are not reaching the off-site store.
     Offsite,
+    /// A copy of the running take (`--mirror`) stopped.
+    Mirror,
 }
 
 impl AlarmKind {
@@ -231,6 +233,7 @@ impl AlarmKind {
             AlarmKind::DiskBehind => "disk_behind",
             AlarmKind::Gap => "gap",
             AlarmKind::Offsite => "offsite",
+            AlarmKind::Mirror => "mirror",
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Observation<'a> {
     pub lost_frames: u64,
     /// Why the last off-site copy failed, until one succeeds.
     pub offsite_error: Option<&'a str>,
+    /// The running take's copies that stopped (`--mirror`).
+    pub mirror_failures: &'a [String],
 }
 
 /// Hysteresis: a disk alarm clears 10% above its threshold, a ring alarm
@@ -135,6 +137,8 @@ impl Alarms {
         self.set(&mut changes, AlarmKind::DiskBehind, None, behind, text);
         let failing = o.offsite_error.map(|e| format!("off-site copy failing: {e}"));
         self.set(&mut changes, AlarmKind::Offsite, None, failing.is_some(), failing.unwrap_or_default());
+        let stopped = o.mirror_failures.join("; ");
+        self.set(&mut changes, AlarmKind::Mirror, None, !stopped.is_empty(), stopped);
         // A gap: raised with the take's first lost frames, raised again as
         // more are lost, cleared when the take ends.
         let lost = if o.recording { o.lost_frames } else { 0 };
@@ -216,6 +220,7 @@ mod tests {
         ring_fill: f64,
         lost: u64,
         offsite_error: Option<String>,
+        mirror_failures: Vec<String>,
     }
 
     impl Seen {
@@ -228,6 +233,7 @@ mod tests {
                 ring_fill: 0.0,
                 lost: 0,
                 offsite_error: None,
+                mirror_failures: vec![],
             }
         }
 
@@ -243,6 +249,7 @@ mod tests {
                 ring_fill: self.ring_fill,
                 lost_frames: self.lost,
                 offsite_error: self.offsite_error.as_deref(),
+                mirror_failures: &self.mirror_failures,
             };
             alarms
                 .observe(&o)

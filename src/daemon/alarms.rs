@@ -37,6 +37,7 @@ impl Daemon {
         self.alarm_take = take;
         let levels = e.disk_stats.levels.snapshot();
         let offsite = self.offsite.as_ref().map(|w| w.progress()).unwrap_or_default();
+        let mirrors = e.disk_stats.mirror_failures.lock().map(|f| f.clone()).unwrap_or_default();
         let d = &e.disk_stats;
         let o = Observation {
             now: self.epoch.elapsed().as_secs_f64(),
@@ -47,6 +48,7 @@ impl Daemon {
             ring_fill: e.ring_fill(),
             lost_frames: if taking { d.lost_frames() } else { 0 },
             offsite_error: offsite.error.as_deref(),
+            mirror_failures: &mirrors,
         };
         for c in self.alarms.observe(&o) {
             self.tell_alarm(c, taking);

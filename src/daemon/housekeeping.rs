@@ -22,12 +22,21 @@ pub struct Retention {
 impl Retention {
     /// Applies `policy` to `dir` when due, on a thread of its own; reports a
     /// finished run. Never waits for a run.
-    pub fn tick(&mut self, dir: &std::path::Path, policy: &Policy) {
+    /// Each copy's directory (`mirrors`) gets the same rules on its own
+    /// takes, without the archive (one archive holds one copy).
+    pub fn tick(&mut self, dir: &std::path::Path, mirrors: &[std::path::PathBuf], policy: &Policy) {
         if policy.is_empty() {
             return;
         }
-        let (dir, policy) = (dir.to_path_buf(), policy.clone());
-        self.tick_with(move || crate::retention::apply(&dir, &policy, false));
+        let (dir, mirrors, policy) = (dir.to_path_buf(), mirrors.to_vec(), policy.clone());
+        self.tick_with(move || {
+            let mut lines = crate::retention::apply(&dir, &policy, false)?;
+            let copies = Policy { archive: None, ..policy };
+            for m in &mirrors {
+                lines.extend(crate::retention::apply(m, &copies, false)?);
+            }
+            Ok(lines)
+        });
     }
 
     /// [`Self::tick`] with the work given (tests give one that blocks).

@@ -218,6 +218,21 @@ impl Daemon {
         } else {
             Some(lock::Claim::acquire(&args.dir)?)
         };
+        // The copies' directories (`--mirror`): made if missing, never the
+        // takes' own; their takes a crash left open are repaired too.
+        let own = std::fs::canonicalize(&args.dir)?;
+        for m in &args.settings.mirror {
+            lock::make_dir(m)?;
+            let c = std::fs::canonicalize(m)?;
+            if c.starts_with(&own) || own.starts_with(&c) {
+                anyhow::bail!(
+                    "--mirror {}: a copy must go to another directory than the takes ({}), not into or above it",
+                    m.display(),
+                    args.dir.display()
+                );
+            }
+            recover_takes(m);
+        }
         // Takes a crash left open are repaired before anything else happens.
         recover_takes(&args.dir);
         let mut d = Daemon {
@@ -631,7 +646,7 @@ impl Daemon {
     /// Background work between datagrams: JACK's death and return, the way
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
-        self.retention.tick(&self.args.dir, &self.args.settings.retention);
+        self.retention.tick(&self.args.dir, &self.args.settings.mirror, &self.args.settings.retention);
         self.run_timed();
         self.rotate_on_clock();
         self.follow_triggers();

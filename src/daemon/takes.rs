@@ -121,8 +121,8 @@ impl Daemon {
         let a = &self.args;
         let project = a.settings.format.project_name().to_string();
         let sources = engine.connections();
-        let dir = match &a.settings.dir_layout {
-            None => a.dir.clone(),
+        let sub = match &a.settings.dir_layout {
+            None => None,
             Some(p) => {
                 let now = when;
                 let sub = if a.settings.format.utc {
@@ -130,11 +130,27 @@ impl Daemon {
                 } else {
                     naming::dated_dir(p, &now.with_timezone(&chrono::Local))
                 };
-                let sub = sub.map_err(|e| Refusal::new(Code::File, e))?;
-                crate::takefiles::make_take_dir(&a.dir, &sub)
-                    .map_err(|e| Refusal::new(Code::File, e.to_string()))?
+                Some(sub.map_err(|e| Refusal::new(Code::File, e))?)
             }
         };
+        let dir = match &sub {
+            None => a.dir.clone(),
+            Some(sub) => crate::takefiles::make_take_dir(&a.dir, sub)
+                .map_err(|e| Refusal::new(Code::File, e.to_string()))?,
+        };
+        // Each copy in the same place below its own directory. A copy's
+        // directory that cannot be made costs the copy, not the take.
+        let mirrors = a
+            .settings
+            .mirror
+            .iter()
+            .filter_map(|root| match &sub {
+                None => Some(root.clone()),
+                Some(sub) => crate::takefiles::make_take_dir(root, sub)
+                    .inspect_err(|e| tracing::error!(dir = %root.display(), "no copy of the take there: {e}"))
+                    .ok(),
+            })
+            .collect();
         let spec = TakeSpec {
             dir,
             project,
@@ -153,6 +169,7 @@ impl Daemon {
             utc: a.settings.format.utc,
             loudness: a.settings.format.loudness.measures(engine.port_names.len()),
             file_format: a.settings.format.file_format,
+            mirrors,
         };
         Take::create(spec, when.with_timezone(&chrono::Local))
             .map_err(|e| Refusal::new(Code::File, e.to_string()))
@@ -198,12 +215,24 @@ impl Daemon {
         let Some(why) = self.ended_by.take() else { return };
         let dir = r.files.first().and_then(|f| f.path.parent()).unwrap_or(&self.args.dir);
         let path = crate::manifest::Manifest::path(dir, &r.name);
-        let saved = crate::manifest::Manifest::load(&path).and_then(|mut m| {
-            m.ended_by = Some(why);
-            m.save(&path)
-        });
-        if let Err(e) = saved {
-            tracing::warn!("{}: cannot note what ended the take: {e}", path.display());
+        let note = |path: &std::path::Path, take_id: Option<&str>| {
+            let saved = crate::manifest::Manifest::load(path).and_then(|mut m| {
+                if take_id.is_some_and(|id| id != m.take_id) {
+                    return Ok(None); // not this take's copy: left alone
+                }
+                m.ended_by = Some(why.clone());
+                m.save(path).map(|()| Some(m))
+            });
+            saved.inspect_err(|e| tracing::warn!("{}: cannot note what ended the take: {e}", path.display()))
+        };
+        // The take's own manifest, then each copy's (`--mirror`).
+        if let Ok(Some(m)) = note(&path, None) {
+            for c in m.copies.iter().skip(1) {
+                let _ = note(
+                    &crate::manifest::Manifest::path(std::path::Path::new(&c.dir), &r.name),
+                    Some(&m.take_id),
+                );
+            }
         }
     }
 

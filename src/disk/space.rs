@@ -27,6 +27,15 @@ impl DiskWriter {
         if let Err(e) = a.take.checkpoint() {
             return self.finish(Some(e));
         }
+        let failures = a.take.mirror_failures();
+        if let Ok(mut f) = self.stats.mirror_failures.lock() {
+            if *f != failures {
+                for why in failures.iter().filter(|w| !f.contains(w)) {
+                    tracing::error!("{why}; the take goes on");
+                }
+                *f = failures;
+            }
+        }
         if let Some(g) = self.space {
             if let Some(why) = space_low(&a.take, g) {
                 let source = std::io::Error::new(std::io::ErrorKind::StorageFull, why);

@@ -24,6 +24,8 @@ pub struct DiskStats {
     pub momentary: AtomicU64,
     /// Every input's newest level window (idle or recording).
     pub levels: super::meter::Levels,
+    /// The running take's copies that stopped (`--mirror`), in sentences.
+    pub mirror_failures: std::sync::Mutex<Vec<String>>,
 }
 
 impl DiskStats {
@@ -38,6 +40,9 @@ impl DiskStats {
 
     /// Ring and write numbers start afresh with each take.
     pub(super) fn reset_take(&self) {
+        if let Ok(mut f) = self.mirror_failures.lock() {
+            f.clear(); // the new take's copies say for themselves
+        }
         self.ring_high_water.store(0, Relaxed);
         self.write_batches.store(0, Relaxed);
         self.write_total_ns.store(0, Relaxed);

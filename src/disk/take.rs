@@ -47,6 +47,9 @@ pub struct TakeSpec {
     pub file_format: FileFormat,
     /// What started the take (for its manifest).
     pub started_by: String,
+    /// Directories that get a copy of the take as it is written
+    /// (`--mirror`; see [`mirror`]).
+    pub mirrors: Vec<PathBuf>,
 }
 
 #[cfg(test)]
@@ -71,6 +74,7 @@ impl TakeSpec {
             loudness: true,
             file_format: FileFormat::Wav,
             started_by: "command".into(),
+            mirrors: vec![],
         }
     }
 }
@@ -95,6 +99,10 @@ pub struct Take {
     frames: u64,
     /// Checkpoints so far (which group of files the next one syncs).
     checkpoints: u64,
+    /// The copies being written (`--mirror`), and those that could not
+    /// even be made (directory, why).
+    mirrors: Vec<mirror::Mirror>,
+    mirrors_unmade: Vec<(PathBuf, String)>,
 }
 
 /// Files per sync group: a take of more files syncs them in turns, one
@@ -124,6 +132,7 @@ pub struct FileReport {
 }
 
 mod create;
+pub mod mirror;
 
 impl Take {
     pub fn paths(&self) -> Vec<&Path> {
@@ -240,12 +249,40 @@ impl Take {
     }
 
     fn save_manifest(&self) -> Result<(), WavError> {
-        self.manifest.save(&self.manifest_path).map_err(|source| WavError::Io {
+        let json = serde_json::to_vec_pretty(&self.manifest).map_err(std::io::Error::other);
+        json.and_then(|j| {
+            crate::manifest::write_atomic(&self.manifest_path, &j)?;
+            for m in &self.mirrors {
+                m.manifest(&j);
+            }
+            Ok(())
+        })
+        .map_err(|source| WavError::Io {
             path: self.manifest_path.clone(),
             op: "manifest update",
             frames_safe: self.files.first().map_or(0, |f| f.frames_committed()),
             source,
         })
+    }
+
+    /// The copies that stopped (`--mirror`), each said in a sentence: which
+    /// copy, at which frame, why.
+    pub fn mirror_failures(&self) -> Vec<String> {
+        let unmade = self
+            .mirrors_unmade
+            .iter()
+            .map(|(d, why)| format!("the copy in {} was not made: {why}", d.display()));
+        let stopped = self.mirrors.iter().filter_map(|m| {
+            m.failure().map(|why| {
+                format!(
+                    "the copy in {} stopped at frame {} of take {}: {why}",
+                    m.dir.display(),
+                    m.frames_held(),
+                    self.name
+                )
+            })
+        });
+        unmade.chain(stopped).collect()
     }
 
     pub fn manifest_path(&self) -> &Path {
@@ -429,6 +466,14 @@ impl Take {
                 }
             }
         }
+        // The copies finish what was sent to them (the final headers).
+        let mut ends: Vec<mirror::MirrorEnd> = self.mirrors.into_iter().map(mirror::Mirror::finish).collect();
+        ends.extend(self.mirrors_unmade.into_iter().map(|(dir, why)| mirror::MirrorEnd {
+            dir,
+            made: false,
+            failed: Some(why),
+            frames: 0,
+        }));
         let mut m = self.manifest;
         m.markers = markers;
         m.loudness = loudness;
@@ -440,6 +485,8 @@ impl Take {
         m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };
         m.clean = Some(err.is_none() && gaps.is_empty());
         m.error = err;
+        let primary = self.spec.dir.display().to_string();
+        mirror::note_copies(&mut m, &primary, &ends);
         if let Err(source) = m.save(&self.manifest_path) {
             let e = WavError::Io {
                 path: self.manifest_path.clone(),
@@ -449,6 +496,8 @@ impl Take {
             };
             first_err.get_or_insert(e);
         }
+        let name = self.manifest_path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        mirror::finish_copies(&m, &name, &self.spec.dir, &ends);
         (reports, first_err)
     }
 }

@@ -8,6 +8,7 @@ mod export;
 mod flac;
 mod harness;
 mod metadata;
+mod mirror;
 mod offsite;
 mod overload;
 mod record;

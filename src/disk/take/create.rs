@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
+use super::mirror::Mirror;
 use super::{AudioFile, Take, TakeSpec};
 use crate::manifest::{Manifest, PortInfo, TakeState};
 use crate::naming;
@@ -199,6 +200,7 @@ impl Take {
         };
         let levels = vec![crate::vocab::ChannelLevel::default(); spec.port_names.len()];
         let spec_rate = spec.sample_rate;
+        let (mirrors, mirrors_unmade) = make_mirrors(&spec, names, manifest_path, &manifest, &mut files);
         Ok(Take {
             spec,
             name,
@@ -213,8 +215,50 @@ impl Take {
             curve_step: (spec_rate / 10).max(1) as u64,
             frames: 0,
             checkpoints: 0,
+            mirrors,
+            mirrors_unmade,
         })
     }
+}
+
+/// The take's copies (`--mirror`), each in its directory under the take's
+/// names, and every WAV file's operations passed on to them. A copy that
+/// cannot be made is noted (the take goes on without it).
+fn make_mirrors(
+    spec: &TakeSpec,
+    names: &[String],
+    manifest_path: &Path,
+    manifest: &Manifest,
+    files: &mut [AudioFile],
+) -> (Vec<Mirror>, Vec<(PathBuf, String)>) {
+    let (mut made, mut unmade) = (Vec::new(), Vec::new());
+    if spec.mirrors.is_empty() {
+        return (made, unmade);
+    }
+    let manifest_name =
+        manifest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let first = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+    let headers: std::io::Result<Vec<Vec<u8>>> = files.iter().map(|f| std::fs::read(f.path())).collect();
+    for dir in &spec.mirrors {
+        let result = match (&headers, spec.file_format) {
+            (_, FileFormat::Flac) => Err("FLAC takes are not mirrored (WAV only)".to_string()),
+            (Err(e), _) => Err(format!("cannot read the take's headers: {e}")),
+            (Ok(h), FileFormat::Wav) => Mirror::create(dir, names, &manifest_name, h, &first),
+        };
+        match result {
+            Ok(m) => made.push(m),
+            Err(why) => {
+                tracing::error!(dir = %dir.display(), "the take's copy was not made: {why}");
+                unmade.push((dir.clone(), why));
+            }
+        }
+    }
+    for (i, f) in files.iter_mut().enumerate() {
+        if let AudioFile::Wav(w) = f {
+            w.wrap_io(|io| Mirror::wrap(io, i, &made));
+        }
+    }
+    (made, unmade)
 }
 
 /// How long audio may wait in each file's buffer: 50 ms for one file, and

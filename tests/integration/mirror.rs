@@ -1,0 +1,82 @@
+//! Mirrored destinations (issue 27): every take written to more than one
+//! directory at once, and a copy whose disk fills stops there while the
+//! take and the other copies go on, exact.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rosc::OscType;
+
+use crate::harness::*;
+use crate::storage::{mount_tmpfs, umount};
+
+/// Unmounts at the end of the test, however it ends.
+struct Mounted<'a>(&'a Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        umount(self.0);
+    }
+}
+
+/// Three copies of a 4-input take: on the takes' disk, on a healthy second
+/// disk, and on a 3 MiB tmpfs that fills after about four seconds. The
+/// take and the healthy copy are identical, byte for byte, and every frame
+/// is at its position; the full copy stops, its manifest says where and
+/// why, its file holds exactly that many frames, each in place; the alarm
+/// names the copy and the frame.
+#[test]
+fn a_copy_on_a_disk_that_fills_stops_there_and_the_take_and_the_other_copy_are_exact() {
+    let base = tempdir();
+    let small = base.path().join("small");
+    if !mount_tmpfs(&small, "3m") {
+        return;
+    }
+    let _m = Mounted(&small);
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let (dir, safe) = (tempdir(), tempdir());
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &["--ports", "4", "--connect", "src:out_*", "--no-http", "--mirror", small.to_str().unwrap()]
+            .into_iter()
+            .chain(["--mirror", safe.path().to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let alarms = subscriber(d.port);
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    let raised = loop {
+        let a = push_on(&alarms, "/recording/alarm", Duration::from_secs(15)).expect("the mirror alarm");
+        if a[0] == OscType::String("mirror".into()) {
+            break a;
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let (addr, args) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    let (_, truth) = src.stop_truth();
+    let OscType::String(text) = &raised[3] else { panic!("{raised:?}") };
+    assert!(text.contains(&small.display().to_string()) && text.contains("stopped at frame"), "{text}");
+    let wav = wavs(dir.path()).pop().expect("the take");
+    let name = wav.file_name().unwrap();
+    let v = assert_take(&wav, Some(&truth));
+    let m = manifest_of(&wav);
+    assert_eq!(m["state"], "complete", "{m}");
+    let copies = m["copies"].as_array().unwrap();
+    let states: Vec<&str> = copies.iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["complete", "failed", "complete"], "{m}");
+    assert!(copies[1]["error"].as_str().unwrap().contains("No space left"), "{m}");
+    // The healthy copy is the take.
+    assert_eq!(std::fs::read(safe.path().join(name)).unwrap(), std::fs::read(&wav).unwrap());
+    assert_eq!(manifest_of(&safe.path().join(name)), m);
+    // The full copy: what its header claims, each frame in place.
+    let stopped = copies[1]["frames"].as_u64().unwrap();
+    assert!(stopped > 48_000 && stopped < v.frames, "{stopped} of {}", v.frames);
+    let part = small.join(name);
+    let pv = assert_position_exact(&part, 0, &[], Some(&truth));
+    assert_eq!((pv.frames, pv.first_frame_time), (stopped, v.first_frame_time));
+    let pm = manifest_of(&part);
+    assert_eq!((pm["state"].as_str(), pm["frames"].as_u64()), (Some("failed"), Some(stopped)), "{pm}");
+    assert!(pm["error"].as_str().unwrap().contains("this copy stopped early"), "{pm}");
+}
