@@ -85,6 +85,9 @@ impl DiskWriter {
         // Without JACK's clock (tests), the system clock when the frame is
         // taken, minus how far it trails the newest audio.
         let wall = self.wallclock.wall_time(first).unwrap_or_else(|| SystemTime::now() - back);
+        // Boundaries placed after it chain with this stamp (see
+        // `WallClock::note_placed`).
+        self.wallclock.note_placed(first, wall, rate);
         a.first_frame_time = Some(jack_first);
         a.segment_first = Some(jack_first);
         a.cursor = first;

@@ -133,6 +133,17 @@ impl WallClock {
     /// a frame or two with the cycles' wake-ups under load; without this a
     /// take between two timetags, or a file between two boundaries, came
     /// out a frame or two off its length.
+    /// Notes that timeline position `pos` was stamped with time `t` (a
+    /// take's first frame): times placed after it are placed from it (see
+    /// [`Self::position_at`]), so a clock boundary after the start of a
+    /// take is as many frames after it as the two stamps say, and the two
+    /// takes chain exactly in samples since midnight.
+    pub fn note_placed(&mut self, pos: u64, t: SystemTime, rate: u32) {
+        if let (Ok(d), true) = (t.duration_since(SystemTime::UNIX_EPOCH), rate > 0) {
+            self.placed = Some((d.as_nanos() as i128, pos, rate));
+        }
+    }
+
     pub fn position_at(&mut self, t: SystemTime) -> Option<u64> {
         let (apos, ans, rate) = self.mapping()?;
         let t = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos() as i128;
@@ -253,6 +264,36 @@ mod tests {
         // thread is preempted in between).
         let p = c.position_at(t + Duration::from_micros(20_834)).unwrap();
         assert!((999..=1000).contains(&p), "{p}");
+    }
+
+    /// A take's start and the clock boundary after it, while the mapping
+    /// wanders by 3 frames in between: the take's samples since midnight
+    /// plus its frames are the boundary's, exactly (its file and the next
+    /// one chain in a DAW). Found by the export test on a loaded machine,
+    /// 5 samples apart before the start was noted.
+    #[test]
+    fn a_take_started_before_a_boundary_chains_with_it_in_samples_since_midnight() {
+        fn jack_now() -> u64 {
+            10_000_000
+        }
+        for offset in [1234u64, 77, 40_001] {
+            let mut c = WallClock::new(Some(jack_now));
+            c.note_cycle(480_000, 9_000_000, 48_000);
+            let first = 480_000 + offset;
+            let start = c.wall_time(first).unwrap();
+            c.note_placed(first, start, 48_000);
+            c.note_cycle(480_256, 9_000_000 + 256 * 1_000_000 / 48_000 + 63, 48_000);
+            c.anchors.retain(|a| a.pos == 480_256);
+            let ns = start.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            let boundary = SystemTime::UNIX_EPOCH + Duration::from_secs(ns / 1_000_000_000 + 2);
+            let at = c.position_at(boundary).unwrap();
+            let (s1, s2) = (Stamp::of(start, 48_000, true), Stamp::of(boundary, 48_000, true));
+            assert_eq!(
+                s1.samples_since_midnight + (at - first),
+                s2.samples_since_midnight,
+                "offset {offset}"
+            );
+        }
     }
 
     /// Two times placed one after the other are exactly as many frames
