@@ -44,6 +44,10 @@ pub struct RecordArgs {
     pub file: Option<String>,
     #[command(flatten)]
     pub format: crate::settings::TakeFormat,
+    /// Write the take to this directory too, as it is recorded (repeat for
+    /// more copies; WAV only; see `capstan daemon --mirror`).
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Vec<std::path::PathBuf>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +79,12 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     }
     args.format.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
     crate::wav::use_direct_io(!args.format.buffered_io);
+    if !args.mirror.is_empty() && args.format.file_format == crate::vocab::FileFormat::Flac {
+        bail!("--mirror copies WAV takes; FLAC takes cannot be mirrored yet");
+    }
+    for m in &args.mirror {
+        crate::lock::make_dir(m)?;
+    }
     if args.format.file_format == crate::vocab::FileFormat::Flac && args.format.sample_format.is_none() {
         tracing::info!("FLAC holds integers: recording s24 (--sample-format s16 for 16 bits)");
     }
@@ -140,7 +150,7 @@ fn record_take(
     }
     let connections = engine.connections();
     let spec = TakeSpec {
-        mirrors: vec![],
+        mirrors: args.mirror.clone(),
         dir: args.dir.clone(),
         project: args.format.project_name().to_string(),
         file,
