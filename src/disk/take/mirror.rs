@@ -21,7 +21,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::wav::fileio::FileIo;
+use crate::wav::aligned::AlignedBuf;
+use crate::wav::fileio::{FileIo, OsFile};
 
 /// Bytes a copy may fall behind before it is given up (about 10 s of 32
 /// channels of float at 48 kHz).
@@ -32,6 +33,14 @@ enum Op {
         file: usize,
         at: u64,
         bytes: Vec<u8>,
+    },
+    /// Audio as the take wrote it: with O_DIRECT (4 KiB blocks from
+    /// 4 KiB-aligned memory) where the take's own write was.
+    Audio {
+        file: usize,
+        at: u64,
+        bytes: AlignedBuf,
+        direct: bool,
     },
     Sizes {
         file: usize,
@@ -183,6 +192,9 @@ impl Mirror {
         });
         let (tx, rx) = channel();
         let (h, paths) = (health.clone(), names.iter().map(|n| dir.join(n)).collect());
+        // The copy's audio goes out as the take's does: O_DIRECT where the
+        // filesystem takes it (no second pass through the page cache).
+        let files = files.into_iter().map(|f| OsFile::new(f, true)).collect();
         let thread = std::thread::Builder::new()
             .name("capstan-mirror".into())
             .spawn(move || replay(rx, files, paths, mpath, &h))
@@ -225,17 +237,18 @@ impl Mirror {
 }
 
 /// The copy's thread: every operation in order, until one fails.
-fn replay(rx: Receiver<Op>, files: Vec<File>, paths: Vec<PathBuf>, manifest: PathBuf, health: &Health) {
+fn replay(rx: Receiver<Op>, mut files: Vec<OsFile>, paths: Vec<PathBuf>, manifest: PathBuf, health: &Health) {
     for op in rx {
         let bytes = match &op {
             Op::Write { bytes, .. } => bytes.len() as u64,
+            Op::Audio { bytes, .. } => bytes.len() as u64,
             Op::Manifest(j) => j.len() as u64,
             _ => 0,
         };
         let failed = health.failure().is_some();
-        if let (false, Err(e)) = (failed, apply(&op, &files, &paths, &manifest, health)) {
+        if let (false, Err(e)) = (failed, apply(&op, &mut files, &paths, &manifest, health)) {
             health.fail(e);
-            cut_to_claims(&files, health);
+            cut_to_claims(&mut files, health);
         }
         health.queued.fetch_sub(bytes, Relaxed);
         if matches!(op, Op::Finish) {
@@ -247,9 +260,9 @@ fn replay(rx: Receiver<Op>, files: Vec<File>, paths: Vec<PathBuf>, manifest: Pat
 /// A copy that stopped keeps what its headers claim, and nothing after it
 /// (a full disk gets back the room the unclaimed audio took, so that the
 /// copy's final manifest fits). Best effort.
-fn cut_to_claims(files: &[File], health: &Health) {
+fn cut_to_claims(files: &mut [OsFile], health: &Health) {
     let Ok(claims) = health.claimed.lock() else { return };
-    for (f, c) in files.iter().zip(claims.iter()) {
+    for (f, c) in files.iter_mut().zip(claims.iter()) {
         if c.data_at > 0 {
             let _ = f.set_len(c.data_at + c.data);
             let _ = f.sync_all();
@@ -257,14 +270,24 @@ fn cut_to_claims(files: &[File], health: &Health) {
     }
 }
 
-fn apply(op: &Op, files: &[File], paths: &[PathBuf], manifest: &Path, health: &Health) -> Result<(), String> {
+fn apply(
+    op: &Op,
+    files: &mut [OsFile],
+    paths: &[PathBuf],
+    manifest: &Path,
+    health: &Health,
+) -> Result<(), String> {
     let err = |what: &str, i: usize, e: io::Error| format!("{} {what}: {e}", paths[i].display());
     match op {
         Op::Write { file, at, bytes } => {
-            files[*file].write_all_at(bytes, *at).map_err(|e| err("write", *file, e))
+            files[*file].write_header(bytes, *at).map_err(|e| err("write", *file, e))
+        }
+        Op::Audio { file, at, bytes, direct } => {
+            write_audio(&mut files[*file], bytes.as_slice(), *at, *direct).map_err(|e| err("write", *file, e))
         }
         Op::Sizes { file, data_at, data, frame_bytes, after } => {
-            crate::wav::writer::write_sizes(&files[*file], *data_at, *data, *frame_bytes, *after)
+            files[*file]
+                .write_sizes(*data_at, *data, *frame_bytes, *after)
                 .map_err(|e| err("header", *file, e))?;
             if let Ok(mut c) = health.claimed.lock() {
                 c[*file] = Claim { data_at: *data_at, data: *data, frame_bytes: *frame_bytes };
@@ -272,10 +295,10 @@ fn apply(op: &Op, files: &[File], paths: &[PathBuf], manifest: &Path, health: &H
             Ok(())
         }
         Op::Sync { file, all } => {
-            let f = &files[*file];
+            let f = &mut files[*file];
             if *all { f.sync_all() } else { f.sync_data() }.map_err(|e| err("sync", *file, e))?;
             // Written to a file nobody can find is not a copy.
-            match std::os::unix::fs::MetadataExt::nlink(&f.metadata().map_err(|e| err("stat", *file, e))?) {
+            match f.links().map_err(|e| err("stat", *file, e))? {
                 0 => Err(format!("{} was removed (its directory deleted?)", paths[*file].display())),
                 _ => Ok(()),
             }
@@ -285,6 +308,23 @@ fn apply(op: &Op, files: &[File], paths: &[PathBuf], manifest: &Path, health: &H
             .map_err(|e| format!("{} update: {e}", manifest.display())),
         Op::Finish => Ok(()),
     }
+}
+
+/// All of `bytes` at `at`, with O_DIRECT if `direct` and the copy's
+/// filesystem takes it (else through the page cache from then on).
+fn write_audio(f: &mut OsFile, bytes: &[u8], at: u64, direct: bool) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        let direct = direct && f.has_direct() && done % crate::wav::aligned::ALIGN == 0;
+        match f.write_audio(&bytes[done..], at + done as u64, direct) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes")),
+            Ok(k) => done += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if direct && e.raw_os_error() == Some(nix::libc::EINVAL) => f.drop_direct(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The primary file's operations, passed on to the copies once they
@@ -310,7 +350,18 @@ impl MirrorIo {
 impl FileIo for MirrorIo {
     fn write_audio(&mut self, bytes: &[u8], at: u64, direct: bool) -> io::Result<usize> {
         let n = self.inner.write_audio(bytes, at, direct)?;
-        self.write(&bytes[..n], at);
+        let file = self.file;
+        // O_DIRECT takes whole blocks; the rest of a short one goes
+        // through the page cache.
+        let direct = direct && n % crate::wav::aligned::ALIGN == 0;
+        self.each(
+            || {
+                let mut b = AlignedBuf::with_capacity(n);
+                b.extend_from_slice(&bytes[..n]);
+                Op::Audio { file, at, bytes: b, direct }
+            },
+            n as u64,
+        );
         Ok(n)
     }
     fn write_header(&mut self, bytes: &[u8], at: u64) -> io::Result<()> {
