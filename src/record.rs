@@ -151,6 +151,7 @@ fn record_take(
     let connections = engine.connections();
     let spec = TakeSpec {
         mirrors: args.mirror.clone(),
+        spill: vec![],
         dir: args.dir.clone(),
         project: args.format.project_name().to_string(),
         file,

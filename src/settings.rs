@@ -352,6 +352,12 @@ pub struct Settings {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     pub mirror: Vec<std::path::PathBuf>,
+    /// When the takes' disk fills (see --disk-margin-seconds), the running
+    /// take continues here at its very next frame, as a new segment
+    /// (repeat for more, used in turn).
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    pub spill: Vec<std::path::PathBuf>,
     /// The off-site tier: every finished take copied to an object store,
     /// verified (see `capstan tiers`).
     #[command(flatten)]
@@ -388,6 +394,7 @@ impl Default for Settings {
             retention: Policy::default(),
             offsite: Default::default(),
             mirror: Vec::new(),
+            spill: Vec::new(),
         }
     }
 }
@@ -432,6 +439,9 @@ impl Settings {
         }
         if self.mirror.iter().any(|m| m.as_os_str().is_empty()) {
             return Err("mirror: an empty directory name".into());
+        }
+        if self.spill.iter().any(|m| m.as_os_str().is_empty()) {
+            return Err("spill: an empty directory name".into());
         }
         self.alarms.validate()?;
         if self.osc_bind.parse::<std::net::IpAddr>().is_err() {
@@ -585,6 +595,7 @@ mod tests {
         assert!(said(&["--offsite", "ftp://x/y"]).starts_with("--offsite: \"ftp://x/y\": unknown store"));
         assert!(said(&["--offsite-max-mbps", "1e9"]).starts_with("--offsite-max-mbps must be"));
         assert!(said(&["--format", "flac", "--mirror", "/mnt/usb"]).starts_with("--mirror copies WAV takes"));
+        assert_eq!(daemon_settings(&["--spill", "/a", "--spill", "/b"]).unwrap().spill.len(), 2);
         let two = daemon_settings(&["--mirror", "/a", "--mirror", "/b"]).unwrap();
         assert_eq!(two.mirror.len(), 2);
         assert_eq!(

@@ -22,8 +22,8 @@ pub struct Retention {
 impl Retention {
     /// Applies `policy` to `dir` when due, on a thread of its own; reports a
     /// finished run. Never waits for a run.
-    /// Each copy's directory (`mirrors`) gets the same rules on its own
-    /// takes, without the archive (one archive holds one copy).
+    /// Each copy's and spill directory (`mirrors`) gets the same rules on
+    /// its own takes, without the archive (one archive holds one copy).
     pub fn tick(&mut self, dir: &std::path::Path, mirrors: &[std::path::PathBuf], policy: &Policy) {
         if policy.is_empty() {
             return;

@@ -221,12 +221,13 @@ impl Daemon {
         // The copies' directories (`--mirror`): made if missing, never the
         // takes' own; their takes a crash left open are repaired too.
         let own = std::fs::canonicalize(&args.dir)?;
-        for m in &args.settings.mirror {
+        let copies = args.settings.mirror.iter().map(|m| ("--mirror", m));
+        for (flag, m) in copies.chain(args.settings.spill.iter().map(|m| ("--spill", m))) {
             lock::make_dir(m)?;
             let c = std::fs::canonicalize(m)?;
             if c.starts_with(&own) || own.starts_with(&c) {
                 anyhow::bail!(
-                    "--mirror {}: a copy must go to another directory than the takes ({}), not into or above it",
+                    "{flag} {}: must be another directory than the takes' ({}), not inside or above it",
                     m.display(),
                     args.dir.display()
                 );
@@ -646,7 +647,9 @@ impl Daemon {
     /// Background work between datagrams: JACK's death and return, the way
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
-        self.retention.tick(&self.args.dir, &self.args.settings.mirror, &self.args.settings.retention);
+        let others: Vec<_> =
+            self.args.settings.mirror.iter().chain(&self.args.settings.spill).cloned().collect();
+        self.retention.tick(&self.args.dir, &others, &self.args.settings.retention);
         self.run_timed();
         self.rotate_on_clock();
         self.follow_triggers();

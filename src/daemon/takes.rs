@@ -138,19 +138,22 @@ impl Daemon {
             Some(sub) => crate::takefiles::make_take_dir(&a.dir, sub)
                 .map_err(|e| Refusal::new(Code::File, e.to_string()))?,
         };
-        // Each copy in the same place below its own directory. A copy's
-        // directory that cannot be made costs the copy, not the take.
-        let mirrors = a
-            .settings
-            .mirror
-            .iter()
-            .filter_map(|root| match &sub {
-                None => Some(root.clone()),
-                Some(sub) => crate::takefiles::make_take_dir(root, sub)
-                    .inspect_err(|e| tracing::error!(dir = %root.display(), "no copy of the take there: {e}"))
-                    .ok(),
-            })
-            .collect();
+        // Each copy (and each spill directory) in the same place below its
+        // own directory. One that cannot be made costs the copy (or that
+        // spill), not the take.
+        let below = |roots: &[std::path::PathBuf], what: &'static str| -> Vec<std::path::PathBuf> {
+            roots
+                .iter()
+                .filter_map(|root| match &sub {
+                    None => Some(root.clone()),
+                    Some(sub) => crate::takefiles::make_take_dir(root, sub)
+                        .inspect_err(|e| tracing::error!(dir = %root.display(), "no {what} there: {e}"))
+                        .ok(),
+                })
+                .collect()
+        };
+        let mirrors = below(&a.settings.mirror, "copy of the take");
+        let spill = below(&a.settings.spill, "spill-over for the take");
         let spec = TakeSpec {
             dir,
             project,
@@ -170,6 +173,7 @@ impl Daemon {
             loudness: a.settings.format.loudness.measures(engine.port_names.len()),
             file_format: a.settings.format.file_format,
             mirrors,
+            spill,
         };
         Take::create(spec, when.with_timezone(&chrono::Local))
             .map_err(|e| Refusal::new(Code::File, e.to_string()))

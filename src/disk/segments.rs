@@ -2,6 +2,8 @@
 //! file set is finalized and the take continues in a new one, chained
 //! through the manifests. Disk thread only.
 
+use std::path::PathBuf;
+
 use super::*;
 
 impl DiskWriter {
@@ -23,7 +25,11 @@ impl DiskWriter {
             // Writing up to the change may have ended the take (at its stop
             // point): then there is nothing to continue.
             if started(self) {
-                if let Err(e) = self.next_segment(old_end, p) {
+                let why = match p.rate_change {
+                    Some((from, to)) => format!("JACK's sample rate changed from {from} to {to} Hz"),
+                    None => "JACK's clock was reset".to_string(),
+                };
+                if let Err(e) = self.next_segment(old_end, &why, None) {
                     return self.finish(Some(e));
                 }
             }
@@ -32,14 +38,32 @@ impl DiskWriter {
         self.gaps.clear();
     }
 
-    /// Finalizes the running segment and opens the next one at `at`.
-    pub(super) fn next_segment(&mut self, at: u64, p: &Placement) -> Result<(), WavError> {
+    /// The take's disk is nearly full (`why`): it continues on the next
+    /// spill directory at its very next frame, as a new segment; with none
+    /// left, it ends there.
+    pub(super) fn spill(&mut self, why: String) -> Result<(), WavError> {
+        let Some(a) = &self.active else { return Ok(()) };
+        let Some(dir) = a.take.spec.spill.first().cloned() else { return Ok(()) };
+        let at = a.cursor;
+        let why = format!("{why}; the take continues in {}", dir.display());
+        tracing::warn!(take = %a.take.name, "{why}");
+        self.next_segment(at, &why, Some(dir))
+    }
+
+    /// Finalizes the running segment and opens the next one at `at`
+    /// (`why`: JACK's rate or clock changed, or the disk filled), in `dir`
+    /// if given (a spill directory), else beside the running one.
+    pub(super) fn next_segment(&mut self, at: u64, why: &str, dir: Option<PathBuf>) -> Result<(), WavError> {
         let rate = self.timeline.rate();
         let jack_first = self.timeline.jack_time(at);
         let a = self.active.as_mut().expect("active");
         let index = a.segments.len() + 2;
         let mut spec = a.take.spec.clone();
         spec.sample_rate = rate;
+        if let Some(dir) = dir {
+            spec.dir = dir;
+            spec.spill.remove(0);
+        }
         let base = a.segments.first().map_or(&a.take.name, |s| &s.name);
         spec.file = Some(format!("{base}_seg{index}.{}", spec.file_format.ext()));
         spec.take_id = Some(a.take.take_id().to_owned());
@@ -51,11 +75,7 @@ impl DiskWriter {
         let mut next = Take::create(spec, Local::now())?;
         let wall = self.wallclock.wall_time(at).unwrap_or_else(std::time::SystemTime::now);
         next.set_origin(jack_first, wall)?;
-        let why = match p.rate_change {
-            Some((from, to)) => format!("JACK's sample rate changed from {from} to {to} Hz"),
-            None => "JACK's clock was reset".to_string(),
-        };
-        next.set_continues(a.take.name.clone(), &why)?;
+        next.set_continues(a.take.name.clone(), why)?;
         a.take.set_continued_in(next.name.clone())?;
         a.take.note_repeated(a.repeated - a.repeated_before);
         a.repeated_before = a.repeated;

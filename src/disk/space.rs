@@ -38,6 +38,13 @@ impl DiskWriter {
         }
         if let Some(g) = self.space {
             if let Some(why) = space_low(&a.take, g) {
+                if a.first_frame_time.is_some() && !a.take.spec.spill.is_empty() {
+                    let why = why.trim_end_matches("; take stopped").to_string();
+                    if let Err(e) = self.spill(why) {
+                        self.finish(Some(e));
+                    }
+                    return;
+                }
                 let source = std::io::Error::new(std::io::ErrorKind::StorageFull, why);
                 let path = a.take.manifest_path().to_owned();
                 let frames_safe = a.take.frames();

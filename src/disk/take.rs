@@ -50,6 +50,8 @@ pub struct TakeSpec {
     /// Directories that get a copy of the take as it is written
     /// (`--mirror`; see [`mirror`]).
     pub mirrors: Vec<PathBuf>,
+    /// Where the take goes on, in turn, when its disk fills (`--spill`).
+    pub spill: Vec<PathBuf>,
 }
 
 #[cfg(test)]
@@ -75,6 +77,7 @@ impl TakeSpec {
             file_format: FileFormat::Wav,
             started_by: "command".into(),
             mirrors: vec![],
+            spill: vec![],
         }
     }
 }

@@ -475,3 +475,40 @@ fn a_rate_change_after_a_stop_point_ends_the_take_there() {
     assert_position_exact(&r.files[0].path, 0, r.frames, &r.gaps);
     assert!(b.w.active.is_none());
 }
+
+/// The take's disk filled (the space guard): it continues in the spill
+/// directory at its very next frame, as a second segment. The two files
+/// chain exactly on JACK's timeline, each frame in its place, and the
+/// manifests link them.
+#[test]
+fn a_full_disk_spills_the_take_into_the_next_directory_at_its_next_frame() {
+    let mut b = bed(4_800);
+    let spill = tempfile::tempdir().unwrap();
+    let mut spec = TakeSpec::for_test(b.dir.path(), 2, Layout::Interleaved, SampleFormat::F32);
+    spec.spill = vec![spill.path().to_owned()];
+    b.w.begin(Take::create(spec, Local::now()).unwrap(), StartAt::Next, 0);
+    let mut t = 0u32;
+    for _ in 0..40 {
+        b.cycle(t, 1024, 48000);
+        t += 1024;
+    }
+    b.w.spill("disk almost full".into()).unwrap();
+    for _ in 0..30 {
+        b.cycle(t, 1024, 48000);
+        t += 1024;
+    }
+    let r = b.stop();
+    assert_eq!(r.segments.len(), 2, "{r:?}");
+    let (s1, s2) = (&r.segments[0], &r.segments[1]);
+    assert_eq!(s1.files[0].path.parent(), Some(b.dir.path()));
+    assert_eq!(s2.files[0].path.parent(), Some(spill.path()));
+    assert_eq!(s2.first_frame_time, Some(s1.first_frame_time.unwrap() + s1.frames));
+    assert_eq!(s1.frames + s2.frames, t as u64, "every frame, in one of the two");
+    assert!(s1.gaps.is_empty() && s2.gaps.is_empty(), "{r:?}");
+    assert_position_exact(&s1.files[0].path, 0, s1.frames, &[]);
+    assert_position_exact(&s2.files[0].path, s1.frames, s2.frames, &[]);
+    let m2 =
+        crate::manifest::Manifest::load(&crate::manifest::Manifest::path(spill.path(), &s2.name)).unwrap();
+    let why = &m2.continues.as_ref().unwrap().reason;
+    assert!(why.contains("disk almost full") && why.contains("continues in"), "{why}");
+}

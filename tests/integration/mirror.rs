@@ -80,3 +80,58 @@ fn a_copy_on_a_disk_that_fills_stops_there_and_the_take_and_the_other_copy_are_e
     assert_eq!((pm["state"].as_str(), pm["frames"].as_u64()), (Some("failed"), Some(stopped)), "{pm}");
     assert!(pm["error"].as_str().unwrap().contains("this copy stopped early"), "{pm}");
 }
+
+/// Spill-over: the takes' disk (a 12 MiB tmpfs) fills mid-take, and the
+/// take continues in the spill directory at its very next frame as a
+/// second segment, never interrupted: the two files chain exactly on
+/// JACK's timeline, every frame of both in its place, and the manifests
+/// link them under one take id.
+#[test]
+fn a_take_spills_to_the_next_disk_when_its_own_fills_and_the_chain_is_exact() {
+    let base = tempdir();
+    let small = base.path().join("small");
+    if !mount_tmpfs(&small, "12m") {
+        return;
+    }
+    let _m = Mounted(&small);
+    let server = JackServer::start(256);
+    let src = server.source(16);
+    let spill = tempdir();
+    // 16 inputs of float: 3 MiB/s; the guard moves on with 1 s of room left.
+    let d = Daemon::start(
+        &server,
+        &small,
+        &["--ports", "16", "--connect", "src:out_*", "--no-http", "--disk-margin-seconds", "1"]
+            .into_iter()
+            .chain([
+                "--min-free-fraction",
+                "0",
+                "--min-minutes",
+                "0.01",
+                "--spill",
+                spill.path().to_str().unwrap(),
+            ])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(5000));
+    let (addr, args) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    let (_, truth) = src.stop_truth();
+    let first = wavs(&small).pop().expect("the first segment");
+    let second = wavs(spill.path()).pop().expect("the take went on in the spill directory");
+    let (m1, m2) = (manifest_of(&first), manifest_of(&second));
+    assert_eq!(m1["take_id"], m2["take_id"]);
+    assert_eq!(m1["continued_in"].as_str(), second.file_stem().and_then(|s| s.to_str()), "{m1}");
+    assert!(m2["continues"]["reason"].as_str().unwrap().contains("disk almost full"), "{m2}");
+    let v1 = assert_position_exact(&first, 0, &gap_runs(m1["gaps"].as_array().unwrap()), Some(&truth));
+    let v2 = assert_position_exact(&second, 0, &gap_runs(m2["gaps"].as_array().unwrap()), Some(&truth));
+    assert_eq!(
+        v2.first_frame_time,
+        v1.first_frame_time + v1.frames,
+        "the second segment starts at the next frame"
+    );
+    assert!(v1.frames > 48_000 && v2.frames > 48_000, "{} + {}", v1.frames, v2.frames);
+    assert_eq!(m1["state"], "complete", "{m1}");
+    assert_eq!(m2["state"], "complete", "{m2}");
+}
