@@ -36,7 +36,7 @@ pub struct Policy {
     pub archive: Option<PathBuf>,
 }
 
-mod secs_opt {
+pub(crate) mod secs_opt {
     use std::time::Duration;
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         serde::Serialize::serialize(&d.map(|d| d.as_secs()), s)

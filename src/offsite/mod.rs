@@ -28,7 +28,7 @@ use object_store::ObjectStore;
 
 pub use command::{run, TiersCommand};
 pub use fetch::fetch;
-pub use ship::{pending, ship, status, verify, Pace, Shipped, TakeStatus};
+pub use ship::{pending, remove_moved, ship, status, verify, Pace, Shipped, TakeStatus};
 pub use worker::{Progress, Worker};
 
 /// Where the off-site copies go, for the command line and `capstan.json`.
@@ -47,6 +47,12 @@ pub struct OffsiteSettings {
     /// Upload at most this many MB/s (0: as fast as the store takes them).
     #[arg(long = "offsite-max-mbps", value_name = "MB/S", default_value_t = 0.0)]
     pub max_mbps: f64,
+    /// Remove a take's local files once its off-site copy is verified and
+    /// the take is older than this (e.g. 7d, 12h); the copy is read back
+    /// and checked again right before. Unset: local takes stay.
+    #[arg(long = "offsite-delete-local-after", value_name = "AGE", value_parser = crate::retention::parse_duration)]
+    #[serde(with = "crate::retention::secs_opt", default)]
+    pub delete_local_after: Option<Duration>,
 }
 
 impl OffsiteSettings {
@@ -56,6 +62,9 @@ impl OffsiteSettings {
         }
         if !(self.max_mbps.is_finite() && (0.0..=100_000.0).contains(&self.max_mbps)) {
             return Err(format!("offsite.max_mbps must be between 0 and 100000, got {}", self.max_mbps));
+        }
+        if self.delete_local_after.is_some() && self.url.is_none() {
+            return Err("offsite.delete_local_after needs offsite.url: where the takes' copies are".into());
         }
         Ok(())
     }

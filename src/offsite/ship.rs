@@ -247,3 +247,32 @@ pub fn verify(target: &Target, copy: &OffsiteCopy) -> Result<(), OffsiteError> {
         Ok(())
     })
 }
+
+/// Removes the local files of every finished take of `dir` older than
+/// `age` whose copy at `target` is recorded, after reading that copy back
+/// and checking it again: a take counts as moved only when every object is
+/// verified. Returns the takes removed; the first copy that fails its
+/// check stops the pass (its take stays, and the error says why).
+/// Interrupted (a crash), the next pass finishes: a take whose files are
+/// partly gone is still found by its manifest, which goes last.
+pub fn remove_moved(
+    dir: &Path,
+    target: &Target,
+    age: Duration,
+    now: std::time::SystemTime,
+) -> Result<Vec<String>, OffsiteError> {
+    let (all, _) = takes(dir, None).map_err(|e| OffsiteError::Take(format!("{e:#}")))?;
+    let mut removed = Vec::new();
+    for t in all {
+        if now.duration_since(t.when).unwrap_or_default() < age {
+            continue;
+        }
+        let m = Manifest::load(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
+        let Some(copy) = m.offsite.iter().find(|c| c.url == target.url) else { continue };
+        verify(target, copy)?;
+        crate::retention::delete_take(&t)
+            .map_err(|e| OffsiteError::Take(format!("{}: {e:#}", t.manifest.display())))?;
+        removed.push(t.take);
+    }
+    Ok(removed)
+}

@@ -95,8 +95,50 @@ fn urls_name_a_store_a_bucket_and_a_prefix() {
     for bad in ["b/x", "gs://b/x", "s3:///x", "s3://b/../x", "s3://b/./x"] {
         assert!(Target::parse(bad).is_err(), "{bad}");
     }
-    let s = OffsiteSettings { url: Some("ftp://x".into()), max_mbps: 0.0 };
+    let s = OffsiteSettings { url: Some("ftp://x".into()), ..Default::default() };
     assert!(s.validate().unwrap_err().starts_with("offsite.url"));
-    let s = OffsiteSettings { url: None, max_mbps: -1.0 };
+    let s = OffsiteSettings { max_mbps: -1.0, ..Default::default() };
     assert!(s.validate().unwrap_err().contains("max_mbps"));
+    let s = OffsiteSettings {
+        delete_local_after: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    };
+    assert!(s.validate().unwrap_err().contains("needs offsite.url"));
+}
+
+#[test]
+fn a_take_moves_off_site_only_once_its_copy_checks_again_and_a_cut_move_finishes() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let name = finished_take(dir.path());
+    let target = memory_target();
+    let wav = dir.path().join(format!("{name}.wav"));
+    let audio = std::fs::read(&wav).unwrap();
+    let now = SystemTime::now() + Duration::from_secs(60);
+    assert!(remove_moved(dir.path(), &target, Duration::ZERO, now).unwrap().is_empty(), "no copy yet");
+    let (todo, _) = pending(dir.path(), &target.url).unwrap();
+    ship(dir.path(), &todo[0], &target, &mut Pace::new(0.0)).unwrap();
+    // Too young: stays.
+    assert!(remove_moved(dir.path(), &target, Duration::from_secs(3600), now).unwrap().is_empty());
+    // The copy went bad in the store: the take stays, and the error says so.
+    let key = object_store::path::Path::from(format!("show/{name}.wav"));
+    let rt = runtime().unwrap();
+    let mut bad = audio.clone();
+    bad[5000] ^= 2;
+    rt.block_on(target.store.put(&key, PutPayload::from(bad))).unwrap();
+    assert!(matches!(
+        remove_moved(dir.path(), &target, Duration::ZERO, now),
+        Err(OffsiteError::Mismatch { .. })
+    ));
+    assert_eq!(std::fs::read(&wav).unwrap(), audio);
+    rt.block_on(target.store.put(&key, PutPayload::from(audio.clone()))).unwrap();
+    // A move cut short after the audio file went (a crash): the next pass
+    // finishes it, and nothing of the take is left here.
+    std::fs::remove_file(&wav).unwrap();
+    assert_eq!(remove_moved(dir.path(), &target, Duration::ZERO, now).unwrap(), vec![name.clone()]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // And it comes back whole.
+    let back = tempfile::tempdir().unwrap();
+    fetch(&target, &name, back.path()).unwrap();
+    assert_eq!(std::fs::read(back.path().join(format!("{name}.wav"))).unwrap(), audio);
 }

@@ -10,7 +10,7 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::ship::{pending, ship, Pace, Shipped};
+use super::ship::{pending, remove_moved, ship, Pace, Shipped};
 use super::{OffsiteSettings, Target};
 
 /// How often the queue is looked at without being told.
@@ -44,7 +44,8 @@ impl Worker {
         let (nudge, rx) = channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(Progress::default()));
-        let (st, pr, mbps) = (stop.clone(), progress.clone(), settings.max_mbps);
+        let (st, pr, mbps, age) =
+            (stop.clone(), progress.clone(), settings.max_mbps, settings.delete_local_after);
         std::thread::Builder::new()
             .name("capstan-offsite".into())
             .spawn(move || {
@@ -56,7 +57,10 @@ impl Worker {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                     while rx.try_recv().is_ok() {} // one look for many nudges
-                    wait = match send_pending(&dir, &target, mbps, &st, &pr) {
+                    let sent = send_pending(&dir, &target, mbps, &st, &pr);
+                    let sent = sent
+                        .and_then(|()| age.map_or(Ok(()), |age| remove_moved_takes(&dir, &target, age, &pr)));
+                    wait = match sent {
                         Ok(()) => {
                             retry = RETRY_FIRST;
                             LOOK_EVERY
@@ -139,4 +143,31 @@ fn send_pending(
         }
     }
     Ok(())
+}
+
+/// `--offsite-delete-local-after`: the local files of takes whose copy is
+/// verified (again, now) and that are old enough go; `Err` after a
+/// failure (logged and kept in `progress`: the take stays).
+fn remove_moved_takes(
+    dir: &std::path::Path,
+    target: &Target,
+    age: Duration,
+    progress: &Mutex<Progress>,
+) -> Result<(), ()> {
+    match remove_moved(dir, target, age, std::time::SystemTime::now()) {
+        Ok(removed) => {
+            for take in removed {
+                tracing::info!(take = %take, url = %target.url, "moved off-site: the copy was checked again and the local files removed");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let text = format!("a take's local files were kept: {e}");
+            tracing::error!("off-site: {text}");
+            if let Ok(mut p) = progress.lock() {
+                p.error = Some(text);
+            }
+            Err(())
+        }
+    }
 }
