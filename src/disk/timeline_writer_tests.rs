@@ -39,6 +39,16 @@ impl Bed {
         self.cycle_read_until(t, n, rate, t);
     }
 
+    /// `count` cycles of `n` frames from frame time `t`, in order; the
+    /// frame time after them.
+    fn cycles(&mut self, mut t: u32, count: usize, n: u32, rate: u32) -> u32 {
+        for _ in 0..count {
+            self.cycle(t, n, rate);
+            t += n;
+        }
+        t
+    }
+
     /// A cycle during whose copy JACK's frame time became `now`.
     fn cycle_read_until(&mut self, t: u32, n: u32, rate: u32, now: u32) {
         self.cycle_holding(t, n, rate, now, t);
@@ -178,10 +188,7 @@ fn stalls_of_any_length_are_exact_gaps() {
     let mut want = Vec::new();
     let first = t as u64;
     for skip in [1u32, 2, 3, 5, 50] {
-        for _ in 0..10 {
-            b.cycle(t, 128, 48000);
-            t += 128;
-        }
+        t = b.cycles(t, 10, 128, 48000);
         want.push(Gap { at: (t as u64) - first, frames: skip as u64 * 128, cause: GapCause::JackSkipped });
         t += skip * 128;
         // The first cycle after the stall is uncertain (no repeat follows).
@@ -203,16 +210,10 @@ fn a_jump_longer_than_the_history_is_never_cut_short() {
         let mut b = bed(8_000);
         b.start();
         let mut t = 1000u32;
-        for _ in 0..100 {
-            b.cycle(t, 256, 48000);
-            t += 256;
-        }
+        t = b.cycles(t, 100, 256, 48000);
         let before = t as u64 - 1000;
         t += jump;
-        for _ in 0..100 {
-            b.cycle(t, 256, 48000);
-            t += 256;
-        }
+        b.cycles(t, 100, 256, 48000);
         let r = b.stop();
         let gaps = vec![
             Gap { at: before, frames: jump as u64, cause: GapCause::JackSkipped },
@@ -237,16 +238,10 @@ fn a_rate_change_continues_the_take_in_a_new_segment() {
     let mut b = bed(4_800);
     b.start();
     let mut t = 0u32;
-    for _ in 0..40 {
-        b.cycle(t, 1024, 48000);
-        t += 1024;
-    }
+    t = b.cycles(t, 40, 1024, 48000);
     let end1 = t as u64;
     t += 1024; // the cycle PipeWire skips at the change
-    for _ in 0..30 {
-        b.cycle(t, 1024, 44100);
-        t += 1024;
-    }
+    t = b.cycles(t, 30, 1024, 44100);
     let r = b.stop();
     assert_eq!(r.segments.len(), 2, "{r:?}");
     let (s1, s2) = (&r.segments[0], &r.segments[1]);
@@ -311,18 +306,12 @@ fn a_stale_copy_after_a_skip_without_a_repeat_is_never_written() {
         let mut b = bed(history);
         b.start();
         let mut t = 128 * 30;
-        for _ in 0..4 {
-            b.cycle(t, 128, 48000);
-            t += 128;
-        }
+        t = b.cycles(t, 4, 128, 48000);
         let skipped_at = t;
         t += 128; // one cycle never delivered
         b.cycle_holding(t, 128, 48000, t, t - shift * 128); // stale
         t += 128;
-        for _ in 0..4 {
-            b.cycle(t, 128, 48000);
-            t += 128;
-        }
+        b.cycles(t, 4, 128, 48000);
         let r = b.stop();
         let at = (skipped_at - 128 * 30) as u64;
         assert_eq!(
@@ -348,16 +337,10 @@ fn a_rate_change_inside_a_long_skip_keeps_the_cycles_after_it() {
         let mut b = bed(history);
         b.start();
         let mut t = 6_249_856u32;
-        for _ in 0..40 {
-            b.cycle(t, 128, 44100);
-            t += 128;
-        }
+        t = b.cycles(t, 40, 128, 44100);
         let end1 = t as u64;
         t += 12_160;
-        for _ in 0..40 {
-            b.cycle(t, 128, 96000);
-            t += 128;
-        }
+        b.cycles(t, 40, 128, 96000);
         let r = b.stop();
         assert_eq!(r.segments.len(), 2, "{r:?}");
         let s2 = &r.segments[1];
@@ -385,10 +368,7 @@ fn a_repeat_holding_the_same_old_buffer_replaces_nothing() {
         let mut b = bed(history);
         b.start();
         let mut t = 1280u32;
-        for _ in 0..4 {
-            b.cycle(t, 128, 48000);
-            t += 128;
-        }
+        t = b.cycles(t, 4, 128, 48000);
         let skipped_at = t;
         t += 6528;
         let old = skipped_at - 128; // the last cycle the source wrote
@@ -399,10 +379,7 @@ fn a_repeat_holding_the_same_old_buffer_replaces_nothing() {
         // upstream catches up.
         b.cycle_holding(t, 128, 48000, t, old);
         t += 128;
-        for _ in 0..4 {
-            b.cycle(t, 128, 48000);
-            t += 128;
-        }
+        b.cycles(t, 4, 128, 48000);
         let r = b.stop();
         let at = (skipped_at - 1280) as u64;
         assert_eq!(
@@ -457,10 +434,7 @@ fn a_rate_change_after_a_stop_point_ends_the_take_there() {
     let mut b = bed(4_800);
     b.start();
     let mut t = 0u32;
-    for _ in 0..40 {
-        b.cycle(t, 1024, 48000);
-        t += 1024;
-    }
+    t = b.cycles(t, 40, 1024, 48000);
     // Stopped at the end of the cycle before the newest (the write delay
     // keeps the take behind it).
     let stop = t - 1024;
@@ -488,15 +462,9 @@ fn a_full_disk_spills_the_take_into_the_next_directory_at_its_next_frame() {
     spec.spill = vec![spill.path().to_owned()];
     b.w.begin(Take::create(spec, Local::now()).unwrap(), StartAt::Next, 0);
     let mut t = 0u32;
-    for _ in 0..40 {
-        b.cycle(t, 1024, 48000);
-        t += 1024;
-    }
+    t = b.cycles(t, 40, 1024, 48000);
     b.w.spill("disk almost full".into()).unwrap();
-    for _ in 0..30 {
-        b.cycle(t, 1024, 48000);
-        t += 1024;
-    }
+    t = b.cycles(t, 30, 1024, 48000);
     let r = b.stop();
     assert_eq!(r.segments.len(), 2, "{r:?}");
     let (s1, s2) = (&r.segments[0], &r.segments[1]);
