@@ -24,6 +24,12 @@ use std::thread::JoinHandle;
 use crate::wav::aligned::AlignedBuf;
 use crate::wav::fileio::{FileIo, OsFile};
 
+/// How long the take's end waits for a copy to finish what it was sent:
+/// long enough for a busy disk's syncs (a slow copy is not a failed one),
+/// short of forever for a dead one (a network mount that stopped
+/// answering).
+pub const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes a copy may fall behind before it is given up (about 10 s of 32
 /// channels of float at 48 kHz).
 pub const MAX_QUEUED: u64 = 64 << 20;
@@ -137,7 +143,8 @@ pub struct Mirror {
 pub struct MirrorEnd {
     pub dir: PathBuf,
     /// Its files were made (a copy that could not even start has nothing
-    /// of ours in its directory).
+    /// of ours in its directory), and its disk still answers (a stuck one
+    /// is not written to again).
     pub made: bool,
     /// Why it stopped early, if it did.
     pub failed: Option<String>,
@@ -218,15 +225,30 @@ impl Mirror {
     }
 
     /// Waits until the copy has done everything sent to it; how it ended.
+    /// A copy whose disk does not answer (a dead network mount) is left
+    /// after [`FINISH_WAIT`], as its last header made it: the take's own
+    /// end never waits longer for a copy.
     pub fn finish(mut self) -> MirrorEnd {
         let _ = self.link.tx.send(Op::Finish);
+        let mut answers = true;
         if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
+            let deadline = std::time::Instant::now() + FINISH_WAIT;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if !t.is_finished() {
+                answers = false;
+                self.link.health.fail(format!(
+                    "its disk did not finish the copy within {} s (is it stuck?); the copy holds what its \
+                     last header claims",
+                    FINISH_WAIT.as_secs()
+                ));
+            } else if t.join().is_err() {
                 self.link.health.fail("its writer thread panicked".into());
             }
         }
         let frames = self.frames_held();
-        MirrorEnd { dir: self.dir.clone(), made: true, failed: self.link.health.failure(), frames }
+        MirrorEnd { dir: self.dir.clone(), made: answers, failed: self.link.health.failure(), frames }
     }
 
     /// The file operations of the take's file `file`, on `inner` and then
