@@ -267,10 +267,13 @@ fn replay(rx: Receiver<Op>, mut files: Vec<OsFile>, paths: Vec<PathBuf>, manifes
             Op::Manifest(j) => j.len() as u64,
             _ => 0,
         };
-        let failed = health.failure().is_some();
-        if let (false, Err(e)) = (failed, apply(&op, &mut files, &paths, &manifest, health)) {
-            health.fail(e);
-            cut_to_claims(&mut files, health);
+        // Nothing more once the copy stopped: its headers must never claim
+        // audio written after a failed write.
+        if health.failure().is_none() {
+            if let Err(e) = apply(&op, &mut files, &paths, &manifest, health) {
+                health.fail(e);
+                cut_to_claims(&mut files, health);
+            }
         }
         health.queued.fetch_sub(bytes, Relaxed);
         if matches!(op, Op::Finish) {
@@ -584,6 +587,11 @@ mod tests {
             Take::create(spec(dir.path(), &[&gone, m2.path()], Layout::Interleaved), Local::now()).unwrap();
         write(&mut take, 0, 48_000);
         take.checkpoint().unwrap();
+        // The copies' threads have made that checkpoint too.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while take.mirrors.iter().any(|m| m.frames_held() < 48_000) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         std::fs::remove_dir_all(&gone).unwrap();
         write(&mut take, 48_000, 48_000);
         take.checkpoint().unwrap();
