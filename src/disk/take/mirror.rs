@@ -205,7 +205,12 @@ impl Mirror {
         let thread = std::thread::Builder::new()
             .name("capstan-mirror".into())
             .spawn(move || replay(rx, files, paths, mpath, &h))
-            .map_err(|e| format!("cannot start the copy's thread: {e}"))?;
+            .map_err(|e| {
+                for p in &reserved {
+                    let _ = std::fs::remove_file(p); // ours, and nothing in them yet
+                }
+                format!("cannot start the copy's thread: {e}")
+            })?;
         Ok(Mirror { dir: dir.to_owned(), link: Link { tx, health }, thread: Some(thread) })
     }
 
