@@ -332,7 +332,8 @@ fn open_own(t: &TakeOnDisk, f: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn hex(digest: &[u8]) -> String {
+/// Lowercase hex of a digest (the form manifests keep checksums in).
+pub(crate) fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
+
+use crate::retention::hex;
 use object_store::ObjectStore;
 
 pub use command::{run, TiersCommand};
@@ -186,11 +188,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, OffsiteError> {
         .enable_all()
         .build()
         .map_err(|e| OffsiteError::io(std::path::Path::new("the off-site runtime"), e))
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
