@@ -132,7 +132,7 @@ fn open_picture(dir: &Path, take: &str, name: &str) -> Option<(PathBuf, File)> {
 }
 
 /// A take's picture, checked again right before it is copied or removed.
-fn own_picture(t: &TakeOnDisk, f: &Path) -> Result<File> {
+pub(crate) fn own_picture(t: &TakeOnDisk, f: &Path) -> Result<File> {
     let dir = f.parent().unwrap_or(Path::new("."));
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     open_picture(dir, &t.take, name)
@@ -322,7 +322,7 @@ fn copy_to_archive(t: &TakeOnDisk, archive: &Path) -> Result<()> {
 }
 
 /// Opens a take's file, checking (again) that it is the take's own.
-fn open_own(t: &TakeOnDisk, f: &Path) -> Result<File> {
+pub(crate) fn open_own(t: &TakeOnDisk, f: &Path) -> Result<File> {
     let dir = f.parent().unwrap_or(Path::new("."));
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let uid = t.files.iter().position(|x| x == f).and_then(|i| t.uids[i].as_deref());

@@ -16,7 +16,6 @@ use sha2::Digest;
 use super::{hex, runtime, OffsiteError, Target};
 use crate::manifest::{Manifest, OffsiteCopy, OffsiteObject};
 use crate::retention::{takes, TakeOnDisk};
-use crate::takefiles;
 
 /// Each part of a multipart upload (S3's least is 5 MiB).
 const PART: usize = 8 << 20;
@@ -69,19 +68,12 @@ fn file_name(p: &Path) -> String {
 /// Opens one of the take's files again, checked to be its own (a file
 /// swapped for a link or another file since the scan is refused).
 fn open_own(t: &TakeOnDisk, path: &Path) -> Result<std::fs::File, OffsiteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = file_name(path);
-    if t.picture.as_deref() == Some(path) {
-        return takefiles::open_regular(dir, &name, false)
-            .map(|(_, f)| f)
-            .map_err(|e| OffsiteError::Take(format!("{}: {e}", path.display())));
-    }
-    let uid = t.files.iter().position(|f| f == path).and_then(|i| t.uids[i].as_deref());
-    let mut f = takefiles::open(dir, &name, &t.take, uid, false)
-        .map_err(|e| OffsiteError::Take(format!("{}: {e}", path.display())))?
-        .file;
-    std::io::Seek::rewind(&mut f).map_err(|e| OffsiteError::io(path, e))?;
-    Ok(f)
+    let opened = if t.picture.as_deref() == Some(path) {
+        crate::retention::own_picture(t, path)
+    } else {
+        crate::retention::open_own(t, path)
+    };
+    opened.map_err(|e| OffsiteError::Take(format!("{}: {e:#}", path.display())))
 }
 
 /// Streams `f` up to `key` in parts; returns its size and SHA-256.
