@@ -87,7 +87,7 @@ pub enum Command {
     /// Azure Blob), verified; show where each take is; bring one back.
     Tiers {
         #[command(subcommand)]
-        action: crate::offsite::TiersCommand,
+        action: crate::tiers::TiersCommand,
     },
     /// Repair takes a crash left open (manifest says "recording").
     Recover {
@@ -110,7 +110,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(args, cli.quiet),
         Command::Ctl(args) => crate::ctl::run(args),
         Command::Recover { path } => crate::recover::run(&path),
-        Command::Tiers { action } => crate::offsite::run(action),
+        Command::Tiers { action } => crate::tiers::run(action),
         Command::Export { takes, ardour, name, copy, from, to, reaper, labels, csv } => {
             use crate::export;
             if ardour.is_none() && reaper.is_none() && labels.is_none() && csv.is_none() {

@@ -257,7 +257,13 @@ fn same_volume(a: &Path, b: &Path) -> bool {
 /// interrupted run). A crash at any point leaves at least one complete
 /// copy; re-running finishes.
 pub fn archive_take(t: &TakeOnDisk, archive: &Path) -> Result<()> {
-    copy_to_archive(t, archive)?;
+    archive_take_paced(t, archive, &mut |_| {})
+}
+
+/// [`archive_take`], calling `pace` after each chunk written with its
+/// size (it may sleep: the lifecycle's rate limit).
+pub fn archive_take_paced(t: &TakeOnDisk, archive: &Path, pace: &mut dyn FnMut(usize)) -> Result<()> {
+    copy_to_archive(t, archive, pace)?;
     // A crash from here on leaves both copies; the next run finds the
     // archived ones verified and deletes the originals.
     for f in &t.files {
@@ -284,20 +290,20 @@ fn remove_picture(t: &TakeOnDisk) -> Result<()> {
 
 /// The first half of [`archive_take`]: every file and the manifest copied
 /// into `archive`, verified and synced; nothing deleted yet.
-fn copy_to_archive(t: &TakeOnDisk, archive: &Path) -> Result<()> {
+fn copy_to_archive(t: &TakeOnDisk, archive: &Path, pace: &mut dyn FnMut(usize)) -> Result<()> {
     fs::create_dir_all(archive).with_context(|| format!("creating {}", archive.display()))?;
     let archive_dir = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let mut sums = Vec::new();
     for f in &t.files {
         let mut src = open_own(t, f)?;
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        sums.push(copy_verified(&mut src, &archive_dir, archive, name)?);
+        sums.push(copy_verified(&mut src, &archive_dir, archive, name, pace)?);
     }
     if let Some(p) = &t.picture {
         // Verified like the audio; an interrupted run's copy is taken.
         let mut src = own_picture(t, p)?;
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        copy_verified(&mut src, &archive_dir, archive, name)?;
+        copy_verified(&mut src, &archive_dir, archive, name, pace)?;
     }
     let mut m = Manifest::load(&t.manifest).with_context(|| format!("reading {}", t.manifest.display()))?;
     m.sha256 = sums;
@@ -311,7 +317,7 @@ fn copy_to_archive(t: &TakeOnDisk, archive: &Path) -> Result<()> {
         },
         Err(takefiles::NotOurs::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             let json = serde_json::to_vec_pretty(&m)?;
-            let tmp = copy_new(&mut json.as_slice(), archive, mname)?.0;
+            let tmp = copy_new(&mut json.as_slice(), archive, mname, pace)?.0;
             place(&archive_dir, archive, &tmp, mname)
                 .with_context(|| format!("{} already holds a {mname}; original kept", archive.display()))?;
         }
@@ -365,9 +371,15 @@ fn sha256_of(r: &mut impl std::io::Read) -> std::io::Result<String> {
 /// Copies `src` into a new temporary file in `dir` (created exclusively
 /// under a name nobody has: never a planted link), synced; returns its name
 /// and the SHA-256 of what was copied.
-fn copy_new(src: &mut impl std::io::Read, dir: &Path, name: &str) -> Result<(String, String)> {
+fn copy_new(
+    src: &mut impl std::io::Read,
+    dir: &Path,
+    name: &str,
+    pace: &mut dyn FnMut(usize),
+) -> Result<(String, String)> {
     use sha2::Digest;
     use std::io::Write;
+    sweep_parts(dir, name);
     for n in 0..100u32 {
         let tmp = format!(".{name}.{}-{n}.part", std::process::id());
         let mut out = match crate::durable::create_new(&dir.join(&tmp)) {
@@ -377,7 +389,9 @@ fn copy_new(src: &mut impl std::io::Read, dir: &Path, name: &str) -> Result<(Str
         let mut h = sha2::Sha256::new();
         let copied = each_chunk(src, |c| {
             h.update(c);
-            out.write_all(c)
+            out.write_all(c)?;
+            pace(c.len());
+            Ok(())
         })
         .and_then(|()| crate::durable::sync_file(&out, &dir.join(&tmp)));
         if let Err(e) = copied {
@@ -387,6 +401,24 @@ fn copy_new(src: &mut impl std::io::Read, dir: &Path, name: &str) -> Result<(Str
         return Ok((tmp, hex(&h.finalize())));
     }
     bail!("no free temporary name for {name} in {}", dir.display())
+}
+
+/// Removes what a copy of `name` into `dir` killed midway left: its
+/// temporary files (`.NAME.PID-N.part`, as [`copy_new`] names them) of a
+/// process that is gone. Regular files only; anything else is left alone.
+fn sweep_parts(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let head = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&head)) else { continue };
+        let Some((pid, n)) = rest.strip_suffix(".part").and_then(|r| r.split_once('-')) else { continue };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u32>()) else { continue };
+        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Gives the temporary file `tmp` its final `name`, only if the name is free.
@@ -400,8 +432,14 @@ fn place(dir_file: &File, dir: &Path, tmp: &str, name: &str) -> std::io::Result<
 
 /// Copies one file of a take into the archive and verifies the copy by its
 /// content; returns its SHA-256.
-fn copy_verified(src: &mut File, dir_file: &File, dir: &Path, name: &str) -> Result<String> {
-    let (tmp, sum) = copy_new(src, dir, name)?;
+fn copy_verified(
+    src: &mut File,
+    dir_file: &File,
+    dir: &Path,
+    name: &str,
+    pace: &mut dyn FnMut(usize),
+) -> Result<String> {
+    let (tmp, sum) = copy_new(src, dir, name, pace)?;
     let written = takefiles::open_regular(dir, &tmp, false)
         .map_err(anyhow::Error::from)
         .and_then(|(_, mut f)| sha256_of(&mut f).map_err(anyhow::Error::from));
@@ -678,13 +716,38 @@ mod tests {
         // and the delete: both copies exist, and the next run finishes.
         let (all, _) = takes(d.path(), Some(arch.path())).unwrap();
         let c = all.iter().find(|t| t.take == "c").unwrap();
-        copy_to_archive(c, arch.path()).unwrap();
+        copy_to_archive(c, arch.path(), &mut |_| {}).unwrap();
         assert!(d.path().join("c.wav").exists() && arch.path().join("c.wav").exists());
         assert!(arch.path().join("c.take.json").exists() && Manifest::path(d.path(), "c").exists());
         apply(d.path(), &Policy { keep_last: Some(1), ..p }, false).unwrap();
         assert!(!d.path().join("c.wav").exists() && !Manifest::path(d.path(), "c").exists());
         let archived = fs::read(arch.path().join("c.wav")).unwrap();
         assert_eq!(archived.len() as u64, header() + 300);
+    }
+
+    /// A move killed midway leaves its temporary copy; the next copy of
+    /// that file removes it if its process is gone, and nothing else.
+    #[test]
+    fn a_killed_copys_temporary_file_is_removed_by_the_next_and_nothing_else() {
+        let d = setup();
+        let arch = tempfile::tempdir().unwrap();
+        // Process ids are below 2^22 on Linux: 4194305 was never one.
+        let dead = arch.path().join(".a.wav.4194305-0.part");
+        fs::write(&dead, b"half a copy").unwrap();
+        let alive = arch.path().join(format!(".a.wav.{}-7.part", 1));
+        fs::write(&alive, b"init's, say").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("x"), b"theirs").unwrap();
+        let link = arch.path().join(".a.wav.4194306-0.part");
+        std::os::unix::fs::symlink(outside.path().join("x"), &link).unwrap();
+        let other = arch.path().join(".a.wav.4194307-x.part");
+        fs::write(&other, b"not our pattern").unwrap();
+        let p = Policy { keep_last: Some(3), archive: Some(arch.path().to_owned()), ..Default::default() };
+        apply(d.path(), &p, false).unwrap();
+        assert!(arch.path().join("a.wav").exists());
+        assert!(!dead.exists(), "the dead process's part file is gone");
+        assert!(alive.exists() && other.exists() && link.symlink_metadata().is_ok());
+        assert_eq!(fs::read(outside.path().join("x")).unwrap(), b"theirs");
     }
 
     /// Links and files planted in the archive: at the temporary name a

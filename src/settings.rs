@@ -192,6 +192,8 @@ pub fn flag_words(message: &str) -> String {
         // The off-site group's flags carry its name (`--offsite URL`).
         "offsite.url" => "offsite".to_string(),
         k if k.starts_with("offsite.") => format!("offsite-{}", leaf.replace('_', "-")),
+        "lifecycle.tiers" => "tier".to_string(),
+        "lifecycle.max_mbps" => "tier-max-mbps".to_string(),
         _ => leaf.replace('_', "-"),
     };
     format!("--{flag}{}", &message[key_len..])
@@ -362,6 +364,11 @@ pub struct Settings {
     /// verified (see `capstan tiers`).
     #[command(flatten)]
     pub offsite: crate::offsite::OffsiteSettings,
+    /// The lifecycle: finished takes moved on to each tier by age, then
+    /// deleted (see `capstan tiers run`); applied at start-up and every
+    /// hour.
+    #[command(flatten)]
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl Default for Settings {
@@ -393,6 +400,7 @@ impl Default for Settings {
             alarms: AlarmSettings::default(),
             retention: Policy::default(),
             offsite: Default::default(),
+            lifecycle: Default::default(),
             mirror: Vec::new(),
             spill: Vec::new(),
         }
@@ -434,6 +442,23 @@ impl Settings {
         range("disk_margin_seconds", self.disk_margin_seconds, 0.0, 1e6)?;
         self.retention.validate()?;
         self.offsite.validate()?;
+        self.lifecycle.validate()?;
+        if !self.lifecycle.tiers.is_empty() {
+            if self.retention.archive.is_some() {
+                return Err(
+                    "lifecycle.tiers moves takes on by age; retention.archive is the one-tier form of \
+                            it: use one or the other"
+                        .into(),
+                );
+            }
+            if self.offsite.delete_local_after.is_some() {
+                return Err(
+                    "lifecycle.tiers moves takes on by age; offsite.delete_local_after as well: use \
+                            one or the other"
+                        .into(),
+                );
+            }
+        }
         if !self.mirror.is_empty() && self.format.file_format == FileFormat::Flac {
             return Err("mirror copies WAV takes; FLAC takes cannot be mirrored yet".into());
         }
@@ -478,7 +503,7 @@ impl Settings {
         if let Some(k) = fields.keys().find(|k| known.get(k.as_str()).is_none()) {
             return Err(format!("unknown field `{k}`"));
         }
-        for group in ["retention", "offsite"] {
+        for group in ["retention", "offsite", "lifecycle"] {
             if let Some(serde_json::Value::Object(r)) = fields.get(group) {
                 if let Some(k) = r.keys().find(|k| known[group].get(k.as_str()).is_none()) {
                     return Err(format!("unknown field `{group}.{k}`"));
@@ -594,6 +619,17 @@ mod tests {
         assert_eq!(flag_words("not a key at all"), "not a key at all");
         assert!(said(&["--offsite", "ftp://x/y"]).starts_with("--offsite: \"ftp://x/y\": unknown store"));
         assert!(said(&["--offsite-max-mbps", "1e9"]).starts_with("--offsite-max-mbps must be"));
+        assert!(said(&["--tier", "30d=/b", "--tier", "7d=/c"]).starts_with("--tier: 7d=/c comes after"));
+        assert!(said(&["--tier", "7d=/b", "--delete-after", "1d"]).starts_with("--delete-after (1d) must be"));
+        assert!(said(&["--tier", "7d=/b", "--archive", "/a"]).starts_with("--tier moves takes on"));
+        let s = Settings::from_json(
+            r#"{"lifecycle": {"tiers": ["7d=/hdd", "30d=az://c/p"], "delete_after": 86400000}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.lifecycle.tiers[1].to_string(), "30d=az://c/p");
+        assert!(Settings::from_json(r#"{"lifecycle": {"tiers": ["7d"]}}"#)
+            .unwrap_err()
+            .contains("AGE=PLACE"));
         assert!(said(&["--format", "flac", "--mirror", "/mnt/usb"]).starts_with("--mirror copies WAV takes"));
         assert_eq!(daemon_settings(&["--spill", "/a", "--spill", "/b"]).unwrap().spill.len(), 2);
         let two = daemon_settings(&["--mirror", "/a", "--mirror", "/b"]).unwrap();

@@ -1,10 +1,12 @@
-//! Retention on its own thread: deleting or archiving old takes can take
-//! minutes (an archive copy), and the control loop must keep answering OSC
-//! and the session manager meanwhile. Control thread only.
+//! Retention and the lifecycle on their own thread: deleting or moving
+//! old takes can take minutes (a copy to another disk or an object
+//! store), and the control loop must keep answering OSC and the session
+//! manager meanwhile. Control thread only.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::lifecycle::Lifecycle;
 use crate::retention::Policy;
 
 /// How often the policy is applied (and once at start-up).
@@ -24,16 +26,33 @@ impl Retention {
     /// finished run. Never waits for a run.
     /// Each copy's and spill directory (`mirrors`) gets the same rules on
     /// its own takes, without the archive (one archive holds one copy).
-    pub fn tick(&mut self, dir: &std::path::Path, mirrors: &[std::path::PathBuf], policy: &Policy) {
-        if policy.is_empty() {
+    /// Then the lifecycle moves the takes of `dir` on (`offsite`: the URL
+    /// whose copy a take waits for before it leaves `dir`).
+    pub fn tick(
+        &mut self,
+        dir: &std::path::Path,
+        mirrors: &[std::path::PathBuf],
+        policy: &Policy,
+        lifecycle: &Lifecycle,
+        offsite: Option<&str>,
+    ) {
+        if policy.is_empty() && lifecycle.is_empty() {
             return;
         }
         let (dir, mirrors, policy) = (dir.to_path_buf(), mirrors.to_vec(), policy.clone());
+        let (lifecycle, offsite) = (lifecycle.clone(), offsite.map(str::to_string));
         self.tick_with(move || {
-            let mut lines = crate::retention::apply(&dir, &policy, false)?;
-            let copies = Policy { archive: None, ..policy };
-            for m in &mirrors {
-                lines.extend(crate::retention::apply(m, &copies, false)?);
+            let mut lines = Vec::new();
+            if !policy.is_empty() {
+                lines.extend(crate::retention::apply(&dir, &policy, false)?);
+                let copies = Policy { archive: None, ..policy };
+                for m in &mirrors {
+                    lines.extend(crate::retention::apply(m, &copies, false)?);
+                }
+            }
+            if !lifecycle.is_empty() {
+                let now = std::time::SystemTime::now();
+                lines.extend(crate::lifecycle::apply(&dir, &lifecycle, offsite.as_deref(), now, false)?);
             }
             Ok(lines)
         });

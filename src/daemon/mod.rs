@@ -221,8 +221,10 @@ impl Daemon {
         // The copies' directories (`--mirror`): made if missing, never the
         // takes' own; their takes a crash left open are repaired too.
         let own = std::fs::canonicalize(&args.dir)?;
-        let copies = args.settings.mirror.iter().map(|m| ("--mirror", m));
-        for (flag, m) in copies.chain(args.settings.spill.iter().map(|m| ("--spill", m))) {
+        let copies = args.settings.mirror.iter().map(|m| ("--mirror", m.as_path()));
+        let spills = args.settings.spill.iter().map(|m| ("--spill", m.as_path()));
+        let tiers = args.settings.lifecycle.dirs().map(|m| ("--tier", m));
+        for (flag, m) in copies.chain(spills).chain(tiers) {
             lock::make_dir(m)?;
             let c = std::fs::canonicalize(m)?;
             if c.starts_with(&own) || own.starts_with(&c) {
@@ -649,7 +651,8 @@ impl Daemon {
     fn poll(&mut self) {
         let others: Vec<_> =
             self.args.settings.mirror.iter().chain(&self.args.settings.spill).cloned().collect();
-        self.retention.tick(&self.args.dir, &others, &self.args.settings.retention);
+        let s = &self.args.settings;
+        self.retention.tick(&self.args.dir, &others, &s.retention, &s.lifecycle, s.offsite.url.as_deref());
         self.run_timed();
         self.rotate_on_clock();
         self.follow_triggers();

@@ -15,9 +15,9 @@
 //! small runtime of the off-site thread (or of the `capstan tiers`
 //! command).
 
-mod command;
 mod fetch;
 mod ship;
+mod stored;
 mod worker;
 
 use std::sync::Arc;
@@ -28,9 +28,9 @@ use object_store::path::Path as ObjectPath;
 use crate::retention::hex;
 use object_store::ObjectStore;
 
-pub use command::{run, TiersCommand};
 pub use fetch::fetch;
-pub use ship::{pending, remove_moved, ship, status, verify, Pace, Shipped, TakeStatus};
+pub use ship::{move_take, pending, remove_moved, ship, status, verify, Pace, Shipped, TakeStatus};
+pub use stored::{delete_stored, stored, StoredTake};
 pub use worker::{Progress, Worker};
 
 /// Where the off-site copies go, for the command line and `capstan.json`.
@@ -144,6 +144,18 @@ impl Target {
         Ok((scheme, bucket, prefix))
     }
 
+    /// Checks a URL's form only (nothing is opened): for validation.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        Self::parse(url).map(drop)
+    }
+
+    /// A target on a store opened elsewhere (a local or in-memory store,
+    /// say); `url` names it and gives the prefix.
+    pub fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Result<Target, OffsiteError> {
+        let (_, _, prefix) = Self::parse(url).map_err(OffsiteError::Url)?;
+        Ok(Target { url: url.to_string(), store, prefix })
+    }
+
     /// Opens the store `url` names, with credentials and endpoint from the
     /// environment (see [`OffsiteSettings`]).
     pub fn open(url: &str) -> Result<Target, OffsiteError> {
@@ -191,4 +203,4 @@ fn runtime() -> Result<tokio::runtime::Runtime, OffsiteError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -43,13 +43,26 @@ impl Pace {
         Pace { bytes_per_s: mbps * 1e6, start: Instant::now(), sent: 0 }
     }
 
-    async fn sent(&mut self, n: usize) {
+    /// How long to wait after `n` more bytes, if at all.
+    fn wait(&mut self, n: usize) -> Option<Duration> {
         self.sent += n as u64;
         if self.bytes_per_s > 0.0 {
             let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_s);
-            if let Some(wait) = due.checked_sub(self.start.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
+            return due.checked_sub(self.start.elapsed());
+        }
+        None
+    }
+
+    async fn sent(&mut self, n: usize) {
+        if let Some(wait) = self.wait(n) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// [`Pace`] for a thread of its own (copies between directories).
+    pub fn sent_blocking(&mut self, n: usize) {
+        if let Some(wait) = self.wait(n) {
+            std::thread::sleep(wait);
         }
     }
 }
@@ -259,12 +272,42 @@ pub fn remove_moved(
         if now.duration_since(t.when).unwrap_or_default() < age {
             continue;
         }
-        let m = Manifest::load(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
-        let Some(copy) = m.offsite.iter().find(|c| c.url == target.url) else { continue };
-        verify(target, copy)?;
-        crate::retention::delete_take(&t)
-            .map_err(|e| OffsiteError::Take(format!("{}: {e:#}", t.manifest.display())))?;
-        removed.push(t.take);
+        if remove_verified(&t, target)? {
+            removed.push(t.take);
+        }
     }
     Ok(removed)
+}
+
+/// Removes take `t`'s local files if its manifest records a copy at
+/// `target` and that copy reads back and checks now; `false` if it
+/// records none.
+fn remove_verified(t: &TakeOnDisk, target: &Target) -> Result<bool, OffsiteError> {
+    remove_copied(t, target, true)
+}
+
+/// [`remove_verified`]; `check: false` when every object was read back
+/// and checked a moment ago (by [`ship`]).
+fn remove_copied(t: &TakeOnDisk, target: &Target, check: bool) -> Result<bool, OffsiteError> {
+    let m = Manifest::load(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
+    let Some(copy) = m.offsite.iter().find(|c| c.url == target.url) else { return Ok(false) };
+    if check {
+        verify(target, copy)?;
+    }
+    crate::retention::delete_take(t)
+        .map_err(|e| OffsiteError::Take(format!("{}: {e:#}", t.manifest.display())))?;
+    Ok(true)
+}
+
+/// Moves take `t` of `dir` to `target`: copied and verified (unless its
+/// manifest records a copy there already), read back and checked again,
+/// and only then its local files removed (the manifest last). Cut short
+/// at any point, the take is whole in one place at least, and the next
+/// move finishes it.
+pub fn move_take(dir: &Path, t: &TakeOnDisk, target: &Target, pace: &mut Pace) -> Result<(), OffsiteError> {
+    let just_checked = matches!(ship(dir, t, target, pace)?, Shipped::Copied { .. });
+    match remove_copied(t, target, !just_checked)? {
+        true => Ok(()),
+        false => Err(OffsiteError::Take(format!("{}: its copy was not recorded", t.manifest.display()))),
+    }
 }

@@ -16,13 +16,23 @@ use crate::wav::SampleFormat;
 
 /// A finished take of 4,800 frames on 2 channels in `dir`; its name.
 fn finished_take(dir: &std::path::Path) -> String {
+    finished_take_at(dir, Local::now())
+}
+
+/// [`finished_take`], started at `when`.
+pub(crate) fn finished_take_at(dir: &std::path::Path, when: chrono::DateTime<Local>) -> String {
     let spec = TakeSpec::for_test(dir, 2, Layout::Interleaved, SampleFormat::F32);
-    let mut take = Take::create(spec, Local::now()).unwrap();
+    let mut take = Take::create(spec, when).unwrap();
     let data: Vec<Vec<f32>> = (0..2).map(|c| (0..4800).map(|i| (i * 2 + c) as f32 / 1e4).collect()).collect();
     take.write(4800, |c| Some(&data[c][..])).unwrap();
     let name = take.name.clone();
     let (_, err) = take.finalize(&[], 0, None, RtStats::default());
     assert!(err.is_none(), "{err:?}");
+    // The disk thread records when a take started; a take on its own not.
+    let path = Manifest::path(dir, &name);
+    let mut m = Manifest::load(&path).unwrap();
+    m.started = Some(when.to_rfc3339());
+    m.save(&path).unwrap();
     name
 }
 

@@ -345,3 +345,142 @@ fn an_upload_cut_by_a_server_crash_is_sent_again_and_verified() {
     assert_eq!(std::fs::read(&stored).unwrap(), local);
     assert_eq!(std::fs::read(&wav).unwrap(), local);
 }
+
+/// Every file in `dir` (no subdirectories), by name.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `capstan tiers run` started with `args` and killed with SIGKILL once
+/// `busy` says the move is under way (10 s at most); whether it was.
+fn kill_9_during(env: &[(String, String)], args: &[&str], busy: impl Fn() -> bool) -> bool {
+    let mut c = Command::new(CAPSTAN);
+    c.args(args).envs(borrowed(env)).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !busy() && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let midway = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    midway
+}
+
+/// The lifecycle moves two takes hot → warm (a directory) → cold (S3),
+/// and each move is killed with SIGKILL in the middle of a copy. Every
+/// time, each take is whole in one place at least; the next run finishes
+/// it, and leaves no half copy behind. At the end each take is in the
+/// store exactly once, byte for byte, and comes back with every frame in
+/// its place; after --delete-after, the store holds none of them.
+#[test]
+fn kill_9_during_moves_between_tiers_loses_nothing_and_duplicates_nothing() {
+    let port = free_port();
+    let env = s3_env(port, "capstan-secret");
+    let data = tempdir();
+    let _store = s3_server_at(port, data.path());
+    let root = tempdir();
+    let (hot, warm) = (root.path().join("hot"), root.path().join("warm"));
+    let wavs: Vec<PathBuf> = {
+        let server = JackServer::start(256);
+        let _src = server.source(16);
+        let d = Daemon::start(&server, &hot, &["--ports", "16", "--connect", "src:out_*", "--no-http"]);
+        vec![record_one(&d), record_one(&d)]
+    };
+    let truth: Vec<(String, Vec<u8>)> = wavs
+        .iter()
+        .map(|w| (w.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(w).unwrap()))
+        .collect();
+    for w in &wavs {
+        assert_take(w, None);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let hot_s = hot.to_str().unwrap();
+    let to_warm = format!("1s={}", warm.display());
+    // 1. hot → warm, killed while a file is being copied (paced: 4 MB/s).
+    let parts = |d: &Path| names_in(d).into_iter().filter(|n| n.ends_with(".part")).count();
+    let midway =
+        kill_9_during(&env, &["tiers", "run", hot_s, "--tier", &to_warm, "--tier-max-mbps", "4"], || {
+            parts(&warm) > 0
+        });
+    assert!(midway, "the move ended before it could be killed");
+    for (name, bytes) in &truth {
+        assert_eq!(&std::fs::read(hot.join(name)).unwrap(), bytes, "the original is untouched");
+    }
+    let out = capstan_with(&env, &["tiers", "run", hot_s, "--tier", &to_warm]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(parts(&warm), 0, "the killed run's half copy was cleared: {:?}", names_in(&warm));
+    for (name, bytes) in &truth {
+        assert!(!hot.join(name).exists(), "{name} moved: {:?}", names_in(&hot));
+        assert_eq!(&std::fs::read(warm.join(name)).unwrap(), bytes);
+        assert_take(&warm.join(name), None);
+    }
+    // 2. warm → S3, killed mid-upload (the objects' multipart uploads
+    // are under way; nothing local is removed before the copy verifies).
+    std::thread::sleep(Duration::from_millis(1000));
+    let url = "s3://capstan/cold";
+    let to_cold = format!("2s={url}");
+    let tiers = ["tiers", "run", hot_s, "--tier", &to_warm, "--tier", &to_cold];
+    let started = Instant::now();
+    let mut args = tiers.to_vec();
+    args.extend(["--tier-max-mbps", "4"]);
+    let midway = kill_9_during(&env, &args, || started.elapsed() > Duration::from_millis(800));
+    assert!(midway, "the upload ended before it could be killed");
+    for (name, bytes) in &truth {
+        // Whole where it was, or (the first take, sent in full) both.
+        assert_eq!(&std::fs::read(warm.join(name)).unwrap_or_else(|_| bytes.clone()), bytes);
+    }
+    let out = capstan_with(&env, &tiers);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        names_in(&warm).iter().all(|n| !n.ends_with(".wav") && !n.ends_with(".take.json")),
+        "{:?}",
+        names_in(&warm)
+    );
+    // Each take once in the store: its files and its manifest.
+    let keys = walk(&data.path().join("capstan"));
+    for (name, bytes) in &truth {
+        let here: Vec<_> =
+            keys.iter().filter(|k| k.file_name().unwrap().to_string_lossy() == *name).collect();
+        assert_eq!(here.len(), 1, "{name} in the store: {keys:?}");
+        assert_eq!(&std::fs::read(here[0]).unwrap(), bytes);
+    }
+    let status = capstan_with(&env, &["tiers", "status", hot_s, "--tier", &to_warm, "--tier", &to_cold]);
+    let said = text(&status.stdout);
+    assert_eq!(said.matches(&format!("tier 2: {url}")).count(), 2, "{said}");
+    // Back from the store, every frame in its place.
+    let back = tempdir();
+    let stem = truth[1].0.trim_end_matches(".wav");
+    let out = capstan_with(&env, &["tiers", "fetch", stem, back.path().to_str().unwrap(), "--offsite", url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_take(&back.path().join(&truth[1].0), None);
+    // Deleted from the store after --delete-after, and only capstan's.
+    std::fs::write(data.path().join("capstan/cold/theirs.txt"), b"not capstan's").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut del = tiers.to_vec();
+    del.extend(["--delete-after", "3s"]);
+    let out = capstan_with(&env, &del);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let left: Vec<_> = walk(&data.path().join("capstan")).into_iter().filter(|p| p.is_file()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with("cold/theirs.txt"));
+}
+
+/// Every path under `dir`, files and directories.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(r) = std::fs::read_dir(dir) {
+        for e in r.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}

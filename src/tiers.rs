@@ -1,5 +1,5 @@
-//! `capstan tiers`: the off-site tier on demand (what the daemon's
-//! `--offsite` does in the background).
+//! `capstan tiers`: the lifecycle and the off-site tier on demand (what
+//! the daemon's `--tier` and `--offsite` do in the background).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,22 +7,42 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use super::{fetch, pending, ship, status, verify, Pace, Shipped, Target};
+use crate::lifecycle::{self, Lifecycle};
+use crate::offsite::{fetch, pending, ship, status, verify, Pace, Shipped, Target};
 
 #[derive(Subcommand, Debug)]
 pub enum TiersCommand {
-    /// Where each finished take is: local only, or also verified at URL.
+    /// Where each finished take is: with --tier, in which tier and where
+    /// it is due; with --offsite, local only or also verified at URL.
     Status {
         /// The take directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// The object store (s3://BUCKET/PREFIX or az://CONTAINER/PREFIX).
-        #[arg(long = "offsite", value_name = "URL")]
-        url: String,
+        #[arg(long = "offsite", value_name = "URL", required_unless_present = "tiers")]
+        url: Option<String>,
         /// Read every recorded copy back and check it (exit 1 if one
         /// differs or is gone).
-        #[arg(long)]
+        #[arg(long, requires = "url")]
         verify: bool,
+        #[command(flatten)]
+        lifecycle: Lifecycle,
+    },
+    /// Apply the lifecycle now: every finished take moved to the tier its
+    /// age asks for (a verified copy first, the original removed after),
+    /// and deleted after --delete-after.
+    Run {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        lifecycle: Lifecycle,
+        /// A take leaves DIR only once its copy at URL is recorded (the
+        /// daemon's --offsite).
+        #[arg(long = "offsite", value_name = "URL")]
+        url: Option<String>,
+        /// Print what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Copy every finished take without a verified copy to URL now.
     Push {
@@ -47,7 +67,43 @@ pub enum TiersCommand {
 
 pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TiersCommand::Status { dir, url, verify: check } => {
+        TiersCommand::Status { dir, url: None, lifecycle, .. } => {
+            lifecycle.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+            let store = lifecycle::store_of(&lifecycle)?;
+            let now = std::time::SystemTime::now();
+            for w in lifecycle::whereabouts(&dir, &lifecycle, store.as_ref(), now)? {
+                let due = match w.due {
+                    None => "due for deletion".to_string(),
+                    Some(d) if d == w.tier => "in place".to_string(),
+                    Some(0) => "due back in the takes' directory (left there)".to_string(),
+                    Some(d) => format!("due in {}", lifecycle.tiers[d - 1].place),
+                };
+                let tier = if w.tier == 0 { "hot".to_string() } else { format!("tier {}", w.tier) };
+                println!("{}  {tier}: {}  ({} old, {due})", w.take, w.place, lifecycle::age(w.age));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TiersCommand::Run { dir, lifecycle, url, dry_run } => {
+            if lifecycle.is_empty() {
+                bail!("no tier given (--tier AGE=PLACE, --delete-after AGE)");
+            }
+            lifecycle.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+            crate::lock::check_dir(&dir)?;
+            // Never beside a running recorder: its housekeeping moves them.
+            let _lock = if dry_run { None } else { Some(crate::lock::acquire_for_takes(&dir)?) };
+            let store = lifecycle::store_of(&lifecycle)?;
+            let now = std::time::SystemTime::now();
+            let lines =
+                lifecycle::apply_with(&dir, &lifecycle, store.as_ref(), url.as_deref(), now, dry_run)?;
+            if lines.is_empty() {
+                println!("nothing to move in {}", dir.display());
+            }
+            lines.iter().for_each(|l| println!("{l}"));
+            let failed = lines.iter().any(|l| l.starts_with("failed: "));
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        TiersCommand::Status { dir, url, verify: check, .. } => {
+            let url = url.unwrap_or_default();
             let target = Target::open(&url)?;
             let mut bad = 0;
             for t in status(&dir, &url)? {
