@@ -11,6 +11,7 @@
 #   BENCH_LATENCY_TAKES  takes for the latency run (default 100; 0 skips)
 #   BENCH_GRID=0    skip the recorder grid (latency only)
 #   BENCH_CORE=0    skip the callback and encoder micro-benchmarks
+#   BENCH_UPLOAD=0  skip the off-site upload's cost (scripts/bench-upload.sh)
 #   BENCH_QUICK=1   CI-sized: 5 s, 16 and 64 channels, period 1024, 1 rep,
 #                   20 latency takes (under 2 minutes)
 #   BENCH_OUT       where results.tsv, latency.json and bench.png go
@@ -200,6 +201,15 @@ if [ "${BENCH_CORE:-1}" != 0 ]; then
   done
 fi
 python3 scripts/bench_report.py "$results"
+# The off-site upload's CPU at 100 MB/s to a local S3 server, and the
+# recorder beside it (scripts/bench-upload.sh). BENCH_UPLOAD=0 skips it.
+if [ "${BENCH_UPLOAD:-1}" != 0 ]; then
+  if [ -n "${BENCH_QUICK:-}" ]; then
+    BENCH_REPS=1 BENCH_UPLOAD_SECONDS=5 bash scripts/bench-upload.sh "$bin" "$results"
+  else
+    bash scripts/bench-upload.sh "$bin" "$results"
+  fi
+fi
 # What the meters and one open page cost an idle daemon at 256 inputs
 # (scripts/bench-web.sh; against $BENCH_BASE_BIN when set). BENCH_WEB=0
 # skips it.

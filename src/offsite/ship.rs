@@ -137,6 +137,45 @@ async fn digest(target: &Target, key: &object_store::path::Path) -> Result<(u64,
     Ok((bytes, hex(&h.finalize())))
 }
 
+/// Checks that `key` holds exactly what the local file `f` holds, read
+/// side by side: the check right after an upload, which costs a memory
+/// comparison instead of a second SHA-256 (the one recorded was computed
+/// as the file went up).
+async fn same_as(
+    target: &Target,
+    key: &object_store::path::Path,
+    path: &Path,
+    mut f: std::fs::File,
+    sha: &str,
+) -> Result<(), OffsiteError> {
+    let what = || format!("reading {key} back");
+    let got = target.store.get(key).await.map_err(|e| OffsiteError::store(what(), e))?;
+    let mut stream = got.into_stream();
+    let mut local = vec![0u8; READ];
+    let differs = || OffsiteError::Mismatch {
+        key: key.to_string(),
+        want: sha.to_string(),
+        got: "another content (compared with the file byte for byte)".into(),
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| OffsiteError::store(what(), e))?;
+        for part in chunk.chunks(READ) {
+            let mine = &mut local[..part.len()];
+            match f.read_exact(mine) {
+                Ok(()) if mine == part => {}
+                Ok(()) => return Err(differs()),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(differs()),
+                Err(e) => return Err(OffsiteError::io(path, e)),
+            }
+        }
+    }
+    match f.read(&mut local[..1]) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(differs()),
+        Err(e) => Err(OffsiteError::io(path, e)),
+    }
+}
+
 /// Checks that `key` holds exactly `bytes` bytes of SHA-256 `sha`.
 async fn check(
     target: &Target,
@@ -173,7 +212,7 @@ async fn ship_async(
         let f = open_own(t, path)?;
         let key = target.key(&sub, &file_name(path));
         let (bytes, sha) = upload(target, &key, path, f, pace).await?;
-        check(target, &key, bytes, &sha).await?;
+        same_as(target, &key, path, open_own(t, path)?, &sha).await?;
         objects.push(OffsiteObject { file: file_name(path), key: key.to_string(), bytes, sha256: sha });
     }
     let (n, total) = (objects.len(), objects.iter().map(|o| o.bytes).sum::<u64>());
