@@ -134,9 +134,14 @@ pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
                 match ship(&dir, t, &target, &mut pace)
                     .with_context(|| format!("take {} was not copied (its files are untouched)", t.take))?
                 {
-                    Shipped::Copied { objects, bytes } => {
+                    Shipped::Copied { objects, bytes, kept } => {
+                        let resumed = if kept > 0 {
+                            format!("; {kept} bytes were there from an upload cut short")
+                        } else {
+                            String::new()
+                        };
                         println!(
-                            "{}  copied to {url} and verified ({objects} objects, {bytes} bytes)",
+                            "{}  copied to {url} and verified ({objects} objects, {bytes} bytes{resumed})",
                             t.take
                         )
                     }

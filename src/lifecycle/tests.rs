@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Local;
 use object_store::memory::InMemory;
+use object_store::ObjectStore;
 
 use super::*;
 use crate::offsite::tests::finished_take_at;
@@ -65,7 +66,11 @@ fn each_take_goes_to_the_tier_its_age_asks_for_and_is_deleted_after_the_last_age
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(takes_in(&hot), std::slice::from_ref(&new));
     assert_eq!(takes_in(&warm), std::slice::from_ref(&ten), "10 days old: warm");
-    assert_eq!(takes_in(&cold), std::slice::from_ref(&forty), "40 days old goes straight to the tier it is due in");
+    assert_eq!(
+        takes_in(&cold),
+        std::slice::from_ref(&forty),
+        "40 days old goes straight to the tier it is due in"
+    );
     assert!(
         ![&hot, &warm, &cold].iter().any(|d| std::fs::read_dir(d)
             .unwrap()
@@ -88,7 +93,7 @@ fn the_store_tier_takes_verified_copies_and_deletes_only_its_own_objects_when_th
     let root = tempfile::tempdir().unwrap();
     let hot = root.path().join("hot");
     std::fs::create_dir(&hot).unwrap();
-    let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    let store = Arc::new(InMemory::new());
     let target = Target::with_store("s3://mem/show", store.clone()).unwrap();
     let name = finished_take_at(&hot, Local::now() - chrono::Duration::days(40));
     let young = finished_take_at(&hot, Local::now() - chrono::Duration::days(1));

@@ -16,6 +16,7 @@
 //! command).
 
 mod fetch;
+mod resume;
 mod ship;
 mod stored;
 mod worker;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use object_store::path::Path as ObjectPath;
 
 use crate::retention::hex;
+use object_store::multipart::MultipartStore;
 use object_store::ObjectStore;
 
 pub use fetch::fetch;
@@ -113,6 +115,8 @@ pub struct Target {
     /// As the user gave it (it names the copy in the manifests).
     pub url: String,
     store: Arc<dyn ObjectStore>,
+    /// The same store, for uploads in parts that outlive the process.
+    parts: Arc<dyn MultipartStore>,
     prefix: String,
 }
 
@@ -151,36 +155,44 @@ impl Target {
 
     /// A target on a store opened elsewhere (a local or in-memory store,
     /// say); `url` names it and gives the prefix.
-    pub fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Result<Target, OffsiteError> {
+    pub fn with_store<S: ObjectStore + MultipartStore>(
+        url: &str,
+        store: Arc<S>,
+    ) -> Result<Target, OffsiteError> {
         let (_, _, prefix) = Self::parse(url).map_err(OffsiteError::Url)?;
-        Ok(Target { url: url.to_string(), store, prefix })
+        Ok(Target { url: url.to_string(), store: store.clone(), parts: store, prefix })
     }
 
     /// Opens the store `url` names, with credentials and endpoint from the
     /// environment (see [`OffsiteSettings`]).
     pub fn open(url: &str) -> Result<Target, OffsiteError> {
-        let (scheme, bucket, prefix) = Self::parse(url).map_err(OffsiteError::Url)?;
-        let store: Arc<dyn ObjectStore> = match scheme {
-            "s3" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    // The signature leaves the body out: hashing every
-                    // part for it cost a fifth of the upload's CPU, and
-                    // every object is read back and checked anyway.
-                    .with_unsigned_payload(true)
-                    .with_retry(retry())
-                    .build()
-                    .map_err(|e| OffsiteError::store(format!("the settings for {url}"), e))?,
+        let (scheme, bucket, _) = Self::parse(url).map_err(OffsiteError::Url)?;
+        match scheme {
+            "s3" => Self::with_store(
+                url,
+                Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        // The signature leaves the body out: hashing every
+                        // part for it cost a fifth of the upload's CPU, and
+                        // every object is read back and checked anyway.
+                        .with_unsigned_payload(true)
+                        .with_retry(retry())
+                        .build()
+                        .map_err(|e| OffsiteError::store(format!("the settings for {url}"), e))?,
+                ),
             ),
-            _ => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(bucket)
-                    .with_retry(retry())
-                    .build()
-                    .map_err(|e| OffsiteError::store(format!("the settings for {url}"), e))?,
+            _ => Self::with_store(
+                url,
+                Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(bucket)
+                        .with_retry(retry())
+                        .build()
+                        .map_err(|e| OffsiteError::store(format!("the settings for {url}"), e))?,
+                ),
             ),
-        };
-        Ok(Target { url: url.to_string(), store, prefix })
+        }
     }
 
     /// The object key of `name` in the take directory `sub` (relative to

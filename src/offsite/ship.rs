@@ -10,23 +10,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, PutPayload};
 use sha2::Digest;
 
 use super::{hex, runtime, OffsiteError, Target};
 use crate::manifest::{Manifest, OffsiteCopy, OffsiteObject};
 use crate::retention::{takes, TakeOnDisk};
 
-/// Each part of a multipart upload (S3's least is 5 MiB).
-const PART: usize = 8 << 20;
+use super::resume::PART;
 /// Reads of the local file.
 const READ: usize = 1 << 20;
 
 /// What [`ship`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shipped {
-    /// Every object sent and verified now.
-    Copied { objects: usize, bytes: u64 },
+    /// Every object sent and verified now; `kept` bytes of it were in
+    /// the store already (parts of an upload cut short earlier).
+    Copied { objects: usize, bytes: u64, kept: u64 },
     /// The manifest already records a verified copy there.
     Already,
 }
@@ -53,7 +53,7 @@ impl Pace {
         None
     }
 
-    async fn sent(&mut self, n: usize) {
+    pub(super) async fn sent(&mut self, n: usize) {
         if let Some(wait) = self.wait(n) {
             tokio::time::sleep(wait).await;
         }
@@ -89,38 +89,30 @@ fn open_own(t: &TakeOnDisk, path: &Path) -> Result<std::fs::File, OffsiteError> 
     opened.map_err(|e| OffsiteError::Take(format!("{}: {e:#}", path.display())))
 }
 
-/// Streams `f` up to `key` in parts; returns its size and SHA-256.
+/// Sends `f` up to `key`: in one request if it is small, else in parts
+/// that a restart resumes ([`super::resume`]). Returns its size, SHA-256
+/// and the part the upload resumed at.
 async fn upload(
     target: &Target,
     key: &object_store::path::Path,
     path: &Path,
     mut f: std::fs::File,
     pace: &mut Pace,
-) -> Result<(u64, String), OffsiteError> {
-    let what = || format!("the upload of {key}");
-    let upload = target.store.put_multipart(key).await.map_err(|e| OffsiteError::store(what(), e))?;
-    let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
-    let (mut h, mut bytes, mut buf) = (sha2::Sha256::new(), 0u64, vec![0u8; READ]);
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = w.abort().await;
-                return Err(OffsiteError::io(path, e));
-            }
-        };
-        h.update(&buf[..n]);
-        bytes += n as u64;
-        if let Err(e) = w.wait_for_capacity(2).await {
-            return Err(OffsiteError::store(what(), e));
-        }
-        w.write(&buf[..n]);
-        pace.sent(n).await;
+) -> Result<super::resume::Uploaded, OffsiteError> {
+    let len = f.metadata().map_err(|e| OffsiteError::io(path, e))?.len();
+    if len > PART as u64 {
+        return super::resume::upload(target, key, path, f, pace).await;
     }
-    w.finish().await.map_err(|e| OffsiteError::store(what(), e))?;
-    Ok((bytes, hex(&h.finalize())))
+    let mut buf = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut buf).map_err(|e| OffsiteError::io(path, e))?;
+    let (bytes, sha256) = (buf.len() as u64, hex(&sha2::Sha256::digest(&buf)));
+    target
+        .store
+        .put(key, PutPayload::from(buf))
+        .await
+        .map_err(|e| OffsiteError::store(format!("the upload of {key}"), e))?;
+    pace.sent(bytes as usize).await;
+    Ok(super::resume::Uploaded { bytes, sha256, resumed_at: 0 })
 }
 
 /// Reads `key` back; its size and SHA-256.
@@ -207,11 +199,16 @@ async fn ship_async(
         return Ok(Shipped::Already);
     }
     let sub = sub_dir(dir, t);
-    let mut objects = Vec::new();
+    let (mut objects, mut kept) = (Vec::new(), 0u64);
     for path in t.files.iter().chain(t.picture.iter()) {
         let f = open_own(t, path)?;
         let key = target.key(&sub, &file_name(path));
-        let (bytes, sha) = upload(target, &key, path, f, pace).await?;
+        let up = upload(target, &key, path, f, pace).await?;
+        if up.resumed_at > 0 {
+            tracing::info!(key = %key, part = up.resumed_at, "an upload cut short went on from where it was");
+            kept += (up.resumed_at * PART) as u64;
+        }
+        let (bytes, sha) = (up.bytes, up.sha256);
         same_as(target, &key, path, open_own(t, path)?, &sha).await?;
         objects.push(OffsiteObject { file: file_name(path), key: key.to_string(), bytes, sha256: sha });
     }
@@ -246,7 +243,7 @@ async fn ship_async(
         }
     }
     m.save(&t.manifest).map_err(|e| OffsiteError::io(&t.manifest, e))?;
-    Ok(Shipped::Copied { objects: n + 1, bytes: total + len })
+    Ok(Shipped::Copied { objects: n + 1, bytes: total + len, kept })
 }
 
 /// The finished takes of `dir` without a verified copy at `url`, oldest

@@ -37,7 +37,7 @@ pub(crate) fn finished_take_at(dir: &std::path::Path, when: chrono::DateTime<Loc
 }
 
 fn memory_target() -> Target {
-    Target { url: "s3://mem/show".into(), store: Arc::new(InMemory::new()), prefix: "show".into() }
+    Target::with_store("s3://mem/show", Arc::new(InMemory::new())).unwrap()
 }
 
 #[test]
@@ -48,7 +48,8 @@ fn a_take_goes_up_verified_once_and_comes_back_synced_and_exact() {
     let (todo, _) = pending(dir.path(), &target.url).unwrap();
     assert_eq!(todo.len(), 1);
     let mut pace = Pace::new(0.0);
-    let Shipped::Copied { objects, bytes } = ship(dir.path(), &todo[0], &target, &mut pace).unwrap() else {
+    let Shipped::Copied { objects, bytes, .. } = ship(dir.path(), &todo[0], &target, &mut pace).unwrap()
+    else {
         panic!("not copied")
     };
     let wav = dir.path().join(format!("{name}.wav"));

@@ -125,8 +125,8 @@ fn send_pending(
             return Ok(());
         }
         match ship(dir, t, target, &mut pace) {
-            Ok(Shipped::Copied { objects, bytes }) => {
-                tracing::info!(take = %t.take, objects, bytes, url = %target.url, "copied off-site and verified");
+            Ok(Shipped::Copied { objects, bytes, kept }) => {
+                tracing::info!(take = %t.take, objects, bytes, kept, url = %target.url, "copied off-site and verified");
                 set(&|p| {
                     p.copied += 1;
                     p.pending = todo.len() - i - 1;

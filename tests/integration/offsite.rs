@@ -484,3 +484,57 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `capstan tiers push` is killed with SIGKILL after the store confirmed
+/// the first part of a take's file; the next push goes on from the next
+/// part (it says how many bytes were there already) instead of sending
+/// the file again, and the object is the file byte for byte. On S3
+/// (s3s-fs) and on Azure Blob Storage (Azurite: blocks, then the list).
+#[test]
+fn a_push_killed_mid_file_resumes_its_multipart_upload_after_a_restart() {
+    let port = free_port();
+    let data = tempdir();
+    let _s3 = s3_server_at(port, data.path());
+    let az = azurite();
+    let dir = tempdir();
+    let wav = {
+        let server = JackServer::start(256);
+        let _src = server.source(64);
+        let d = Daemon::start(&server, dir.path(), &["--ports", "64", "--connect", "src:out_*", "--no-http"]);
+        record_one(&d) // about 18 MB: three parts of 8 MiB
+    };
+    let local = std::fs::read(&wav).unwrap();
+    assert!(local.len() > 2 * (8 << 20), "{} bytes", local.len());
+    for (env, url) in [
+        (s3_env(port, "capstan-secret"), "s3://capstan/resume"),
+        (azurite_env(az.port), "az://capstan/resume"),
+    ] {
+        let d = dir.path().to_str().unwrap();
+        let confirmed = || {
+            names_in(dir.path()).iter().filter(|n| n.ends_with(".upload.json")).any(|n| {
+                std::fs::read(dir.path().join(n))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .is_some_and(|j| j["parts"].as_array().is_some_and(|p| !p.is_empty()))
+            })
+        };
+        let midway =
+            kill_9_during(&env, &["tiers", "push", d, "--offsite", url, "--max-mbps", "4"], confirmed);
+        assert!(midway, "{url}: the push ended before a part was confirmed");
+        assert!(copy_at(&wav, url, Duration::ZERO).is_none(), "no copy is recorded by a killed push");
+        let out = capstan_with(&env, &["tiers", "push", d, "--offsite", url]);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{url}: {said}{}", text(&out.stderr));
+        assert!(said.contains("bytes were there from an upload cut short"), "{url}: {said}");
+        assert!(copy_at(&wav, url, Duration::ZERO).is_some(), "{url}: recorded");
+        assert!(!names_in(dir.path()).iter().any(|n| n.ends_with(".upload.json")), "the journal is gone");
+        let back = tempdir();
+        let out = capstan_with(
+            &env,
+            &["tiers", "fetch", &stem(&wav), back.path().to_str().unwrap(), "--offsite", url],
+        );
+        assert!(out.status.success(), "{url}: {}", text(&out.stderr));
+        assert_eq!(std::fs::read(back.path().join(wav.file_name().unwrap())).unwrap(), local, "{url}");
+        assert_eq!(std::fs::read(&wav).unwrap(), local);
+    }
+}
