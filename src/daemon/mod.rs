@@ -694,7 +694,7 @@ impl Daemon {
         {
             self.last_jack_try = Instant::now();
             if let Some(rate) = self.engine.as_ref().map(|e| e.sample_rate) {
-                if self.preflight(rate).is_ok() {
+                if self.start_dir(rate).is_ok() {
                     tracing::info!("disk space is available again");
                     self.feed(Input::SpaceBack);
                 }

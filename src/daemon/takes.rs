@@ -87,7 +87,12 @@ impl Daemon {
     }
 
     /// Would a take fit on the disk now (directory, space, free fraction)?
-    pub(super) fn preflight(&self, sample_rate: u32) -> Result<(), String> {
+    fn preflight(&self, sample_rate: u32) -> Result<(), String> {
+        self.preflight_at(&self.args.dir, sample_rate)
+    }
+
+    /// [`Self::preflight`] for another directory (a spill directory).
+    fn preflight_at(&self, dir: &std::path::Path, sample_rate: u32) -> Result<(), String> {
         let a = &self.args;
         let bps =
             sample_rate as u64 * a.settings.ports as u64 * a.settings.format.sample_format().bytes() as u64;
@@ -96,7 +101,35 @@ impl Daemon {
             reserve: 0.2,
             min_free_fraction: a.settings.min_free_fraction,
         };
-        preflight::check(&a.dir, bps, &limits)
+        preflight::check(dir, bps, &limits)
+    }
+
+    /// Where a take starts: the takes' directory if it passes the
+    /// preflight, else the first spill directory that does (the take then
+    /// spills on to the ones after it). Returns that directory and the
+    /// spill directories left; the error is the takes' directory's.
+    pub(super) fn start_dir(
+        &self,
+        sample_rate: u32,
+    ) -> Result<(std::path::PathBuf, &[std::path::PathBuf]), String> {
+        let a = &self.args;
+        let own = match self.preflight(sample_rate) {
+            Ok(()) => return Ok((a.dir.clone(), &a.settings.spill)),
+            Err(e) => e,
+        };
+        for (i, s) in a.settings.spill.iter().enumerate() {
+            match self.preflight_at(s, sample_rate) {
+                Ok(()) => {
+                    tracing::warn!(
+                        spill = %s.display(),
+                        "the takes' directory cannot take a take ({own}); it starts in the spill directory"
+                    );
+                    return Ok((s.clone(), &a.settings.spill[i + 1..]));
+                }
+                Err(e) => tracing::warn!("spill directory {}: {e}", s.display()),
+            }
+        }
+        Err(own)
     }
 
     /// Checks and creates a take's files; nothing is created on refusal.
@@ -117,7 +150,8 @@ impl Daemon {
             ),
             None => None,
         };
-        self.preflight(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
+        let (root, spill_roots) =
+            self.start_dir(engine.sample_rate).map_err(|e| Refusal::new(Code::Preflight, e))?;
         let a = &self.args;
         let project = a.settings.format.project_name().to_string();
         let sources = engine.connections();
@@ -134,8 +168,8 @@ impl Daemon {
             }
         };
         let dir = match &sub {
-            None => a.dir.clone(),
-            Some(sub) => crate::takefiles::make_take_dir(&a.dir, sub)
+            None => root.clone(),
+            Some(sub) => crate::takefiles::make_take_dir(&root, sub)
                 .map_err(|e| Refusal::new(Code::File, e.to_string()))?,
         };
         // Each copy (and each spill directory) in the same place below its
@@ -153,7 +187,7 @@ impl Daemon {
                 .collect()
         };
         let mirrors = below(&a.settings.mirror, "copy of the take");
-        let spill = below(&a.settings.spill, "spill-over for the take");
+        let spill = below(spill_roots, "spill-over for the take");
         let spec = TakeSpec {
             dir,
             project,

@@ -135,3 +135,43 @@ fn a_take_spills_to_the_next_disk_when_its_own_fills_and_the_chain_is_exact() {
     assert_eq!(m1["state"], "complete", "{m1}");
     assert_eq!(m2["state"], "complete", "{m2}");
 }
+
+/// The takes' disk (a 3 MiB tmpfs) has no room for a take at all: a start
+/// is not refused, the take starts in the spill directory, every frame in
+/// its place; without a spill directory the same start is refused and
+/// says why.
+#[test]
+fn a_take_starts_in_the_spill_directory_when_its_own_disk_is_already_full() {
+    let base = tempdir();
+    let small = base.path().join("small");
+    if !mount_tmpfs(&small, "3m") {
+        return;
+    }
+    let _m = Mounted(&small);
+    let server = JackServer::start(256);
+    let src = server.source(16);
+    let spill = tempdir();
+    let args = ["--ports", "16", "--connect", "src:out_*", "--no-http", "--min-minutes", "1"];
+    {
+        let d = Daemon::start(&server, &small, &args);
+        let (addr, said) = osc(d.port, "/record/start", vec![]).unwrap();
+        assert_eq!(addr, "/error", "{said:?}");
+        assert!(format!("{said:?}").contains("not enough free space"), "{said:?}");
+    }
+    let with_spill: Vec<&str> =
+        args.iter().copied().chain(["--spill", spill.path().to_str().unwrap()]).collect();
+    let d = Daemon::start(&server, &small, &with_spill);
+    let (addr, said) = osc(d.port, "/record/start", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{said:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (addr, said) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{said:?}");
+    let (_, truth) = src.stop_truth();
+    assert!(wavs(&small).is_empty(), "nothing on the full disk");
+    let wav = wavs(spill.path()).pop().expect("the take is in the spill directory");
+    let m = manifest_of(&wav);
+    assert_eq!(m["state"], "complete", "{m}");
+    let v = assert_position_exact(&wav, 0, &gap_runs(m["gaps"].as_array().unwrap()), Some(&truth));
+    assert!(v.frames > 48_000, "{v:?}");
+    assert!(d.log.lock().unwrap().contains("it starts in the spill directory"));
+}
