@@ -138,6 +138,10 @@ pub struct CopyState {
     pub frames: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A copy in another format than the take's (`flac mono s24`); none:
+    /// byte for byte the take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// A copy of the take in an object store, each object read back and

@@ -48,6 +48,10 @@ pub struct RecordArgs {
     /// more copies; WAV only; see `capstan daemon --mirror`).
     #[arg(long, value_name = "DIR")]
     pub mirror: Vec<std::path::PathBuf>,
+    /// Write the take to DIR too, in another format (see `capstan daemon
+    /// --mirror-as`), e.g. flac,mono=/mnt/usb/rec.
+    #[arg(long, value_name = "FORMAT=DIR")]
+    pub mirror_as: Vec<crate::settings::MirrorAs>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -80,10 +84,14 @@ pub fn run(args: RecordArgs, quiet: bool) -> Result<ExitCode> {
     args.format.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
     crate::wav::use_direct_io(!args.format.buffered_io);
     if !args.mirror.is_empty() && args.format.file_format == crate::vocab::FileFormat::Flac {
-        bail!("--mirror copies WAV takes; FLAC takes cannot be mirrored yet");
+        bail!("--mirror copies WAV takes byte for byte; for a FLAC take use --mirror-as flac=DIR");
     }
     for m in &args.mirror {
         crate::lock::make_dir(m)?;
+    }
+    for m in &args.mirror_as {
+        m.check(&args.format, 1).map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+        crate::lock::make_dir(&m.dir)?;
     }
     if args.format.file_format == crate::vocab::FileFormat::Flac && args.format.sample_format.is_none() {
         tracing::info!("FLAC holds integers: recording s24 (--sample-format s16 for 16 bits)");
@@ -152,6 +160,19 @@ fn record_take(
     let spec = TakeSpec {
         mirrors: args.mirror.clone(),
         spill: vec![],
+        companions: args
+            .mirror_as
+            .iter()
+            .map(|m| {
+                let (file_format, layout, format) = m.resolve(&args.format);
+                crate::disk::take::companion::CompanionSpec {
+                    dir: m.dir.clone(),
+                    layout,
+                    file_format,
+                    format,
+                }
+            })
+            .collect(),
         dir: args.dir.clone(),
         project: args.format.project_name().to_string(),
         file,

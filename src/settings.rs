@@ -172,6 +172,96 @@ impl Default for TakeFormat {
     }
 }
 
+/// A copy of every take in another format (`--mirror-as FORMAT=DIR`):
+/// written `flac,mono=/mnt/usb/rec`, the same on the command line and in
+/// `capstan.json`. What FORMAT does not say is the take's own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MirrorAs {
+    pub dir: std::path::PathBuf,
+    pub file_format: Option<FileFormat>,
+    pub layout: Option<Layout>,
+    pub sample_format: Option<SampleFormat>,
+}
+
+impl std::str::FromStr for MirrorAs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MirrorAs, String> {
+        let (format, dir) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected FORMAT=DIR, e.g. flac,mono=/mnt/usb/rec"))?;
+        if dir.is_empty() {
+            return Err(format!("{s:?}: no directory named"));
+        }
+        let mut m = MirrorAs { dir: dir.into(), file_format: None, layout: None, sample_format: None };
+        for word in format.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word.to_ascii_lowercase().as_str() {
+                "wav" => m.file_format = Some(FileFormat::Wav),
+                "flac" => m.file_format = Some(FileFormat::Flac),
+                "mono" => m.layout = Some(Layout::Mono),
+                "interleaved" | "poly" => m.layout = Some(Layout::Interleaved),
+                other => {
+                    m.sample_format = Some(other.parse().map_err(|_| {
+                        format!("{s:?}: {other:?} is not a format (wav, flac, mono, interleaved, s16, s24, s32, float32)")
+                    })?)
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+impl TryFrom<String> for MirrorAs {
+    type Error = String;
+    fn try_from(s: String) -> Result<MirrorAs, String> {
+        s.parse()
+    }
+}
+
+impl From<MirrorAs> for String {
+    fn from(m: MirrorAs) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for MirrorAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut words = Vec::new();
+        words.extend(self.file_format.map(|x| x.ext().to_string()));
+        words.extend(self.layout.map(|l| if l == Layout::Mono { "mono" } else { "interleaved" }.to_string()));
+        words.extend(self.sample_format.map(|x| x.to_string()));
+        write!(f, "{}={}", words.join(","), self.dir.display())
+    }
+}
+
+impl MirrorAs {
+    /// The copy's file format, layout and sample format, given the take's.
+    pub fn resolve(&self, take: &TakeFormat) -> (FileFormat, Layout, SampleFormat) {
+        let file_format = self.file_format.unwrap_or(take.file_format);
+        let layout = self.layout.unwrap_or(take.layout);
+        let default = TakeFormat { file_format, sample_format: None, ..take.clone() }.sample_format();
+        let sample_format = self.sample_format.or(take.sample_format).unwrap_or(default);
+        // FLAC holds integers: a float take's FLAC copy is s24.
+        let sample_format = match (file_format, sample_format) {
+            (FileFormat::Flac, SampleFormat::F32) if self.sample_format.is_none() => SampleFormat::S24,
+            (_, f) => f,
+        };
+        (file_format, layout, sample_format)
+    }
+
+    /// Whether the copy's format can be written (FLAC: integers, at most
+    /// 8 channels in one file).
+    pub fn check(&self, take: &TakeFormat, inputs: usize) -> Result<(), String> {
+        let (file_format, layout, format) = self.resolve(take);
+        if file_format == FileFormat::Flac {
+            crate::flac::FlacSpec::new(1, 48_000, format).map_err(|e| format!("mirror_as {self}: {e}"))?;
+            let copy = TakeFormat { file_format, layout, sample_format: Some(format), ..take.clone() };
+            copy.check_channels(inputs).map_err(|e| format!("mirror_as {self}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// A validation message as the command line says it: its leading
 /// `capstan.json` key (`buffer_seconds`, `retention.keep_free`, `dir_layout`)
 /// becomes the flag the user typed (`--buffer-seconds`, `--keep-free`).
@@ -354,6 +444,15 @@ pub struct Settings {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     pub mirror: Vec<std::path::PathBuf>,
+    /// Write every take to DIR too, in another format, as it is recorded:
+    /// FORMAT=DIR, FORMAT a comma list of wav or flac, mono or
+    /// interleaved, and a sample format (what is not said is the take's
+    /// own), e.g. flac,mono=/mnt/usb/rec. Each copy is a take of its own,
+    /// encoded and written by a thread of its own; one that fails stops,
+    /// the take goes on. Repeat for more.
+    #[arg(long, value_name = "FORMAT=DIR")]
+    #[serde(default)]
+    pub mirror_as: Vec<MirrorAs>,
     /// When the takes' disk fills (see --disk-margin-seconds), the running
     /// take continues here at its very next frame, as a new segment
     /// (repeat for more, used in turn).
@@ -402,6 +501,7 @@ impl Default for Settings {
             offsite: Default::default(),
             lifecycle: Default::default(),
             mirror: Vec::new(),
+            mirror_as: Vec::new(),
             spill: Vec::new(),
         }
     }
@@ -460,7 +560,12 @@ impl Settings {
             }
         }
         if !self.mirror.is_empty() && self.format.file_format == FileFormat::Flac {
-            return Err("mirror copies WAV takes; FLAC takes cannot be mirrored yet".into());
+            return Err(
+                "mirror copies WAV takes byte for byte; for a FLAC take use mirror_as flac=DIR".into()
+            );
+        }
+        for m in &self.mirror_as {
+            m.check(&self.format, self.ports as usize)?;
         }
         if self.mirror.iter().any(|m| m.as_os_str().is_empty()) {
             return Err("mirror: an empty directory name".into());
@@ -632,6 +737,17 @@ mod tests {
             .contains("AGE=PLACE"));
         assert!(said(&["--format", "flac", "--mirror", "/mnt/usb"]).starts_with("--mirror copies WAV takes"));
         assert_eq!(daemon_settings(&["--spill", "/a", "--spill", "/b"]).unwrap().spill.len(), 2);
+        let m = &daemon_settings(&["--mirror-as", "flac,mono=/mnt/usb"]).unwrap().mirror_as[0];
+        assert_eq!(m.resolve(&TakeFormat::default()), (FileFormat::Flac, Layout::Mono, SampleFormat::S24));
+        assert_eq!(m.to_string(), "flac,mono=/mnt/usb");
+        assert!(said(&["--mirror-as", "flac,f32=/x"]).starts_with("--mirror-as flac,float32=/x: "));
+        assert!("mp3=/x".parse::<MirrorAs>().unwrap_err().contains("\"mp3\" is not a format"));
+        assert!(said(&["--ports", "16", "--mirror-as", "flac=/x"]).contains("at most 8 channels"));
+        let s = Settings::from_json(r#"{"mirror_as": ["wav,mono,s16=/b"]}"#).unwrap();
+        assert_eq!(
+            s.mirror_as[0].resolve(&TakeFormat::default()),
+            (FileFormat::Wav, Layout::Mono, SampleFormat::S16)
+        );
         let two = daemon_settings(&["--mirror", "/a", "--mirror", "/b"]).unwrap();
         assert_eq!(two.mirror.len(), 2);
         assert_eq!(

@@ -222,6 +222,7 @@ impl Daemon {
         // takes' own; their takes a crash left open are repaired too.
         let own = std::fs::canonicalize(&args.dir)?;
         let copies = args.settings.mirror.iter().map(|m| ("--mirror", m.as_path()));
+        let copies = copies.chain(args.settings.mirror_as.iter().map(|m| ("--mirror-as", m.dir.as_path())));
         let spills = args.settings.spill.iter().map(|m| ("--spill", m.as_path()));
         let tiers = args.settings.lifecycle.dirs().map(|m| ("--tier", m));
         for (flag, m) in copies.chain(spills).chain(tiers) {
@@ -649,9 +650,9 @@ impl Daemon {
     /// Background work between datagrams: JACK's death and return, the way
     /// back from a full disk, progress pushes and retention.
     fn poll(&mut self) {
-        let others: Vec<_> =
-            self.args.settings.mirror.iter().chain(&self.args.settings.spill).cloned().collect();
         let s = &self.args.settings;
+        let others: Vec<_> =
+            s.mirror.iter().chain(&s.spill).chain(s.mirror_as.iter().map(|m| &m.dir)).cloned().collect();
         self.retention.tick(&self.args.dir, &others, &s.retention, &s.lifecycle, s.offsite.url.as_deref());
         self.run_timed();
         self.rotate_on_clock();

@@ -15,6 +15,7 @@ use crate::control::preflight::{self, Limits};
 use crate::control::recorder::{Input, TakeRef, CONFIRM};
 use crate::control::replies::count;
 use crate::control::state::State;
+use crate::disk::take::companion::CompanionSpec;
 use crate::disk::{DiskEvent, StartAt, StopAt, Take, TakeReport, TakeSpec};
 use crate::naming;
 
@@ -188,6 +189,20 @@ impl Daemon {
         };
         let mirrors = below(&a.settings.mirror, "copy of the take");
         let spill = below(spill_roots, "spill-over for the take");
+        let roots: Vec<std::path::PathBuf> = a.settings.mirror_as.iter().map(|m| m.dir.clone()).collect();
+        let made = below(&roots, "copy of the take");
+        let companions = a
+            .settings
+            .mirror_as
+            .iter()
+            .zip(&roots)
+            .filter_map(|(m, root)| {
+                // The copy's directory below its own root (or the root).
+                let dir = made.iter().find(|d| d.starts_with(root))?.clone();
+                let (file_format, layout, format) = m.resolve(&a.settings.format);
+                Some(CompanionSpec { dir, layout, file_format, format })
+            })
+            .collect();
         let spec = TakeSpec {
             dir,
             project,
@@ -208,6 +223,7 @@ impl Daemon {
             file_format: a.settings.format.file_format,
             mirrors,
             spill,
+            companions,
         };
         Take::create(spec, when.with_timezone(&chrono::Local))
             .map_err(|e| Refusal::new(Code::File, e.to_string()))

@@ -52,6 +52,9 @@ pub struct TakeSpec {
     pub mirrors: Vec<PathBuf>,
     /// Where the take goes on, in turn, when its disk fills (`--spill`).
     pub spill: Vec<PathBuf>,
+    /// Copies in another format, each a take of its own written by a
+    /// thread of its own (`--mirror-as`; see [`companion`]).
+    pub companions: Vec<companion::CompanionSpec>,
 }
 
 #[cfg(test)]
@@ -78,6 +81,7 @@ impl TakeSpec {
             started_by: "command".into(),
             mirrors: vec![],
             spill: vec![],
+            companions: vec![],
         }
     }
 }
@@ -106,6 +110,10 @@ pub struct Take {
     /// even be made (directory, why).
     mirrors: Vec<mirror::Mirror>,
     mirrors_unmade: Vec<(PathBuf, String)>,
+    /// The copies in another format, and those not made (directory, what,
+    /// why).
+    companions: Vec<companion::Companion>,
+    companions_unmade: Vec<(PathBuf, String, String)>,
 }
 
 /// Files per sync group: a take of more files syncs them in turns, one
@@ -134,6 +142,7 @@ pub struct FileReport {
     pub rf64: bool,
 }
 
+pub mod companion;
 mod create;
 pub mod mirror;
 
@@ -175,6 +184,7 @@ impl Take {
             x.jack_frame_time = Some(frame_time);
             f.update_meta(b, x)?;
         }
+        self.companions.iter().for_each(|c| c.origin(frame_time, when));
         self.manifest.first_frame_time = Some(frame_time);
         self.manifest.time_reference = Some(time_reference);
         self.manifest.started = Some(if self.spec.utc {
@@ -189,6 +199,7 @@ impl Take {
     /// `frame_time`), saved in the manifest at once so that it survives a
     /// crash (`capstan recover` writes it into the files).
     pub fn add_marker(&mut self, frame: u64, frame_time: u64, label: String) -> Result<(), WavError> {
+        self.companions.iter().for_each(|c| c.marker(frame, frame_time, label.clone()));
         self.manifest.markers.push(crate::wav::Marker { frame, frame_time, label });
         self.save_manifest()
     }
@@ -229,6 +240,7 @@ impl Take {
     pub fn set_sample_rate(&mut self, rate: u32) -> Result<(), WavError> {
         let old = format!("F={},", self.spec.sample_rate);
         self.spec.sample_rate = rate;
+        self.companions.iter().for_each(|c| c.rate(rate));
         for ((f, b), x) in self.files.iter_mut().zip(&mut self.bexts).zip(&mut self.ixmls) {
             b.coding_history = b.coding_history.replace(&old, &format!("F={rate},"));
             x.sample_rate = rate;
@@ -241,12 +253,14 @@ impl Take {
     /// This segment continues the take's segment `previous` (JACK's rate or
     /// clock changed: `reason`).
     pub fn set_continues(&mut self, previous: String, reason: &str) -> Result<(), WavError> {
+        self.companions.iter().for_each(|c| c.continues(previous.clone(), reason));
         self.manifest.continues = Some(Continuation { segment: previous, reason: reason.to_owned() });
         self.save_manifest()
     }
 
     /// The take goes on in segment `next`.
     pub fn set_continued_in(&mut self, next: String) -> Result<(), WavError> {
+        self.companions.iter().for_each(|c| c.continued_in(next.clone()));
         self.manifest.continued_in = Some(next);
         self.save_manifest()
     }
@@ -274,7 +288,16 @@ impl Take {
         let unmade = self
             .mirrors_unmade
             .iter()
-            .map(|(d, why)| format!("the copy in {} was not made: {why}", d.display()));
+            .map(|(d, why)| format!("the copy in {} was not made: {why}", d.display()))
+            .chain(
+                self.companions_unmade
+                    .iter()
+                    .map(|(d, what, why)| format!("the {what} copy in {} was not made: {why}", d.display())),
+            );
+        let formats = self.companions.iter().filter_map(|c| {
+            c.failure()
+                .map(|why| format!("the copy in {} stopped in take {}: {why}", c.dir.display(), self.name))
+        });
         let stopped = self.mirrors.iter().filter_map(|m| {
             m.failure().map(|why| {
                 format!(
@@ -285,7 +308,7 @@ impl Take {
                 )
             })
         });
-        unmade.chain(stopped).collect()
+        unmade.chain(stopped).chain(formats).collect()
     }
 
     pub fn manifest_path(&self) -> &Path {
@@ -317,6 +340,7 @@ impl Take {
                 m.add(n, channels, |c| chans[c]);
             }
         }
+        self.companions.iter().for_each(|c| c.audio(n, channels, &channel));
         self.frames += n as u64;
         self.note_curve(false);
         Ok(())
@@ -376,6 +400,7 @@ impl Take {
         for f in &mut self.files {
             f.append_silence(n, channels)?;
         }
+        self.companions.iter().for_each(|c| c.silence(n, sparse_min));
         self.frames += n;
         self.note_curve(true);
         Ok(())
@@ -415,6 +440,7 @@ impl Take {
     pub fn checkpoint(&mut self) -> Result<(), WavError> {
         let group = sync_group(self.files.len(), self.checkpoints);
         self.checkpoints += 1;
+        self.companions.iter().for_each(|c| c.checkpoint());
         AudioFile::checkpoint_all(&mut self.files[group])
     }
 
@@ -470,6 +496,9 @@ impl Take {
             }
         }
         // The copies finish what was sent to them (the final headers).
+        let err_now = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
+        let rendered: Vec<companion::CompanionEnd> =
+            self.companions.into_iter().map(|c| c.finish(gaps, xruns, err_now.as_deref(), rt)).collect();
         let mut ends: Vec<mirror::MirrorEnd> = self.mirrors.into_iter().map(mirror::Mirror::finish).collect();
         ends.extend(self.mirrors_unmade.into_iter().map(|(dir, why)| mirror::MirrorEnd {
             dir,
@@ -490,6 +519,7 @@ impl Take {
         m.error = err;
         let primary = self.spec.dir.display().to_string();
         mirror::note_copies(&mut m, &primary, &ends);
+        companion::note_copies(&mut m, &primary, &rendered, &self.companions_unmade);
         if let Err(source) = m.save(&self.manifest_path) {
             let e = WavError::Io {
                 path: self.manifest_path.clone(),

@@ -175,3 +175,75 @@ fn a_take_starts_in_the_spill_directory_when_its_own_disk_is_already_full() {
     assert!(v.frames > 48_000, "{v:?}");
     assert!(d.log.lock().unwrap().contains("it starts in the spill directory"));
 }
+
+/// Copies in other formats (`--mirror-as`): a float interleaved take, a
+/// mono FLAC copy, and a mono s24 WAV copy on a 1 MiB tmpfs that fills
+/// after about two seconds. The FLAC copy is complete, every frame of
+/// every input at its place on JACK's timeline, decoded by the reference
+/// decoder; the full copy stops (its manifest and the take's say so, and
+/// what it holds is exact); the take itself is complete and exact.
+#[test]
+fn copies_in_other_formats_are_exact_and_a_full_one_stops_without_the_take() {
+    let base = tempdir();
+    let small = base.path().join("small");
+    if !mount_tmpfs(&small, "1m") {
+        return;
+    }
+    let _m = Mounted(&small);
+    let server = JackServer::start(256);
+    let src = server.source(4);
+    let (dir, flac) = (tempdir(), tempdir());
+    let as_flac = format!("flac,mono={}", flac.path().display());
+    let as_s24 = format!("wav,mono,s24={}", small.display());
+    let d = Daemon::start(
+        &server,
+        dir.path(),
+        &[
+            "--ports",
+            "4",
+            "--connect",
+            "src:out_*",
+            "--no-http",
+            "--mirror-as",
+            &as_flac,
+            "--mirror-as",
+            &as_s24,
+        ],
+    );
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(3500));
+    let (addr, args) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    let (_, truth) = src.stop_truth();
+    let wav = wavs(dir.path()).pop().expect("the take");
+    let m = manifest_of(&wav);
+    assert_eq!(m["state"], "complete", "{m}");
+    let gaps = gap_runs(m["gaps"].as_array().unwrap());
+    let v = assert_position_exact(&wav, 0, &gaps, Some(&truth));
+    assert!(v.frames > 3 * 48_000, "{v:?}");
+    let stem = wav.file_stem().unwrap().to_string_lossy().into_owned();
+    for i in 0..4 {
+        let f = flac.path().join(format!("{stem}_in_{}.flac", i + 1));
+        let c = assert_position_exact(&f, i, &gaps, Some(&truth));
+        assert_eq!((c.first_frame_time, c.frames), (v.first_frame_time, v.frames), "input {}", i + 1);
+    }
+    let copies = m["copies"].as_array().unwrap();
+    let of =
+        |dir: &Path| copies.iter().find(|c| Path::new(c["dir"].as_str().unwrap()) == dir).unwrap().clone();
+    let f = of(flac.path());
+    assert_eq!((f["state"].as_str(), f["format"].as_str()), (Some("complete"), Some("flac mono s24")), "{m}");
+    let s = of(&small);
+    assert_eq!(s["state"], "failed", "{m}");
+    let held = s["frames"].as_u64().unwrap();
+    assert!(held > 0 && held < v.frames, "{s}");
+    let cm = manifest_of(&small.join(format!("{stem}.wav"))); // its manifest, by the take's name
+    assert_eq!(cm["state"], "failed", "{cm}");
+    assert_eq!(cm["take_id"], m["take_id"]);
+    for i in 0..4 {
+        let f = small.join(format!("{stem}_in_{}.wav", i + 1));
+        let c = assert_position_exact(&f, i, &[], Some(&truth));
+        assert_eq!(c.first_frame_time, v.first_frame_time);
+        assert!(c.frames <= held + 48_000, "{} frames in {}", c.frames, f.display());
+    }
+    assert!(d.log.lock().unwrap().contains("the take's copy stopped"), "{}", d.log.lock().unwrap());
+}

@@ -201,6 +201,7 @@ impl Take {
         let levels = vec![crate::vocab::ChannelLevel::default(); spec.port_names.len()];
         let spec_rate = spec.sample_rate;
         let (mirrors, mirrors_unmade) = make_mirrors(&spec, names, manifest_path, &manifest, &mut files);
+        let (companions, companions_unmade) = make_companions(&spec, &name, &manifest.take_id, now);
         Ok(Take {
             spec,
             name,
@@ -217,8 +218,50 @@ impl Take {
             checkpoints: 0,
             mirrors,
             mirrors_unmade,
+            companions,
+            companions_unmade,
         })
     }
+}
+
+/// The take's copies in other formats (`--mirror-as`): each a take of its
+/// own under the take's name and id, in its directory, with a thread of its
+/// own. One that cannot be made is noted (the take goes on without it).
+fn make_companions(
+    spec: &TakeSpec,
+    name: &str,
+    take_id: &str,
+    now: DateTime<Local>,
+) -> (Vec<super::companion::Companion>, Vec<(PathBuf, String, String)>) {
+    let (mut made, mut unmade) = (Vec::new(), Vec::new());
+    for c in &spec.companions {
+        let what = c.describe();
+        let copy = TakeSpec {
+            dir: c.dir.clone(),
+            file: Some(format!("{name}.{}", c.file_format.ext())),
+            take_id: Some(take_id.to_owned()),
+            layout: c.layout,
+            format: c.format,
+            file_format: c.file_format,
+            loudness: false,
+            max_frames: None,
+            mirrors: vec![],
+            spill: vec![],
+            companions: vec![],
+            ..spec.clone()
+        };
+        let started = Take::create(copy, now)
+            .map_err(|e| e.to_string())
+            .and_then(|t| super::companion::Companion::start(t, what.clone()));
+        match started {
+            Ok(c) => made.push(c),
+            Err(why) => {
+                tracing::error!(dir = %c.dir.display(), "the take's {what} copy was not made: {why}");
+                unmade.push((c.dir.clone(), what, why));
+            }
+        }
+    }
+    (made, unmade)
 }
 
 /// The take's copies (`--mirror`), each in its directory under the take's

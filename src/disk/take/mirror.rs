@@ -458,6 +458,7 @@ pub fn note_copies(m: &mut crate::manifest::Manifest, primary: &str, ends: &[Mir
         state: if m.error.is_some() { "failed" } else { "complete" }.into(),
         frames: m.frames,
         error: m.error.clone(),
+        format: None,
     };
     let copies = ends.iter().map(|e| match &e.failed {
         None => CopyState {
@@ -465,12 +466,14 @@ pub fn note_copies(m: &mut crate::manifest::Manifest, primary: &str, ends: &[Mir
             state: own.state.clone(),
             frames: m.frames,
             error: m.error.clone(),
+            format: None,
         },
         Some(why) => CopyState {
             dir: e.dir.display().to_string(),
             state: "failed".into(),
             frames: e.frames.min(m.frames),
             error: Some(why.clone()),
+            format: None,
         },
     });
     m.copies = std::iter::once(own.clone()).chain(copies).collect();
