@@ -39,6 +39,8 @@ fi
 # capstan-s24: capstan interleaved, 24-bit integer.
 # capstan-mirror: capstan interleaved with a second copy (--mirror) on the
 #   same disk.
+# capstan-mirror-flac: capstan interleaved with a copy in mono FLAC
+#   (--mirror-as) on the same disk.
 # capstan-base: the capstan binary at $BENCH_BASE_BIN (an older build, for
 #   an A/B of a change in the same run); capstan-base-mono: the same in
 #   the mono layout.
@@ -91,6 +93,7 @@ for period in $periods; do
               capstan-buffered) io=(--buffered-io) ;;
               capstan-s24) fmt=(--format wav --sample-format s24) ;;
               capstan-mirror) io=(--mirror "$out/takes/mirror") ;;
+              capstan-mirror-flac) io=(--mirror-as "flac,mono=$out/takes/mirror") ;;
               capstan-base) exe=${BENCH_BASE_BIN:?capstan-base needs BENCH_BASE_BIN} ;;
               capstan-base-mono) layout=mono exe=${BENCH_BASE_BIN:?capstan-base-mono needs BENCH_BASE_BIN} ;;
             esac
