@@ -172,6 +172,10 @@ impl Default for TakeFormat {
     }
 }
 
+/// The settings `/config/storage` changes: where takes are written and
+/// where they go.
+pub const STORAGE_KEYS: [&str; 5] = ["mirror", "mirror_as", "spill", "offsite", "lifecycle"];
+
 /// A copy of every take in another format (`--mirror-as FORMAT=DIR`):
 /// written `flac,mono=/mnt/usb/rec`, the same on the command line and in
 /// `capstan.json`. What FORMAT does not say is the take's own.
@@ -620,6 +624,40 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The storage settings as `/config/storage` and `/api/config/storage`
+    /// show them: a JSON object of [`STORAGE_KEYS`].
+    pub fn storage_json(&self) -> serde_json::Value {
+        let all = serde_json::to_value(self).expect("plain data serializes");
+        STORAGE_KEYS
+            .iter()
+            .map(|k| (k.to_string(), all[*k].clone()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    /// These settings with the storage settings in `text` (a JSON object
+    /// of some of [`STORAGE_KEYS`]; a group's fields replace those given,
+    /// the others stay), through the one validation.
+    pub fn with_storage(&self, text: &str) -> Result<Settings, String> {
+        let change: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let serde_json::Value::Object(change) = change else {
+            return Err("expected a JSON object, e.g. {\"mirror\": [\"/mnt/usb/rec\"]}".into());
+        };
+        let mut all = serde_json::to_value(self).expect("plain data serializes");
+        for (k, v) in change {
+            if !STORAGE_KEYS.contains(&k.as_str()) {
+                return Err(format!("{k} is not a storage setting ({})", STORAGE_KEYS.join(", ")));
+            }
+            match (all.get_mut(&k), v) {
+                (Some(serde_json::Value::Object(group)), serde_json::Value::Object(fields)) => {
+                    group.extend(fields)
+                }
+                (_, v) => all[k.as_str()] = v,
+            }
+        }
+        Settings::from_json(&all.to_string())
+    }
+
     /// The pre-roll takes get: `--preroll`, or 2 s for `--trigger level`
     /// (whose takes must never cut the attack) when it is 0.
     pub fn effective_preroll(&self) -> f64 {
@@ -743,6 +781,19 @@ mod tests {
         assert!(said(&["--mirror-as", "flac,f32=/x"]).starts_with("--mirror-as flac,float32=/x: "));
         assert!("mp3=/x".parse::<MirrorAs>().unwrap_err().contains("\"mp3\" is not a format"));
         assert!(said(&["--ports", "16", "--mirror-as", "flac=/x"]).contains("at most 8 channels"));
+        // /config/storage: storage keys only, a group's fields merged, the
+        // one validation.
+        let base = Settings::from_json(r#"{"offsite": {"url": "s3://b/p", "max_mbps": 5}}"#).unwrap();
+        let s = base.with_storage(r#"{"mirror": ["/m"], "offsite": {"max_mbps": 20}}"#).unwrap();
+        assert_eq!(
+            (s.mirror.len(), s.offsite.url.as_deref(), s.offsite.max_mbps),
+            (1, Some("s3://b/p"), 20.0)
+        );
+        assert_eq!(s.storage_json()["offsite"]["max_mbps"], 20.0);
+        assert!(base.with_storage(r#"{"ports": 4}"#).unwrap_err().contains("ports is not a storage setting"));
+        assert!(base.with_storage(r#"{"lifecycle": {"tiers": ["7d"]}}"#).unwrap_err().contains("AGE=PLACE"));
+        assert!(base.with_storage(r#"{"offsite": {"bucket": 1}}"#).unwrap_err().contains("offsite.bucket"));
+        assert!(base.with_storage("[1]").unwrap_err().contains("expected a JSON object"));
         let s = Settings::from_json(r#"{"mirror_as": ["wav,mono,s16=/b"]}"#).unwrap();
         assert_eq!(
             s.mirror_as[0].resolve(&TakeFormat::default()),

@@ -82,6 +82,9 @@ pub enum Command {
     ConfigPreroll(f64),
     /// `/config/alarm s:name f:value`: one alarm threshold.
     ConfigAlarm(String, f64),
+    /// `/config/storage [s:json]`: the storage settings, or a change to
+    /// them (see `Settings::with_storage`).
+    ConfigStorage(Option<String>),
 }
 
 /// A trigger setting sent over OSC.
@@ -285,6 +288,10 @@ pub fn parse(m: &OscMessage) -> Result<Command, Refusal> {
         "/config/rotate_every" => Command::ConfigTrigger(TriggerSetting::RotateEvery(
             Some(one_string(m)?).filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("off")),
         )),
+        "/config/storage" => match m.args.as_slice() {
+            [] => Command::ConfigStorage(None),
+            _ => Command::ConfigStorage(Some(one_string(m)?)),
+        },
         "/config/post_roll" => Command::ConfigTrigger(TriggerSetting::PostRoll(number(m)?)),
         "/config/threshold" => Command::ConfigTrigger(TriggerSetting::Threshold(number(m)?)),
         "/config/hold" => Command::ConfigTrigger(TriggerSetting::Hold(number(m)?)),

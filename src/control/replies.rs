@@ -107,6 +107,7 @@ pub const REPLIES: &[(&str, &[(&str, Kind)])] = &[
     ("/config/threshold", &[("dbfs", Real)]),
     ("/config/alarm", &[("name", Text), ("value", Real)]),
     ("/config/hold", &[("seconds", Real)]),
+    ("/config/storage", &[("storage", Text)]),
     ("/trigger/disarm", &[("armed", Int)]),
 ];
 

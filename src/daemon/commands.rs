@@ -40,6 +40,7 @@ fn changes_recorder(cmd: &Command) -> bool {
             | Command::Unsubscribe
             | Command::Meters(_)
             | Command::ConfigGet
+            | Command::ConfigStorage(None)
             | Command::Mark { .. }
     )
 }
@@ -97,6 +98,7 @@ impl Daemon {
             Command::Mark { label } => self.mark(to, label, None).map(|()| None),
             Command::Arm(on) => self.arm(on).map(Some),
             Command::ConfigTrigger(t) => self.set_trigger(t).map(Some),
+            Command::ConfigStorage(change) => self.set_storage(change).map(Some),
             Command::List => now(self
                 .recorder
                 .current()
@@ -336,5 +338,28 @@ impl Daemon {
             OscType::Double(self.engine.as_ref().map_or(0.0, |e| e.ring_fill() * 100.0)),
             OscType::Double(self.engine.as_ref().map_or(0.0, |e| e.behind_seconds())),
         ]
+    }
+}
+
+impl Daemon {
+    /// `/config/storage`: the storage settings, or a change to them through
+    /// the one validation; new directories are checked and made as at
+    /// start-up, and a changed off-site target gets a new thread (the old
+    /// one stops after the object it is sending). A take being recorded
+    /// keeps its copies; the next take gets the new ones.
+    fn set_storage(&mut self, change: Option<String>) -> Result<Vec<OscType>, Refusal> {
+        if let Some(text) = change {
+            let new = self.args.settings.with_storage(&text).map_err(|e| Refusal::new(Code::Config, e))?;
+            super::check_storage_dirs(&self.args.dir, &new)
+                .map_err(|e| Refusal::new(Code::Config, format!("{e:#}")))?;
+            if new.offsite != self.args.settings.offsite {
+                self.offsite = crate::offsite::Worker::spawn(self.args.dir.clone(), &new.offsite)
+                    .map_err(|e| Refusal::new(Code::Config, format!("offsite: {e}")))?;
+            }
+            tracing::info!(storage = %new.storage_json(), "storage settings changed");
+            self.args.settings = new;
+            self.config_changed = true;
+        }
+        Ok(vec![s(self.args.settings.storage_json().to_string())])
     }
 }

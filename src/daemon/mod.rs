@@ -218,25 +218,7 @@ impl Daemon {
         } else {
             Some(lock::Claim::acquire(&args.dir)?)
         };
-        // The copies' directories (`--mirror`): made if missing, never the
-        // takes' own; their takes a crash left open are repaired too.
-        let own = std::fs::canonicalize(&args.dir)?;
-        let copies = args.settings.mirror.iter().map(|m| ("--mirror", m.as_path()));
-        let copies = copies.chain(args.settings.mirror_as.iter().map(|m| ("--mirror-as", m.dir.as_path())));
-        let spills = args.settings.spill.iter().map(|m| ("--spill", m.as_path()));
-        let tiers = args.settings.lifecycle.dirs().map(|m| ("--tier", m));
-        for (flag, m) in copies.chain(spills).chain(tiers) {
-            lock::make_dir(m)?;
-            let c = std::fs::canonicalize(m)?;
-            if c.starts_with(&own) || own.starts_with(&c) {
-                anyhow::bail!(
-                    "{flag} {}: must be another directory than the takes' ({}), not inside or above it",
-                    m.display(),
-                    args.dir.display()
-                );
-            }
-            recover_takes(m);
-        }
+        check_storage_dirs(&args.dir, &args.settings)?;
         // Takes a crash left open are repaired before anything else happens.
         recover_takes(&args.dir);
         let mut d = Daemon {
@@ -741,6 +723,30 @@ impl Daemon {
 
 /// Finalizes the takes in `dir` that were left open (by a crash, or by a
 /// disk thread that died), and logs what it did.
+/// The copies', spill and tier directories: made if missing, never the
+/// takes' own nor inside or above it; their takes a crash left open are
+/// repaired.
+fn check_storage_dirs(dir: &std::path::Path, settings: &crate::settings::Settings) -> anyhow::Result<()> {
+    let own = std::fs::canonicalize(dir)?;
+    let copies = settings.mirror.iter().map(|m| ("--mirror", m.as_path()));
+    let copies = copies.chain(settings.mirror_as.iter().map(|m| ("--mirror-as", m.dir.as_path())));
+    let spills = settings.spill.iter().map(|m| ("--spill", m.as_path()));
+    let tiers = settings.lifecycle.dirs().map(|m| ("--tier", m));
+    for (flag, m) in copies.chain(spills).chain(tiers) {
+        lock::make_dir(m)?;
+        let c = std::fs::canonicalize(m)?;
+        if c.starts_with(&own) || own.starts_with(&c) {
+            anyhow::bail!(
+                "{flag} {}: must be another directory than the takes' ({}), not inside or above it",
+                m.display(),
+                dir.display()
+            );
+        }
+        recover_takes(m);
+    }
+    Ok(())
+}
+
 fn recover_takes(dir: &std::path::Path) {
     match crate::recover::recover(dir) {
         Ok(report) => {

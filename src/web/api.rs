@@ -87,7 +87,9 @@ pub fn handle(shared: &Arc<Shared>, mut req: tiny_http::Request) -> io::Result<(
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let get = *req.method() == tiny_http::Method::Get || *req.method() == tiny_http::Method::Head;
     let post = *req.method() == tiny_http::Method::Post;
-    let command = path.starts_with("/api/record/") || path.starts_with("/api/trigger/");
+    let command = path.starts_with("/api/record/")
+        || path.starts_with("/api/trigger/")
+        || path.starts_with("/api/config/");
     if let Err(r) = shared.check(&req, command) {
         return req.respond(r);
     }
@@ -98,6 +100,18 @@ pub fn handle(shared: &Arc<Shared>, mut req: tiny_http::Request) -> io::Result<(
         ("/api/status", true, _) => json_reply(200, &status_json(shared)),
         ("/api/takes", true, _) => json_reply(200, &takes_json(shared)),
         (p, true, _) if p.starts_with("/api/picture/") => picture(shared, &p["/api/picture/".len()..]),
+        ("/api/config/storage", _, _) if get || post => {
+            let mut body = String::new();
+            if post {
+                let _ = req.as_reader().take(MAX_BODY).read_to_string(&mut body);
+            }
+            let sh = shared.clone();
+            let spawned = std::thread::Builder::new().name("capstan-web-command".into()).spawn(move || {
+                let r = storage_reply(&sh, post.then_some(body));
+                let _ = req.respond(r);
+            });
+            return spawned.map(|_| ());
+        }
         (p, _, true) if command => {
             let mut body = String::new();
             let _ = req.as_reader().take(MAX_BODY).read_to_string(&mut body);
@@ -258,15 +272,36 @@ fn command_reply(shared: &Shared, path: &str, args: &Value) -> Reply {
             }
             json_reply(200, &Value::Object(out))
         }
-        Ok(Err((code, msg))) => {
-            let status = match code {
-                1 => 400,
-                3 | 4 | 7 => 409,
-                13 => 429,
-                _ => 500,
-            };
-            json_reply(status, &json!({ "ok": false, "code": code, "error": msg }))
-        }
+        Ok(Err((code, msg))) => refused(code, &msg),
+        Err(e) => json_error(504, &format!("the recorder did not answer: {e}")),
+    }
+}
+
+/// A refusal as JSON, with the HTTP status its OSC error code means.
+fn refused(code: i32, msg: &str) -> Reply {
+    let status = match code {
+        1 | 8 | 12 => 400,
+        3 | 4 | 7 => 409,
+        13 => 429,
+        _ => 500,
+    };
+    json_reply(status, &json!({ "ok": false, "code": code, "error": msg }))
+}
+
+/// `GET /api/config/storage`: the storage settings; `POST` with a JSON
+/// object of some of them: the change (`/config/storage`), answered with
+/// the settings as they are now, or why it was refused.
+fn storage_reply(shared: &Shared, change: Option<String>) -> Reply {
+    let values = change.map(|b| vec![OscType::String(b)]).unwrap_or_default();
+    match ask(shared, "/config/storage", values) {
+        Ok(Ok(v)) => match v.first() {
+            Some(OscType::String(j)) => {
+                let storage: Value = serde_json::from_str(j).unwrap_or(Value::Null);
+                json_reply(200, &json!({ "ok": true, "storage": storage }))
+            }
+            _ => json_error(500, "the recorder's answer held no settings"),
+        },
+        Ok(Err((code, msg))) => refused(code, &msg),
         Err(e) => json_error(504, &format!("the recorder did not answer: {e}")),
     }
 }

@@ -247,3 +247,80 @@ fn copies_in_other_formats_are_exact_and_a_full_one_stops_without_the_take() {
     }
     assert!(d.log.lock().unwrap().contains("the take's copy stopped"), "{}", d.log.lock().unwrap());
 }
+
+/// One HTTP request to the daemon's page; (status code, JSON body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+    (code, serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+/// The storage settings over OSC (`/config/storage`) and HTTP
+/// (`/api/config/storage`): a copy in another format added while the
+/// daemon runs goes to the next take, exact; a change the settings'
+/// validation refuses, or a directory inside the takes', is refused with
+/// why, and nothing changes.
+#[test]
+fn storage_settings_change_over_osc_and_http_and_bad_ones_are_refused() {
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let (dir, copy, spill) = (tempdir(), tempdir(), tempdir());
+    let d = Daemon::start(&server, dir.path(), &["--ports", "2", "--connect", "src:out_*"]);
+    let (_, st) = osc(d.port, "/record/status", vec![]).unwrap();
+    let OscType::Int(web) = st[14] else { panic!("{st:?}") };
+    let web = web as u16;
+    let change = format!(r#"{{"mirror_as": ["flac,mono={}"]}}"#, copy.path().display());
+    let (addr, args) = osc(d.port, "/config/storage", vec![OscType::String(change)]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    let OscType::String(now) = &args[1] else { panic!("{args:?}") };
+    let now: serde_json::Value = serde_json::from_str(now).unwrap();
+    assert_eq!(now["mirror_as"][0], format!("flac,mono={}", copy.path().display()));
+    // Refused: inside the takes' directory; a key that is not storage; a
+    // value the validation refuses. Nothing changes.
+    let inside = format!(r#"{{"mirror": ["{}"]}}"#, dir.path().join("copy").display());
+    let (addr, args) = osc(d.port, "/config/storage", vec![OscType::String(inside)]).unwrap();
+    assert_eq!((addr.as_str(), &args[1]), ("/error", &OscType::Int(12)), "{args:?}");
+    assert!(format!("{args:?}").contains("not inside or above it"), "{args:?}");
+    let (code, j) = http(web, "POST", "/api/config/storage", r#"{"ports": 3}"#);
+    assert_eq!(code, 400, "{j}");
+    assert!(j["error"].as_str().unwrap().contains("ports is not a storage setting"), "{j}");
+    let (code, j) =
+        http(web, "POST", "/api/config/storage", r#"{"lifecycle": {"tiers": ["30d=/a", "7d=/b"]}}"#);
+    assert_eq!(code, 400, "{j}");
+    assert!(j["error"].as_str().unwrap().contains("its age must be greater"), "{j}");
+    let (code, j) = http(web, "GET", "/api/config/storage", "");
+    assert_eq!(code, 200, "{j}");
+    assert_eq!(j["storage"]["mirror"], serde_json::json!([]), "{j}");
+    assert_eq!(j["storage"]["lifecycle"]["tiers"], serde_json::json!([]), "{j}");
+    // Over HTTP: a spill directory.
+    let body = format!(r#"{{"spill": ["{}"]}}"#, spill.path().display());
+    let (code, j) = http(web, "POST", "/api/config/storage", &body);
+    assert_eq!(code, 200, "{j}");
+    assert_eq!(j["storage"]["spill"][0], spill.path().display().to_string());
+    assert_eq!(j["storage"]["mirror_as"].as_array().unwrap().len(), 1, "the earlier change stays");
+    // The next take has its copy.
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(osc(d.port, "/record/stop", vec![]).unwrap().0, "/reply");
+    let (_, truth) = src.stop_truth();
+    let wav = wavs(dir.path()).pop().expect("the take");
+    let m = manifest_of(&wav);
+    let v = assert_position_exact(&wav, 0, &gap_runs(m["gaps"].as_array().unwrap()), Some(&truth));
+    let stem = wav.file_stem().unwrap().to_string_lossy().into_owned();
+    for i in 0..2 {
+        let f = copy.path().join(format!("{stem}_in_{}.flac", i + 1));
+        let c = assert_position_exact(&f, i, &gap_runs(m["gaps"].as_array().unwrap()), Some(&truth));
+        assert_eq!((c.first_frame_time, c.frames), (v.first_frame_time, v.frames));
+    }
+}
