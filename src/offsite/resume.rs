@@ -12,6 +12,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use object_store::multipart::PartId;
 use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, PutPayload};
@@ -23,6 +24,8 @@ use super::{hex, OffsiteError, Target};
 /// Each part (S3's least is 5 MiB; every part but the last the same size,
 /// as some stores require).
 pub const PART: usize = 8 << 20;
+/// Parts on their way at once.
+const IN_FLIGHT: usize = 2;
 
 /// What has been sent of one file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -135,15 +138,27 @@ pub async fn upload(
         h.update(&buf[..n]);
     }
     let mut sent = resumed_at as u64 * PART as u64;
+    // Up to IN_FLIGHT parts on their way at once (a long round trip
+    // costs little); confirmations come back in order, and each is
+    // written down before the next, so the journal always holds a prefix.
+    let mut in_flight = FuturesOrdered::new();
+    let (mut next, mut read_all) = (resumed_at, false);
     loop {
-        let n = fill(&mut f, &mut buf).map_err(|e| OffsiteError::io(path, e))?;
-        if n == 0 && !j.parts.is_empty() {
-            break;
+        while !read_all && in_flight.len() < IN_FLIGHT {
+            let n = fill(&mut f, &mut buf).map_err(|e| OffsiteError::io(path, e))?;
+            if n == 0 && next > 0 {
+                read_all = true;
+                break;
+            }
+            h.update(&buf[..n]);
+            let (store, key, upload, idx) = (target.parts.clone(), key.clone(), j.upload.clone(), next);
+            let payload = PutPayload::from(buf[..n].to_vec());
+            in_flight.push_back(async move { (idx, n, store.put_part(&key, &upload, idx, payload).await) });
+            next += 1;
+            read_all = n < PART;
         }
-        h.update(&buf[..n]);
-        let idx = j.parts.len();
-        let payload = PutPayload::from(buf[..n].to_vec());
-        match target.parts.put_part(key, &j.upload, idx, payload).await {
+        let Some((idx, n, confirmed)) = in_flight.next().await else { break };
+        match confirmed {
             Ok(id) => j.parts.push(id.content_id),
             Err(e) => {
                 // An upload the store no longer knows is started afresh
@@ -157,9 +172,6 @@ pub async fn upload(
         save(&jpath, &j)?;
         sent += n as u64;
         pace.sent(n).await;
-        if n < PART {
-            break;
-        }
     }
     let parts = j.parts.iter().map(|c| PartId { content_id: c.clone() }).collect();
     if let Err(e) = target.parts.complete_multipart(key, &j.upload, parts).await {
