@@ -506,14 +506,14 @@ pub fn apply(dir: &Path, policy: &Policy, dry_run: bool) -> Result<Vec<String>> 
                 continue;
             }
         }
-        lines.push(format!(
-            "{}{what}, {} files, {} bytes",
-            if dry_run { "would " } else { "" },
-            t.files.len(),
-            t.bytes
-        ));
+        lines.push(done_line(dry_run, &what, &t));
     }
     Ok(lines)
+}
+
+/// What a pass did to a take (or would do, with `dry_run`), in a line.
+pub fn done_line(dry_run: bool, what: &str, t: &TakeOnDisk) -> String {
+    format!("{}{what}, {} files, {} bytes", if dry_run { "would " } else { "" }, t.files.len(), t.bytes)
 }
 
 #[cfg(test)]

@@ -253,12 +253,7 @@ pub fn apply_with(
                     continue;
                 }
             }
-            lines.push(format!(
-                "{}{what}, {} files, {} bytes",
-                if dry_run { "would " } else { "" },
-                t.files.len(),
-                t.bytes
-            ));
+            lines.push(retention::done_line(dry_run, &what, &t));
         }
     }
     if let (Some(target), Some(limit)) = (store, lc.delete_after) {

@@ -15,11 +15,11 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use super::mirror::FINISH_WAIT;
+use super::mirror::{Stopped, FINISH_WAIT};
 use super::Take;
 use crate::manifest::RtStats;
 use crate::vocab::{FileFormat, Gap, Layout};
@@ -70,20 +70,9 @@ enum Op {
 #[derive(Default)]
 struct Health {
     queued: AtomicU64,
-    failed: Mutex<Option<String>>,
+    stopped: Stopped,
     /// Frames the copy's files hold, once it finished.
     frames: AtomicU64,
-}
-
-impl Health {
-    fn fail(&self, why: String) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.get_or_insert(why);
-        }
-    }
-    fn failure(&self) -> Option<String> {
-        self.failed.lock().ok().and_then(|f| f.clone())
-    }
 }
 
 /// How a copy ended, for the take's manifest.
@@ -120,17 +109,17 @@ impl Companion {
     }
 
     fn send(&self, op: Op, bytes: u64) {
-        if self.health.failure().is_some() {
+        if self.health.stopped.why().is_some() {
             return;
         }
         let queued = self.health.queued.fetch_add(bytes, Relaxed) + bytes;
         if queued > MAX_QUEUED {
-            self.health.fail(format!("its disk fell more than {} MiB behind", MAX_QUEUED >> 20));
+            self.health.stopped.set(format!("its disk fell more than {} MiB behind", MAX_QUEUED >> 20));
             return;
         }
         if let Some(tx) = &self.tx {
             if tx.send(op).is_err() {
-                self.health.fail("its thread stopped".into());
+                self.health.stopped.set("its thread stopped".into());
             }
         }
     }
@@ -159,7 +148,7 @@ impl Companion {
 
     /// `n` frames of `channels` channels, copied for the copy's thread.
     pub fn audio<'a>(&self, n: usize, channels: usize, channel: impl Fn(usize) -> Option<&'a [f32]>) {
-        if self.health.failure().is_some() {
+        if self.health.stopped.why().is_some() {
             return;
         }
         let data: Vec<Option<Vec<f32>>> =
@@ -170,7 +159,7 @@ impl Companion {
 
     /// Why the copy stopped, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.health.failure()
+        self.health.stopped.why()
     }
 
     /// Ends the copy with the take's own end, and waits (at most
@@ -187,17 +176,17 @@ impl Companion {
             }
             if t.is_finished() {
                 if t.join().is_err() {
-                    self.health.fail("its thread panicked".into());
+                    self.health.stopped.set("its thread panicked".into());
                 }
             } else {
-                self.health.fail(format!("it did not finish within {} s", FINISH_WAIT.as_secs()));
+                self.health.stopped.set(format!("it did not finish within {} s", FINISH_WAIT.as_secs()));
             }
         }
         CompanionEnd {
             dir: self.dir.clone(),
             what: self.what.clone(),
             frames: self.health.frames.load(Relaxed),
-            failed: self.health.failure(),
+            failed: self.health.stopped.why(),
         }
     }
 }
@@ -225,7 +214,7 @@ fn run(mut take: Take, rx: Receiver<Op>, health: &Health) {
             end = Some((gaps, xruns, error, rt));
             break;
         }
-        if health.failure().is_none() {
+        if health.stopped.why().is_none() {
             let done = match op {
                 Op::Origin(t, w) => take.set_origin(t, w),
                 Op::Rate(r) => take.set_sample_rate(r),
@@ -237,24 +226,24 @@ fn run(mut take: Take, rx: Receiver<Op>, health: &Health) {
                 Op::Checkpoint => take.checkpoint().map(|()| {
                     if let Some(why) = room_left(&take) {
                         tracing::error!(dir = %take.spec.dir.display(), "the take's copy stopped: {why}");
-                        health.fail(why);
+                        health.stopped.set(why);
                     }
                 }),
                 Op::Finish { .. } => Ok(()),
             };
             if let Err(e) = done {
                 tracing::error!(dir = %take.spec.dir.display(), "the take's copy stopped: {e}");
-                health.fail(e.to_string());
+                health.stopped.set(e.to_string());
             }
         }
         health.queued.fetch_sub(bytes, Relaxed);
     }
     // Ended by the take, or left (the take was dropped): final either way.
     let (gaps, xruns, error, rt) = end.unwrap_or_default();
-    let why = health.failure().or(error);
+    let why = health.stopped.why().or(error);
     let (reports, err) = take.finalize(&gaps, xruns, why.as_deref(), rt);
     if let Some(e) = err {
-        health.fail(e.to_string());
+        health.stopped.set(e.to_string());
     }
     health.frames.store(reports.iter().map(|r| r.frames).min().unwrap_or(0), Relaxed);
 }

@@ -69,12 +69,29 @@ enum Op {
     Finish,
 }
 
+/// Why a copy stopped: the first reason only (what follows is its
+/// consequence). Set by either side of a copy, read by both.
+#[derive(Debug, Default)]
+pub(super) struct Stopped(Mutex<Option<String>>);
+
+impl Stopped {
+    pub(super) fn set(&self, why: String) {
+        if let Ok(mut f) = self.0.lock() {
+            f.get_or_insert(why);
+        }
+    }
+
+    pub(super) fn why(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+}
+
 /// What a copy's thread found.
 #[derive(Debug, Default)]
 struct Health {
     queued: AtomicU64,
     /// Why the copy stopped, once it did.
-    failed: Mutex<Option<String>>,
+    failed: Stopped,
     /// What each file's header claims (what a failed copy keeps).
     claimed: Mutex<Vec<Claim>>,
 }
@@ -95,13 +112,11 @@ impl Claim {
 
 impl Health {
     fn fail(&self, why: String) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.get_or_insert(why);
-        }
+        self.failed.set(why)
     }
 
     fn failure(&self) -> Option<String> {
-        self.failed.lock().ok().and_then(|f| f.clone())
+        self.failed.why()
     }
 }
 
