@@ -13,6 +13,36 @@ use rosc::OscType;
 
 use crate::harness::*;
 
+/// A session's parent directory on a filesystem of its own (a 1 GiB
+/// tmpfs) where root may mount one. capstan in a session records with its
+/// defaults (room for 10 minutes, 15% of the volume left free), which a
+/// shared machine's nearly full disk may not give (found at 15.2% free);
+/// elsewhere it is an ordinary temporary directory.
+struct SessionDisk {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl SessionDisk {
+    fn new() -> SessionDisk {
+        let dir = tempdir();
+        let mounted = crate::storage::mount_tmpfs(dir.path(), "1g");
+        SessionDisk { dir, mounted }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SessionDisk {
+    fn drop(&mut self) {
+        if self.mounted {
+            crate::storage::umount(self.dir.path());
+        }
+    }
+}
+
 const OPEN: &str = "/nsm/client/open";
 const SAVE: &str = "/nsm/client/save";
 
@@ -145,7 +175,7 @@ fn connect(server: &JackServer, from: &str, to: &str) {
 fn session_lifecycle_open_take_save_terminate_reopen() {
     let server = JackServer::start(256);
     let src = server.source(2);
-    let session = tempdir();
+    let session = SessionDisk::new();
     let path = session.path().join("capstan.nTEST");
     let mut m = Managed::launch(&server);
     // Announced, not yet opened: no JACK client, nothing on disk.
@@ -331,7 +361,7 @@ fn open_before_jack_runs_then_connects_when_it_starts() {
     // succeeds, the window says JACK is missing, and capstan connects as
     // soon as the server appears.
     let name = format!("capstan-test-late-{}", std::process::id());
-    let session = tempdir();
+    let session = SessionDisk::new();
     let path = session.path().join("capstan.nLATE");
     let nsm = TestServer::new().unwrap();
     let home = tempdir();
