@@ -180,7 +180,7 @@ if [ "$lat_takes" -gt 0 ]; then
     mkdir -p "$out/lat"
     port=$((17000 + RANDOM % 2000))
     "$bin/capstan" daemon -q --ports 8 --connect 'src:out_*' --dir "$out/lat" --osc-port "$port" \
-      --min-minutes 0.1 2>"$out/daemon.err" &
+      --min-minutes 0.1 --min-free-fraction 0 2>"$out/daemon.err" &
     daemon=$!
     sleep 1
     "$bin/capstan-testsig" latency --osc "127.0.0.1:$port" --takes "$lat_takes" | tee -a "$results/latency.jsonl"

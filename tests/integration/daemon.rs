@@ -722,7 +722,7 @@ fn a_stderr_nobody_reads_never_stops_the_daemon() {
                 "--connect",
                 "src:out_*",
             ])
-            .args(["--min-minutes", "0.1", "--dir"])
+            .args(["--min-minutes", "0.1", "--min-free-fraction", "0", "--dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
