@@ -496,9 +496,9 @@ impl Take {
             }
         }
         // The copies finish what was sent to them (the final headers).
-        let err_now = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
+        let err = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
         let rendered: Vec<companion::CompanionEnd> =
-            self.companions.into_iter().map(|c| c.finish(gaps, xruns, err_now.as_deref(), rt)).collect();
+            self.companions.into_iter().map(|c| c.finish(gaps, xruns, err.as_deref(), rt)).collect();
         let mut ends: Vec<mirror::MirrorEnd> = self.mirrors.into_iter().map(mirror::Mirror::finish).collect();
         ends.extend(self.mirrors_unmade.into_iter().map(|(dir, why)| mirror::MirrorEnd {
             dir,
@@ -513,7 +513,6 @@ impl Take {
         m.gaps = gaps.to_vec();
         m.xruns = xruns;
         m.rt = Some(rt);
-        let err = error.map(str::to_owned).or_else(|| first_err.as_ref().map(|e| e.to_string()));
         m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };
         m.clean = Some(err.is_none() && gaps.is_empty());
         m.error = err;
