@@ -52,12 +52,14 @@ fn clock_rotation_splits_on_wall_clock_multiples_and_chains_exactly() {
     // The middle files are 4 s long, as exactly as JACK's clock and the
     // system clock agree: ±1 frame on a quiet machine; under load (two
     // builds on both cores) the mapping was seen to wander by 49 frames
-    // (1.02 ms). The chain above is exact in any case; this bound only
-    // catches a boundary in the wrong place, and the figure is printed.
+    // (1.02 ms), and once in a CI run on the shared machine by 671 frames
+    // (14 ms). That is wall-clock luck, not a frame out of place: the
+    // chain above is exact in any case. This bound (50 ms) only catches a
+    // boundary in the wrong place, and the figure is printed.
     for (_, _, m) in &takes[1..takes.len() - 1] {
         let n = m["frames"].as_u64().unwrap();
         eprintln!("a middle file holds {n} frames ({} from 4 s)", n as i64 - every as i64);
-        assert!(n.abs_diff(every) <= 240, "a middle file holds {n} frames, 4 s is {every}");
+        assert!(n.abs_diff(every) <= 2_400, "a middle file holds {n} frames, 4 s is {every}");
     }
 }
 
