@@ -2,6 +2,7 @@
 //! capture, the rings and the disk thread. Control thread API; nothing here
 //! runs in the process callback except what [`crate::rt`] provides.
 
+use nix::sys::mman::MlockAllFlags;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -208,7 +209,8 @@ impl Engine {
         let history = (history_seconds * sample_rate as f64).ceil() as usize;
         let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
         // The history stays in the rings: they hold it on top of the slack.
-        let (cap_rings, disk_rings) = rings::allocate(ports, disk::ring_frames(frames, history, delay));
+        let (cap_rings, disk_rings) =
+            rings::allocate(ports, disk::ring_frames(frames, history, delay, buffer_size as usize));
         let capture = Arc::new(CaptureCounters::default());
         let disk_stats = Arc::new(DiskStats::default());
         let jack = Arc::new(JackEvents::default());
@@ -246,14 +248,19 @@ impl Engine {
             midi: midi_control,
         };
         // Everything the callback touches exists now: keep it resident (a
-        // page fault in the callback is an xrun). Locking maps every page of
-        // the rings; without it they are at least mapped once by hand.
-        if let Err(e) = nix::sys::mman::mlockall(nix::sys::mman::MlockAllFlags::MCL_CURRENT) {
+        // page fault in the callback is an xrun). The rings are mapped by
+        // hand, then locked with everything else already mapped. ONFAULT
+        // locks a page when it is first touched instead of reading in every
+        // page of every mapping: the binary's 9 MB of code (HTTP, object
+        // stores) and the shared libraries stay out of memory unless used,
+        // and what the callback runs is locked from its first cycle on.
+        handler.core.prefault();
+        let lock = MlockAllFlags::MCL_CURRENT | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+        if let Err(e) = nix::sys::mman::mlockall(lock) {
             tracing::warn!(
                 "cannot lock memory ({e}): the rings may be paged out, and a page fault in the \
                  process callback is an xrun; raise the memlock limit (e.g. the audio group's)"
             );
-            handler.core.prefault();
         }
         let client = client
             .activate_async(Notifications(jack.clone()), handler)

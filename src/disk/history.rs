@@ -32,8 +32,11 @@ pub(super) struct History {
     len: u64,
     /// Position just after the newest frame.
     pub(super) end: u64,
-    /// Frames of timeline kept (the window).
+    /// Frames of timeline kept: the window, and the held-back cycles of
+    /// the longest period seen so far (see [`Self::hold_cycles`]).
     pub(super) cap: usize,
+    /// The pre-roll or write delay the history must always hold.
+    window: usize,
     /// Ring offset of the rings' read index (frames released so far).
     released: u64,
     /// Ring offset just after the newest frame the cycle log announced.
@@ -44,8 +47,32 @@ pub(super) struct History {
 }
 
 impl History {
-    pub(super) fn new(rings: PortReader, cap: usize) -> History {
-        History { rings, spans: VecDeque::new(), len: 0, end: 0, cap, released: 0, accepted: 0, newest: 0 }
+    /// A history of `window` frames, growing by the held cycles as they
+    /// come (see [`Self::hold_cycles`]).
+    pub(super) fn new(rings: PortReader, window: usize) -> History {
+        History {
+            rings,
+            spans: VecDeque::new(),
+            len: 0,
+            end: 0,
+            cap: window,
+            window,
+            released: 0,
+            accepted: 0,
+            newest: 0,
+        }
+    }
+
+    /// A cycle of `n` frames came: the history keeps room for holding back
+    /// [`super::HELD_CYCLES`] of them on top of its window. The keep only
+    /// grows (a period that shrinks again leaves it as it was), and never
+    /// past what leaves the callback room for one more cycle.
+    pub(super) fn hold_cycles(&mut self, n: usize) {
+        let mut want = self.window + super::HELD_CYCLES * n;
+        if self.ring_capacity() > 0 {
+            want = want.min(self.ring_capacity().saturating_sub(n).max(self.window));
+        }
+        self.cap = self.cap.max(want);
     }
 
     pub(super) fn len(&self) -> usize {
@@ -251,6 +278,31 @@ mod tests {
     fn bed(size: usize, cap: usize) -> (PortWriter, History) {
         let (w, r) = crate::rings::port_rings(2, size);
         (w, History::new(r, cap))
+    }
+
+    #[test]
+    fn keeps_the_held_cycles_of_the_longest_period_on_top_of_its_window() {
+        let (_w, mut h) = bed(1000, 100);
+        assert_eq!(h.cap, 100, "the window alone before any cycle");
+        h.hold_cycles(64);
+        assert_eq!(h.cap, 100 + 2 * 64);
+        h.hold_cycles(32);
+        assert_eq!(h.cap, 100 + 2 * 64, "a shorter period keeps what the longer one needed");
+        h.hold_cycles(600);
+        assert_eq!(h.cap, 1000 - 600, "never so much that the callback has no room for a cycle");
+        let (_w, mut h) = bed(1000, 950);
+        h.hold_cycles(600);
+        assert_eq!(h.cap, 950, "never less than the window");
+    }
+
+    #[test]
+    fn rings_hold_the_slack_the_window_and_the_held_cycles() {
+        use crate::disk::{ring_frames, HELD_CYCLES, MAX_PERIOD};
+        assert_eq!(ring_frames(192_000, 0, 0, 1024), 192_000 + 2048, "4 s at period 1024, no pre-roll");
+        assert_eq!(ring_frames(192_000, 48_000, 24_000, 256), 192_000 + 48_000 + 512);
+        // A slack shorter than the longest period's hold grows to it, so a
+        // period raised later cannot eat into the window.
+        assert_eq!(ring_frames(4_800, 0, 0, 64), HELD_CYCLES * MAX_PERIOD + 128);
     }
 
     fn value(t: u64, c: usize) -> f32 {

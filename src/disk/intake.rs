@@ -26,6 +26,7 @@ impl DiskWriter {
 
     pub(super) fn handle_cycle(&mut self, rec: CycleRecord) {
         let n = rec.nframes as usize;
+        self.history.hold_cycles(n);
         // The cycle's audio stays in the rings; the history reads it there.
         let src = rec.queued.then(|| self.history.accept(n));
         let p = self.timeline.place(&rec);

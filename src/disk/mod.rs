@@ -164,7 +164,7 @@ impl DiskWriter {
     /// `history_frames`: audio kept for pre-roll; `write_delay`: frames the
     /// takes trail the newest audio. The history lives in the port rings,
     /// which must hold [`keep_frames`] on top of their slack (see
-    /// [`ring_frames`]).
+    /// [`ring_frames`]); the held cycles are counted as they arrive.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         rings: DiskRings,
@@ -176,12 +176,12 @@ impl DiskWriter {
         xruns: Arc<AtomicU64>,
         space: Option<SpaceGuard>,
     ) -> Self {
-        let cap = keep_frames(history_frames, write_delay);
+        let window = history_frames.max(write_delay);
         let inputs = rings.ports.len();
-        let history = History::new(rings.ports, cap);
+        let history = History::new(rings.ports, window);
         assert!(
-            history.ring_capacity() == 0 || history.ring_capacity() > cap,
-            "port rings of {} frames cannot keep a history of {cap}",
+            history.ring_capacity() == 0 || history.ring_capacity() > window + HELD_CYCLES * MAX_PERIOD,
+            "port rings of {} frames cannot keep a history of {window} and the held cycles",
             history.ring_capacity()
         );
         DiskWriter {
@@ -342,17 +342,29 @@ impl DiskWriter {
     }
 }
 
-/// Frames of timeline the disk thread keeps in the port rings: the
-/// pre-roll (`history_frames`) or the write delay, whichever is longer,
-/// and room for the newest cycles (up to 8192 frames each) held back.
-pub fn keep_frames(history_frames: usize, write_delay: usize) -> usize {
-    history_frames.max(write_delay) + 16384
+/// Cycles the history keeps beyond its window: the newest cycle, held back
+/// until the next one shows whether JACK repeats it, and the one after it.
+pub const HELD_CYCLES: usize = 2;
+
+/// The longest period (frames) the rings leave room for holding back when
+/// the server's period grows after they were made (JACK's and PipeWire's
+/// usual maximum).
+pub const MAX_PERIOD: usize = 8192;
+
+/// Frames of timeline the disk thread keeps in the port rings at a period
+/// of `period` frames: the pre-roll (`history_frames`) or the write delay,
+/// whichever is longer, and the held-back cycles.
+pub fn keep_frames(history_frames: usize, write_delay: usize, period: usize) -> usize {
+    history_frames.max(write_delay) + HELD_CYCLES * period
 }
 
 /// Frames each port ring needs: `slack` for the disk thread to fall behind
-/// by, on top of what the history keeps.
-pub fn ring_frames(slack: usize, history_frames: usize, write_delay: usize) -> usize {
-    slack + keep_frames(history_frames, write_delay)
+/// by, on top of what the history keeps at the period the server runs now.
+/// The slack is at least the hold of the longest period, so a period that
+/// grows later takes its held cycles out of the slack, never out of the
+/// window (the pre-roll stays whole).
+pub fn ring_frames(slack: usize, history_frames: usize, write_delay: usize, period: usize) -> usize {
+    slack.max(HELD_CYCLES * MAX_PERIOD) + keep_frames(history_frames, write_delay, period)
 }
 
 /// Spawns the disk thread.
