@@ -177,9 +177,16 @@ fn a_stalled_disk_thread_raises_disk_behind_before_anything_is_lost() {
     assert_eq!(addr, "/reply", "{args:?}");
     let (_, truth) = src.stop_truth();
     let wav = wavs(dir.path()).pop().expect("a take");
+    // Every frame at its position, silence exactly where the manifest says.
     let v = assert_take(&wav, Some(&truth));
-    assert_eq!(v.silent_frames(), 0, "{v:?}");
     let m = manifest_of(&wav);
-    assert_eq!(m["clean"], true, "{m}");
+    // Nothing lost to the disk. A busy machine may make JACK skip cycles
+    // (xruns, reported as JACK's): those are the only silence allowed.
+    let gaps = m["gaps"].as_array().unwrap();
+    assert!(gaps.iter().all(|g| g["cause"] != "disk_overrun"), "{m}");
+    if gaps.is_empty() {
+        assert_eq!(v.silent_frames(), 0, "{v:?}");
+        assert_eq!(m["clean"], true, "{m}");
+    }
     assert!(m["alarms"].as_array().is_some_and(|a| a.iter().any(|a| a["kind"] == "disk_behind")), "{m}");
 }

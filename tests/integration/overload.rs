@@ -69,15 +69,17 @@ fn the_recorder_stays_in_control_when_the_disk_cannot_keep_up() {
     while warned.is_none() && Instant::now() < deadline {
         let args = push_on(&sock, "/recording/alarm", Duration::from_millis(200));
         if args.is_some_and(|a| a.first() == Some(&OscType::String("disk_behind".into()))) {
-            warned = Some(lost_and_behind(d.port));
+            warned = Some(());
         }
     }
-    let (lost_at_alarm, _) = warned.expect("disk_behind raised within 10 s");
-    assert_eq!(lost_at_alarm, 0, "disk_behind came after frames were lost");
+    // (Whether it came before the first frame lost to the disk is judged
+    // from the manifest below: the status's lost frames also count cycles
+    // JACK skipped on a busy machine.)
+    warned.expect("disk_behind raised within 10 s");
     // …then the rings overflow, and the status says so and by how much.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut lost, mut behind) = (0, 0.0);
-    while lost == 0 && Instant::now() < deadline {
+    while (lost == 0 || behind < 1.0) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
         (lost, behind) = lost_and_behind(d.port);
     }
@@ -105,6 +107,14 @@ fn the_recorder_stays_in_control_when_the_disk_cannot_keep_up() {
         .map(|g| g["frames"].as_u64().unwrap())
         .sum();
     assert!(overrun > 0, "the loss is reported as disk_overrun: {m}");
+    let first_overrun = m["gaps"].as_array().unwrap().iter().filter(|g| g["cause"] == "disk_overrun");
+    let first_overrun = first_overrun.map(|g| g["at"].as_u64().unwrap()).min().unwrap();
+    let alarm = m["alarms"].as_array().unwrap().iter().find(|a| a["kind"] == "disk_behind");
+    let alarm_at = alarm.and_then(|a| a["frame"].as_u64()).unwrap_or_else(|| panic!("no disk_behind in {m}"));
+    assert!(
+        alarm_at < first_overrun,
+        "disk_behind (frame {alarm_at}) came after frames were lost ({first_overrun})"
+    );
     eprintln!("stop answered in {answered:?}; {frames} frames, {overrun} lost to the slow disk");
 
     // SIGTERM while the disk is behind: gone within 2 s, files final.
