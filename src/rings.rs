@@ -113,8 +113,8 @@ pub fn port_rings(ports: usize, frames: usize) -> (PortWriter, PortReader) {
 
 /// Allocates the rings: `frames` of audio per port and room for the records
 /// of that many frames at the smallest JACK period (16 frames). Their pages
-/// are not mapped yet: lock them (`mlockall`, which maps them) or
-/// [`CaptureRings::prefault`] them before the callback runs.
+/// are not mapped yet: [`CaptureRings::prefault`] them before the callback
+/// runs (the engine then locks them).
 ///
 /// Not real-time safe (allocates); call before activating the client.
 pub fn allocate(ports: usize, frames: usize) -> (CaptureRings, DiskRings) {
@@ -262,8 +262,9 @@ impl CaptureRings {
     /// fresh heap allocation is mapped lazily, and a page fault per 4 KiB
     /// in the callback costs far more than the copy (measured: callback p99
     /// 805 µs at 64 ports × 1024 frames on a fresh ring, see
-    /// docs/benchmarks.md). Not needed once `mlockall` succeeded (it maps
-    /// every page). Not real-time safe.
+    /// docs/benchmarks.md). The engine's `mlockall(MCL_ONFAULT)` locks
+    /// pages as they are touched, so it does not map them. Not real-time
+    /// safe.
     pub fn prefault(&mut self) {
         self.ports.prefault();
         let (a, b) = self.cycles.vacant_slices_mut();

@@ -65,17 +65,15 @@ fn the_recorder_stays_in_control_when_the_disk_cannot_keep_up() {
 
     // Warned before the loss…
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut warned = None;
-    while warned.is_none() && Instant::now() < deadline {
+    let mut warned = false;
+    while !warned && Instant::now() < deadline {
         let args = push_on(&sock, "/recording/alarm", Duration::from_millis(200));
-        if args.is_some_and(|a| a.first() == Some(&OscType::String("disk_behind".into()))) {
-            warned = Some(());
-        }
+        warned = args.is_some_and(|a| a.first() == Some(&OscType::String("disk_behind".into())));
     }
     // (Whether it came before the first frame lost to the disk is judged
     // from the manifest below: the status's lost frames also count cycles
     // JACK skipped on a busy machine.)
-    warned.expect("disk_behind raised within 10 s");
+    assert!(warned, "disk_behind raised within 10 s");
     // …then the rings overflow, and the status says so and by how much.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut lost, mut behind) = (0, 0.0);
@@ -99,16 +97,11 @@ fn the_recorder_stays_in_control_when_the_disk_cannot_keep_up() {
     let v = assert_take(&wav, None);
     assert_eq!(v.frames, frames as u64, "the take ends where the stop said");
     let m = manifest_of(&wav);
-    let overrun: u64 = m["gaps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["cause"] == "disk_overrun")
-        .map(|g| g["frames"].as_u64().unwrap())
-        .sum();
+    let overruns: Vec<_> =
+        m["gaps"].as_array().unwrap().iter().filter(|g| g["cause"] == "disk_overrun").collect();
+    let overrun: u64 = overruns.iter().map(|g| g["frames"].as_u64().unwrap()).sum();
     assert!(overrun > 0, "the loss is reported as disk_overrun: {m}");
-    let first_overrun = m["gaps"].as_array().unwrap().iter().filter(|g| g["cause"] == "disk_overrun");
-    let first_overrun = first_overrun.map(|g| g["at"].as_u64().unwrap()).min().unwrap();
+    let first_overrun = overruns.iter().map(|g| g["at"].as_u64().unwrap()).min().unwrap();
     let alarm = m["alarms"].as_array().unwrap().iter().find(|a| a["kind"] == "disk_behind");
     let alarm_at = alarm.and_then(|a| a["frame"].as_u64()).unwrap_or_else(|| panic!("no disk_behind in {m}"));
     assert!(
