@@ -19,9 +19,13 @@ build: setup
 # them from contending in JACK2's server registry, and a /dev/shm of their
 # own (scripts/private-shm.sh) keeps other JACK servers on the machine out
 # of it and out of JACK's metadata database.
+#
+# One build of every target first: the test bed's binaries and the tests
+# with the same features (a `build -p capstan-testbed` alone resolves
+# features without the dev-dependencies and rebuilt half the tree).
 test: setup
 	@bash scripts/jack-clean-stale.sh
-	$(CARGO) build -p capstan-testbed
+	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --lib --bins
 	bash scripts/private-shm.sh $(CARGO) test -p capstan --test integration -- --test-threads=1
 
