@@ -37,6 +37,14 @@ impl AudioFile {
         }
     }
 
+    /// Bytes allocated ahead of the audio (see `WavWriter::reserved_ahead`).
+    pub fn reserved_ahead(&self) -> u64 {
+        match self {
+            AudioFile::Wav(w) => w.reserved_ahead(),
+            AudioFile::Flac(_) => 0,
+        }
+    }
+
     pub fn is_rf64(&self) -> bool {
         matches!(self, AudioFile::Wav(w) if w.is_rf64())
     }

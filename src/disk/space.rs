@@ -57,6 +57,9 @@ impl DiskWriter {
 /// Why the take's disk is too full to go on, if it is.
 pub(super) fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
     let (free, total) = crate::volume::space(&take.spec.dir).ok()?;
+    // Blocks the take's files reserved ahead are not free on the disk,
+    // but they are the take's to fill.
+    let free = free + take.reserved_ahead();
     let channels = take.spec.port_names.len() as f64;
     let bps = channels * take.spec.sample_rate as f64 * take.spec.format.bytes() as f64;
     if (free as f64) < bps * g.margin_seconds {

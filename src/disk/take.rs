@@ -161,6 +161,12 @@ impl Take {
         self.files.iter().map(|f| f.file_bytes()).sum()
     }
 
+    /// Bytes its files have allocated ahead of their audio: disk space
+    /// the take will fill, which the free count no longer shows.
+    pub fn reserved_ahead(&self) -> u64 {
+        self.files.iter().map(|f| f.reserved_ahead()).sum()
+    }
+
     /// Frames still allowed by `max_frames`.
     pub fn remaining(&self) -> u64 {
         self.spec.max_frames.map_or(u64::MAX, |m| m.saturating_sub(self.frames))

@@ -35,6 +35,14 @@ pub trait FileIo: Send {
     fn sync_all(&mut self) -> io::Result<()>;
     /// Sets the file's length (extends sparsely).
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Allocates the file's blocks for `len` bytes from `at` without
+    /// changing its size (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so that
+    /// the writes into them do not each allocate and log a new size. Not
+    /// every filesystem can.
+    fn reserve(&mut self, at: u64, len: u64) -> io::Result<()>;
+    /// Gives back the blocks reserved beyond the end of the file (a
+    /// truncate to its own length); removes no byte.
+    fn trim_reserve(&mut self) -> io::Result<()>;
     /// Hard links to the file: 0 once it was deleted while open.
     fn links(&self) -> io::Result<u64>;
     /// Whether audio can go out with O_DIRECT.
@@ -112,6 +120,18 @@ impl FileIo for OsFile {
         self.file.set_len(len)
     }
 
+    fn reserve(&mut self, at: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let (at, len) = (i64::try_from(at), i64::try_from(len));
+        let (Ok(at), Ok(len)) = (at, len) else { return Err(io::ErrorKind::InvalidInput.into()) };
+        fallocate(&self.file, FallocateFlags::FALLOC_FL_KEEP_SIZE, at, len).map_err(io::Error::from)
+    }
+
+    fn trim_reserve(&mut self) -> io::Result<()> {
+        let len = self.file.metadata()?.len();
+        self.file.set_len(len)
+    }
+
     fn links(&self) -> io::Result<u64> {
         use std::os::unix::fs::MetadataExt;
         self.file.metadata().map(|m| m.nlink())
@@ -172,6 +192,12 @@ impl FileIo for Closed {
         Err(closed())
     }
     fn set_len(&mut self, _: u64) -> io::Result<()> {
+        Err(closed())
+    }
+    fn reserve(&mut self, _: u64, _: u64) -> io::Result<()> {
+        Err(closed())
+    }
+    fn trim_reserve(&mut self) -> io::Result<()> {
         Err(closed())
     }
     fn links(&self) -> io::Result<u64> {

@@ -55,8 +55,9 @@ pub struct Repair {
 
 /// Makes a capstan file's header claim exactly the whole frames that are on
 /// disk (after a crash the header lags behind, after a power cut it may be
-/// ahead). Only the header is written; no audio byte is touched or removed.
-/// Idempotent.
+/// ahead). Only the header is written; no audio byte is touched or removed
+/// (space reserved beyond the file's end is given back, see
+/// [`trim_beyond_end`]). Idempotent.
 pub fn repair(path: &Path) -> io::Result<Repair> {
     let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     let info = read_info_from(&mut file)?;
@@ -80,6 +81,7 @@ pub fn repair_open(file: &File, info: &WavInfo) -> io::Result<Repair> {
         if chunks_reach(file, audio_end, len)? {
             let after = len - info.data_at - info.data_bytes;
             writer::write_sizes(file, info.data_at, info.data_bytes, fb, after)?;
+            trim_beyond_end(file)?;
             file.sync_all()?;
             let frames = info.frames();
             return Ok(Repair { frames_before: frames, frames_after: frames, rf64: info.rf64 });
@@ -100,8 +102,23 @@ pub fn repair_open(file: &File, info: &WavInfo) -> io::Result<Repair> {
     } else {
         false
     };
+    trim_beyond_end(file)?;
     file.sync_all()?;
     Ok(Repair { frames_before: info.frames(), frames_after, rf64 })
+}
+
+/// Gives back the blocks allocated beyond the end of a file whose writer
+/// reserved them ahead of its audio and was stopped before it could (see
+/// `WavWriter::reserve_for`): a truncate to the file's own length, which
+/// removes no byte. Only where there are such blocks (a little slack for
+/// the filesystem's own extent blocks), so a whole file is left as it is.
+pub fn trim_beyond_end(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    if m.blocks() * 512 > m.len().next_multiple_of(4096) + (64 << 10) {
+        file.set_len(m.len())?;
+    }
+    Ok(())
 }
 
 /// Whether whole chunks run from `at` exactly to `end`.

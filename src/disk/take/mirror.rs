@@ -55,6 +55,15 @@ enum Op {
         frame_bytes: u64,
         after: u64,
     },
+    /// See [`FileIo::reserve`]; the copy's own filesystem may refuse.
+    Reserve {
+        file: usize,
+        at: u64,
+        len: u64,
+    },
+    TrimReserve {
+        file: usize,
+    },
     Sync {
         file: usize,
         all: bool,
@@ -349,6 +358,15 @@ fn apply(
             }
         }
         Op::SetLen { file, len } => files[*file].set_len(*len).map_err(|e| err("set length", *file, e)),
+        // Reserving ahead only spares the copy's filesystem work: where it
+        // cannot, its writes allocate as they go.
+        Op::Reserve { file, at, len } => {
+            let _ = files[*file].reserve(*at, *len);
+            Ok(())
+        }
+        Op::TrimReserve { file } => {
+            files[*file].trim_reserve().map_err(|e| err("free reserved space", *file, e))
+        }
         Op::Manifest(json) => crate::manifest::write_atomic(manifest, json)
             .map_err(|e| format!("{} update: {e}", manifest.display())),
         Op::Finish => Ok(()),
@@ -442,6 +460,16 @@ impl FileIo for MirrorIo {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)?;
         self.each(|| Op::SetLen { file: self.file, len }, 0);
+        Ok(())
+    }
+    fn reserve(&mut self, at: u64, len: u64) -> io::Result<()> {
+        self.inner.reserve(at, len)?;
+        self.each(|| Op::Reserve { file: self.file, at, len }, 0);
+        Ok(())
+    }
+    fn trim_reserve(&mut self) -> io::Result<()> {
+        self.inner.trim_reserve()?;
+        self.each(|| Op::TrimReserve { file: self.file }, 0);
         Ok(())
     }
     fn links(&self) -> io::Result<u64> {

@@ -33,6 +33,20 @@ pub struct Probe {
     pub refuse_direct: bool,
     /// Every sync waits until this gate opens (a slow disk).
     pub sync_gate: Option<std::sync::Arc<Gate>>,
+    /// The file's space, in order: blocks reserved ahead, given back, and
+    /// the final fsync.
+    pub space_ops: Vec<SpaceOp>,
+}
+
+/// What a writer did to its file's space (see `Probe::space_ops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceOp {
+    /// Reserved up to `to` bytes past the audio's start.
+    Reserve {
+        to: u64,
+    },
+    Trim,
+    SyncAll,
 }
 
 /// A gate that syncs wait at (at most 5 s; `timed_out` says so).
@@ -162,7 +176,20 @@ impl FileIo for Probed {
     }
 
     fn sync_all(&mut self) -> std::io::Result<()> {
+        self.probe.lock().unwrap().space_ops.push(SpaceOp::SyncAll);
         self.inner.sync_all()
+    }
+
+    fn reserve(&mut self, at: u64, len: u64) -> std::io::Result<()> {
+        self.inner.reserve(at, len)?;
+        let to = at + len - self.data_at;
+        self.probe.lock().unwrap().space_ops.push(SpaceOp::Reserve { to });
+        Ok(())
+    }
+
+    fn trim_reserve(&mut self) -> std::io::Result<()> {
+        self.probe.lock().unwrap().space_ops.push(SpaceOp::Trim);
+        self.inner.trim_reserve()
     }
 
     fn set_len(&mut self, len: u64) -> std::io::Result<()> {

@@ -503,3 +503,90 @@ fn any_sequence_of_appends_silences_and_checkpoints_is_exact() {
         }
     }
 }
+
+/// Bytes the filesystem has allocated for `path` beyond its length
+/// rounded to a block (what a reservation ahead leaves).
+fn allocated_beyond_end(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.blocks() * 512).saturating_sub(m.len().next_multiple_of(4096))
+}
+
+/// O_DIRECT writes go into blocks allocated ahead, a step at a time, not
+/// one allocation per write; the size follows only the audio; what is
+/// left reserved is given back before the final fsync. Fails without the
+/// reservation (no Reserve, nothing beyond the end during the take) or
+/// without giving it back (megabytes beyond the end after it).
+#[test]
+fn blocks_are_reserved_ahead_of_direct_writes_and_given_back_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, p) = probed(dir.path(), "r.wav");
+    let path = dir.path().join("r.wav");
+    assert!(w.is_direct(), "this filesystem takes O_DIRECT");
+    let mut mid_take = 0;
+    for k in 0..300 {
+        w.append(&frames(w.spec, 3072, k)).unwrap();
+        w.flush().unwrap();
+        if k == 100 {
+            mid_take = allocated_beyond_end(&path);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), w.data_at + w.data_written);
+            assert!(w.reserved_ahead() > 0);
+        }
+    }
+    assert!(mid_take >= 256 << 10, "nothing reserved beyond the end during the take: {mid_take}");
+    let (n, _) = w.finalize().unwrap();
+    assert_eq!(n, 300 * 3072);
+    assert!(
+        allocated_beyond_end(&path) <= 64 << 10,
+        "{} bytes left beyond the end",
+        allocated_beyond_end(&path)
+    );
+    let p = p.lock().unwrap();
+    p.check().unwrap();
+    let writes = p.ops.iter().filter(|o| matches!(o, probe::Op::Data { .. })).count();
+    let reserves: Vec<_> =
+        p.space_ops.iter().filter(|o| matches!(o, probe::SpaceOp::Reserve { .. })).collect();
+    assert!(
+        writes >= 300 && !reserves.is_empty() && reserves.len() * 20 <= writes,
+        "{writes} writes, {reserves:?}"
+    );
+    let trim = p.space_ops.iter().position(|o| *o == probe::SpaceOp::Trim).expect("the reserve given back");
+    assert_eq!(p.space_ops.last(), Some(&probe::SpaceOp::SyncAll));
+    assert!(trim < p.space_ops.len() - 1);
+    let r = hound::WavReader::open(&path).unwrap();
+    assert_eq!(r.duration() as usize, 300 * 3072);
+}
+
+/// A writer stopped before its end (a killed process) leaves blocks
+/// reserved beyond the file's end; recovery's repair gives them back and
+/// keeps every byte of audio.
+#[test]
+fn repair_gives_back_what_a_killed_writer_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.wav");
+    let spec = WavSpec { channels: 1, sample_rate: 48000, format: SampleFormat::F32 };
+    let mut w = WavWriter::create_new(&path, spec, &bext(), IXML).unwrap();
+    assert!(w.is_direct(), "this filesystem takes O_DIRECT");
+    for k in 0..40 {
+        w.append(&frames(spec, 4096, k)).unwrap();
+        w.flush().unwrap();
+    }
+    w.checkpoint().unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    drop(w);
+    assert!(
+        allocated_beyond_end(&path) >= 256 << 10,
+        "nothing was reserved: {}",
+        allocated_beyond_end(&path)
+    );
+    let r = crate::wav::repair(&path).unwrap();
+    assert_eq!(r.frames_after, 40 * 4096);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    assert!(
+        allocated_beyond_end(&path) <= 64 << 10,
+        "{} bytes left beyond the end",
+        allocated_beyond_end(&path)
+    );
+    let again = crate::wav::repair(&path).unwrap();
+    assert_eq!((again.frames_before, again.frames_after), (40 * 4096, 40 * 4096));
+}
