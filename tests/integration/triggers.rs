@@ -315,9 +315,13 @@ fn level_trigger_takes_the_sound_with_its_preroll_and_hold_on_32_inputs() {
     let last = ch7.iter().rposition(|x| *x != 0.0).unwrap();
     assert_eq!(first, 24_000, "0.5 s of pre-roll before the sound");
     assert_eq!(frames, last + 1 + 48_000, "1 s of hold after the sound");
+    // Cycles JACK skipped on a busy machine are silence at their place,
+    // reported as gaps; every other frame is the sound at its frame time.
+    let gaps = gap_runs(m["gaps"].as_array().unwrap());
+    let in_gap = |i: u64| gaps.iter().any(|&(at, n)| (at..at + n).contains(&i));
     for (i, x) in ch7.iter().enumerate().take(last + 1).skip(first) {
-        let want = capstan_testbed::sample(first_frame + i as u64, 0);
-        assert_eq!(*x, want, "frame {i}: the sound at its true frame time");
+        let want = if in_gap(i as u64) { 0.0 } else { capstan_testbed::sample(first_frame + i as u64, 0) };
+        assert_eq!(*x, want, "frame {i}: the sound at its true frame time (gaps {gaps:?})");
     }
     let sound = (last + 1 - first) as f64 / 48_000.0;
     assert!((0.8..1.5).contains(&sound), "{sound} s of sound");
