@@ -34,6 +34,8 @@ pub enum EngineError {
     Activate(String),
     #[error("cannot start the disk thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot allocate {mib} MiB for the rings of {ports} inputs: {source} (fewer inputs, a shorter --buffer-seconds or --preroll need less)")]
+    Rings { ports: usize, mib: usize, source: std::io::Error },
     #[error(transparent)]
     Sources(#[from] crate::ports::SelectError),
 }
@@ -209,8 +211,9 @@ impl Engine {
         let history = (history_seconds * sample_rate as f64).ceil() as usize;
         let delay = (delay_seconds * sample_rate as f64).ceil() as usize;
         // The history stays in the rings: they hold it on top of the slack.
-        let (cap_rings, disk_rings) =
-            rings::allocate(ports, disk::ring_frames(frames, history, delay, buffer_size as usize));
+        let ring_frames = disk::ring_frames(frames, history, delay, buffer_size as usize);
+        let (cap_rings, disk_rings) = rings::allocate(ports, ring_frames)
+            .map_err(|e| EngineError::Rings { ports, mib: (ports * ring_frames * 4) >> 20, source: e })?;
         let capture = Arc::new(CaptureCounters::default());
         let disk_stats = Arc::new(DiskStats::default());
         let jack = Arc::new(JackEvents::default());

@@ -276,7 +276,7 @@ mod tests {
 
     /// Two rings of `size` frames and a history of `cap` over them.
     fn bed(size: usize, cap: usize) -> (PortWriter, History) {
-        let (w, r) = crate::rings::port_rings(2, size);
+        let (w, r) = crate::rings::port_rings(2, size).unwrap();
         (w, History::new(r, cap))
     }
 

@@ -17,7 +17,7 @@ fn spec(dir: &std::path::Path, channels: usize, max: Option<u64>) -> TakeSpec {
 #[test]
 fn gaps_become_aligned_silence_and_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (cap, disk) = rings::allocate(2, ring_frames(8192, 0, 0, 4096));
+    let (cap, disk) = rings::allocate(2, ring_frames(8192, 0, 0, 4096)).unwrap();
     let counters = Arc::new(CaptureCounters::default());
     let mut capture = Capture::new(cap, counters.clone());
     let (ctx, crx) = channel();
@@ -101,7 +101,7 @@ fn assert_signal(s: &[f32], first: u64) {
 /// A disk writer fed by a capture core (2 channels, no JACK) with
 /// `history` frames of history and half of that as write delay.
 pub(super) fn writer(history: usize) -> (DiskWriter, Capture, Receiver<DiskEvent>, tempfile::TempDir) {
-    let (cap, disk) = rings::allocate(2, ring_frames(65536, history, history / 2, 4096));
+    let (cap, disk) = rings::allocate(2, ring_frames(65536, history, history / 2, 4096)).unwrap();
     let (_ctx, crx) = channel();
     let (etx, erx) = channel();
     let w = DiskWriter::new(

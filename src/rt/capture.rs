@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn queues_whole_cycles_on_every_port_or_none() {
-        let (cap, mut disk) = rings::allocate(3, 8192);
+        let (cap, mut disk) = rings::allocate(3, 8192).unwrap();
         let counters = Arc::new(CaptureCounters::default());
         let mut c = Capture::new(cap, counters.clone());
         let bufs: Vec<Vec<f32>> = (0..3).map(|p| vec![p as f32; 4096]).collect();
@@ -367,7 +367,7 @@ mod tests {
     /// read the consumer's index, so this is what shows it right).
     #[test]
     fn pushes_wrap_the_rings_sample_exact() {
-        let (cap, mut disk) = rings::allocate(2, 8192);
+        let (cap, mut disk) = rings::allocate(2, 8192).unwrap();
         let mut c = Capture::new(cap, Arc::new(CaptureCounters::default()));
         let (mut t, mut next_read) = (0u32, 0u32);
         for n in (1..200u32).map(|k| 1 + (k * 977) % 3001) {
@@ -395,7 +395,7 @@ mod tests {
     /// rest is silence) and the cycle is flagged, so it is a reported gap.
     #[test]
     fn a_short_port_buffer_keeps_the_rings_in_step_and_is_flagged() {
-        let (cap, mut disk) = rings::allocate(2, 8192);
+        let (cap, mut disk) = rings::allocate(2, 8192).unwrap();
         let mut c = Capture::new(cap, Arc::new(CaptureCounters::default()));
         let (full, short) = (vec![1.0f32; 256], vec![1.0f32; 100]);
         crate::rt::guard(|| {
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_full_cycle_log_is_reported_in_the_next_record() {
-        let (cap, mut disk) = rings::allocate(1, 8192);
+        let (cap, mut disk) = rings::allocate(1, 8192).unwrap();
         let counters = Arc::new(CaptureCounters::default());
         let mut c = Capture::new(cap, counters);
         let buf = [0.0f32; 16];

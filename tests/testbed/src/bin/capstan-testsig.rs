@@ -562,7 +562,7 @@ fn rt_bench(ports: usize, frames: usize, ring_seconds: f64, cycles: usize) -> Re
         .collect();
 
     // The capture core, paced like JACK, with a draining "disk thread".
-    let (mut cap, mut disk) = capstan::rings::allocate(ports, ring);
+    let (mut cap, mut disk) = capstan::rings::allocate(ports, ring)?;
     cap.prefault();
     let counters = Arc::new(capstan::rt::CaptureCounters::default());
     let mut core = capstan::rt::Capture::new(cap, counters.clone());
