@@ -128,8 +128,7 @@ impl FileIo for OsFile {
     }
 
     fn trim_reserve(&mut self) -> io::Result<()> {
-        let len = self.file.metadata()?.len();
-        self.file.set_len(len)
+        super::trim_beyond_end(&self.file)
     }
 
     fn links(&self) -> io::Result<u64> {
