@@ -57,6 +57,9 @@ const BUSY_WAIT: Duration = Duration::from_millis(2);
 const CLOSE_BUDGET: Duration = Duration::from_millis(1500);
 /// Of it, the longest closing waits for the take's stop to be confirmed.
 const CLOSE_STOP_WAIT: Duration = Duration::from_millis(400);
+/// A disk more than this far behind (seconds of audio it has not taken in)
+/// cannot reach the stop within that wait: closing does not wait for it.
+const CLOSE_BEHIND_S: f64 = 0.5;
 
 /// How the daemon is hosted: by `capstan daemon` or inside an NSM session.
 #[derive(Debug, Clone, Default)]
@@ -372,9 +375,10 @@ impl Daemon {
             let _ = self.stop(None, None, None);
         }
         // The stop, if the disk keeps up; a disk that is behind ends the
-        // take where it got to, within the budget.
+        // take where it got to, within the budget, and gets all of it.
         let deadline = t + CLOSE_STOP_WAIT;
-        while self.recorder.waiting() && Instant::now() < deadline {
+        let behind = |d: &Self| d.engine.as_ref().is_some_and(|e| e.behind_seconds() > CLOSE_BEHIND_S);
+        while self.recorder.waiting() && Instant::now() < deadline && !behind(&self) {
             if let Some(ev) = self.engine.as_ref().and_then(|e| e.next_event(Duration::from_millis(10))) {
                 self.disk_event(ev);
             }

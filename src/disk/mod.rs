@@ -317,10 +317,19 @@ impl DiskWriter {
     /// disk never got.
     fn quit(mut self, by: Instant) {
         let write_until = by.checked_sub(FINALIZE_TIME).unwrap_or(by);
-        let mut caught_up = false;
-        while !caught_up && Instant::now() < write_until {
-            caught_up = !self.drain_cycles();
-        }
+        // After the first, a slice is begun only if it and one more write
+        // (as long as the longest of this take) end in time: on a slow disk
+        // one write can take a good part of a second, and it cannot be cut
+        // short.
+        let one_write = DRAIN_SLICE + Duration::from_nanos(self.stats.write_max_ns.load(Relaxed));
+        let caught_up = loop {
+            if !self.drain_cycles() {
+                break true;
+            }
+            if Instant::now() + one_write >= write_until {
+                break false;
+            }
+        };
         let unhandled: u64 = self.cycles.iter().map(|r| r.nframes as u64).sum();
         match &mut self.active {
             Some(a) if !caught_up => {
