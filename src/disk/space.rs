@@ -57,12 +57,24 @@ impl DiskWriter {
 /// Why the take's disk is too full to go on, if it is.
 pub(super) fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
     let (free, total) = crate::volume::space(&take.spec.dir).ok()?;
-    // Blocks the take's files reserved ahead are not free on the disk,
-    // but they are the take's to fill.
-    let free = free + take.reserved_ahead();
     let channels = take.spec.port_names.len() as f64;
     let bps = channels * take.spec.sample_rate as f64 * take.spec.format.bytes() as f64;
-    if (free as f64) < bps * g.margin_seconds {
+    space_verdict(free, total, take.reserved_ahead(), bps, g)
+}
+
+/// The guard's verdict on a volume with `free` of `total` bytes free, for
+/// a take of `bytes_per_second` whose files reserved `reserved` bytes
+/// ahead: those blocks are not free on the disk, but they are the take's
+/// to fill, so they count as free.
+fn space_verdict(
+    free: u64,
+    total: u64,
+    reserved: u64,
+    bytes_per_second: f64,
+    g: SpaceGuard,
+) -> Option<String> {
+    let free = free + reserved;
+    if (free as f64) < bytes_per_second * g.margin_seconds {
         return Some(format!(
             "disk almost full: {} MiB free is less than {} s of recording; take stopped",
             free >> 20,
@@ -76,4 +88,29 @@ pub(super) fn space_low(take: &Take, g: SpaceGuard) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUARD: SpaceGuard = SpaceGuard { margin_seconds: 10.0, min_free_fraction: 0.05 };
+
+    /// 1 MB/s with 10 s of margin needs 10 MB; the volume is 1 GB.
+    #[test]
+    fn blocks_the_take_reserved_count_as_free() {
+        let (total, bps) = (1_000_000_000, 1_000_000.0);
+        let seconds_only = SpaceGuard { min_free_fraction: 0.0, ..GUARD };
+        let short = space_verdict(9_000_000, total, 0, bps, seconds_only);
+        assert!(short.is_some_and(|w| w.contains("less than 10 s")));
+        assert_eq!(space_verdict(9_000_000, total, 2_000_000, bps, seconds_only), None);
+        // The fraction too: 40 MB free of 1 GB is under 5%, 60 MB is not.
+        assert!(space_verdict(40_000_000, total, 0, bps, GUARD).is_some_and(|w| w.contains("5%")));
+        assert_eq!(space_verdict(40_000_000, total, 20_000_000, bps, GUARD), None);
+    }
+
+    #[test]
+    fn an_unknown_total_checks_only_the_seconds() {
+        assert_eq!(space_verdict(20_000_000, 0, 0, 1_000_000.0, GUARD), None);
+    }
 }
