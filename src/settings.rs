@@ -257,10 +257,24 @@ impl MirrorAs {
     /// 8 channels in one file).
     pub fn check(&self, take: &TakeFormat, inputs: usize) -> Result<(), String> {
         let (file_format, layout, format) = self.resolve(take);
-        if file_format == FileFormat::Flac {
-            crate::flac::FlacSpec::new(1, 48_000, format).map_err(|e| format!("mirror_as {self}: {e}"))?;
-            let copy = TakeFormat { file_format, layout, sample_format: Some(format), ..take.clone() };
-            copy.check_channels(inputs).map_err(|e| format!("mirror_as {self}: {e}"))?;
+        if file_format != FileFormat::Flac {
+            return Ok(());
+        }
+        // Said in FORMAT's own words: the flags' advice (--sample-format,
+        // --layout) would change the take, not the copy.
+        let dir = self.dir.display();
+        if !matches!(format, SampleFormat::S16 | SampleFormat::S24) {
+            return Err(format!(
+                "mirror_as {self}: FLAC holds 16- or 24-bit integers, not {format}: write flac,s24={dir} \
+                 (or flac,s16=…)"
+            ));
+        }
+        let max = crate::flac::MAX_CHANNELS;
+        if layout == Layout::Interleaved && inputs > max {
+            return Err(format!(
+                "mirror_as {self}: a FLAC file holds at most {max} channels, and the copy would put \
+                 {inputs} inputs in one file: write flac,mono={dir} (one FLAC file per input), or wav={dir}"
+            ));
         }
         Ok(())
     }
@@ -780,7 +794,11 @@ mod tests {
         assert_eq!(m.to_string(), "flac,mono=/mnt/usb");
         assert!(said(&["--mirror-as", "flac,f32=/x"]).starts_with("--mirror-as flac,float32=/x: "));
         assert!("mp3=/x".parse::<MirrorAs>().unwrap_err().contains("\"mp3\" is not a format"));
-        assert!(said(&["--ports", "16", "--mirror-as", "flac=/x"]).contains("at most 8 channels"));
+        let many = said(&["--ports", "16", "--mirror-as", "flac=/x"]);
+        assert!(many.contains("at most 8 channels") && many.contains("write flac,mono=/x"), "{many}");
+        assert!(!many.contains("--layout"), "{many}");
+        let float = said(&["--mirror-as", "flac,f32=/x"]);
+        assert!(float.contains("write flac,s24=/x") && !float.contains("--sample-format"), "{float}");
         // /config/storage: storage keys only, a group's fields merged, the
         // one validation.
         let base = Settings::from_json(r#"{"offsite": {"url": "s3://b/p", "max_mbps": 5}}"#).unwrap();
