@@ -67,21 +67,16 @@ pub enum TiersCommand {
 
 pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TiersCommand::Status { dir, url: None, lifecycle, .. } => {
-            lifecycle.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
-            let store = lifecycle::store_of(&lifecycle)?;
-            let now = std::time::SystemTime::now();
-            for w in lifecycle::whereabouts(&dir, &lifecycle, store.as_ref(), now)? {
-                let due = match w.due {
-                    None => "due for deletion".to_string(),
-                    Some(d) if d == w.tier => "in place".to_string(),
-                    Some(0) => "due back in the takes' directory (left there)".to_string(),
-                    Some(d) => format!("due in {}", lifecycle.tiers[d - 1].place),
-                };
-                let tier = if w.tier == 0 { "hot".to_string() } else { format!("tier {}", w.tier) };
-                println!("{}  {tier}: {}  ({} old, {due})", w.take, w.place, lifecycle::age(w.age));
+        TiersCommand::Status { dir, url, verify: check, lifecycle } => {
+            // Both views when both are asked for: the tiers, then the copies.
+            if url.is_none() || !lifecycle.is_empty() {
+                print_tiers(&dir, &lifecycle)?;
             }
-            Ok(ExitCode::SUCCESS)
+            let bad = match url {
+                Some(url) => print_copies(&dir, &url, check)?,
+                None => 0,
+            };
+            Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         TiersCommand::Run { dir, lifecycle, url, dry_run } => {
             if lifecycle.is_empty() {
@@ -101,25 +96,6 @@ pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
             lines.iter().for_each(|l| println!("{l}"));
             let failed = lines.iter().any(|l| l.starts_with("failed: "));
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-        }
-        TiersCommand::Status { dir, url, verify: check, .. } => {
-            let url = url.unwrap_or_default();
-            let target = Target::open(&url)?;
-            let mut bad = 0;
-            for t in status(&dir, &url)? {
-                match &t.copy {
-                    None => println!("{}  local only (pending)", t.take),
-                    Some(c) if check => match verify(&target, c) {
-                        Ok(()) => println!("{}  verified now at {url} ({} objects)", t.take, c.objects.len()),
-                        Err(e) => {
-                            bad += 1;
-                            println!("{}  COPY BAD at {url}: {e}", t.take);
-                        }
-                    },
-                    Some(c) => println!("{}  copied to {url}, verified {}", t.take, c.verified),
-                }
-            }
-            Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         TiersCommand::Push { dir, url, max_mbps } => {
             crate::lock::check_dir(&dir)?;
@@ -164,4 +140,43 @@ pub fn run(cmd: TiersCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where each finished take is in the lifecycle, a line each.
+fn print_tiers(dir: &std::path::Path, lifecycle: &Lifecycle) -> anyhow::Result<()> {
+    lifecycle.validate().map_err(|e| anyhow::anyhow!(crate::settings::flag_words(&e)))?;
+    let store = lifecycle::store_of(lifecycle)?;
+    let now = std::time::SystemTime::now();
+    for w in lifecycle::whereabouts(dir, lifecycle, store.as_ref(), now)? {
+        let due = match w.due {
+            None => "due for deletion".to_string(),
+            Some(d) if d == w.tier => "in place".to_string(),
+            Some(0) => "due back in the takes' directory (left there)".to_string(),
+            Some(d) => format!("due in {}", lifecycle.tiers[d - 1].place),
+        };
+        let tier = if w.tier == 0 { "hot".to_string() } else { format!("tier {}", w.tier) };
+        println!("{}  {tier}: {}  ({} old, {due})", w.take, w.place, lifecycle::age(w.age));
+    }
+    Ok(())
+}
+
+/// Each finished take's copy at `url`, a line each (`check`: read back
+/// and verified now). Returns how many copies are bad.
+fn print_copies(dir: &std::path::Path, url: &str, check: bool) -> anyhow::Result<usize> {
+    let target = Target::open(url)?;
+    let mut bad = 0;
+    for t in status(dir, url)? {
+        match &t.copy {
+            None => println!("{}  local only (pending)", t.take),
+            Some(c) if check => match verify(&target, c) {
+                Ok(()) => println!("{}  verified now at {url} ({} objects)", t.take, c.objects.len()),
+                Err(e) => {
+                    bad += 1;
+                    println!("{}  COPY BAD at {url}: {e}", t.take);
+                }
+            },
+            Some(c) => println!("{}  copied to {url}, verified {}", t.take, c.verified),
+        }
+    }
+    Ok(bad)
 }

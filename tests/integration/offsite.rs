@@ -452,6 +452,13 @@ fn kill_9_during_moves_between_tiers_loses_nothing_and_duplicates_nothing() {
     let status = capstan_with(&env, &["tiers", "status", hot_s, "--tier", &to_warm, "--tier", &to_cold]);
     let said = text(&status.stdout);
     assert_eq!(said.matches(&format!("tier 2: {url}")).count(), 2, "{said}");
+    // With --offsite too, the tiers are still shown (then the copies).
+    let both = ["tiers", "status", hot_s, "--tier", &to_warm, "--tier", &to_cold, "--offsite", url];
+    let status = capstan_with(&env, &both);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let both = text(&status.stdout);
+    assert_eq!(both.matches(&format!("tier 2: {url}")).count(), 2, "the tiers' view too: {both}");
+    assert_eq!(both.lines().count(), 2, "and no copy of a take left in {hot_s}: {both}");
     // Back from the store, every frame in its place.
     let back = tempdir();
     let stem = truth[1].0.trim_end_matches(".wav");
