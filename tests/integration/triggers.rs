@@ -173,11 +173,22 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
     // bench measures it); the frame counts below are exact. This bound
     // only catches a take started in the wrong place.
     assert!(off.abs() <= 20_000, "first frame {off} us from the start timetag");
+    // Exact while JACK's clock keeps pace with the system clock. When a
+    // busy machine makes the server's cycles late, JACK's own mapping says
+    // fewer frames passed (capstan follows it once the two clocks part by
+    // more than 1 ms): then the take holds the frames the source's own
+    // clock puts between the timetags, within that 1 ms.
     let want = (micros(t1) - micros(t0)) as f64 * 48_000.0 / 1e6;
-    eprintln!("timetagged stop: {} frames between the timetags, {want:.1} by the clock", v.frames);
+    let at = |t| truth.frame_at_wall(micros(t) as u64);
+    let by_source = at(t1).zip(at(t0)).map(|(b, a)| b - a);
+    eprintln!(
+        "timetagged stop: {} frames between the timetags, {want:.1} by the clock, {by_source:.1?} by the source's",
+        v.frames
+    );
+    let near = |x: Option<f64>, within: f64| x.is_some_and(|x| (v.frames as f64 - x).abs() <= within);
     assert!(
-        (v.frames as f64 - want).abs() <= 1.5,
-        "{} frames between the timetags, {want:.1} expected",
+        near(Some(want), 1.5) || near(by_source, 48.0),
+        "{} frames between the timetags, {want:.1} expected ({by_source:.1?} by the source's clock)",
         v.frames
     );
     // A bundle in the past runs at once (an ordinary start).
