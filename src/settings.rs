@@ -260,22 +260,24 @@ impl MirrorAs {
         if file_format != FileFormat::Flac {
             return Ok(());
         }
-        // Said in FORMAT's own words: the flags' advice (--sample-format,
-        // --layout) would change the take, not the copy.
+        // The take's own rules decide; the advice is said in FORMAT's
+        // words (the flags' advice, --sample-format or --layout, would
+        // change the take, not the copy).
         let dir = self.dir.display();
-        if !matches!(format, SampleFormat::S16 | SampleFormat::S24) {
-            return Err(format!(
+        crate::flac::FlacSpec::new(1, 48_000, format).map_err(|_| {
+            format!(
                 "mirror_as {self}: FLAC holds 16- or 24-bit integers, not {format}: write flac,s24={dir} \
                  (or flac,s16=…)"
-            ));
-        }
-        let max = crate::flac::MAX_CHANNELS;
-        if layout == Layout::Interleaved && inputs > max {
-            return Err(format!(
-                "mirror_as {self}: a FLAC file holds at most {max} channels, and the copy would put \
-                 {inputs} inputs in one file: write flac,mono={dir} (one FLAC file per input), or wav={dir}"
-            ));
-        }
+            )
+        })?;
+        let copy = TakeFormat { file_format, layout, sample_format: Some(format), ..take.clone() };
+        copy.check_channels(inputs).map_err(|_| {
+            format!(
+                "mirror_as {self}: a FLAC file holds at most {} channels, and the copy would put \
+                 {inputs} inputs in one file: write flac,mono={dir} (one FLAC file per input), or wav={dir}",
+                crate::flac::MAX_CHANNELS
+            )
+        })?;
         Ok(())
     }
 }
