@@ -92,7 +92,7 @@ type PortCons = CachingCons<Arc<PortRb>>;
 /// The memory of every port's ring, in one anonymous mapping: no ring
 /// pays a page of the allocator's rounding (4 MiB at 1024 ports), and each
 /// ring starts on a cache line (measured against a ring per allocation:
-/// 5-7% less CPU at 256 inputs, docs/benchmarks.md). Transparent huge
+/// the same CPU within this machine's noise, docs/benchmarks.md). Transparent huge
 /// pages are refused for it: advised for them, a 10 s take at 256 inputs
 /// cost 0.25 s more system time (the kernel compacting memory for them)
 /// and saved less in user time. Its pages are mapped by
@@ -101,8 +101,6 @@ struct Region {
     /// The whole mapping (unmapped on drop).
     map: NonNull<std::ffi::c_void>,
     map_len: usize,
-    /// Where the rings start.
-    start: NonNull<MaybeUninit<f32>>,
 }
 
 // SAFETY: the region is plain memory that nothing else maps; which thread
@@ -128,7 +126,7 @@ impl Region {
         // SAFETY: the whole mapping, just made; advice changes no content.
         // Failing only leaves the system's default.
         let _ = unsafe { madvise(map, map_len, MmapAdvise::MADV_NOHUGEPAGE) };
-        Ok(Region { map, map_len, start: map.cast() })
+        Ok(Region { map, map_len })
     }
 }
 
@@ -200,7 +198,7 @@ pub fn port_rings(ports: usize, frames: usize) -> std::io::Result<(PortWriter, P
         .map(|i| {
             // SAFETY: slab `i` is `stride * i .. stride * i + frames`, inside
             // the region's `ports * stride` floats, disjoint from the others.
-            let ptr = unsafe { region.start.as_ptr().add(i * stride) };
+            let ptr = unsafe { region.map.cast::<MaybeUninit<f32>>().as_ptr().add(i * stride) };
             let slab = Slab { _region: region.clone(), ptr, len: frames };
             // SAFETY: read == write == 0: the ring is empty, and no item of
             // the storage needs to be initialized.
