@@ -516,12 +516,15 @@ pub fn assert_position_exact(
     // silence and nobody can report it: the silence is checked against the
     // reported gaps only at frame times the source wrote.
     let audio_ends = union(&[silent.clone(), gaps.to_vec()].concat());
+    // A frame where the signal itself is silence reads as the signal, even
+    // inside a gap: it is neither asked to be silent nor to be audio.
+    let gaps = &without(&merge(gaps), &v.zero_signal);
     let (silent, reported) = match truth {
         Some(truth) => (
             truth.written_parts(&silent, v.first_frame_time),
-            truth.written_parts(&merge(gaps), v.first_frame_time),
+            truth.written_parts(gaps, v.first_frame_time),
         ),
-        None => (silent, merge(gaps)),
+        None => (silent, gaps.clone()),
     };
     assert_eq!(silent, reported, "{}: silence must be exactly the reported gaps", path.display());
     if let Some(truth) = truth {
@@ -589,6 +592,30 @@ fn union(runs: &[(u64, u64)]) -> Vec<(u64, u64)> {
         match out.last_mut() {
             Some(last) if at <= last.0 + last.1 => last.1 = last.1.max(at + n - last.0),
             _ => out.push((at, n)),
+        }
+    }
+    out
+}
+
+/// The take's gaps as a copy that holds only its first `frames` frames has
+/// them: a copy is the take's frames, silence and all, cut where it stopped.
+pub fn gaps_within(gaps: &[(u64, u64)], frames: u64) -> Vec<(u64, u64)> {
+    gaps.iter().filter(|g| g.0 < frames).map(|&(at, n)| (at, n.min(frames - at))).collect()
+}
+
+/// `runs` (sorted, disjoint) without the frames `points` (sorted).
+fn without(runs: &[(u64, u64)], points: &[u64]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(at, n) in runs {
+        let mut from = at;
+        for &p in points.iter().filter(|&&p| p >= at && p < at + n) {
+            if p > from {
+                out.push((from, p - from));
+            }
+            from = p + 1;
+        }
+        if at + n > from {
+            out.push((from, at + n - from));
         }
     }
     out
@@ -858,4 +885,13 @@ pub fn subscriber(port: u16) -> std::net::UdpSocket {
     sock.send_to(&m, ("127.0.0.1", port)).unwrap();
     assert_eq!(reply_on(&sock, Duration::from_secs(3)).unwrap().0, "/reply");
     sock
+}
+
+/// The run arithmetic the exact check leans on.
+#[test]
+fn harness_run_arithmetic() {
+    assert_eq!(without(&[(10, 5), (20, 2)], &[10, 12, 21, 30]), [(11, 1), (13, 2), (20, 1)]);
+    assert_eq!(without(&[(0, 3)], &[]), [(0, 3)]);
+    assert_eq!(gaps_within(&[(0, 10), (95, 10), (100, 5)], 100), [(0, 10), (95, 5)]);
+    assert_eq!(union(&[(5, 5), (0, 5), (20, 1)]), [(0, 10), (20, 1)]);
 }

@@ -70,6 +70,10 @@ pub struct Verdict {
     pub matching: u64,
     /// All-zero runs (silence written for gaps).
     pub silent: Vec<SilentRun>,
+    /// Frames where the signal itself is silence on every channel (once in
+    /// 65,536 frames in a one-channel file): counted as matching, though
+    /// they may as well be part of a gap's silence.
+    pub zero_signal: Vec<u64>,
     /// Frames that are neither the signal nor silence.
     pub mismatched: u64,
     /// First mismatching frame: (index, channel, got code, expected code).
@@ -133,6 +137,7 @@ pub fn verify_at(
         first_frame_time: t0,
         matching: 0,
         silent: Vec::new(),
+        zero_signal: Vec::new(),
         mismatched: 0,
         first_mismatch: None,
         misplaced: Vec::new(),
@@ -170,6 +175,9 @@ pub fn verify_at(
                 _ => true,
             };
             if all_match {
+                if all_zero {
+                    v.zero_signal.push(i);
+                }
                 v.matching += 1;
                 prev = instant;
             } else if all_zero && !(continues && prev.is_some() && instant.is_some()) {
