@@ -520,10 +520,9 @@ pub fn assert_position_exact(
     // inside a gap: it is neither asked to be silent nor to be audio.
     let gaps = &without(&merge(gaps), &v.zero_signal);
     let (silent, reported) = match truth {
-        Some(truth) => (
-            truth.written_parts(&silent, v.first_frame_time),
-            truth.written_parts(gaps, v.first_frame_time),
-        ),
+        Some(truth) => {
+            (truth.written_parts(&silent, v.first_frame_time), truth.written_parts(gaps, v.first_frame_time))
+        }
         None => (silent, gaps.clone()),
     };
     assert_eq!(silent, reported, "{}: silence must be exactly the reported gaps", path.display());
