@@ -26,10 +26,20 @@ pub struct TransportEvent {
     pub transport_frame: u32,
 }
 
+/// How many cycles a callback's transport read may be off. A callback
+/// that runs late (a busy machine: JACK2 went on to the next cycle) reads
+/// the position JACK already holds for a later cycle, so one read runs
+/// ahead and the next seems to stand still. Seen under load as a
+/// "relocation" every xrun, splitting one roll into 16 to 60 takes. A
+/// relocation while rolling goes through `Starting` in JACK2, and is
+/// seconds away in practice; one within two cycles is not told apart.
+const READ_SLACK_CYCLES: i64 = 2;
+
 /// The previous cycle's transport.
 #[derive(Debug, Default)]
 pub struct TransportWatch {
-    prev: Option<(Transport, u32, u32)>,
+    /// State, transport frame, cycle length and frame time.
+    prev: Option<(Transport, u32, u32, u64)>,
     /// The first frame of a pause in `Starting` that followed rolling (a
     /// relocation while rolling: JACK waits for slow-sync clients).
     paused_at: Option<u64>,
@@ -40,7 +50,11 @@ impl TransportWatch {
     /// The first cycle seen sets the state without a change (a transport
     /// already rolling when capstan starts did not just start). Rolling,
     /// a pause in `Starting`, and rolling again is a relocation, at the
-    /// frame where it rolls again.
+    /// frame where it rolls again. Rolling on, the transport moves by the
+    /// previous cycle's length (JACK skipped cycles: the frame time jumped,
+    /// the transport did not) up to the frame time that passed (the
+    /// callback missed cycles the server ran), give or take
+    /// [`READ_SLACK_CYCLES`]; any other move is a relocation.
     pub fn cycle(
         &mut self,
         state: Transport,
@@ -49,10 +63,16 @@ impl TransportWatch {
         frame_time: u64,
     ) -> Option<TransportEvent> {
         use Transport::*;
-        let prev = self.prev.replace((state, transport_frame, n));
-        let (change, at) = match (prev, state) {
+        let prev = self.prev.replace((state, transport_frame, n, frame_time));
+        let (change, at) = match (prev.map(|(s, tf, pn, _)| (s, tf, pn)), state) {
             (None, _) => return None,
-            (Some((Rolling, tf, pn)), Rolling) if transport_frame != tf.wrapping_add(pn) => {
+            (Some((Rolling, tf, pn)), Rolling) => {
+                let moved = i64::from(transport_frame.wrapping_sub(tf) as i32);
+                let passed = prev.map_or(0, |p| frame_time.saturating_sub(p.3)) as i64;
+                let (pn, slack) = (i64::from(pn), READ_SLACK_CYCLES * i64::from(pn));
+                if (pn - slack..=passed.max(pn) + slack).contains(&moved) {
+                    return None;
+                }
                 (TransportChange::Located, frame_time)
             }
             (Some((Rolling, _, _)), Starting) => {
@@ -96,6 +116,24 @@ mod tests {
         assert_eq!((e.change, e.frame_time), (TransportChange::Located, 2536));
         assert_eq!(w.cycle(Rolling, 48_256, 128, 2792), None, "a new period size is no relocation");
         assert_eq!(w.cycle(Rolling, 48_384, 128, 2920), None);
+    }
+
+    /// A busy machine: the callback missed cycles (the server ran them
+    /// without capstan, the transport rolled on) or JACK skipped them (the
+    /// frame time jumped, the transport did not). Neither is a relocation;
+    /// a jump beyond the frame time that passed, or back, is.
+    #[test]
+    fn missed_or_skipped_cycles_are_no_relocation() {
+        let mut w = TransportWatch::default();
+        w.cycle(Rolling, 0, 256, 1000);
+        assert_eq!(w.cycle(Rolling, 768, 256, 1768), None, "two cycles missed by the callback");
+        assert_eq!(w.cycle(Rolling, 1024, 256, 3048), None, "four cycles skipped by JACK");
+        assert_eq!(w.cycle(Rolling, 1792, 256, 3304), None, "a late read: the position of a later cycle");
+        assert_eq!(w.cycle(Rolling, 1792, 256, 3560), None, "then one on time");
+        let e = w.cycle(Rolling, 48_000, 256, 3816).unwrap();
+        assert_eq!((e.change, e.frame_time), (TransportChange::Located, 3816), "beyond the time that passed");
+        let e = w.cycle(Rolling, 47_000, 256, 4072).unwrap();
+        assert_eq!(e.change, TransportChange::Located, "back");
     }
 
     /// JACK2 relocates a rolling transport through `Starting`: that is one
