@@ -52,8 +52,35 @@ pub fn bind_osc(bind: &str, port: u16, fallback: bool, avoid: &[u16]) -> Result<
     }
 }
 
+/// Bytes of datagrams the OSC socket holds while the control thread cannot
+/// run (a busy machine). The kernel counts about 5 KiB per small datagram
+/// on loopback: its default, 208 KiB, held 166 marks of 200 bytes; this
+/// (which the kernel doubles) about 1,600.
+pub const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Asks for [`RECEIVE_BUFFER`]: past the system's limit
+/// (`net.core.rmem_max`) where capstan may (CAP_NET_ADMIN), else up to it.
+/// Returns the size the kernel gave.
+fn enlarge_receive_buffer(socket: &UdpSocket) -> Option<usize> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+    getsockopt(socket, sockopt::RcvBuf).ok()
+}
+
 impl Endpoint {
     pub fn new(socket: UdpSocket) -> Endpoint {
+        match enlarge_receive_buffer(&socket) {
+            Some(n) if n < RECEIVE_BUFFER => tracing::info!(
+                "OSC: the socket holds {} KiB of waiting messages (raise net.core.rmem_max to {} for {} KiB)",
+                n / 1024,
+                RECEIVE_BUFFER,
+                2 * RECEIVE_BUFFER / 1024
+            ),
+            Some(_) => {}
+            None => tracing::warn!("OSC: the socket's receive buffer cannot be read"),
+        }
         Endpoint {
             socket,
             subscribers: Vec::new(),
