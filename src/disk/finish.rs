@@ -23,20 +23,38 @@ impl DiskWriter {
 
     /// Puts a marker into the take (segment) that holds JACK frame
     /// `frame_time`; until the take's first frame is known, it waits (and
-    /// is saved with the take's start). Reports when it is saved.
+    /// is saved with the take's start). It is saved, and reported saved,
+    /// with the other markers of its burst ([`Self::save_marks`]).
     pub(super) fn mark(&mut self, frame_time: u64, label: String) {
-        let saved = match &mut self.active {
-            None => Err("no take is running; marker dropped".to_string()),
+        let refused = match &mut self.active {
+            None => "no take is running; marker dropped",
             Some(a) => match a.segment_first {
                 None => return a.marks.push((frame_time, label)),
-                Some(first) if frame_time >= first => a
-                    .take
-                    .add_marker(frame_time - first, frame_time, label)
-                    .map_err(|e| format!("marker not saved in the manifest: {e}")),
-                Some(_) => Err("before the segment's first frame; marker dropped".to_string()),
+                Some(first) if frame_time >= first => {
+                    a.take.add_marker_unsaved(frame_time - first, frame_time, label);
+                    return self.unsaved_marks.push(frame_time);
+                }
+                Some(_) => "before the segment's first frame; marker dropped",
             },
         };
-        report_mark(&self.events, frame_time, saved);
+        report_mark(&self.events, frame_time, Err(refused.to_string()));
+    }
+
+    /// Saves the markers added since the last save, in one manifest
+    /// update, and reports each. Called before any other command and
+    /// whenever the commands are drained, so the take they went into is
+    /// still the active one.
+    pub(super) fn save_marks(&mut self) {
+        if self.unsaved_marks.is_empty() {
+            return;
+        }
+        let saved = match &self.active {
+            Some(a) => a.take.save_markers().map_err(|e| format!("marker not saved in the manifest: {e}")),
+            None => Err("the take ended before its markers were saved".to_string()),
+        };
+        for frame_time in std::mem::take(&mut self.unsaved_marks) {
+            report_mark(&self.events, frame_time, saved.clone());
+        }
     }
 
     /// Notes an alarm in the running take's manifest, at the frame of JACK

@@ -152,6 +152,9 @@ pub struct DiskWriter {
     transport: transport::TransportWatch,
     /// Sound on the inputs, for `--trigger level`.
     level: Option<level::LevelWatch>,
+    /// Frame times of markers added to the active take and not yet saved
+    /// (a burst is saved once, see `save_marks`).
+    unsaved_marks: Vec<u64>,
     /// Every input's level, idle or recording (published in
     /// `stats.levels`), and the rate it was set for.
     meter: meter::Meter,
@@ -201,6 +204,7 @@ impl DiskWriter {
             wallclock: wallclock::WallClock::default(),
             transport: transport::TransportWatch::default(),
             level: None,
+            unsaved_marks: Vec::new(),
             meter: meter::Meter::new(inputs, 48_000),
             meter_rate: 48_000,
             stale: stale::StaleWatch::default(),
@@ -228,6 +232,9 @@ impl DiskWriter {
                 Some(c) => Ok(c),
                 None => self.commands.try_recv(),
             };
+            if !matches!(command, Ok(DiskCommand::Mark { .. })) {
+                self.save_marks();
+            }
             match command {
                 Ok(DiskCommand::Start { take, start_at, preroll }) => {
                     if self.active.is_some() {

@@ -205,8 +205,20 @@ impl Take {
     /// `frame_time`), saved in the manifest at once so that it survives a
     /// crash (`capstan recover` writes it into the files).
     pub fn add_marker(&mut self, frame: u64, frame_time: u64, label: String) -> Result<(), WavError> {
+        self.add_marker_unsaved(frame, frame_time, label);
+        self.save_manifest()
+    }
+
+    /// [`Self::add_marker`] without the save: a burst of markers is saved
+    /// once ([`Self::save_markers`]), not once each (1,000 marks cost
+    /// 1,000 growing manifests and syncs, and held the disk thread seconds).
+    pub fn add_marker_unsaved(&mut self, frame: u64, frame_time: u64, label: String) {
         self.companions.iter().for_each(|c| c.marker(frame, frame_time, label.clone()));
         self.manifest.markers.push(crate::wav::Marker { frame, frame_time, label });
+    }
+
+    /// Saves the markers added with [`Self::add_marker_unsaved`].
+    pub fn save_markers(&self) -> Result<(), WavError> {
         self.save_manifest()
     }
 

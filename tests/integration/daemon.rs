@@ -763,3 +763,36 @@ fn a_stderr_nobody_reads_never_stops_the_daemon() {
     let markers = manifest_of(&wav)["markers"].as_array().map_or(0, |m| m.len());
     assert_eq!(markers, 600, "every marker saved");
 }
+
+/// A burst of OSC (a sequencer's marks, a script's loop) that arrives while
+/// the daemon cannot run (a busy machine; here SIGSTOP for 0.5 s) waits in
+/// the socket: all 1,000 marks of 200 bytes are saved. The system's
+/// default receive buffer (208 KiB) held about 250 of them.
+#[test]
+fn a_burst_of_osc_while_the_daemon_is_frozen_is_not_lost() {
+    use nix::sys::signal::{kill, Signal};
+    let server = JackServer::start(256);
+    let src = server.source(2);
+    let dir = tempdir();
+    let mut d = Daemon::start(&server, dir.path(), &["--ports", "2", "--connect", "src:out_*", "--no-http"]);
+    assert_eq!(osc(d.port, "/record/start", vec![]).unwrap().0, "/reply");
+    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let label = "x".repeat(190);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    for i in 0..1000 {
+        let m = capstan::control::osc::encode("/record/mark", vec![OscType::String(format!("{label}{i}"))]);
+        sock.send_to(&m, ("127.0.0.1", d.port)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    kill(pid, Signal::SIGCONT).unwrap();
+    let (addr, args) = osc(d.port, "/record/stop", vec![]).unwrap();
+    assert_eq!(addr, "/reply", "{args:?}");
+    src.stop();
+    d.terminate();
+    let wav = wavs(dir.path()).pop().expect("a take");
+    let markers = manifest_of(&wav)["markers"].as_array().map_or(0, |m| m.len());
+    let log = d.log.lock().unwrap().clone();
+    let notes: Vec<&str> = log.lines().filter(|l| !l.contains("marker \"")).collect();
+    assert_eq!(markers, 1000, "every mark of the burst saved: {notes:#?}");
+}

@@ -205,6 +205,9 @@ fn room_left(take: &Take) -> Option<String> {
 /// failure, nothing more is written, and the end finalizes what is there.
 fn run(mut take: Take, rx: Receiver<Op>, health: &Health) {
     let mut end = None;
+    // Markers not yet saved: a burst is saved once, before the next other
+    // operation (audio follows within a cycle or two).
+    let mut unsaved_marks = false;
     for op in rx.iter() {
         let bytes = match &op {
             Op::Audio(_, d) => d.iter().flatten().map(|v| v.len() as u64 * 4).sum(),
@@ -215,10 +218,20 @@ fn run(mut take: Take, rx: Receiver<Op>, health: &Health) {
             break;
         }
         if health.stopped.why().is_none() {
+            if unsaved_marks && !matches!(op, Op::Marker(..)) {
+                unsaved_marks = false;
+                if let Err(e) = take.save_markers() {
+                    tracing::warn!(dir = %take.spec.dir.display(), "the copy's markers were not saved: {e}");
+                }
+            }
             let done = match op {
                 Op::Origin(t, w) => take.set_origin(t, w),
                 Op::Rate(r) => take.set_sample_rate(r),
-                Op::Marker(f, t, l) => take.add_marker(f, t, l),
+                Op::Marker(f, t, l) => {
+                    take.add_marker_unsaved(f, t, l);
+                    unsaved_marks = true;
+                    Ok(())
+                }
                 Op::Continues(p, r) => take.set_continues(p, &r),
                 Op::ContinuedIn(n) => take.set_continued_in(n),
                 Op::Audio(n, data) => take.write(n, |c| data[c].as_deref()),
