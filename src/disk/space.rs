@@ -24,7 +24,7 @@ impl DiskWriter {
             return;
         }
         a.last_checkpoint = Instant::now();
-        if let Err(e) = a.take.checkpoint() {
+        if let Err(e) = a.take.checkpoint().and_then(|()| a.take.save_gaps(&a.gaps)) {
             return self.finish(Some(e));
         }
         let failures = a.take.mirror_failures();

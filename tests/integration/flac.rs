@@ -81,7 +81,8 @@ fn flac_takes_are_sample_exact_and_read_by_the_reference_tools() {
 
 /// A FLAC take killed mid-way (kill -9): `capstan recover` cuts the torn
 /// last frame, STREAMINFO then claims every whole frame (MD5 zero,
-/// "unknown"), `flac -t` passes and every sample is where it belongs.
+/// "unknown"), `flac -t` passes and every sample is where it belongs; the
+/// gap a stall made before the last checkpoint is still reported.
 #[test]
 fn a_killed_flac_take_is_recovered_for_the_reference_decoder() {
     let server = JackServer::start(256);
@@ -95,7 +96,14 @@ fn a_killed_flac_take_is_recovered_for_the_reference_decoder() {
     let start = ctl(d.port, &["start", "crash"]);
     let file = std::path::PathBuf::from(start["files"].as_str().unwrap());
     assert!(file.to_string_lossy().ends_with(".flac"), "{start}");
-    std::thread::sleep(Duration::from_millis(1700));
+    // A stall (100 ms: JACK runs on without capstan) makes a gap, which a
+    // checkpoint saves before the crash.
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = nix::unistd::Pid::from_raw(d.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
     let mut c = d.child.take().unwrap();
     c.kill().unwrap();
     c.wait().unwrap();
@@ -112,7 +120,11 @@ fn a_killed_flac_take_is_recovered_for_the_reference_decoder() {
     assert!(frames >= 48_000, "at least the checkpointed second: {m}");
     assert_eq!(metaflac(&file, "--show-total-samples"), frames.to_string());
     assert_eq!(metaflac(&file, "--show-md5sum"), "00000000000000000000000000000000");
-    let v = assert_position_exact(&file, 0, &gap_runs(m["gaps"].as_array().unwrap()), Some(&truth));
+    let gaps = gap_runs(m["gaps"].as_array().unwrap());
+    let lost: u64 = gaps.iter().map(|g| g.1).sum();
+    assert!(lost >= 3_000, "the stall's gap survives the crash: {m}");
+    assert_eq!(m["clean"], false, "{m}");
+    let v = assert_position_exact(&file, 0, &gaps, Some(&truth));
     assert_eq!(v.frames, frames);
     let again = run({
         let mut c = Command::new(CAPSTAN);
