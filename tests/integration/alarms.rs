@@ -109,7 +109,10 @@ fn a_silent_input_and_a_clipping_input_raise_alarms_everywhere() {
     let frame = silent["frame"].as_u64().unwrap();
     assert!((40_000..=96_000).contains(&frame), "{silent}");
     assert!(find("clipping", "in_1")["count"].as_u64().unwrap() >= 1);
-    assert_eq!(m["clean"], true, "{m}");
+    // Level alarms never make a take unclean; only lost frames do (a busy
+    // machine may make JACK skip the recorder: then the gaps say so).
+    let gapless = m["gaps"].as_array().is_none_or(|g| g.is_empty());
+    assert_eq!(m["clean"], gapless, "{m}");
     assert!(d.log.lock().unwrap().contains("alarm: in_2 silent"), "the log says it");
 }
 

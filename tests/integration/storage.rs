@@ -121,8 +121,11 @@ fn a_full_disk_ends_the_take_cleanly_with_a_valid_file() {
         c
     });
     let wav = wavs(&disk).pop().expect("a take");
-    let v = capstan_testbed::verify(&wav, 0, 0).unwrap();
     let m = manifest_of(&wav);
+    // Every frame in place; silence only where the take reports a gap (a
+    // busy machine may make JACK skip the recorder).
+    let gaps: Vec<(u64, u64)> = m.gaps.iter().map(|g| (g.at, g.frames)).collect();
+    let v = assert_position_exact(&wav, 0, &gaps, None);
     let soxi = run({
         let mut c = Command::new("soxi");
         c.arg("-s").arg(&wav);
@@ -133,7 +136,7 @@ fn a_full_disk_ends_the_take_cleanly_with_a_valid_file() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("disk almost full"), "{}", text(&out.stderr));
     assert_eq!(m.state, capstan::manifest::TakeState::Failed);
-    assert!(v.frames > 0 && v.mismatched == 0 && v.silent.is_empty(), "{v:?}");
+    assert!(v.frames > 0, "{v:?}");
     let xruns = src.stop();
     eprintln!("guarded full disk: {} frames kept, {xruns} xruns", v.frames);
 }
