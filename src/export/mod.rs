@@ -53,9 +53,12 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacedTake {
     pub name: String,
-    /// Samples since midnight of its first frame (the bext time_reference).
+    /// Samples since midnight of its first frame (the bext time_reference),
+    /// or where the take it continues ends (see [`chain`]).
     pub position: u64,
     pub frames: u64,
+    /// JACK frame time of its first frame (unwrapped).
+    pub first_frame_time: Option<u64>,
     pub files: Vec<TakeFile>,
     pub markers: Vec<Point>,
     pub gaps: Vec<Point>,
@@ -128,6 +131,8 @@ impl Show {
         if takes.is_empty() {
             return Err(none(paths));
         }
+        takes.sort_by_key(|t| (t.position, t.name.clone()));
+        chain(&mut takes, rate.as_ref().map_or(48_000, |r| r.1));
         takes.sort_by_key(|t| (t.position, t.name.clone()));
         let mut tracks: Vec<String> = Vec::new();
         for t in &takes {
@@ -221,6 +226,27 @@ fn manifest_of(p: &Path) -> PathBuf {
     }
 }
 
+/// Places each take that continues another on JACK's timeline (its first
+/// frame is the other's end: a rotation, a segment) right after it, so a
+/// chain plays without holes or overlaps. Each one's time of day was read
+/// from the system clock at its first frame, and JACK's clock drifts from
+/// that (crystals by parts per million; a busy dummy backend by percent).
+/// Only where the two agree within a second: frame times of different
+/// runs of capstan are not comparable. `takes` sorted by position.
+fn chain(takes: &mut [PlacedTake], rate: u32) {
+    for i in 1..takes.len() {
+        let Some(first) = takes[i].first_frame_time else { continue };
+        let prev = takes[..i]
+            .iter()
+            .rev()
+            .find(|p| p.first_frame_time.is_some_and(|f| f + p.frames == first))
+            .map(|p| p.position + p.frames);
+        if let Some(end) = prev.filter(|&end| end.abs_diff(takes[i].position) <= u64::from(rate)) {
+            takes[i].position = end;
+        }
+    }
+}
+
 fn place(path: &Path, name: &str, m: &Manifest) -> Result<PlacedTake, ExportError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let position = m.time_reference.ok_or_else(|| ExportError::NoTime { take: name.to_string() })?;
@@ -252,7 +278,15 @@ fn place(path: &Path, name: &str, m: &Manifest) -> Result<PlacedTake, ExportErro
         .iter()
         .map(|g| Point { frame: g.at, frames: g.frames, label: format!("gap: {}", g.cause) })
         .collect();
-    Ok(PlacedTake { name: name.to_string(), position, frames: m.frames, files, markers, gaps })
+    Ok(PlacedTake {
+        name: name.to_string(),
+        position,
+        frames: m.frames,
+        first_frame_time: m.first_frame_time,
+        files,
+        markers,
+        gaps,
+    })
 }
 
 /// Writes or updates the Ardour session of the day `date` (`YYYY-MM-DD`)

@@ -226,3 +226,30 @@ fn takes_are_chosen_by_time_of_day_and_copied_on_request() {
     let e = s.copy_files(&to).unwrap_err().to_string();
     assert!(e.contains("already there"), "{e}");
 }
+
+/// A chain (rotation, segments) is contiguous on JACK's timeline: each
+/// file is placed where the one before it ends, though its time of day
+/// says otherwise (JACK's clock is not the system clock; under load the
+/// dummy backend ran 45,200 frames to the second). A take that does not
+/// follow on JACK's timeline, or whose time of day is over a second off,
+/// keeps its own.
+#[test]
+fn a_chain_is_placed_end_to_end_on_jacks_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str, tr: u64, frames: u64, first: u64| {
+        let mut m = take(dir.path(), name, 48_000, tr, frames, false, "wav");
+        m.first_frame_time = Some(first);
+        m.save(&Manifest::path(dir.path(), name)).unwrap();
+    };
+    at("c1", 480_000, 45_000, 1_000_000);
+    at("c2", 528_000, 45_200, 1_045_000); // follows c1
+    at("c3", 576_000, 45_100, 1_090_200); // follows c2
+    at("far", 700_000, 1_000, 1_135_300); // follows c3 on JACK's clock, 2.5 s off by the day's
+    at("other", 900_000, 1_000, 5_000_000);
+    let s = Show::load(&[dir.path().to_path_buf()]).unwrap();
+    let placed: Vec<(&str, u64)> = s.takes.iter().map(|t| (t.name.as_str(), t.position)).collect();
+    assert_eq!(
+        placed,
+        [("c1", 480_000), ("c2", 525_000), ("c3", 570_200), ("far", 700_000), ("other", 900_000)]
+    );
+}
