@@ -365,6 +365,33 @@ impl Truth {
         Some(self.walls[i] + (t - self.cycles[i].0) * 1_000_000 / self.rates[i] as u64)
     }
 
+    /// How far the source's own clock readings wander around cycle `i`
+    /// (µs): the spread of the wall time each of the 16 cycles around it
+    /// implies for cycle `i`'s first frame. A callback that runs late reads
+    /// the clock late; on a quiet machine this is well under a millisecond,
+    /// on a busy one (JACK's cycles late, the dummy backend behind) tens.
+    /// Checks of JACK's clock against the system clock allow it.
+    fn jitter(&self, i: usize) -> u64 {
+        let (from, to) = (i.saturating_sub(8), (i + 9).min(self.cycles.len()));
+        let implied = (from..to).map(|j| {
+            let frames = self.cycles[j].0 as i64 - self.cycles[i].0 as i64;
+            self.walls[j] as i64 - frames * 1_000_000 / self.rates[j].max(1) as i64
+        });
+        let (lo, hi) = implied.fold((i64::MAX, i64::MIN), |(lo, hi), w| (lo.min(w), hi.max(w)));
+        (hi - lo).max(0) as u64
+    }
+
+    /// [`Self::jitter`] around the cycle that wrote frame time `t`.
+    pub fn jitter_at(&self, t: u64) -> u64 {
+        self.cycle_of(t).map_or(0, |i| self.jitter(i))
+    }
+
+    /// [`Self::jitter`] around the cycle the source wrote at `us` (µs
+    /// since 1970).
+    pub fn jitter_at_wall(&self, us: u64) -> u64 {
+        self.walls.partition_point(|&w| w <= us).checked_sub(1).map_or(0, |i| self.jitter(i))
+    }
+
     /// The cycle that wrote frame time `t` (compared modulo 2^32).
     fn cycle_of(&self, t: u64) -> Option<usize> {
         let &(first, _) = self.cycles.first()?;

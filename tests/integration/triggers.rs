@@ -56,10 +56,24 @@ fn clock_rotation_splits_on_wall_clock_multiples_and_chains_exactly() {
     // (14 ms). That is wall-clock luck, not a frame out of place: the
     // chain above is exact in any case. This bound (50 ms) only catches a
     // boundary in the wrong place, and the figure is printed.
-    for (_, _, m) in &takes[1..takes.len() - 1] {
+    // When JACK's clock falls behind the system clock (a dummy backend on
+    // a machine too busy to wake it in time: 7% behind was seen), a file
+    // holds the frames the source's own clock puts between its boundaries.
+    for (first, _, m) in &takes[1..takes.len() - 1] {
         let n = m["frames"].as_u64().unwrap();
-        eprintln!("a middle file holds {n} frames ({} from 4 s)", n as i64 - every as i64);
-        assert!(n.abs_diff(every) <= 2_400, "a middle file holds {n} frames, 4 s is {every}");
+        let by_source = truth.wall_at(*first).and_then(|w| {
+            let b = (w + 2_000_000) / 4_000_000 * 4_000_000; // its 4 s boundary
+            Some(truth.frame_at_wall(b + 4_000_000)? - truth.frame_at_wall(b)?)
+        });
+        eprintln!(
+            "a middle file holds {n} frames ({} from 4 s; {by_source:.0?} by the source's clock)",
+            n as i64 - every as i64
+        );
+        let near = |x: f64| (n as f64 - x).abs() <= 2_400.0;
+        assert!(
+            near(every as f64) || by_source.is_some_and(near),
+            "a middle file holds {n} frames, 4 s is {every} ({by_source:.0?} by the source's clock)"
+        );
     }
 }
 
@@ -186,8 +200,11 @@ fn timetagged_bundles_start_and_stop_at_their_frames() {
         v.frames
     );
     let near = |x: Option<f64>, within: f64| x.is_some_and(|x| (v.frames as f64 - x).abs() <= within);
+    // And the source's own readings wander as far as its callback ran late.
+    let wander =
+        (truth.jitter_at_wall(micros(t0) as u64) + truth.jitter_at_wall(micros(t1) as u64)) * 48 / 1000;
     assert!(
-        near(Some(want), 1.5) || near(by_source, 48.0),
+        near(Some(want), 1.5) || near(by_source, 48.0 + wander as f64),
         "{} frames between the timetags, {want:.1} expected ({by_source:.1?} by the source's clock)",
         v.frames
     );
