@@ -69,6 +69,12 @@ pub struct Manifest {
     /// Frames per channel written (at the last update).
     pub frames: u64,
     pub gaps: Vec<Gap>,
+    /// While the take records (and after a crash): `gaps` lists every gap
+    /// in the frames before this one, saved at a checkpoint; frames after
+    /// it may hold gaps not yet saved. Absent once the take is finished:
+    /// then every gap is listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gaps_until: Option<u64>,
     /// Frames JACK delivered a second time (already written once; dropped).
     #[serde(default)]
     pub repeated_frames: u64,

@@ -135,13 +135,14 @@ fn recover_take(mpath: &Path) -> Result<Option<Recovered>> {
                 .with_context(|| format!("writing markers into {}", f.path.display()))?;
         }
     }
-    // The gaps saved at the last checkpoint, within the recovered audio.
-    // Frames past the header's count (the note gives both counts) may hold
-    // gaps that were never saved. A crashed take is not clean.
+    // The gaps saved at a checkpoint, within the recovered audio; frames
+    // past `gaps_until` may hold gaps that were never saved. A crashed take
+    // is not clean.
     m.gaps.retain(|g| g.at < frames);
     if let Some(g) = m.gaps.last_mut() {
         g.frames = g.frames.min(frames - g.at);
     }
+    m.gaps_until = Some(m.gaps_until.unwrap_or(0).min(frames));
     m.clean = Some(false);
     m.frames = frames;
     m.state = TakeState::Recovered;

@@ -227,6 +227,7 @@ impl Take {
             return Ok(());
         }
         self.manifest.gaps = gaps.to_vec();
+        self.manifest.gaps_until = Some(self.frames);
         self.save_manifest()
     }
 
@@ -542,6 +543,7 @@ impl Take {
         m.loudness = loudness;
         m.frames = reports.iter().map(|r| r.frames).min().unwrap_or(0);
         m.gaps = gaps.to_vec();
+        m.gaps_until = None;
         m.xruns = xruns;
         m.rt = Some(rt);
         m.state = if err.is_some() { TakeState::Failed } else { TakeState::Complete };

@@ -366,13 +366,13 @@ impl Truth {
     }
 
     /// How far the source's own clock readings wander around cycle `i`
-    /// (µs): the spread of the wall time each of the 16 cycles around it
+    /// (µs): the spread of the wall time each of the 128 cycles around it
     /// implies for cycle `i`'s first frame. A callback that runs late reads
     /// the clock late; on a quiet machine this is well under a millisecond,
     /// on a busy one (JACK's cycles late, the dummy backend behind) tens.
     /// Checks of JACK's clock against the system clock allow it.
     fn jitter(&self, i: usize) -> u64 {
-        let (from, to) = (i.saturating_sub(8), (i + 9).min(self.cycles.len()));
+        let (from, to) = (i.saturating_sub(64), (i + 65).min(self.cycles.len()));
         let implied = (from..to).map(|j| {
             let frames = self.cycles[j].0 as i64 - self.cycles[i].0 as i64;
             self.walls[j] as i64 - frames * 1_000_000 / self.rates[j].max(1) as i64
@@ -381,9 +381,31 @@ impl Truth {
         (hi - lo).max(0) as u64
     }
 
-    /// [`Self::jitter`] around the cycle that wrote frame time `t`.
+    /// [`Self::jitter`] around the cycle that wrote frame time `t`, or the
+    /// first one after it.
     pub fn jitter_at(&self, t: u64) -> u64 {
-        self.cycle_of(t).map_or(0, |i| self.jitter(i))
+        self.cycle_of(t).or_else(|| self.cycle_after(t)).map_or(0, |i| self.jitter(i))
+    }
+
+    /// The first cycle the source wrote after frame time `t` (a busy machine
+    /// may not have run it for `t` itself).
+    fn cycle_after(&self, t: u64) -> Option<usize> {
+        let &(first, _) = self.cycles.first()?;
+        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        let i = self.cycles.partition_point(|&(s, _)| s <= t);
+        (i < self.cycles.len()).then_some(i)
+    }
+
+    /// [`Self::wall_at`], or where the first cycle the source wrote after
+    /// `t` puts `t` by the nominal rate.
+    pub fn wall_near(&self, t: u64) -> Option<u64> {
+        self.wall_at(t).or_else(|| {
+            let i = self.cycle_after(t)?;
+            let first = self.cycles[0].0;
+            let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+            let back = (self.cycles[i].0 - t) * 1_000_000 / self.rates[i].max(1) as u64;
+            self.walls[i].checked_sub(back)
+        })
     }
 
     /// [`Self::jitter`] around the cycle the source wrote at `us` (µs
