@@ -53,9 +53,9 @@ pub fn bind_osc(bind: &str, port: u16, fallback: bool, avoid: &[u16]) -> Result<
 }
 
 /// Bytes of datagrams the OSC socket holds while the control thread cannot
-/// run (a busy machine). The kernel counts about 5 KiB per small datagram
-/// on loopback: its default, 208 KiB, held 166 marks of 200 bytes; this
-/// (which the kernel doubles) about 1,600.
+/// run (a busy machine). The kernel counts about 1.3 KiB per small
+/// datagram on loopback: its default, 208 KiB, held 166 marks of 200
+/// bytes; this (which the kernel doubles) about 6,000.
 pub const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// Asks for [`RECEIVE_BUFFER`]: past the system's limit

@@ -64,31 +64,31 @@ impl TransportWatch {
     ) -> Option<TransportEvent> {
         use Transport::*;
         let prev = self.prev.replace((state, transport_frame, n, frame_time));
-        let (change, at) = match (prev.map(|(s, tf, pn, _)| (s, tf, pn)), state) {
+        let (change, at) = match (prev, state) {
             (None, _) => return None,
-            (Some((Rolling, tf, pn)), Rolling) => {
+            (Some((Rolling, tf, pn, pt)), Rolling) => {
                 let moved = i64::from(transport_frame.wrapping_sub(tf) as i32);
-                let passed = prev.map_or(0, |p| frame_time.saturating_sub(p.3)) as i64;
+                let passed = frame_time.saturating_sub(pt) as i64;
                 let (pn, slack) = (i64::from(pn), READ_SLACK_CYCLES * i64::from(pn));
                 if (pn - slack..=passed.max(pn) + slack).contains(&moved) {
                     return None;
                 }
                 (TransportChange::Located, frame_time)
             }
-            (Some((Rolling, _, _)), Starting) => {
+            (Some((Rolling, ..)), Starting) => {
                 self.paused_at = Some(frame_time);
                 return None;
             }
-            (Some((Rolling, _, _)), Stopped) => (TransportChange::Stopped, frame_time),
-            (Some((Starting, _, _)), Rolling) => match self.paused_at.take() {
+            (Some((Rolling, ..)), Stopped) => (TransportChange::Stopped, frame_time),
+            (Some((Starting, ..)), Rolling) => match self.paused_at.take() {
                 Some(_) => (TransportChange::Located, frame_time),
                 None => (TransportChange::Rolled, frame_time),
             },
-            (Some((Starting, _, _)), Stopped) => match self.paused_at.take() {
+            (Some((Starting, ..)), Stopped) => match self.paused_at.take() {
                 Some(paused) => (TransportChange::Stopped, paused),
                 None => return None,
             },
-            (Some((Stopped, _, _)), Rolling) => (TransportChange::Rolled, frame_time),
+            (Some((Stopped, ..)), Rolling) => (TransportChange::Rolled, frame_time),
             _ => return None,
         };
         Some(TransportEvent { change, frame_time: at, transport_frame })
