@@ -360,8 +360,7 @@ impl Truth {
     /// 1970): its cycle's time plus `t`'s place in the cycle.
     pub fn wall_at(&self, t: u64) -> Option<u64> {
         let i = self.cycle_of(t)?;
-        let first = self.cycles[0].0;
-        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        let t = self.unwrap(t)?;
         Some(self.walls[i] + (t - self.cycles[i].0) * 1_000_000 / self.rates[i] as u64)
     }
 
@@ -390,8 +389,7 @@ impl Truth {
     /// The first cycle the source wrote after frame time `t` (a busy machine
     /// may not have run it for `t` itself).
     fn cycle_after(&self, t: u64) -> Option<usize> {
-        let &(first, _) = self.cycles.first()?;
-        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        let t = self.unwrap(t)?;
         let i = self.cycles.partition_point(|&(s, _)| s <= t);
         (i < self.cycles.len()).then_some(i)
     }
@@ -401,8 +399,7 @@ impl Truth {
     pub fn wall_near(&self, t: u64) -> Option<u64> {
         self.wall_at(t).or_else(|| {
             let i = self.cycle_after(t)?;
-            let first = self.cycles[0].0;
-            let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+            let t = self.unwrap(t)?;
             let back = (self.cycles[i].0 - t) * 1_000_000 / self.rates[i].max(1) as u64;
             self.walls[i].checked_sub(back)
         })
@@ -414,10 +411,16 @@ impl Truth {
         self.walls.partition_point(|&w| w <= us).checked_sub(1).map_or(0, |i| self.jitter(i))
     }
 
+    /// Frame time `t` (compared modulo 2^32) on the source's unwrapped
+    /// timeline, from its first cycle on.
+    fn unwrap(&self, t: u64) -> Option<u64> {
+        let &(first, _) = self.cycles.first()?;
+        Some(first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64))
+    }
+
     /// The cycle that wrote frame time `t` (compared modulo 2^32).
     fn cycle_of(&self, t: u64) -> Option<usize> {
-        let &(first, _) = self.cycles.first()?;
-        let t = first.wrapping_add((t as u32).wrapping_sub(first as u32) as u64);
+        let t = self.unwrap(t)?;
         let i = self.cycles.partition_point(|&(s, _)| s <= t);
         (i > 0 && t < self.cycles[i - 1].0 + self.cycles[i - 1].1).then(|| i - 1)
     }
@@ -449,7 +452,7 @@ impl Truth {
                 out.push((t, at + n - t));
             }
         }
-        merge(&out)
+        union(&out)
     }
 
     /// Where the source's clock puts system-clock time `us` (µs since 1970)
@@ -567,7 +570,7 @@ pub fn assert_position_exact(
     let audio_ends = union(&[silent.clone(), gaps.to_vec()].concat());
     // A frame where the signal itself is silence reads as the signal, even
     // inside a gap: it is neither asked to be silent nor to be audio.
-    let gaps = &without(&merge(gaps), &v.zero_signal);
+    let gaps = &without(&union(gaps), &v.zero_signal);
     let (silent, reported) = match truth {
         Some(truth) => {
             (truth.written_parts(&silent, v.first_frame_time), truth.written_parts(gaps, v.first_frame_time))
@@ -664,17 +667,6 @@ fn without(runs: &[(u64, u64)], points: &[u64]) -> Vec<(u64, u64)> {
         }
         if at + n > from {
             out.push((from, at + n - from));
-        }
-    }
-    out
-}
-
-fn merge(gaps: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for &(at, n) in gaps {
-        match out.last_mut() {
-            Some(last) if last.0 + last.1 == at => last.1 += n,
-            _ => out.push((at, n)),
         }
     }
     out
